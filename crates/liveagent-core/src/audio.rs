@@ -1,0 +1,91 @@
+//! PCM16 audio as it travels on the event bus.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+/// A chunk of mono, signed 16-bit PCM audio and its sample rate.
+///
+/// The samples live behind an `Arc`, so cloning a chunk to fan it out to several
+/// subscribers copies a pointer, not the audio.
+///
+/// ```
+/// use liveagent_core::AudioChunk;
+/// let chunk = AudioChunk::from_le_bytes(&[0x10, 0x00, 0xff, 0xff], 24_000);
+/// assert_eq!(&chunk.samples[..], &[16, -1]);
+/// assert_eq!(chunk.to_le_bytes(), vec![0x10, 0x00, 0xff, 0xff]);
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct AudioChunk {
+    /// Mono PCM16 samples.
+    pub samples: Arc<[i16]>,
+    /// Samples per second.
+    pub sample_rate: u32,
+}
+
+impl AudioChunk {
+    /// Wraps samples recorded or synthesized at `sample_rate`.
+    pub fn new(samples: impl Into<Arc<[i16]>>, sample_rate: u32) -> Self {
+        AudioChunk {
+            samples: samples.into(),
+            sample_rate,
+        }
+    }
+
+    /// A chunk of `ms` milliseconds of silence.
+    pub fn silence(ms: u32, sample_rate: u32) -> Self {
+        let n = (sample_rate as u64 * ms as u64 / 1000) as usize;
+        AudioChunk::new(vec![0i16; n], sample_rate)
+    }
+
+    /// Decodes little-endian PCM16 bytes (an odd trailing byte is ignored).
+    pub fn from_le_bytes(bytes: &[u8], sample_rate: u32) -> Self {
+        let samples: Vec<i16> = bytes
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        AudioChunk::new(samples, sample_rate)
+    }
+
+    /// Encodes the samples as little-endian PCM16 bytes.
+    pub fn to_le_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.samples.len() * 2);
+        for s in self.samples.iter() {
+            out.extend_from_slice(&s.to_le_bytes());
+        }
+        out
+    }
+
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.samples.len()
+    }
+
+    /// True when the chunk holds no samples.
+    pub fn is_empty(&self) -> bool {
+        self.samples.is_empty()
+    }
+
+    /// Duration in microseconds.
+    pub fn duration_us(&self) -> u64 {
+        if self.sample_rate == 0 {
+            return 0;
+        }
+        self.samples.len() as u64 * 1_000_000 / self.sample_rate as u64
+    }
+
+    /// Duration in whole milliseconds (rounded down).
+    pub fn duration_ms(&self) -> u64 {
+        self.duration_us() / 1000
+    }
+
+    /// Root-mean-square level in dBFS (-inf for digital silence), for level meters.
+    pub fn level_dbfs(&self) -> f32 {
+        if self.samples.is_empty() {
+            return f32::NEG_INFINITY;
+        }
+        let sum: f64 = self.samples.iter().map(|&s| (s as f64) * (s as f64)).sum();
+        let rms = (sum / self.samples.len() as f64).sqrt() / 32768.0;
+        (20.0 * rms.log10()) as f32
+    }
+}

@@ -1,0 +1,447 @@
+//! The event-bus registry actor.
+//!
+//! One [`EventBus`] per conversation. Peers publish [`LiveEvent`]s to it and subscribe to
+//! the kinds they want, as an actor (`Recipient<E>` for one type, `Recipient<LiveEvent>` for a
+//! set) or as a stream (see [`ConversationContext::stream`](crate::ConversationContext::stream)).
+//!
+//! ## Delivery and backpressure
+//!
+//! Each subscriber has its own queue and at most one event in flight, so events reach a
+//! subscriber in the order they were published, and a slow subscriber delays nobody but
+//! itself: the bus never waits on it, and the session never waits on the bus.
+//!
+//! The queue is bounded, with a policy per [`EventClass`]:
+//!
+//! - **Audio** ([`RecordedAudio`](crate::RecordedAudio), [`SynthesizedAudio`](crate::SynthesizedAudio)):
+//!   when a subscriber has more than [`BusConfig::audio_queue_limit`] audio events waiting,
+//!   the *oldest* waiting audio event is dropped. Audio that is seconds late is worth less
+//!   than audio that is current. Drops are counted in [`BusStats::dropped_audio`], logged, and
+//!   reported once per lagging episode as an [`AudioDropped`] event.
+//! - **Control** (everything else): never dropped. A subscriber that lets more than
+//!   [`BusConfig::control_queue_limit`] events pile up is considered stuck: it is
+//!   unsubscribed and an [`ErrorEvent`] says so. Memory stays bounded
+//!   either way.
+//!
+//! A subscriber is removed when its actor stops or its stream is dropped (noticed on the
+//! next delivery, or by a sweep every 500 ms).
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures_util::FutureExt;
+use tokio::sync::mpsc;
+
+use crate::error::{ErrorKind, LiveError};
+use crate::events::{AudioDropped, ErrorEvent, Event, EventClass, LiveEvent};
+use crate::filter::EventFilter;
+
+/// Identifies one subscription, for [`Unsubscribe`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SubscriberId(u64);
+
+impl SubscriberId {
+    /// A fresh, process-unique id.
+    pub fn next() -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        SubscriberId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Bounds of the per-subscriber queues.
+#[derive(Clone, Debug)]
+pub struct BusConfig {
+    /// Audio events a subscriber may have waiting before the oldest is dropped
+    /// (default 250: five seconds of 20 ms chunks).
+    pub audio_queue_limit: usize,
+    /// Events of any kind a subscriber may have waiting before it is disconnected as stuck
+    /// (default 10,000).
+    pub control_queue_limit: usize,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            audio_queue_limit: 250,
+            control_queue_limit: 10_000,
+        }
+    }
+}
+
+/// Counters, from [`GetStats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BusStats {
+    /// Events published.
+    pub published: u64,
+    /// Deliveries completed (one per event per subscriber).
+    pub delivered: u64,
+    /// Audio events dropped for lagging subscribers.
+    pub dropped_audio: u64,
+    /// Subscribers disconnected because they were stuck.
+    pub disconnected_stuck: u64,
+    /// Current subscribers.
+    pub subscribers: usize,
+}
+
+type Delivery = Pin<Box<dyn Future<Output = Result<(), ()>>>>;
+
+/// Where a subscription's events go. Implemented for actor recipients and stream channels.
+pub trait EventSink: Send + 'static {
+    /// Starts delivering `event`; the future resolves when the subscriber took it, or with
+    /// `Err` when the subscriber is gone.
+    fn deliver(&self, event: LiveEvent) -> Delivery;
+    /// True when the subscriber is gone.
+    fn is_closed(&self) -> bool;
+}
+
+struct TypedSink<E: Event + Message<Result = ()> + Send>(Recipient<E>);
+
+impl<E: Event + Message<Result = ()> + Send> EventSink for TypedSink<E> {
+    fn deliver(&self, event: LiveEvent) -> Delivery {
+        match E::from_event(event) {
+            Some(e) => Box::pin(self.0.send(e).map(|r| r.map_err(|_| ()))),
+            None => Box::pin(std::future::ready(Ok(()))),
+        }
+    }
+    fn is_closed(&self) -> bool {
+        !self.0.connected()
+    }
+}
+
+struct AnySink(Recipient<LiveEvent>);
+
+impl EventSink for AnySink {
+    fn deliver(&self, event: LiveEvent) -> Delivery {
+        Box::pin(self.0.send(event).map(|r| r.map_err(|_| ())))
+    }
+    fn is_closed(&self) -> bool {
+        !self.0.connected()
+    }
+}
+
+struct ChannelSink(mpsc::Sender<LiveEvent>);
+
+impl EventSink for ChannelSink {
+    fn deliver(&self, event: LiveEvent) -> Delivery {
+        match self.0.try_send(event) {
+            Ok(()) => Box::pin(std::future::ready(Ok(()))),
+            Err(mpsc::error::TrySendError::Closed(_)) => Box::pin(std::future::ready(Err(()))),
+            Err(mpsc::error::TrySendError::Full(event)) => {
+                let tx = self.0.clone();
+                Box::pin(async move { tx.send(event).await.map_err(|_| ()) })
+            }
+        }
+    }
+    fn is_closed(&self) -> bool {
+        self.0.is_closed()
+    }
+}
+
+/// Subscribe a sink to a set of event kinds. Build it with [`Subscribe::recipient`],
+/// [`Subscribe::filtered`] or [`Subscribe::channel`].
+pub struct Subscribe {
+    /// The id to use (pick it with [`SubscriberId::next`]; subscribing is fire-and-forget).
+    pub id: SubscriberId,
+    /// The kinds to deliver.
+    pub filter: EventFilter,
+    /// Where to deliver them.
+    pub sink: Box<dyn EventSink>,
+    /// A name for logs.
+    pub label: String,
+}
+
+impl Message for Subscribe {
+    type Result = ();
+}
+
+impl Subscribe {
+    /// Subscribes an actor to the one event type `E`.
+    pub fn recipient<E: Event + Message<Result = ()> + Send>(recipient: Recipient<E>) -> Self {
+        Subscribe {
+            id: SubscriberId::next(),
+            filter: EventFilter::of::<E>(),
+            sink: Box::new(TypedSink(recipient)),
+            label: std::any::type_name::<E>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("?")
+                .to_owned(),
+        }
+    }
+
+    /// Subscribes an actor to every kind in `filter`, delivered as [`LiveEvent`].
+    pub fn filtered(filter: EventFilter, recipient: Recipient<LiveEvent>) -> Self {
+        Subscribe {
+            id: SubscriberId::next(),
+            filter,
+            sink: Box::new(AnySink(recipient)),
+            label: "actor".into(),
+        }
+    }
+
+    /// Subscribes a channel to every kind in `filter`.
+    pub fn channel(filter: EventFilter, tx: mpsc::Sender<LiveEvent>) -> Self {
+        Subscribe {
+            id: SubscriberId::next(),
+            filter,
+            sink: Box::new(ChannelSink(tx)),
+            label: "stream".into(),
+        }
+    }
+
+    /// Sets the name used in logs.
+    pub fn label(mut self, label: impl Into<String>) -> Self {
+        self.label = label.into();
+        self
+    }
+}
+
+/// Ends a subscription.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Unsubscribe(pub SubscriberId);
+
+/// Publishes an event to every subscriber whose filter matches.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Publish(pub LiveEvent);
+
+/// Asks for the bus counters.
+#[derive(Message)]
+#[rtype(result = "BusStats")]
+pub struct GetStats;
+
+/// Stops the bus: every subscription ends and every stream finishes.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+struct Sub {
+    id: SubscriberId,
+    filter: EventFilter,
+    sink: Box<dyn EventSink>,
+    label: String,
+    queue: VecDeque<LiveEvent>,
+    queued_audio: usize,
+    busy: bool,
+    lagging: bool,
+}
+
+/// The event-bus registry actor. See the [module docs](self) for the delivery policy.
+///
+/// ```
+/// use actix::prelude::*;
+/// use liveagent_core::{EventBus, Publish, Subscribe, SpeechStarted};
+///
+/// struct Printer;
+/// impl Actor for Printer { type Context = Context<Self>; }
+/// impl Handler<SpeechStarted> for Printer {
+///     type Result = ();
+///     fn handle(&mut self, ev: SpeechStarted, _: &mut Context<Self>) { println!("{ev:?}"); }
+/// }
+///
+/// # actix::System::new().block_on(async {
+/// let bus = EventBus::start_default();
+/// bus.do_send(Subscribe::recipient(Printer.start().recipient::<SpeechStarted>()));
+/// bus.do_send(Publish(SpeechStarted::default().into()));
+/// # });
+/// ```
+pub struct EventBus {
+    config: BusConfig,
+    subs: Vec<Sub>,
+    stats: BusStats,
+}
+
+impl EventBus {
+    /// A bus with `config`; start it with [`Actor::start`].
+    pub fn new(config: BusConfig) -> Self {
+        EventBus {
+            config,
+            subs: Vec::new(),
+            stats: BusStats::default(),
+        }
+    }
+
+    /// Starts a bus with the default bounds on the current arbiter.
+    pub fn start_default() -> Addr<EventBus> {
+        EventBus::new(BusConfig::default()).start()
+    }
+
+    fn position(&self, id: SubscriberId) -> Option<usize> {
+        self.subs.iter().position(|s| s.id == id)
+    }
+
+    fn pump(&mut self, idx: usize, ctx: &mut Context<Self>) {
+        let sub = &mut self.subs[idx];
+        if sub.busy {
+            return;
+        }
+        let Some(event) = sub.queue.pop_front() else {
+            sub.lagging = false;
+            return;
+        };
+        if event.kind().class() == EventClass::Audio {
+            sub.queued_audio -= 1;
+        }
+        sub.busy = true;
+        let id = sub.id;
+        let delivery = sub.sink.deliver(event);
+        ctx.spawn(
+            delivery
+                .into_actor(self)
+                .map(move |res, bus, ctx| bus.delivered(id, res, ctx)),
+        );
+    }
+
+    fn delivered(&mut self, id: SubscriberId, res: Result<(), ()>, ctx: &mut Context<Self>) {
+        let Some(idx) = self.position(id) else { return };
+        if res.is_err() {
+            tracing::debug!(subscriber = %self.subs[idx].label, "subscriber gone, unsubscribing");
+            self.subs.swap_remove(idx);
+            return;
+        }
+        self.stats.delivered += 1;
+        self.subs[idx].busy = false;
+        self.pump(idx, ctx);
+    }
+
+    fn publish_local(&mut self, event: LiveEvent, ctx: &mut Context<Self>) {
+        self.stats.published += 1;
+        let class = event.kind().class();
+        let mut notices: Vec<LiveEvent> = Vec::new();
+        let mut stuck: Vec<SubscriberId> = Vec::new();
+        for idx in 0..self.subs.len() {
+            let sub = &mut self.subs[idx];
+            if !sub.filter.matches(&event) {
+                continue;
+            }
+            sub.queue.push_back(event.clone());
+            if class == EventClass::Audio {
+                sub.queued_audio += 1;
+                if sub.queued_audio > self.config.audio_queue_limit {
+                    if let Some(pos) = sub
+                        .queue
+                        .iter()
+                        .position(|e| e.kind().class() == EventClass::Audio)
+                    {
+                        let dropped = sub.queue.remove(pos);
+                        sub.queued_audio -= 1;
+                        self.stats.dropped_audio += 1;
+                        if !sub.lagging {
+                            sub.lagging = true;
+                            tracing::warn!(subscriber = %sub.label, limit = self.config.audio_queue_limit,
+                                "subscriber lags behind the audio stream; dropping its oldest audio");
+                            let ms = match dropped {
+                                Some(LiveEvent::RecordedAudio(a)) => a.audio.duration_ms(),
+                                Some(LiveEvent::SynthesizedAudio(a)) => a.audio.duration_ms(),
+                                _ => 0,
+                            };
+                            notices.push(
+                                AudioDropped {
+                                    source: "bus".into(),
+                                    dropped_ms: ms,
+                                    reason: format!(
+                                        "subscriber '{}' lags behind the audio stream",
+                                        sub.label
+                                    ),
+                                }
+                                .into(),
+                            );
+                        }
+                    }
+                }
+            }
+            if sub.queue.len() > self.config.control_queue_limit {
+                stuck.push(sub.id);
+                continue;
+            }
+            self.pump(idx, ctx);
+        }
+        for id in stuck {
+            if let Some(idx) = self.position(id) {
+                let sub = self.subs.swap_remove(idx);
+                self.stats.disconnected_stuck += 1;
+                tracing::error!(subscriber = %sub.label, "subscriber stuck; unsubscribed");
+                notices.push(
+                    ErrorEvent::new(
+                        "bus",
+                        LiveError::new(
+                            ErrorKind::Internal,
+                            format!(
+                                "subscriber '{}' had {} events waiting and was unsubscribed",
+                                sub.label, self.config.control_queue_limit
+                            ),
+                        ),
+                    )
+                    .into(),
+                );
+            }
+        }
+        for notice in notices {
+            self.publish_local(notice, ctx);
+        }
+    }
+}
+
+impl Actor for EventBus {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.run_interval(Duration::from_millis(500), |bus, _| {
+            bus.subs.retain(|s| s.busy || !s.sink.is_closed());
+        });
+    }
+}
+
+impl Handler<Subscribe> for EventBus {
+    type Result = ();
+    fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
+        tracing::trace!(subscriber = %msg.label, "subscribe");
+        self.subs.push(Sub {
+            id: msg.id,
+            filter: msg.filter,
+            sink: msg.sink,
+            label: msg.label,
+            queue: VecDeque::new(),
+            queued_audio: 0,
+            busy: false,
+            lagging: false,
+        });
+    }
+}
+
+impl Handler<Unsubscribe> for EventBus {
+    type Result = ();
+    fn handle(&mut self, msg: Unsubscribe, _: &mut Context<Self>) {
+        if let Some(idx) = self.position(msg.0) {
+            self.subs.swap_remove(idx);
+        }
+    }
+}
+
+impl Handler<Publish> for EventBus {
+    type Result = ();
+    fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) {
+        self.publish_local(msg.0, ctx);
+    }
+}
+
+impl Handler<GetStats> for EventBus {
+    type Result = MessageResult<GetStats>;
+    fn handle(&mut self, _: GetStats, _: &mut Context<Self>) -> Self::Result {
+        let mut stats = self.stats.clone();
+        stats.subscribers = self.subs.len();
+        MessageResult(stats)
+    }
+}
+
+impl Handler<Shutdown> for EventBus {
+    type Result = ();
+    fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
+        self.subs.clear();
+        ctx.stop();
+    }
+}

@@ -1,0 +1,469 @@
+//! Every event a live conversation carries.
+//!
+//! Each event is its own struct (so an actor can `impl Handler<SynthesizedAudio>` for just the
+//! events it cares about) and a variant of [`LiveEvent`] (so one stream can carry several
+//! kinds). [`EventKind`] names the kinds for filtering. Events are actix messages with
+//! `Result = ()`.
+//!
+//! | Direction | Events |
+//! |---|---|
+//! | microphone → session | [`RecordedAudio`] |
+//! | session → player | [`SynthesizedAudio`], [`Interrupted`] |
+//! | player → session | [`PlaybackStopped`] (how much of an item was heard, for truncation) |
+//! | session → everyone | [`ModelMessageChunk`], [`InputTranscriptChunk`], [`OutputTranscriptChunk`], [`SpeechStarted`], [`SpeechStopped`], [`ResponseStarted`], [`ResponseDone`], [`SessionOpened`], [`SessionUpdated`], [`SessionReconnecting`], [`SessionReconnected`], [`SessionClosed`] |
+//! | session → tool executor | [`ToolCallRequested`], [`ToolCallCancelled`] |
+//! | tool executor → session | [`ToolResult`] |
+//! | application → session | [`UserText`], [`SessionControl`] |
+//! | anyone → everyone | [`ErrorEvent`], [`AudioDropped`] |
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::audio::AudioChunk;
+use crate::error::LiveError;
+
+/// Implemented by every event struct: converts to and from [`LiveEvent`].
+pub trait Event: Clone + Send + Sync + std::fmt::Debug + 'static {
+    /// The kind tag of this event type.
+    const KIND: EventKind;
+    /// Wraps the event in [`LiveEvent`].
+    fn into_event(self) -> LiveEvent;
+    /// Unwraps the event, if `event` is of this type.
+    fn from_event(event: LiveEvent) -> Option<Self>;
+    /// Borrows the event, if `event` is of this type.
+    fn from_event_ref(event: &LiveEvent) -> Option<&Self>;
+}
+
+/// Whether the bus may drop an event for a subscriber that cannot keep up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventClass {
+    /// Audio: a lagging subscriber loses the oldest chunks first.
+    Audio,
+    /// Everything else: never dropped.
+    Control,
+}
+
+macro_rules! events {
+    ($( $name:ident : $class:ident ),* $(,)?) => {
+        /// The kind of an event, one per event type.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+        pub enum EventKind { $( #[doc = concat!("[`", stringify!($name), "`]")] $name ),* }
+
+        impl EventKind {
+            /// Every kind, in declaration order.
+            pub const ALL: &'static [EventKind] = &[ $( EventKind::$name ),* ];
+
+            /// Whether events of this kind may be dropped for lagging subscribers.
+            pub fn class(self) -> EventClass {
+                match self { $( EventKind::$name => EventClass::$class ),* }
+            }
+
+            /// The bit of this kind in an [`EventFilter`].
+            pub(crate) fn bit(self) -> u64 {
+                1u64 << (self as u32)
+            }
+        }
+
+        /// Any event, as it travels on the bus and through mixed streams.
+        #[derive(Clone, Debug, Serialize)]
+        #[serde(tag = "event")]
+        pub enum LiveEvent { $( #[doc = concat!("A [`", stringify!($name), "`].")] $name($name) ),* }
+
+        impl LiveEvent {
+            /// The kind of this event.
+            pub fn kind(&self) -> EventKind {
+                match self { $( LiveEvent::$name(_) => EventKind::$name ),* }
+            }
+        }
+
+        $(
+            impl Event for $name {
+                const KIND: EventKind = EventKind::$name;
+                fn into_event(self) -> LiveEvent { LiveEvent::$name(self) }
+                fn from_event(event: LiveEvent) -> Option<Self> {
+                    match event { LiveEvent::$name(e) => Some(e), #[allow(unreachable_patterns)] _ => None }
+                }
+                fn from_event_ref(event: &LiveEvent) -> Option<&Self> {
+                    match event { LiveEvent::$name(e) => Some(e), #[allow(unreachable_patterns)] _ => None }
+                }
+            }
+            impl From<$name> for LiveEvent {
+                fn from(e: $name) -> LiveEvent { LiveEvent::$name(e) }
+            }
+            impl actix::Message for $name { type Result = (); }
+        )*
+    };
+}
+
+events! {
+    RecordedAudio: Audio,
+    SynthesizedAudio: Audio,
+    ModelMessageChunk: Control,
+    InputTranscriptChunk: Control,
+    OutputTranscriptChunk: Control,
+    SpeechStarted: Control,
+    SpeechStopped: Control,
+    ResponseStarted: Control,
+    ResponseDone: Control,
+    Interrupted: Control,
+    PlaybackStopped: Control,
+    ToolCallRequested: Control,
+    ToolCallCancelled: Control,
+    ToolResult: Control,
+    UserText: Control,
+    SessionControl: Control,
+    SessionOpened: Control,
+    SessionUpdated: Control,
+    SessionReconnecting: Control,
+    SessionReconnected: Control,
+    SessionClosed: Control,
+    ErrorEvent: Control,
+    AudioDropped: Control,
+}
+
+impl actix::Message for LiveEvent {
+    type Result = ();
+}
+
+/// Identifiers (item, response, call ids) are shared strings: cloning one per audio chunk and
+/// subscriber copies a pointer.
+pub type Id = Arc<str>;
+
+/// Microphone audio, published by the recorder and sent to the provider by the session.
+#[derive(Clone, Debug, Serialize)]
+pub struct RecordedAudio {
+    /// The samples, at the session's input rate (24 kHz OpenAI, 16 kHz Gemini).
+    pub audio: AudioChunk,
+}
+
+/// Audio synthesized by the model, published by the session for the player.
+#[derive(Clone, Debug, Serialize)]
+pub struct SynthesizedAudio {
+    /// The response this audio belongs to, when the provider names it.
+    pub response_id: Option<Id>,
+    /// The assistant item being spoken (the id used to truncate it on barge-in).
+    pub item_id: Id,
+    /// The samples (24 kHz for both providers).
+    pub audio: AudioChunk,
+}
+
+/// A chunk of model text (text output mode, or text parts of a turn).
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelMessageChunk {
+    /// The assistant item the text belongs to.
+    pub item_id: Id,
+    /// The text delta.
+    pub text: Arc<str>,
+}
+
+impl ModelMessageChunk {
+    /// A text chunk of item `item_id`.
+    pub fn new(item_id: impl Into<Id>, text: impl Into<Arc<str>>) -> Self {
+        ModelMessageChunk {
+            item_id: item_id.into(),
+            text: text.into(),
+        }
+    }
+}
+
+/// A piece of the transcript of what the user said.
+#[derive(Clone, Debug, Serialize)]
+pub struct InputTranscriptChunk {
+    /// The user item, when the provider names it (OpenAI does, Gemini does not).
+    pub item_id: Option<Id>,
+    /// The text delta, or the whole transcript when `is_final`.
+    pub text: Arc<str>,
+    /// True for the completed transcript of an utterance.
+    pub is_final: bool,
+}
+
+/// A piece of the transcript of what the model said aloud.
+#[derive(Clone, Debug, Serialize)]
+pub struct OutputTranscriptChunk {
+    /// The assistant item.
+    pub item_id: Option<Id>,
+    /// The text delta, or the whole transcript when `is_final`.
+    pub text: Arc<str>,
+    /// True for the completed transcript of an item.
+    pub is_final: bool,
+}
+
+/// The provider's turn detection heard the user start speaking (the barge-in trigger).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SpeechStarted {
+    /// The user item being recorded, when named.
+    pub item_id: Option<Id>,
+    /// Where speech started, in ms of input audio since the session began.
+    pub audio_start_ms: Option<u64>,
+}
+
+/// The provider's turn detection heard the user stop speaking.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SpeechStopped {
+    /// The user item, when named.
+    pub item_id: Option<Id>,
+    /// Where speech stopped, in ms of input audio since the session began.
+    pub audio_end_ms: Option<u64>,
+}
+
+/// The model started a response.
+#[derive(Clone, Debug, Serialize)]
+pub struct ResponseStarted {
+    /// The response id (Gemini has none; the session makes one up).
+    pub response_id: Id,
+}
+
+/// How a response ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseStatus {
+    /// It finished.
+    Completed,
+    /// It was cancelled (barge-in or `response.cancel`).
+    Cancelled,
+    /// It was cut short (token limit, content filter).
+    Incomplete,
+    /// It failed.
+    Failed,
+}
+
+/// Token usage of one response, as the provider reports it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Usage {
+    /// Input (prompt) tokens.
+    pub input_tokens: u64,
+    /// Output (response) tokens.
+    pub output_tokens: u64,
+    /// Total tokens.
+    pub total_tokens: u64,
+    /// Audio tokens among the input tokens, when reported.
+    pub input_audio_tokens: Option<u64>,
+    /// Audio tokens among the output tokens, when reported.
+    pub output_audio_tokens: Option<u64>,
+    /// Cached input tokens, when reported.
+    pub cached_tokens: Option<u64>,
+}
+
+/// The model finished (or abandoned) a response.
+#[derive(Clone, Debug, Serialize)]
+pub struct ResponseDone {
+    /// The response id.
+    pub response_id: Id,
+    /// How it ended.
+    pub status: ResponseStatus,
+    /// Why it ended that way (`turn_detected`, `client_cancelled`, `max_output_tokens`...).
+    pub reason: Option<String>,
+    /// Token usage, when the provider reports it.
+    pub usage: Option<Usage>,
+}
+
+/// The user barged in: the player must stop and drop queued audio now.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Interrupted {
+    /// The response that was cut off, if known.
+    pub response_id: Option<Id>,
+    /// The assistant item that was being played, if known.
+    pub item_id: Option<Id>,
+}
+
+/// The player stopped playing an assistant item: how much of it the user really heard.
+/// The OpenAI session turns an interrupted report into `conversation.item.truncate`.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlaybackStopped {
+    /// The assistant item.
+    pub item_id: Id,
+    /// Milliseconds of the item that reached the speaker.
+    pub played_ms: u64,
+    /// True when playback was cut by an interruption, false when the item played out.
+    pub interrupted: bool,
+}
+
+/// A function call the model asked for.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ToolCall {
+    /// The provider's call id; the result must carry it back.
+    pub call_id: Id,
+    /// The tool name.
+    pub name: Arc<str>,
+    /// The arguments. When the model sent arguments that are not JSON, this is the raw text
+    /// as a JSON string and the executor answers with an error the model can read.
+    pub arguments: Value,
+    /// The response that asked for it (OpenAI), if any.
+    pub response_id: Option<Id>,
+}
+
+/// The model asked for one or more tool calls (all calls of one response come together).
+#[derive(Clone, Debug, Serialize)]
+pub struct ToolCallRequested {
+    /// The calls, in the order the model made them.
+    pub calls: Vec<ToolCall>,
+}
+
+/// The provider withdrew tool calls (Gemini `toolCallCancellation`).
+#[derive(Clone, Debug, Serialize)]
+pub struct ToolCallCancelled {
+    /// The withdrawn call ids.
+    pub call_ids: Vec<Id>,
+}
+
+/// The outcome of one tool call, published by the tool executor for the session.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ToolResult {
+    /// The call this answers.
+    pub call_id: Id,
+    /// The tool name (Gemini echoes it).
+    pub name: Arc<str>,
+    /// The tool's value, or an error text the model will read.
+    pub output: Result<Value, String>,
+    /// True on the last result of a batch: the session then asks the model to go on
+    /// (OpenAI `response.create`; Gemini continues by itself).
+    pub request_response: bool,
+}
+
+impl ToolResult {
+    /// The output as the text OpenAI wants in `function_call_output.output`.
+    pub fn output_text(&self) -> String {
+        match &self.output {
+            Ok(Value::String(s)) => s.clone(),
+            Ok(v) => v.to_string(),
+            Err(e) => serde_json::json!({ "error": e }).to_string(),
+        }
+    }
+
+    /// The output as the JSON object Gemini wants in `functionResponse.response`
+    /// (scalars are wrapped as `{"result": ...}`, errors as `{"error": ...}`).
+    pub fn output_object(&self) -> Value {
+        match &self.output {
+            Ok(Value::Object(m)) => Value::Object(m.clone()),
+            Ok(v) => serde_json::json!({ "result": v }),
+            Err(e) => serde_json::json!({ "error": e }),
+        }
+    }
+}
+
+/// A text message from the user, added to the conversation.
+#[derive(Clone, Debug, Serialize)]
+pub struct UserText {
+    /// The text.
+    pub text: Arc<str>,
+    /// Ask the model to answer it right away.
+    pub respond: bool,
+}
+
+/// Commands to the provider session that are not audio or text.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlCommand {
+    /// Commit the input audio buffer as a user turn (manual turn detection).
+    CommitInput,
+    /// Discard the uncommitted input audio.
+    ClearInput,
+    /// Ask the model for a response.
+    CreateResponse,
+    /// Cancel the response in progress.
+    CancelResponse,
+    /// Mark the start of user activity (manual turns, Gemini `activityStart`).
+    ActivityStart,
+    /// Mark the end of user activity (manual turns, Gemini `activityEnd`).
+    ActivityEnd,
+}
+
+/// A command for the provider session.
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionControl {
+    /// What to do.
+    pub command: ControlCommand,
+}
+
+/// The provider session is connected and configured.
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionOpened {
+    /// `openai`, `gemini`...
+    pub provider: &'static str,
+    /// The provider's session id, if it gives one.
+    pub session_id: Option<String>,
+}
+
+/// The provider confirmed a configuration change (`session.updated`, `setupComplete`).
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionUpdated {
+    /// `openai`, `gemini`...
+    pub provider: &'static str,
+}
+
+/// The connection dropped (or is being renewed) and the session is reconnecting.
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionReconnecting {
+    /// 1 for the first attempt after a drop.
+    pub attempt: u32,
+    /// Why: `connection closed`, `goAway`, `session age limit`...
+    pub reason: String,
+    /// How long the session waits before this attempt.
+    pub delay_ms: u64,
+}
+
+/// The session is back after a reconnect, with its configuration and history restored.
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionReconnected {
+    /// How many attempts it took.
+    pub attempt: u32,
+    /// True when the provider resumed the old session (Gemini resumption handle); false
+    /// when the history was replayed into a new one.
+    pub resumed: bool,
+    /// Milliseconds from the drop to the session being usable again.
+    pub outage_ms: u64,
+}
+
+/// The session ended for good.
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionClosed {
+    /// Why it ended.
+    pub reason: String,
+    /// The error that ended it, when it was not a normal shutdown.
+    pub error: Option<LiveError>,
+}
+
+/// An error, from any component. `fatal` errors also end the session.
+#[derive(Clone, Debug, Serialize)]
+pub struct ErrorEvent {
+    /// Which component reports it (`openai`, `player`, `tool:get_weather`...).
+    pub source: Arc<str>,
+    /// The error.
+    pub error: LiveError,
+    /// True when the component cannot go on.
+    pub fatal: bool,
+}
+
+impl ErrorEvent {
+    /// A non-fatal error from `source`.
+    pub fn new(source: impl Into<Arc<str>>, error: LiveError) -> Self {
+        ErrorEvent {
+            source: source.into(),
+            error,
+            fatal: false,
+        }
+    }
+
+    /// A fatal error from `source`.
+    pub fn fatal(source: impl Into<Arc<str>>, error: LiveError) -> Self {
+        ErrorEvent {
+            source: source.into(),
+            error,
+            fatal: true,
+        }
+    }
+}
+
+/// Audio was dropped on purpose: a bounded buffer was full (microphone audio while
+/// reconnecting, or a subscriber that could not keep up).
+#[derive(Clone, Debug, Serialize)]
+pub struct AudioDropped {
+    /// Who dropped it.
+    pub source: Arc<str>,
+    /// Milliseconds of audio dropped in this report.
+    pub dropped_ms: u64,
+    /// Why.
+    pub reason: String,
+}

@@ -1,0 +1,260 @@
+//! The sans-IO interface a provider implements, and the configuration that builds it.
+//!
+//! A provider crate (`liveagent-openai`, `liveagent-gemini`) does not touch sockets. It
+//! implements [`RealtimeProtocol`]: a state machine that turns incoming WebSocket frames into
+//! events and commands into outgoing frames, and tells the session runtime when the session
+//! is ready, when it must reconnect and when an error is fatal. The session runtime
+//! (`liveagent-session`) owns the WebSocket, the supervisor, backoff and buffering, the same
+//! for every provider. This keeps protocol logic testable and fuzzable without a network, and
+//! makes sure both providers reconnect, buffer and report errors the same way.
+//!
+//! The protocol object lives as long as the conversation, across reconnects, so it is where
+//! the provider keeps what it must replay: configuration, conversation history, resumption
+//! handles.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::audio::AudioChunk;
+use crate::error::LiveError;
+use crate::events::{ControlCommand, ErrorEvent, LiveEvent, PlaybackStopped, ToolResult, UserText};
+use crate::secret::Secret;
+
+/// One WebSocket message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WireFrame {
+    /// A text frame (JSON for both providers).
+    Text(String),
+    /// A binary frame (Gemini may send JSON in binary frames).
+    Binary(Bytes),
+}
+
+impl WireFrame {
+    /// The frame's bytes, whatever its type.
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            WireFrame::Text(s) => s.as_bytes(),
+            WireFrame::Binary(b) => b,
+        }
+    }
+}
+
+/// Where and how to open the WebSocket.
+#[derive(Clone)]
+pub struct ConnectRequest {
+    /// `wss://...` or `ws://...`.
+    pub url: String,
+    /// Headers to send. Values may hold the secret; `Debug` redacts it.
+    pub headers: Vec<(String, String)>,
+    /// The secret in use, so that errors and logs can redact it.
+    pub secret: Option<Secret>,
+}
+
+impl fmt::Debug for ConnectRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact = |s: &str| match &self.secret {
+            Some(secret) => secret.redact(s),
+            None => s.to_owned(),
+        };
+        f.debug_struct("ConnectRequest")
+            .field("url", &redact(&self.url))
+            .field(
+                "headers",
+                &self
+                    .headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), redact(v)))
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl ConnectRequest {
+    /// `text` with the secret replaced by `***`.
+    pub fn redact(&self, text: &str) -> String {
+        match &self.secret {
+            Some(secret) => secret.redact(text),
+            None => text.to_owned(),
+        }
+    }
+}
+
+/// A function the model may call, as the provider is told about it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ToolSchema {
+    /// The function name.
+    pub name: String,
+    /// What it does, for the model.
+    pub description: String,
+    /// A JSON Schema object for its arguments.
+    pub parameters: Value,
+}
+
+/// What the agent asks of every session, whatever the provider.
+#[derive(Clone, Debug, Default)]
+pub struct SessionSetup {
+    /// The system prompt, variables already substituted.
+    pub instructions: String,
+    /// The tools the model may call.
+    pub tools: Vec<ToolSchema>,
+}
+
+/// What the application (through the bus) asks of the session.
+#[derive(Clone, Debug)]
+pub enum SessionCommand {
+    /// Microphone audio at the session's input rate.
+    Audio(AudioChunk),
+    /// A user text message.
+    Text(UserText),
+    /// A control command.
+    Control(ControlCommand),
+    /// A tool result to send back.
+    ToolResult(ToolResult),
+    /// The player stopped an assistant item (for truncation after barge-in).
+    PlaybackStopped(PlaybackStopped),
+}
+
+/// What a protocol tells the session runtime, besides frames and events.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProtocolSignal {
+    /// The handshake is done: commands may flow. `resumed` when the provider restored the
+    /// previous session rather than starting a new one.
+    Ready {
+        /// The provider resumed the old session.
+        resumed: bool,
+    },
+    /// The provider asked the client to reconnect (Gemini `goAway`), or the protocol wants a
+    /// fresh connection.
+    Reconnect {
+        /// Why, for the event stream.
+        reason: String,
+    },
+    /// An error retrying cannot fix (bad key, unknown model): stop the session.
+    Fatal(LiveError),
+}
+
+/// Collects what a protocol step produced: frames to send, events to publish, signals.
+#[derive(Debug, Default)]
+pub struct Outbox {
+    /// Frames to send, in order.
+    pub frames: Vec<WireFrame>,
+    /// Events to publish, in order.
+    pub events: Vec<LiveEvent>,
+    /// Signals for the runtime.
+    pub signals: Vec<ProtocolSignal>,
+}
+
+impl Outbox {
+    /// An empty outbox.
+    pub fn new() -> Self {
+        Outbox::default()
+    }
+
+    /// Queues a text frame.
+    pub fn send_text(&mut self, text: String) {
+        self.frames.push(WireFrame::Text(text));
+    }
+
+    /// Serializes `value` as JSON and queues it as a text frame.
+    pub fn send_json<T: Serialize + ?Sized>(&mut self, value: &T) {
+        match serde_json::to_string(value) {
+            Ok(text) => self.frames.push(WireFrame::Text(text)),
+            Err(e) => self.error(
+                "protocol",
+                LiveError::protocol(format!("cannot encode frame: {e}")),
+            ),
+        }
+    }
+
+    /// Queues an event.
+    pub fn publish(&mut self, event: impl Into<LiveEvent>) {
+        self.events.push(event.into());
+    }
+
+    /// Queues a non-fatal error event from `source`.
+    pub fn error(&mut self, source: &'static str, error: LiveError) {
+        self.events.push(ErrorEvent::new(source, error).into());
+    }
+
+    /// Queues a signal.
+    pub fn signal(&mut self, signal: ProtocolSignal) {
+        self.signals.push(signal);
+    }
+
+    /// True when nothing was produced.
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty() && self.events.is_empty() && self.signals.is_empty()
+    }
+}
+
+/// A provider's wire protocol as a sans-IO state machine. The session runtime calls:
+///
+/// 1. [`connect_request`](Self::connect_request) to open the socket,
+/// 2. [`on_open`](Self::on_open) once it is open (send `setup`, or wait for `session.created`),
+/// 3. [`on_frame`](Self::on_frame) for every frame received, until the protocol signals
+///    [`ProtocolSignal::Ready`]; only then
+/// 4. [`on_command`](Self::on_command) for what the application asks (commands that arrive
+///    before that are held by the runtime, audio within a bound),
+/// 5. [`on_close`](Self::on_close) when the socket is gone, before reconnecting (step 1).
+pub trait RealtimeProtocol: Send + 'static {
+    /// `openai`, `gemini`...: the `source` of its events and errors.
+    fn provider(&self) -> &'static str;
+
+    /// Where to connect (called before every connection attempt).
+    fn connect_request(&self) -> Result<ConnectRequest, LiveError>;
+
+    /// The socket is open. `reconnect` is true after a drop.
+    fn on_open(&mut self, reconnect: bool, out: &mut Outbox);
+
+    /// A frame arrived.
+    fn on_frame(&mut self, frame: WireFrame, out: &mut Outbox);
+
+    /// The application asks for something. Only called while ready.
+    fn on_command(&mut self, command: SessionCommand, out: &mut Outbox);
+
+    /// The socket closed or failed. Prepare to replay on the next [`on_open`](Self::on_open).
+    fn on_close(&mut self, out: &mut Outbox);
+
+    /// Sample rate of microphone audio this provider takes.
+    fn input_sample_rate(&self) -> u32;
+
+    /// True between turns: no response in progress and no user speech. The runtime only
+    /// renews a connection proactively while idle.
+    fn is_idle(&self) -> bool {
+        true
+    }
+
+    /// Renew the connection before it reaches this age (OpenAI closes sessions after about
+    /// 60 minutes). `None`: no known limit.
+    fn max_connection_age(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// A provider configuration: `openai::RealtimeConfig`, `gemini::RealtimeConfig`.
+/// [`LiveAgent`](https://docs.rs/liveagent) takes any of them.
+pub trait RealtimeConfig: fmt::Debug + Send + Sync + 'static {
+    /// `openai`, `gemini`...
+    fn provider(&self) -> &'static str;
+
+    /// Sample rate of microphone audio the provider takes.
+    fn input_sample_rate(&self) -> u32;
+
+    /// Sample rate of the audio the provider produces.
+    fn output_sample_rate(&self) -> u32 {
+        24_000
+    }
+
+    /// True when the model answers in audio, false for text-only output.
+    fn audio_output(&self) -> bool {
+        true
+    }
+
+    /// Builds the protocol state machine for one conversation.
+    fn build_protocol(&self, setup: SessionSetup) -> Result<Box<dyn RealtimeProtocol>, LiveError>;
+}

@@ -1,0 +1,1 @@
+//! OpenAI Realtime (GA) provider for liveagent: configuration, wire types and the protocol state machine.

@@ -1,0 +1,1 @@
+//! LiveAgent: full-duplex voice agents over realtime APIs, as an actix actor runtime.
