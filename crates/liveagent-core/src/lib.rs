@@ -16,6 +16,7 @@
 //!   publishing helpers and filtered async streams.
 //! - [`protocol`]: the sans-IO [`RealtimeProtocol`] interface that the OpenAI and Gemini
 //!   crates implement, and [`RealtimeConfig`], the provider configuration that builds one.
+//! - [`middleware`]: [`EventMiddleware`], hooks on the event flow.
 //! - [`error`]: [`LiveError`], the typed error every component reports.
 //! - [`secret`]: [`Secret`], an API key that never prints.
 //!
@@ -37,6 +38,7 @@ pub mod context;
 pub mod error;
 pub mod events;
 pub mod filter;
+pub mod middleware;
 pub mod protocol;
 pub mod secret;
 
@@ -49,6 +51,7 @@ pub use context::{ConversationContext, EventStream, StreamBuilder};
 pub use error::{ErrorKind, LiveError};
 pub use events::*;
 pub use filter::{EventFilter, EventSet};
+pub use middleware::EventMiddleware;
 pub use protocol::{
     ConnectRequest, Outbox, ProtocolSignal, RealtimeConfig, RealtimeProtocol, SessionCommand,
     SessionSetup, ToolSchema, WireFrame,

@@ -1,1 +1,139 @@
-//! Supervised WebSocket session actor for liveagent: connects a provider protocol, reconnects with backoff and buffers what must not be lost.
+//! # liveagent-session
+//!
+//! The provider session actor: one [`SessionActor`] per conversation owns the WebSocket
+//! (awc, rustls for `wss://`), drives a provider's sans-IO
+//! [`RealtimeProtocol`](liveagent_core::RealtimeProtocol) and connects it to the
+//! conversation's event bus. It is the same for every provider, so reconnects, buffering and
+//! error reporting behave the same for OpenAI and Gemini.
+//!
+//! - [`start_session`] starts the actor under an actix [`Supervisor`](actix::Supervisor)
+//!   and subscribes it to the commands it serves ([`RecordedAudio`](liveagent_core::RecordedAudio),
+//!   [`UserText`](liveagent_core::UserText), [`SessionControl`](liveagent_core::SessionControl),
+//!   [`ToolResult`](liveagent_core::ToolResult), [`PlaybackStopped`](liveagent_core::PlaybackStopped)).
+//! - When the connection drops, the actor stops; the supervisor restarts it, and its
+//!   `started` hook reconnects after a backoff ([`ReconnectPolicy`]) and replays the
+//!   configuration and history through the protocol's `on_open`.
+//! - While not ready (connecting, handshaking, reconnecting), commands wait in a
+//!   [`PendingCommands`](buffer::PendingCommands) queue: microphone audio up to a bound
+//!   ([`SessionOptions::max_buffered_audio`]; the oldest audio is dropped past it, with an
+//!   [`AudioDropped`](liveagent_core::AudioDropped) event), everything else (tool results,
+//!   text, control) without loss.
+//! - Errors retrying cannot fix (HTTP 401/403/404 on connect, or a protocol's
+//!   [`ProtocolSignal::Fatal`](liveagent_core::ProtocolSignal::Fatal)) end the session with a
+//!   typed error instead of a retry storm.
+//! - Connections are renewed proactively before the protocol's
+//!   [`max_connection_age`](liveagent_core::RealtimeProtocol::max_connection_age), or when
+//!   the provider asks (Gemini `goAway`), at the next moment the conversation is idle.
+//!
+//! ```no_run
+//! use liveagent_core::{ConversationContext, EventBus, RealtimeConfig, SessionSetup};
+//! use liveagent_session::{start_session, SessionOptions};
+//!
+//! # fn demo(config: &dyn RealtimeConfig) -> Result<(), liveagent_core::LiveError> {
+//! # actix::System::new().block_on(async {
+//! let context = ConversationContext::new(EventBus::start_default(), config.input_sample_rate(), 24_000);
+//! let protocol = config.build_protocol(SessionSetup::default())?;
+//! let session = start_session(protocol, context.clone(), SessionOptions::default());
+//! // ... publish RecordedAudio on `context`, read events from `context.stream()` ...
+//! session.stop();
+//! # Ok(()) })
+//! # }
+//! ```
+
+mod actor;
+mod backoff;
+pub mod buffer;
+mod connect;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use liveagent_core::{ConversationContext, EventMiddleware, RealtimeProtocol};
+
+pub use actor::{SessionActor, SessionState, SessionStatus, StopSession};
+pub use backoff::ReconnectPolicy;
+
+/// How a session connects, reconnects and buffers.
+#[derive(Clone)]
+pub struct SessionOptions {
+    /// Backoff between reconnect attempts.
+    pub reconnect: ReconnectPolicy,
+    /// Microphone audio held while the session is not ready (default 5 s). Past it the oldest
+    /// audio is dropped and an `AudioDropped` event says how much.
+    pub max_buffered_audio: Duration,
+    /// How long one connection attempt (TCP, TLS, WebSocket upgrade) may take (default 10 s).
+    pub connect_timeout: Duration,
+    /// How long the provider may take to become ready after the socket opened (default 15 s).
+    pub handshake_timeout: Duration,
+    /// The largest frame accepted from the provider (default 16 MiB).
+    pub max_frame_size: usize,
+    /// A renewal the provider asked for (`goAway`) or the age limit waits for the
+    /// conversation to be idle at most this long before it happens anyway (default 20 s).
+    pub max_renewal_wait: Duration,
+    /// Event middleware, in order.
+    pub middleware: Vec<Arc<dyn EventMiddleware>>,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            reconnect: ReconnectPolicy::default(),
+            max_buffered_audio: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(15),
+            max_frame_size: 16 * 1024 * 1024,
+            max_renewal_wait: Duration::from_secs(20),
+            middleware: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for SessionOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionOptions")
+            .field("reconnect", &self.reconnect)
+            .field("max_buffered_audio", &self.max_buffered_audio)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("max_frame_size", &self.max_frame_size)
+            .field("middleware", &self.middleware.len())
+            .finish()
+    }
+}
+
+/// A running session. Dropping the handle does not stop the session; call
+/// [`stop`](Self::stop).
+#[derive(Clone)]
+pub struct SessionHandle {
+    addr: Addr<SessionActor>,
+}
+
+impl SessionHandle {
+    /// The session actor.
+    pub fn addr(&self) -> &Addr<SessionActor> {
+        &self.addr
+    }
+
+    /// Closes the connection and ends the session (publishes `SessionClosed`).
+    pub fn stop(&self) {
+        self.addr.do_send(StopSession);
+    }
+
+    /// The session's current state and counters.
+    pub async fn status(&self) -> Option<SessionStatus> {
+        self.addr.send(actor::GetStatus).await.ok()
+    }
+}
+
+/// Starts a session for `protocol` on `context`'s bus, under an actix `Supervisor`. Must be
+/// called inside a running actix system.
+pub fn start_session(
+    protocol: Box<dyn RealtimeProtocol>,
+    context: ConversationContext,
+    options: SessionOptions,
+) -> SessionHandle {
+    let addr = Supervisor::start(move |_| SessionActor::new(protocol, context, options));
+    addr.do_send(actor::SubscribeCommands);
+    SessionHandle { addr }
+}

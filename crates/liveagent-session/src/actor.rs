@@ -1,0 +1,684 @@
+//! [`SessionActor`]: the supervised actor between a provider protocol and the event bus.
+
+use std::time::{Duration, Instant};
+
+use actix::io::{SinkWrite, WriteHandler};
+use actix::prelude::*;
+use actix_http::ws::Item;
+use awc::error::WsProtocolError;
+use awc::ws::{CloseCode, CloseReason, Frame, Message as WsMessage};
+use bytes::BytesMut;
+use futures_util::stream::{SplitSink, StreamExt};
+use liveagent_core::{
+    AudioDropped, ConversationContext, ErrorEvent, LiveError, LiveEvent, Outbox, PlaybackStopped,
+    ProtocolSignal, RealtimeProtocol, RecordedAudio, SessionClosed, SessionCommand, SessionControl,
+    SessionReconnected, SessionReconnecting, SubscriberId, ToolResult, UserText, WireFrame,
+};
+
+use crate::buffer::PendingCommands;
+use crate::connect::{connect, WsFramed};
+use crate::SessionOptions;
+
+type Writer = SinkWrite<WsMessage, SplitSink<WsFramed, WsMessage>>;
+
+/// Where a session is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionState {
+    /// Waiting before a (re)connection attempt.
+    Waiting,
+    /// Opening the socket.
+    Connecting,
+    /// Socket open, provider handshake in progress.
+    Handshaking,
+    /// Commands flow.
+    Ready,
+    /// Ended for good (stopped, or a fatal error).
+    Closed,
+}
+
+/// A snapshot of a session, from [`SessionHandle::status`](crate::SessionHandle::status).
+#[derive(Clone, Debug)]
+pub struct SessionStatus {
+    /// The current state.
+    pub state: SessionState,
+    /// Connections that became ready after a drop.
+    pub reconnects: u32,
+    /// Commands waiting for the session to be ready.
+    pub pending_commands: usize,
+    /// Frames received.
+    pub frames_in: u64,
+    /// Frames sent.
+    pub frames_out: u64,
+    /// The error that closed the session, if any.
+    pub error: Option<LiveError>,
+}
+
+/// Ends the session: closes the socket and publishes `SessionClosed`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct StopSession;
+
+#[derive(Message)]
+#[rtype(result = "SessionStatus")]
+pub(crate) struct GetStatus;
+
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct SubscribeCommands;
+
+/// The provider session actor. Start it with [`start_session`](crate::start_session).
+pub struct SessionActor {
+    protocol: Box<dyn RealtimeProtocol>,
+    context: ConversationContext,
+    options: SessionOptions,
+    state: SessionState,
+    writer: Option<Writer>,
+    connected: bool,
+    pending: PendingCommands,
+    /// Consecutive failed attempts since the session was last ready.
+    attempt: u32,
+    starts: u64,
+    has_been_ready: bool,
+    reconnects: u32,
+    outage_started: Option<Instant>,
+    connected_at: Option<Instant>,
+    renewal: Option<(String, Instant)>,
+    last_drop_reason: String,
+    fatal: Option<LiveError>,
+    stopping: bool,
+    subscriptions: Vec<SubscriberId>,
+    fragments: Option<(bool, BytesMut)>,
+    frames_in: u64,
+    frames_out: u64,
+}
+
+impl SessionActor {
+    pub(crate) fn new(
+        protocol: Box<dyn RealtimeProtocol>,
+        context: ConversationContext,
+        options: SessionOptions,
+    ) -> Self {
+        let pending = PendingCommands::new(options.max_buffered_audio);
+        SessionActor {
+            protocol,
+            context,
+            options,
+            state: SessionState::Waiting,
+            writer: None,
+            connected: false,
+            pending,
+            attempt: 0,
+            starts: 0,
+            has_been_ready: false,
+            reconnects: 0,
+            outage_started: None,
+            connected_at: None,
+            renewal: None,
+            last_drop_reason: String::new(),
+            fatal: None,
+            stopping: false,
+            subscriptions: Vec::new(),
+            fragments: None,
+            frames_in: 0,
+            frames_out: 0,
+        }
+    }
+
+    fn source(&self) -> &'static str {
+        self.protocol.provider()
+    }
+
+    fn open_connection(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping || self.fatal.is_some() {
+            return;
+        }
+        let request = match self.protocol.connect_request() {
+            Ok(r) => r,
+            Err(e) => return self.fail(e, ctx),
+        };
+        self.state = SessionState::Connecting;
+        tracing::debug!(provider = self.source(), request = ?request, "connecting");
+        let fut = connect(
+            request,
+            self.options.connect_timeout,
+            self.options.max_frame_size,
+        );
+        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| match result {
+            Ok(framed) => act.on_connected(framed, ctx),
+            Err(e) if e.is_permanent() => act.fail(e, ctx),
+            Err(e) => {
+                tracing::warn!(provider = act.source(), error = %e, "connection attempt failed");
+                act.context
+                    .publish(ErrorEvent::new(act.source(), e.clone()));
+                act.last_drop_reason = format!("connect failed: {}", e.message);
+                ctx.stop(); // the supervisor restarts us; `started` backs off and retries
+            }
+        }));
+    }
+
+    fn on_connected(&mut self, framed: WsFramed, ctx: &mut Context<Self>) {
+        if self.stopping || self.fatal.is_some() {
+            return;
+        }
+        let (sink, stream) = framed.split();
+        self.writer = Some(SinkWrite::new(sink, ctx));
+        ctx.add_stream(stream);
+        self.connected = true;
+        self.connected_at = Some(Instant::now());
+        self.state = SessionState::Handshaking;
+        tracing::info!(
+            provider = self.source(),
+            reconnect = self.has_been_ready,
+            "connected"
+        );
+        let mut out = Outbox::new();
+        self.protocol.on_open(self.has_been_ready, &mut out);
+        self.flush(out, ctx);
+    }
+
+    /// Sends frames, publishes events (through the middleware) and acts on signals.
+    fn flush(&mut self, out: Outbox, ctx: &mut Context<Self>) {
+        let Outbox {
+            frames,
+            events,
+            signals,
+        } = out;
+        for frame in frames {
+            self.write(frame);
+        }
+        for event in events {
+            self.publish(event);
+        }
+        for signal in signals {
+            match signal {
+                ProtocolSignal::Ready { resumed } => self.on_ready(resumed, ctx),
+                ProtocolSignal::Reconnect { reason } => {
+                    tracing::info!(provider = self.source(), %reason, "provider asked for a new connection");
+                    if self.renewal.is_none() {
+                        self.renewal = Some((reason, Instant::now()));
+                    }
+                    self.check_renewal(ctx);
+                }
+                ProtocolSignal::Fatal(e) => self.fail(e, ctx),
+            }
+        }
+    }
+
+    fn publish(&self, event: LiveEvent) {
+        let mut event = Some(event);
+        for mw in &self.options.middleware {
+            event = event.and_then(|e| mw.on_event(e));
+        }
+        if let Some(event) = event {
+            self.context.publish(event);
+        }
+    }
+
+    fn write(&mut self, frame: WireFrame) {
+        let Some(writer) = self.writer.as_mut() else {
+            tracing::debug!(
+                provider = self.protocol.provider(),
+                "frame dropped: not connected"
+            );
+            return;
+        };
+        let msg = match frame {
+            WireFrame::Text(text) => WsMessage::Text(text.into()),
+            WireFrame::Binary(bytes) => WsMessage::Binary(bytes),
+        };
+        if writer.write(msg).is_err() {
+            tracing::debug!(
+                provider = self.protocol.provider(),
+                "frame dropped: socket closing"
+            );
+        } else {
+            self.frames_out += 1;
+        }
+    }
+
+    fn on_ready(&mut self, resumed: bool, ctx: &mut Context<Self>) {
+        let was_ready_before = self.has_been_ready;
+        self.state = SessionState::Ready;
+        self.has_been_ready = true;
+        if was_ready_before {
+            if let Some(started) = self.outage_started.take() {
+                self.reconnects += 1;
+                self.context.publish(SessionReconnected {
+                    attempt: self.attempt.max(1),
+                    resumed,
+                    outage_ms: started.elapsed().as_millis() as u64,
+                });
+            }
+        }
+        self.attempt = 0;
+        self.report_dropped_audio();
+        let pending: Vec<SessionCommand> = self.pending.drain().collect();
+        if !pending.is_empty() {
+            tracing::debug!(
+                provider = self.source(),
+                count = pending.len(),
+                "sending commands held while not ready"
+            );
+        }
+        for command in pending {
+            if self.state != SessionState::Ready {
+                // The connection went away while replaying: keep the rest for the next one.
+                self.pending.push(command);
+                continue;
+            }
+            let mut out = Outbox::new();
+            self.protocol.on_command(command, &mut out);
+            self.flush(out, ctx);
+        }
+    }
+
+    fn report_dropped_audio(&mut self) {
+        let dropped_us = self.pending.take_dropped_us();
+        if dropped_us > 0 {
+            tracing::warn!(
+                provider = self.source(),
+                dropped_ms = dropped_us / 1000,
+                "microphone audio dropped while not connected"
+            );
+            self.context.publish(AudioDropped {
+                source: self.source().into(),
+                dropped_ms: dropped_us / 1000,
+                reason: format!(
+                    "the session was not connected and more than {} ms of microphone audio was waiting",
+                    self.options.max_buffered_audio.as_millis()
+                ),
+            });
+        }
+    }
+
+    fn command(&mut self, command: SessionCommand, ctx: &mut Context<Self>) {
+        let mut command = Some(command);
+        for mw in &self.options.middleware {
+            command = command.and_then(|c| mw.on_command(c));
+        }
+        let Some(command) = command else { return };
+        match self.state {
+            SessionState::Ready => {
+                let mut out = Outbox::new();
+                self.protocol.on_command(command, &mut out);
+                self.flush(out, ctx);
+            }
+            SessionState::Closed => {
+                if matches!(command, SessionCommand::ToolResult(_)) {
+                    tracing::error!(
+                        provider = self.source(),
+                        ?command,
+                        "tool result arrived after the session closed; it cannot be delivered"
+                    );
+                }
+            }
+            _ => self.pending.push(command),
+        }
+    }
+
+    /// The socket is gone (closed by the peer, failed, or dropped by us).
+    fn connection_lost(&mut self, reason: String, ctx: &mut Context<Self>) {
+        if !self.connected {
+            return;
+        }
+        self.connected = false;
+        if let Some(mut writer) = self.writer.take() {
+            writer.close();
+        }
+        if self.state == SessionState::Ready {
+            self.outage_started = Some(Instant::now());
+        }
+        tracing::warn!(provider = self.source(), %reason, "connection lost");
+        self.last_drop_reason = reason;
+        let mut out = Outbox::new();
+        self.protocol.on_close(&mut out);
+        out.frames.clear();
+        self.flush(out, ctx);
+        if self.state != SessionState::Closed {
+            self.state = SessionState::Waiting;
+            ctx.stop(); // the supervisor restarts us and `started` reconnects
+        }
+    }
+
+    /// Ends the session with an error retrying cannot fix.
+    fn fail(&mut self, error: LiveError, ctx: &mut Context<Self>) {
+        if self.state == SessionState::Closed {
+            return;
+        }
+        tracing::error!(provider = self.source(), error = %error, "session failed");
+        self.fatal = Some(error.clone());
+        self.state = SessionState::Closed;
+        self.unsubscribe();
+        self.context
+            .publish(ErrorEvent::fatal(self.source(), error.clone()));
+        self.context.publish(SessionClosed {
+            reason: error.to_string(),
+            error: Some(error),
+        });
+        if self.connected {
+            self.connected = false;
+            if let Some(mut writer) = self.writer.take() {
+                let _ = writer.write(WsMessage::Close(Some(CloseReason::from(CloseCode::Normal))));
+                writer.close();
+            }
+            let mut out = Outbox::new();
+            self.protocol.on_close(&mut out);
+            out.frames.clear();
+            out.signals.clear();
+            self.flush(out, ctx);
+        }
+        ctx.stop();
+    }
+
+    fn unsubscribe(&mut self) {
+        for id in self.subscriptions.drain(..) {
+            self.context.unsubscribe(id);
+        }
+    }
+
+    fn check_renewal(&mut self, ctx: &mut Context<Self>) {
+        if self.state != SessionState::Ready {
+            return;
+        }
+        if self.renewal.is_none() {
+            if let (Some(age), Some(at)) = (self.protocol.max_connection_age(), self.connected_at) {
+                if at.elapsed() >= age {
+                    self.renewal = Some(("connection age limit".into(), Instant::now()));
+                }
+            }
+        }
+        let Some((reason, since)) = self.renewal.clone() else {
+            return;
+        };
+        if self.protocol.is_idle() || since.elapsed() >= self.options.max_renewal_wait {
+            self.renewal = None;
+            tracing::info!(provider = self.source(), %reason, "renewing the connection");
+            if let Some(writer) = self.writer.as_mut() {
+                let _ = writer.write(WsMessage::Close(Some(CloseReason::from(CloseCode::Normal))));
+            }
+            self.connection_lost(format!("renewing the connection: {reason}"), ctx);
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        match self.state {
+            SessionState::Handshaking => {
+                if self
+                    .connected_at
+                    .is_some_and(|at| at.elapsed() > self.options.handshake_timeout)
+                {
+                    let reason = format!(
+                        "the provider did not complete the handshake within {} ms",
+                        self.options.handshake_timeout.as_millis()
+                    );
+                    self.context.publish(ErrorEvent::new(
+                        self.source(),
+                        LiveError::connection(reason.clone()),
+                    ));
+                    self.connection_lost(reason, ctx);
+                }
+            }
+            SessionState::Ready => self.check_renewal(ctx),
+            _ => self.report_dropped_audio(),
+        }
+    }
+
+    fn on_frame(&mut self, frame: WireFrame, ctx: &mut Context<Self>) {
+        self.frames_in += 1;
+        let mut out = Outbox::new();
+        self.protocol.on_frame(frame, &mut out);
+        self.flush(out, ctx);
+    }
+
+    fn on_fragment(&mut self, item: Item, ctx: &mut Context<Self>) {
+        let (last, bytes) = match item {
+            Item::FirstText(b) => {
+                self.fragments = Some((true, BytesMut::new()));
+                (false, b)
+            }
+            Item::FirstBinary(b) => {
+                self.fragments = Some((false, BytesMut::new()));
+                (false, b)
+            }
+            Item::Continue(b) => (false, b),
+            Item::Last(b) => (true, b),
+        };
+        let max = self.options.max_frame_size;
+        let Some((_, buf)) = self.fragments.as_mut() else {
+            let error = LiveError::protocol("continuation frame without a first fragment");
+            self.publish(ErrorEvent::new(self.source(), error).into());
+            return;
+        };
+        if buf.len() + bytes.len() > max {
+            self.fragments = None;
+            let reason = format!("fragmented message larger than {max} bytes");
+            self.publish(
+                ErrorEvent::new(self.source(), LiveError::protocol(reason.clone())).into(),
+            );
+            return self.connection_lost(reason, ctx);
+        }
+        buf.extend_from_slice(&bytes);
+        if last {
+            if let Some((is_text, buf)) = self.fragments.take() {
+                if is_text {
+                    self.on_text(buf.to_vec(), ctx);
+                } else {
+                    self.on_frame(WireFrame::Binary(buf.freeze()), ctx);
+                }
+            }
+        }
+    }
+
+    fn on_text(&mut self, bytes: Vec<u8>, ctx: &mut Context<Self>) {
+        match String::from_utf8(bytes) {
+            Ok(text) => self.on_frame(WireFrame::Text(text), ctx),
+            Err(_) => {
+                let error = LiveError::protocol("received a text frame that is not UTF-8");
+                self.publish(ErrorEvent::new(self.source(), error).into());
+            }
+        }
+    }
+}
+
+impl Actor for SessionActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        if self.stopping || self.fatal.is_some() {
+            self.state = SessionState::Closed;
+            return;
+        }
+        ctx.set_mailbox_capacity(256);
+        ctx.run_interval(Duration::from_millis(250), |act, ctx| act.tick(ctx));
+        self.starts += 1;
+        if self.starts == 1 {
+            self.open_connection(ctx);
+            return;
+        }
+        self.attempt += 1;
+        if self.options.reconnect.exhausted(self.attempt) {
+            let error = LiveError::connection(format!(
+                "gave up reconnecting after {} attempts; last problem: {}",
+                self.attempt - 1,
+                self.last_drop_reason
+            ));
+            return self.fail(error, ctx);
+        }
+        let delay = self.options.reconnect.delay(self.attempt);
+        if self.outage_started.is_none() {
+            self.outage_started = Some(Instant::now());
+        }
+        self.state = SessionState::Waiting;
+        self.context.publish(SessionReconnecting {
+            attempt: self.attempt,
+            reason: self.last_drop_reason.clone(),
+            delay_ms: delay.as_millis() as u64,
+        });
+        ctx.run_later(delay, |act, ctx| act.open_connection(ctx));
+    }
+}
+
+impl Supervised for SessionActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.writer = None;
+        self.connected = false;
+        self.fragments = None;
+    }
+}
+
+impl WriteHandler<WsProtocolError> for SessionActor {
+    fn error(&mut self, err: WsProtocolError, _: &mut Context<Self>) -> Running {
+        tracing::warn!(provider = self.source(), error = %err, "websocket write failed");
+        Running::Continue
+    }
+
+    fn finished(&mut self, _: &mut Context<Self>) {}
+}
+
+impl StreamHandler<Result<Frame, WsProtocolError>> for SessionActor {
+    fn handle(&mut self, item: Result<Frame, WsProtocolError>, ctx: &mut Context<Self>) {
+        if !self.connected {
+            return;
+        }
+        match item {
+            Ok(Frame::Text(bytes)) => self.on_text(bytes.to_vec(), ctx),
+            Ok(Frame::Binary(bytes)) => self.on_frame(WireFrame::Binary(bytes), ctx),
+            Ok(Frame::Continuation(item)) => self.on_fragment(item, ctx),
+            Ok(Frame::Ping(bytes)) => {
+                if let Some(writer) = self.writer.as_mut() {
+                    let _ = writer.write(WsMessage::Pong(bytes));
+                }
+            }
+            Ok(Frame::Pong(_)) => {}
+            Ok(Frame::Close(reason)) => {
+                let reason = match reason {
+                    Some(r) => format!(
+                        "closed by the provider ({:?}{})",
+                        r.code,
+                        r.description.map(|d| format!(": {d}")).unwrap_or_default()
+                    ),
+                    None => "closed by the provider".to_owned(),
+                };
+                self.connection_lost(reason, ctx);
+            }
+            Err(e) => {
+                let error = LiveError::protocol(format!("websocket error: {e}"));
+                self.publish(ErrorEvent::new(self.source(), error).into());
+                self.connection_lost(format!("websocket error: {e}"), ctx);
+            }
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        self.connection_lost("connection closed".into(), ctx);
+    }
+}
+
+impl Handler<SubscribeCommands> for SessionActor {
+    type Result = ();
+    fn handle(&mut self, _: SubscribeCommands, ctx: &mut Context<Self>) {
+        let addr = ctx.address();
+        self.subscriptions = vec![
+            self.context
+                .subscribe::<RecordedAudio>(addr.clone().recipient()),
+            self.context.subscribe::<UserText>(addr.clone().recipient()),
+            self.context
+                .subscribe::<SessionControl>(addr.clone().recipient()),
+            self.context
+                .subscribe::<ToolResult>(addr.clone().recipient()),
+            self.context.subscribe::<PlaybackStopped>(addr.recipient()),
+        ];
+    }
+}
+
+impl Handler<RecordedAudio> for SessionActor {
+    type Result = ();
+    fn handle(&mut self, msg: RecordedAudio, ctx: &mut Context<Self>) {
+        self.command(SessionCommand::Audio(msg.audio), ctx);
+    }
+}
+
+impl Handler<UserText> for SessionActor {
+    type Result = ();
+    fn handle(&mut self, msg: UserText, ctx: &mut Context<Self>) {
+        self.command(SessionCommand::Text(msg), ctx);
+    }
+}
+
+impl Handler<SessionControl> for SessionActor {
+    type Result = ();
+    fn handle(&mut self, msg: SessionControl, ctx: &mut Context<Self>) {
+        self.command(SessionCommand::Control(msg.command), ctx);
+    }
+}
+
+impl Handler<ToolResult> for SessionActor {
+    type Result = ();
+    fn handle(&mut self, msg: ToolResult, ctx: &mut Context<Self>) {
+        self.command(SessionCommand::ToolResult(msg), ctx);
+    }
+}
+
+impl Handler<PlaybackStopped> for SessionActor {
+    type Result = ();
+    fn handle(&mut self, msg: PlaybackStopped, ctx: &mut Context<Self>) {
+        self.command(SessionCommand::PlaybackStopped(msg), ctx);
+    }
+}
+
+impl Handler<StopSession> for SessionActor {
+    type Result = ();
+    fn handle(&mut self, _: StopSession, ctx: &mut Context<Self>) {
+        if self.stopping {
+            return;
+        }
+        self.stopping = true;
+        self.unsubscribe();
+        if self.connected {
+            self.connected = false;
+            if let Some(mut writer) = self.writer.take() {
+                let _ = writer.write(WsMessage::Close(Some(CloseReason::from(CloseCode::Normal))));
+                writer.close();
+            }
+            let mut out = Outbox::new();
+            self.protocol.on_close(&mut out);
+            out.frames.clear();
+            out.signals.clear();
+            self.flush(out, ctx);
+        }
+        if self.state != SessionState::Closed {
+            self.state = SessionState::Closed;
+            let pending_results = self
+                .pending
+                .drain()
+                .filter(|c| matches!(c, SessionCommand::ToolResult(_)))
+                .count();
+            if pending_results > 0 {
+                tracing::error!(
+                    provider = self.source(),
+                    pending_results,
+                    "session stopped with tool results it could not deliver"
+                );
+            }
+            self.context.publish(SessionClosed {
+                reason: "stopped by the application".into(),
+                error: None,
+            });
+        }
+        ctx.stop();
+    }
+}
+
+impl Handler<GetStatus> for SessionActor {
+    type Result = MessageResult<GetStatus>;
+    fn handle(&mut self, _: GetStatus, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(SessionStatus {
+            state: self.state,
+            reconnects: self.reconnects,
+            pending_commands: self.pending.len(),
+            frames_in: self.frames_in,
+            frames_out: self.frames_out,
+            error: self.fatal.clone(),
+        })
+    }
+}

@@ -1,0 +1,72 @@
+//! Opening the WebSocket, and turning connection failures into typed errors.
+
+use std::time::Duration;
+
+use actix_codec::Framed;
+use awc::error::WsClientError;
+use awc::http::{StatusCode, Version};
+use awc::ws::Codec;
+use awc::BoxedSocket;
+use liveagent_core::{ConnectRequest, ErrorKind, LiveError};
+
+/// An open provider connection.
+pub(crate) type WsFramed = Framed<BoxedSocket, Codec>;
+
+/// Opens the WebSocket described by `request` within `timeout`.
+pub(crate) async fn connect(
+    request: ConnectRequest,
+    timeout: Duration,
+    max_frame_size: usize,
+) -> Result<WsFramed, LiveError> {
+    // rustls needs a process-wide crypto provider when several could be compiled in.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = awc::Client::builder()
+        .connector(
+            awc::Connector::new()
+                .max_http_version(Version::HTTP_11)
+                .timeout(timeout),
+        )
+        .timeout(timeout)
+        .finish();
+    let mut ws = client
+        .ws(request.url.as_str())
+        .max_frame_size(max_frame_size);
+    for (name, value) in &request.headers {
+        ws = ws.set_header(name.as_str(), value.as_str());
+    }
+    match tokio::time::timeout(timeout, ws.connect()).await {
+        Err(_) => Err(LiveError::connection(format!(
+            "connecting timed out after {} ms",
+            timeout.as_millis()
+        ))),
+        Ok(Err(err)) => Err(classify(&request, err)),
+        Ok(Ok((_response, framed))) => Ok(framed),
+    }
+}
+
+/// Maps a connection failure onto a [`LiveError`], with the secret redacted.
+fn classify(request: &ConnectRequest, err: WsClientError) -> LiveError {
+    let message = request.redact(&err.to_string());
+    match err {
+        WsClientError::InvalidResponseStatus(status) => match status {
+            StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                LiveError::new(ErrorKind::Auth, format!("the provider refused the credentials (HTTP {status})"))
+                    .with_code(status.as_u16().to_string())
+            }
+            StatusCode::NOT_FOUND => LiveError::new(
+                ErrorKind::NotFound,
+                format!("the endpoint or model was not found (HTTP {status}): check the base URL and model"),
+            )
+            .with_code("404"),
+            StatusCode::BAD_REQUEST => LiveError::new(ErrorKind::Config, format!("the provider rejected the connection request (HTTP {status})"))
+                .with_code("400"),
+            status if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() => {
+                LiveError::new(ErrorKind::Provider, format!("the provider is unavailable (HTTP {status})"))
+                    .with_code(status.as_u16().to_string())
+            }
+            status => LiveError::connection(format!("unexpected HTTP status {status} on connect"))
+                .with_code(status.as_u16().to_string()),
+        },
+        _ => LiveError::connection(message),
+    }
+}
