@@ -1,0 +1,238 @@
+//! [`ToolExecutor`]: the actor that runs the model's tool calls of a conversation.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use actix::prelude::*;
+use liveagent_core::{
+    ConversationContext, ErrorEvent, ErrorKind, Id, LiveError, ToolCallCancelled,
+    ToolCallRequested, ToolResult,
+};
+
+use crate::toolbox::Toolbox;
+
+/// How many finished call ids the executor remembers for de-duplication.
+const REMEMBERED_CALLS: usize = 4096;
+
+struct Running {
+    batch: u64,
+    handle: SpawnHandle,
+}
+
+/// The tool executor actor of one conversation.
+///
+/// It subscribes to [`ToolCallRequested`] and [`ToolCallCancelled`] on the conversation's
+/// bus and publishes one [`ToolResult`] per call.
+///
+/// ## Semantics
+///
+/// - **Concurrency**: the calls of one request (one model response) run concurrently, each
+///   through the [`Toolbox`] pipeline (middleware → approval → tool under its timeout).
+///   Results are published as each call finishes, in completion order.
+/// - **`request_response`**: true on the last result of a request's batch only, so the
+///   session asks the model to go on once, when all results of that response are in.
+/// - **Exactly once**: each `call_id` gets exactly one result. A request for a call id that
+///   is running or already answered is ignored (providers may re-send calls after a
+///   reconnect); so is a repeat within one request.
+/// - **Failures** (`Err`, panic, timeout, bad arguments, unknown tool, denial) are results
+///   too: `output = Err(text)` for the model, plus a non-fatal [`ErrorEvent`] (source
+///   `tool:<name>`, kind [`ErrorKind::Tool`]) and a log line.
+/// - **Provider cancellation** ([`ToolCallCancelled`], e.g. Gemini `toolCallCancellation`):
+///   the running call is aborted (its future is dropped) and produces **no** result; the
+///   provider withdrew it and would reject an answer. A call id cancelled before its
+///   request arrives is never run. If a cancelled call was the last one outstanding in its
+///   batch, no result of that batch carries `request_response` (Gemini, the only provider
+///   that cancels, goes on by itself).
+/// - **Barge-in** ([`Interrupted`](liveagent_core::Interrupted)) does **not** cancel running
+///   tools: they finish and report, so the model learns what was done (a booking made
+///   while the user spoke over the model is still made).
+/// - When the executor stops (the conversation ends), calls still running are dropped.
+///
+/// ```
+/// use liveagent_core::*;
+/// use liveagent_tools::{Tool, ToolError, Toolbox, ToolExecutor};
+/// use futures_util::StreamExt;
+/// # #[derive(serde::Deserialize, schemars::JsonSchema)] struct SumArgs { a: i64, b: i64 }
+///
+/// # actix::System::new().block_on(async {
+/// let ctx = ConversationContext::new(EventBus::start_default(), 24_000, 24_000);
+/// let toolbox = Toolbox::new().tool(Tool::new("sum", "Sum two numbers.", |a: SumArgs| async move {
+///     Ok::<_, ToolError>(a.a + a.b)
+/// }));
+/// let mut results = ctx.stream().only::<ToolResult>();
+/// ToolExecutor::start(toolbox, ctx.clone());
+/// ctx.publish(ToolCallRequested { calls: vec![ToolCall {
+///     call_id: "c1".into(), name: "sum".into(),
+///     arguments: serde_json::json!({"a": 2, "b": 2}), response_id: None,
+/// }]});
+/// let result = results.next().await.unwrap();
+/// assert_eq!(result.output, Ok(serde_json::json!(4)));
+/// assert!(result.request_response);
+/// # });
+/// ```
+pub struct ToolExecutor {
+    toolbox: Toolbox,
+    context: ConversationContext,
+    running: HashMap<Id, Running>,
+    batches: HashMap<u64, usize>,
+    next_batch: u64,
+    done: HashSet<Id>,
+    done_order: VecDeque<Id>,
+}
+
+impl ToolExecutor {
+    /// Starts an executor for `toolbox` on `context`'s bus (call inside a running actix
+    /// System). It is subscribed before this returns, so calls published afterwards are
+    /// not missed. Each plugin's [`Plugin::on_start`](crate::Plugin::on_start) runs here.
+    pub fn start(toolbox: Toolbox, context: ConversationContext) -> Addr<ToolExecutor> {
+        for plugin in toolbox.plugins() {
+            plugin.on_start(&context);
+        }
+        ToolExecutor::create(move |ctx| {
+            let addr = ctx.address();
+            context.subscribe_with(
+                liveagent_core::Subscribe::recipient(addr.clone().recipient::<ToolCallRequested>())
+                    .label("tool-executor"),
+            );
+            context.subscribe_with(
+                liveagent_core::Subscribe::recipient(addr.recipient::<ToolCallCancelled>())
+                    .label("tool-executor"),
+            );
+            ToolExecutor {
+                toolbox,
+                context,
+                running: HashMap::new(),
+                batches: HashMap::new(),
+                next_batch: 0,
+                done: HashSet::new(),
+                done_order: VecDeque::new(),
+            }
+        })
+    }
+
+    fn remember(&mut self, call_id: Id) {
+        if self.done.insert(call_id.clone()) {
+            self.done_order.push_back(call_id);
+            while self.done_order.len() > REMEMBERED_CALLS {
+                if let Some(old) = self.done_order.pop_front() {
+                    self.done.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Counts one call of `batch` as settled; true when it was the last one.
+    fn settle(&mut self, batch: u64) -> bool {
+        match self.batches.get_mut(&batch) {
+            Some(left) if *left > 1 => {
+                *left -= 1;
+                false
+            }
+            Some(_) => {
+                self.batches.remove(&batch);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn finished(&mut self, call_id: Id, name: std::sync::Arc<str>, output: crate::ToolOutcome) {
+        let Some(running) = self.running.remove(&call_id) else {
+            // Cancelled meanwhile: the provider withdrew it, no result.
+            return;
+        };
+        let last = self.settle(running.batch);
+        self.remember(call_id.clone());
+        match &output {
+            Ok(_) => tracing::debug!(tool = %name, %call_id, "tool call done"),
+            Err(text) => {
+                tracing::warn!(tool = %name, %call_id, error = %text, "tool call failed");
+                self.context.publish(ErrorEvent::new(
+                    format!("tool:{name}"),
+                    LiveError::new(ErrorKind::Tool, text.clone()).with_code(call_id.to_string()),
+                ));
+            }
+        }
+        self.context.publish(ToolResult {
+            call_id,
+            name,
+            output,
+            request_response: last,
+        });
+    }
+}
+
+impl Actor for ToolExecutor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, _: &mut Context<Self>) {
+        tracing::debug!(tools = self.toolbox.len(), "tool executor started");
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if !self.running.is_empty() {
+            tracing::warn!(
+                running = self.running.len(),
+                "tool executor stopped with calls still running; they were dropped"
+            );
+        }
+    }
+}
+
+impl Handler<ToolCallRequested> for ToolExecutor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ToolCallRequested, ctx: &mut Context<Self>) {
+        let mut seen = HashSet::new();
+        let calls: Vec<_> = msg
+            .calls
+            .into_iter()
+            .filter(|call| {
+                let fresh = !self.running.contains_key(&call.call_id)
+                    && !self.done.contains(&call.call_id)
+                    && seen.insert(call.call_id.clone());
+                if !fresh {
+                    tracing::debug!(call_id = %call.call_id, tool = %call.name,
+                        "ignoring a repeated request for a call that is running or answered");
+                }
+                fresh
+            })
+            .collect();
+        if calls.is_empty() {
+            return;
+        }
+        let batch = self.next_batch;
+        self.next_batch += 1;
+        self.batches.insert(batch, calls.len());
+        for call in calls {
+            let call_id = call.call_id.clone();
+            let name = call.name.clone();
+            tracing::debug!(tool = %name, %call_id, "tool call started");
+            let toolbox = self.toolbox.clone();
+            let conversation = self.context.clone();
+            let id = call_id.clone();
+            let handle = ctx.spawn(
+                async move { toolbox.run(call, Some(conversation)).await }
+                    .into_actor(self)
+                    .map(move |output, act, _| act.finished(id, name, output)),
+            );
+            self.running.insert(call_id, Running { batch, handle });
+        }
+    }
+}
+
+impl Handler<ToolCallCancelled> for ToolExecutor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ToolCallCancelled, ctx: &mut Context<Self>) {
+        for call_id in msg.call_ids {
+            if let Some(running) = self.running.remove(&call_id) {
+                ctx.cancel_future(running.handle);
+                self.settle(running.batch);
+                tracing::info!(%call_id, "tool call cancelled by the provider; aborted, no result");
+            } else if !self.done.contains(&call_id) {
+                tracing::debug!(%call_id, "cancellation for a call not yet requested; it will not run");
+            }
+            self.remember(call_id);
+        }
+    }
+}

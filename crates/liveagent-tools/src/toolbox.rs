@@ -1,0 +1,412 @@
+//! [`Toolbox`]: the tools of an agent and everything around their calls (timeouts,
+//! approval, dependencies, middleware, plugins), and [`Plugin`].
+
+use std::collections::HashMap;
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use liveagent_core::{ConversationContext, ToolCall, ToolSchema};
+
+use crate::deps::Dependencies;
+use crate::hitl::{Approval, HitlHook};
+use crate::middleware::{Next, ToolMiddleware};
+use crate::tool::{panic_message, Tool, ToolContext, ToolOutcome};
+
+/// The default time a tool may run before its call fails with a timeout (30 s).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default time a [`HitlHook`] may take to decide before the call is denied (5 min).
+pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A bundle of tools and middleware added in one call (and a hook to start observers).
+///
+/// ```
+/// use std::sync::Arc;
+/// use liveagent_tools::{NoArgs, Plugin, Tool, ToolError, ToolMiddleware, Toolbox};
+///
+/// struct Clock;
+/// impl Plugin for Clock {
+///     fn name(&self) -> &str { "clock" }
+///     fn tools(&self) -> Vec<Tool> {
+///         vec![Tool::new("now", "The UNIX time.", |_: NoArgs| async {
+///             Ok::<_, ToolError>(std::time::SystemTime::now()
+///                 .duration_since(std::time::UNIX_EPOCH).unwrap().as_secs())
+///         })]
+///     }
+/// }
+/// let toolbox = Toolbox::new().plugin(Clock);
+/// assert_eq!(toolbox.schemas()[0].name, "now");
+/// ```
+pub trait Plugin: Send + Sync + 'static {
+    /// The plugin's name, for logs.
+    fn name(&self) -> &str;
+
+    /// The tools it adds.
+    fn tools(&self) -> Vec<Tool> {
+        Vec::new()
+    }
+
+    /// The middleware it adds (after the middleware registered before the plugin).
+    fn middleware(&self) -> Vec<Arc<dyn ToolMiddleware>> {
+        Vec::new()
+    }
+
+    /// Dependencies its tools need.
+    fn dependencies(&self) -> Dependencies {
+        Dependencies::new()
+    }
+
+    /// Called once per conversation when the [`ToolExecutor`](crate::ToolExecutor) starts
+    /// on it: the place to subscribe observer actors to the conversation's events.
+    fn on_start(&self, conversation: &ConversationContext) {
+        let _ = conversation;
+    }
+}
+
+#[derive(Clone)]
+pub(crate) struct Inner {
+    pub(crate) tools: Vec<Tool>,
+    pub(crate) index: HashMap<Arc<str>, usize>,
+    pub(crate) middleware: Vec<Arc<dyn ToolMiddleware>>,
+    pub(crate) hitl: Option<Arc<dyn HitlHook>>,
+    pub(crate) deps: Dependencies,
+    pub(crate) timeout: Duration,
+    pub(crate) approval_timeout: Duration,
+    pub(crate) plugins: Vec<Arc<dyn Plugin>>,
+}
+
+impl Inner {
+    fn get(&self, name: &str) -> Option<&Tool> {
+        self.index.get(name).map(|&i| &self.tools[i])
+    }
+
+    /// The innermost step of the chain: look the tool up, ask for approval, run it under
+    /// its timeout.
+    pub(crate) async fn terminal(&self, mut call: ToolCall, cx: ToolContext) -> ToolOutcome {
+        let Some(tool) = self.get(&call.name) else {
+            let names: Vec<&str> = self.tools.iter().map(|t| t.name().as_ref()).collect();
+            return Err(format!(
+                "unknown tool `{}`; the available tools are: {}",
+                call.name,
+                if names.is_empty() {
+                    "none".to_owned()
+                } else {
+                    names.join(", ")
+                }
+            ));
+        };
+        let cx = if cx.tool_name() != tool.name() {
+            ToolContext::new(cx.call_id().clone(), tool.name().clone())
+                .with_dependencies(cx.deps().clone())
+                .with_conversation_opt(cx.conversation().cloned())
+        } else {
+            cx
+        };
+        if let Some(hook) = &self.hitl {
+            match tokio::time::timeout(self.approval_timeout, hook.review(&call, &cx)).await {
+                Ok(Approval::Approve) => {}
+                Ok(Approval::Deny { reason }) => {
+                    tracing::info!(tool = %call.name, call_id = %call.call_id, %reason, "tool call denied");
+                    return Err(format!("the call was denied: {reason}"));
+                }
+                Ok(Approval::Edit { arguments }) => {
+                    tracing::info!(tool = %call.name, call_id = %call.call_id, "tool call arguments edited before approval");
+                    call.arguments = arguments;
+                }
+                Err(_) => {
+                    return Err(format!(
+                        "the call was not approved within {} s and was not run",
+                        self.approval_timeout.as_secs_f32()
+                    ))
+                }
+            }
+        }
+        let limit = tool.timeout_override().unwrap_or(self.timeout);
+        match tokio::time::timeout(limit, tool.call(call.arguments, cx)).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                tracing::warn!(tool = %call.name, call_id = %call.call_id, ?limit, "tool call timed out");
+                Err(format!(
+                    "tool `{}` timed out after {} s",
+                    call.name,
+                    limit.as_secs_f32()
+                ))
+            }
+        }
+    }
+}
+
+impl ToolContext {
+    fn with_conversation_opt(self, conversation: Option<ConversationContext>) -> Self {
+        match conversation {
+            Some(c) => self.with_conversation(c),
+            None => self,
+        }
+    }
+}
+
+/// The tools of an agent, with everything around their calls: a default timeout
+/// (overridable per [`Tool::timeout`]), an optional approval hook, dependencies,
+/// middleware and plugins. Cheap to clone, `Send + Sync`: build it anywhere, then hand it
+/// to a [`ToolExecutor`](crate::ToolExecutor) (live sessions) or a turn-based agent.
+///
+/// A call goes through: middleware (first registered = outermost) → approval hook →
+/// the tool under its timeout; then every middleware's `on_result` (innermost first).
+///
+/// ```
+/// use std::time::Duration;
+/// use liveagent_tools::{Tool, ToolError, Toolbox};
+/// # #[derive(serde::Deserialize, schemars::JsonSchema)] struct SumArgs { a: i64, b: i64 }
+///
+/// let toolbox = Toolbox::new()
+///     .timeout(Duration::from_secs(10))
+///     .tool(Tool::new("sum_numbers", "Sum two numbers.", |a: SumArgs| async move {
+///         Ok::<_, ToolError>(a.a + a.b)
+///     }));
+/// # actix::System::new().block_on(async {
+/// let call = liveagent_core::ToolCall {
+///     call_id: "c1".into(), name: "sum_numbers".into(),
+///     arguments: serde_json::json!({"a": 1, "b": 2}), response_id: None,
+/// };
+/// assert_eq!(toolbox.run(call, None).await, Ok(serde_json::json!(3)));
+/// # });
+/// ```
+#[derive(Clone)]
+pub struct Toolbox {
+    inner: Arc<Inner>,
+}
+
+impl Default for Toolbox {
+    fn default() -> Self {
+        Toolbox {
+            inner: Arc::new(Inner {
+                tools: Vec::new(),
+                index: HashMap::new(),
+                middleware: Vec::new(),
+                hitl: None,
+                deps: Dependencies::new(),
+                timeout: DEFAULT_TIMEOUT,
+                approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
+                plugins: Vec::new(),
+            }),
+        }
+    }
+}
+
+impl fmt::Debug for Toolbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Toolbox")
+            .field(
+                "tools",
+                &self
+                    .inner
+                    .tools
+                    .iter()
+                    .map(|t| t.name())
+                    .collect::<Vec<_>>(),
+            )
+            .field(
+                "middleware",
+                &self
+                    .inner
+                    .middleware
+                    .iter()
+                    .map(|m| m.name())
+                    .collect::<Vec<_>>(),
+            )
+            .field("hitl", &self.inner.hitl.is_some())
+            .field("deps", &self.inner.deps)
+            .field("timeout", &self.inner.timeout)
+            .field("approval_timeout", &self.inner.approval_timeout)
+            .field(
+                "plugins",
+                &self
+                    .inner
+                    .plugins
+                    .iter()
+                    .map(|p| p.name())
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Toolbox {
+    /// An empty toolbox with the default timeouts.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn inner_mut(&mut self) -> &mut Inner {
+        Arc::make_mut(&mut self.inner)
+    }
+
+    /// Adds a tool. A tool with the same name as an earlier one replaces it (with a warning).
+    pub fn tool(mut self, tool: Tool) -> Self {
+        self.add_tool(tool);
+        self
+    }
+
+    /// Adds several tools.
+    pub fn tools(mut self, tools: impl IntoIterator<Item = Tool>) -> Self {
+        for tool in tools {
+            self.add_tool(tool);
+        }
+        self
+    }
+
+    /// Adds a tool (in place).
+    pub fn add_tool(&mut self, tool: Tool) {
+        let inner = self.inner_mut();
+        match inner.index.get(tool.name()) {
+            Some(&i) => {
+                tracing::warn!(tool = %tool.name(), "a tool with this name was already registered; replacing it");
+                inner.tools[i] = tool;
+            }
+            None => {
+                inner.index.insert(tool.name().clone(), inner.tools.len());
+                inner.tools.push(tool);
+            }
+        }
+    }
+
+    /// Adds a middleware, inside the ones added before (first added = outermost).
+    pub fn middleware(mut self, middleware: impl ToolMiddleware) -> Self {
+        self.inner_mut().middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// Adds a shared middleware, inside the ones added before.
+    pub fn middleware_arc(mut self, middleware: Arc<dyn ToolMiddleware>) -> Self {
+        self.inner_mut().middleware.push(middleware);
+        self
+    }
+
+    /// Sets the approval hook run before every call (replacing any earlier one).
+    pub fn hitl(mut self, hook: impl HitlHook) -> Self {
+        self.inner_mut().hitl = Some(Arc::new(hook));
+        self
+    }
+
+    /// Sets a shared approval hook.
+    pub fn hitl_arc(mut self, hook: Arc<dyn HitlHook>) -> Self {
+        self.inner_mut().hitl = Some(hook);
+        self
+    }
+
+    /// Adds a dependency value (one per type; replaces an earlier value of the same type).
+    pub fn dependency<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.inner_mut().deps.insert(value);
+        self
+    }
+
+    /// Adds every value of `deps`.
+    pub fn dependencies(mut self, deps: &Dependencies) -> Self {
+        self.inner_mut().deps.extend(deps);
+        self
+    }
+
+    /// The time a tool may run unless it sets its own [`Tool::timeout`]
+    /// (default [`DEFAULT_TIMEOUT`]).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.inner_mut().timeout = timeout;
+        self
+    }
+
+    /// The time the approval hook may take before the call is denied
+    /// (default [`DEFAULT_APPROVAL_TIMEOUT`]).
+    pub fn approval_timeout(mut self, timeout: Duration) -> Self {
+        self.inner_mut().approval_timeout = timeout;
+        self
+    }
+
+    /// Adds a plugin: its tools, its middleware (after those already added) and its
+    /// dependencies; its [`Plugin::on_start`] runs when an executor starts.
+    pub fn plugin(self, plugin: impl Plugin) -> Self {
+        self.plugin_arc(Arc::new(plugin))
+    }
+
+    /// Adds a shared plugin.
+    pub fn plugin_arc(mut self, plugin: Arc<dyn Plugin>) -> Self {
+        for tool in plugin.tools() {
+            self.add_tool(tool);
+        }
+        let middleware = plugin.middleware();
+        let deps = plugin.dependencies();
+        let inner = self.inner_mut();
+        inner.middleware.extend(middleware);
+        inner.deps.extend(&deps);
+        inner.plugins.push(plugin);
+        self
+    }
+
+    /// The declarations the provider receives, in registration order.
+    pub fn schemas(&self) -> Vec<ToolSchema> {
+        self.inner.tools.iter().map(Tool::schema).collect()
+    }
+
+    /// The tools, in registration order.
+    pub fn list(&self) -> &[Tool] {
+        &self.inner.tools
+    }
+
+    /// The tool called `name`.
+    pub fn get(&self, name: &str) -> Option<&Tool> {
+        self.inner.get(name)
+    }
+
+    /// How many tools there are.
+    pub fn len(&self) -> usize {
+        self.inner.tools.len()
+    }
+
+    /// True when there are no tools.
+    pub fn is_empty(&self) -> bool {
+        self.inner.tools.is_empty()
+    }
+
+    /// The dependencies.
+    pub fn deps(&self) -> &Dependencies {
+        &self.inner.deps
+    }
+
+    /// The plugins, in registration order.
+    pub fn plugins(&self) -> &[Arc<dyn Plugin>] {
+        &self.inner.plugins
+    }
+
+    /// Runs one call through the whole pipeline (middleware, approval, the tool under its
+    /// timeout, `on_result`) and returns its outcome. Never panics: every failure is an
+    /// `Err` text for the model. `conversation` is what [`ToolContext::conversation`]
+    /// returns.
+    pub async fn run(
+        &self,
+        call: ToolCall,
+        conversation: Option<ConversationContext>,
+    ) -> ToolOutcome {
+        let cx = ToolContext::new(call.call_id.clone(), call.name.clone())
+            .with_dependencies(self.inner.deps.clone())
+            .with_conversation_opt(conversation);
+        let original = call.clone();
+        let next = Next {
+            inner: self.inner.clone(),
+            index: 0,
+            cx,
+        };
+        let mut outcome = match AssertUnwindSafe(next.run(call)).catch_unwind().await {
+            Ok(outcome) => outcome,
+            Err(panic) => Err(panic_message(&original.name, panic)),
+        };
+        for middleware in self.inner.middleware.iter().rev() {
+            let hooked = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                middleware.on_result(&original, &mut outcome)
+            }));
+            if let Err(panic) = hooked {
+                outcome = Err(panic_message(&original.name, panic));
+            }
+        }
+        outcome
+    }
+}
