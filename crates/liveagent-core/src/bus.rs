@@ -214,7 +214,8 @@ pub struct Publish(pub LiveEvent);
 #[rtype(result = "BusStats")]
 pub struct GetStats;
 
-/// Stops the bus: every subscription ends and every stream finishes.
+/// Stops the bus: events already published are still delivered (for up to one second), then
+/// every subscription ends and every stream finishes.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Shutdown;
@@ -253,6 +254,7 @@ pub struct EventBus {
     config: BusConfig,
     subs: Vec<Sub>,
     stats: BusStats,
+    closing: bool,
 }
 
 impl EventBus {
@@ -262,6 +264,7 @@ impl EventBus {
             config,
             subs: Vec::new(),
             stats: BusStats::default(),
+            closing: false,
         }
     }
 
@@ -306,6 +309,10 @@ impl EventBus {
         self.stats.delivered += 1;
         self.subs[idx].busy = false;
         self.pump(idx, ctx);
+        if self.closing && self.subs.iter().all(|s| !s.busy && s.queue.is_empty()) {
+            self.subs.clear();
+            ctx.stop();
+        }
     }
 
     fn publish_local(&mut self, event: LiveEvent, ctx: &mut Context<Self>) {
@@ -441,7 +448,16 @@ impl Handler<GetStats> for EventBus {
 impl Handler<Shutdown> for EventBus {
     type Result = ();
     fn handle(&mut self, _: Shutdown, ctx: &mut Context<Self>) {
-        self.subs.clear();
-        ctx.stop();
+        self.closing = true;
+        if self.subs.iter().all(|s| !s.busy && s.queue.is_empty()) {
+            self.subs.clear();
+            ctx.stop();
+            return;
+        }
+        ctx.run_later(Duration::from_secs(1), |bus, ctx| {
+            tracing::debug!("bus shutdown: dropping deliveries still queued after 1 s");
+            bus.subs.clear();
+            ctx.stop();
+        });
     }
 }

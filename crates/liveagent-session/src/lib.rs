@@ -49,6 +49,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use actix::WeakAddr;
 use liveagent_core::{ConversationContext, EventMiddleware, RealtimeProtocol};
 
 pub use actor::{SessionActor, SessionState, SessionStatus, StopSession};
@@ -104,25 +105,45 @@ impl std::fmt::Debug for SessionOptions {
 
 /// A running session. Dropping the handle does not stop the session; call
 /// [`stop`](Self::stop).
+///
+/// The handle holds a weak address: the session actor lives as long as its bus
+/// subscriptions do, so that once stopped (and unsubscribed) the supervisor lets it end
+/// instead of restarting it.
 #[derive(Clone)]
 pub struct SessionHandle {
-    addr: Addr<SessionActor>,
+    addr: WeakAddr<SessionActor>,
 }
 
 impl SessionHandle {
-    /// The session actor.
-    pub fn addr(&self) -> &Addr<SessionActor> {
-        &self.addr
+    /// The session actor, while it is alive.
+    pub fn addr(&self) -> Option<Addr<SessionActor>> {
+        self.addr.upgrade()
+    }
+
+    /// True while the session actor is alive.
+    pub fn is_alive(&self) -> bool {
+        self.addr.upgrade().is_some_and(|a| a.connected())
     }
 
     /// Closes the connection and ends the session (publishes `SessionClosed`).
     pub fn stop(&self) {
-        self.addr.do_send(StopSession);
+        if let Some(addr) = self.addr.upgrade() {
+            addr.do_send(StopSession);
+        }
     }
 
-    /// The session's current state and counters.
+    /// Like [`stop`](Self::stop), and waits until the session has handled it (its
+    /// `SessionClosed` event is then on the bus).
+    pub async fn stop_and_wait(&self) {
+        if let Some(addr) = self.addr.upgrade() {
+            let _ = addr.send(StopSession).await;
+        }
+    }
+
+    /// The session's current state and counters (`None` once the actor has ended).
     pub async fn status(&self) -> Option<SessionStatus> {
-        self.addr.send(actor::GetStatus).await.ok()
+        let addr = self.addr.upgrade()?;
+        addr.send(actor::GetStatus).await.ok()
     }
 }
 
@@ -135,5 +156,7 @@ pub fn start_session(
 ) -> SessionHandle {
     let addr = Supervisor::start(move |_| SessionActor::new(protocol, context, options));
     addr.do_send(actor::SubscribeCommands);
-    SessionHandle { addr }
+    SessionHandle {
+        addr: addr.downgrade(),
+    }
 }

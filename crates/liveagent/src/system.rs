@@ -1,0 +1,135 @@
+//! [`LiveAgentSystem`]: runs conversations inside an existing actix system.
+
+use std::sync::{Arc, Mutex};
+
+use actix::prelude::*;
+use liveagent_core::{ConversationContext, EventFilter, LiveError, LiveEvent};
+
+use crate::agent::{LiveAgent, Observer};
+use crate::conversation::{Conversation, ConversationWatch};
+
+/// Runs [`LiveAgent`] conversations inside your actix system or actix-web app, adds your
+/// observer actors to every one of them, and shuts them all down cleanly.
+///
+/// ```no_run
+/// use liveagent::{openai, EventFilter, LiveAgent, LiveAgentSystem, LiveEvent, SessionOpened};
+/// use actix::prelude::*;
+///
+/// struct Monitor;
+/// impl Actor for Monitor { type Context = Context<Self>; }
+/// impl Handler<LiveEvent> for Monitor {
+///     type Result = ();
+///     fn handle(&mut self, e: LiveEvent, _: &mut Context<Self>) { println!("{e:?}"); }
+/// }
+///
+/// #[actix::main]
+/// async fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let system = LiveAgentSystem::new()
+///         .observer(EventFilter::of::<SessionOpened>(), |_| Monitor.start().recipient());
+///     let agent = LiveAgent::builder("assistant")
+///         .config(openai::RealtimeConfig::new("gpt-realtime-2"))
+///         .build()?;
+///     let conversation = system.run(&agent)?;
+///     // ... attach a recorder and a player to conversation.context() ...
+///     system.shutdown().await;
+///     Ok(())
+/// }
+/// ```
+#[derive(Clone, Default)]
+pub struct LiveAgentSystem {
+    inner: Arc<Mutex<Inner>>,
+}
+
+#[derive(Default)]
+struct Inner {
+    observers: Vec<Observer>,
+    conversations: Vec<(ConversationContext, ConversationWatch, Conversation)>,
+}
+
+impl LiveAgentSystem {
+    /// A system with no conversations. Create it inside a running actix system.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an observer to every conversation this system starts from now on: for each,
+    /// `factory` makes (or returns) an actor subscribed to the kinds in `filter`.
+    pub fn observer<F>(self, filter: EventFilter, factory: F) -> Self
+    where
+        F: Fn(&ConversationContext) -> Recipient<LiveEvent> + Send + Sync + 'static,
+    {
+        self.add_observer(filter, factory);
+        self
+    }
+
+    /// Like [`observer`](Self::observer), through a shared reference.
+    pub fn add_observer<F>(&self, filter: EventFilter, factory: F)
+    where
+        F: Fn(&ConversationContext) -> Recipient<LiveEvent> + Send + Sync + 'static,
+    {
+        self.inner.lock().unwrap().observers.push(Observer {
+            filter,
+            factory: Arc::new(factory),
+        });
+    }
+
+    /// Starts a conversation of `agent` with the system's observers attached. The system
+    /// keeps it until [`stop`](Self::stop_conversation) or [`shutdown`](Self::shutdown); the
+    /// returned context is the conversation's.
+    pub fn run(&self, agent: &LiveAgent) -> Result<ConversationContext, LiveError> {
+        let observers = self.inner.lock().unwrap().observers.clone();
+        let conversation = agent.run_with_observers(&observers)?;
+        let context = conversation.context().clone();
+        let watch = conversation.watch();
+        self.inner
+            .lock()
+            .unwrap()
+            .conversations
+            .push((context.clone(), watch, conversation));
+        Ok(context)
+    }
+
+    /// Number of conversations running.
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap().conversations.len()
+    }
+
+    /// True when no conversation runs.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stops the conversation whose context is `context` (see [`Conversation::stop`]).
+    pub async fn stop_conversation(&self, context: &ConversationContext) {
+        let found = {
+            let mut inner = self.inner.lock().unwrap();
+            let pos = inner
+                .conversations
+                .iter()
+                .position(|(c, _, _)| c.bus() == context.bus());
+            pos.map(|p| inner.conversations.remove(p))
+        };
+        if let Some((_, _, conversation)) = found {
+            conversation.stop().await;
+        }
+    }
+
+    /// Stops every conversation and waits (up to 5 s) until all their actors have ended.
+    /// Returns true when they all did.
+    pub async fn shutdown(&self) -> bool {
+        let conversations = std::mem::take(&mut self.inner.lock().unwrap().conversations);
+        let mut watches = Vec::new();
+        for (_, watch, conversation) in conversations {
+            conversation.stop().await;
+            watches.push(watch);
+        }
+        let mut all = true;
+        for watch in watches {
+            all &= watch.wait_stopped(std::time::Duration::from_secs(5)).await;
+        }
+        if !all {
+            tracing::warn!("some conversation actors were still running 5 s after shutdown");
+        }
+        all
+    }
+}
