@@ -1,0 +1,441 @@
+//! [`Agent`] and its reply.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use awc::error::SendRequestError;
+use liveagent_core::{ErrorKind, LiveError, Secret, ToolCall, ToolResult};
+use liveagent_tools::{Tool, ToolError, Toolbox};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::wire::{ChatMessage, ChatRequest, ChatResponse, ChatTool, ChatUsage, ErrorBody};
+
+/// OpenAI's API base URL, the default of [`Agent::base_url`].
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+
+/// The largest response body accepted (4 MiB).
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
+/// A turn-based text agent over OpenAI Chat Completions (or any server speaking it).
+///
+/// [`ask`](Self::ask) sends the prompt and the question, runs the tool calls the model
+/// makes (concurrently, through the agent's [`Toolbox`]: middleware, approval, timeouts
+/// apply), sends their outputs back, and repeats until the model answers in text, for at
+/// most [`max_rounds`](Self::max_rounds) rounds of tool calls.
+///
+/// The API key is read from `OPENAI_API_KEY` by default and sent as a Bearer token; it
+/// never appears in `Debug` output, logs or errors. Cloning is cheap; an agent is
+/// `Send + Sync`.
+#[derive(Clone)]
+pub struct Agent {
+    name: Arc<str>,
+    prompt: Arc<str>,
+    model: Arc<str>,
+    base_url: Arc<str>,
+    api_key: Option<Secret>,
+    toolbox: Toolbox,
+    max_rounds: u32,
+    timeout: Duration,
+    temperature: Option<f32>,
+}
+
+impl fmt::Debug for Agent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Agent")
+            .field("name", &self.name)
+            .field("model", &self.model)
+            .field("base_url", &self.base_url)
+            .field("api_key", &self.api_key)
+            .field("toolbox", &self.toolbox)
+            .field("max_rounds", &self.max_rounds)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// One tool call an agent made while answering.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolRun {
+    /// The tool.
+    pub name: String,
+    /// The arguments the model gave.
+    pub arguments: Value,
+    /// What the tool returned (or the error text the model read).
+    pub output: Result<Value, String>,
+}
+
+/// The answer of [`Agent::ask`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentReply {
+    /// The final text.
+    pub text: String,
+    /// The tool calls made on the way, in order.
+    pub tool_runs: Vec<ToolRun>,
+    /// How many requests were sent.
+    pub requests: u32,
+    /// Token usage summed over the requests.
+    pub usage: ChatUsage,
+    /// The whole conversation (without the system prompt), to continue it with
+    /// [`Agent::ask_with`].
+    pub messages: Vec<ChatMessage>,
+}
+
+/// The arguments of the tool made by [`Agent::as_tool`].
+#[derive(Clone, Debug, Deserialize, JsonSchema)]
+pub struct HandoffRequest {
+    /// What to ask the agent, with everything it needs to know (it does not hear the
+    /// conversation).
+    pub request: String,
+}
+
+impl Agent {
+    /// An agent called `name` (for logs and errors) with system prompt `prompt`, using
+    /// `model`, on OpenAI with the key from `OPENAI_API_KEY`.
+    pub fn new(
+        name: impl Into<Arc<str>>,
+        prompt: impl Into<Arc<str>>,
+        model: impl Into<Arc<str>>,
+    ) -> Self {
+        Agent {
+            name: name.into(),
+            prompt: prompt.into(),
+            model: model.into(),
+            base_url: DEFAULT_BASE_URL.into(),
+            api_key: Secret::from_env("OPENAI_API_KEY"),
+            toolbox: Toolbox::new(),
+            max_rounds: 8,
+            timeout: Duration::from_secs(60),
+            temperature: None,
+        }
+    }
+
+    /// The API base URL (`…/v1`; the agent posts to `{base}/chat/completions`).
+    pub fn base_url(mut self, url: impl AsRef<str>) -> Self {
+        self.base_url = url.as_ref().trim_end_matches('/').into();
+        self
+    }
+
+    /// The API key (instead of `OPENAI_API_KEY`).
+    pub fn api_key(mut self, key: impl Into<Secret>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Sends no API key (local servers).
+    pub fn without_api_key(mut self) -> Self {
+        self.api_key = None;
+        self
+    }
+
+    /// Adds tools.
+    pub fn tools(mut self, tools: impl IntoIterator<Item = Tool>) -> Self {
+        self.toolbox = self.toolbox.tools(tools);
+        self
+    }
+
+    /// Adds a tool.
+    pub fn tool(mut self, tool: Tool) -> Self {
+        self.toolbox = self.toolbox.tool(tool);
+        self
+    }
+
+    /// Replaces the toolbox (tools plus middleware, approval, dependencies, timeouts).
+    pub fn toolbox(mut self, toolbox: Toolbox) -> Self {
+        self.toolbox = toolbox;
+        self
+    }
+
+    /// The most rounds of tool calls per question (default 8); a model that still calls
+    /// tools after that makes [`ask`](Self::ask) fail.
+    pub fn max_rounds(mut self, rounds: u32) -> Self {
+        self.max_rounds = rounds;
+        self
+    }
+
+    /// The time one HTTP request may take, response body included (default 60 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The sampling temperature.
+    pub fn temperature(mut self, temperature: f32) -> Self {
+        self.temperature = Some(temperature);
+        self
+    }
+
+    /// The agent's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The agent's toolbox.
+    pub fn tools_ref(&self) -> &Toolbox {
+        &self.toolbox
+    }
+
+    /// Answers `text` (a fresh conversation).
+    pub async fn ask(&self, text: &str) -> Result<AgentReply, LiveError> {
+        self.ask_with(Vec::new(), text).await
+    }
+
+    /// Answers `text` after `history` (the `messages` of an earlier [`AgentReply`]).
+    pub async fn ask_with(
+        &self,
+        history: Vec<ChatMessage>,
+        text: &str,
+    ) -> Result<AgentReply, LiveError> {
+        let mut messages = history;
+        messages.push(ChatMessage::user(text));
+        let tools: Vec<ChatTool> = self
+            .toolbox
+            .schemas()
+            .into_iter()
+            .map(ChatTool::from)
+            .collect();
+        let mut reply = AgentReply {
+            text: String::new(),
+            tool_runs: Vec::new(),
+            requests: 0,
+            usage: ChatUsage::default(),
+            messages: Vec::new(),
+        };
+        let mut round = 0;
+        loop {
+            let mut all = Vec::with_capacity(messages.len() + 1);
+            all.push(ChatMessage::system(self.prompt.to_string()));
+            all.extend(messages.iter().cloned());
+            let request = ChatRequest {
+                model: self.model.to_string(),
+                messages: all,
+                tools: tools.clone(),
+                tool_choice: None,
+                temperature: self.temperature,
+                max_completion_tokens: None,
+            };
+            let response = self.post(&request).await?;
+            reply.requests += 1;
+            if let Some(u) = response.usage {
+                reply.usage.prompt_tokens += u.prompt_tokens;
+                reply.usage.completion_tokens += u.completion_tokens;
+                reply.usage.total_tokens += u.total_tokens;
+            }
+            let Some(choice) = response.choices.into_iter().next() else {
+                return Err(self.err(
+                    ErrorKind::Protocol,
+                    "the chat completion has no choices".to_owned(),
+                ));
+            };
+            let ChatMessage::Assistant {
+                content,
+                tool_calls,
+                refusal,
+            } = choice.message
+            else {
+                return Err(self.err(
+                    ErrorKind::Protocol,
+                    "the chat completion's message is not from the assistant".to_owned(),
+                ));
+            };
+            if tool_calls.is_empty() {
+                let text = match (content, refusal) {
+                    (Some(c), _) => c,
+                    (None, Some(r)) => r,
+                    (None, None) => String::new(),
+                };
+                messages.push(ChatMessage::assistant(text.clone()));
+                reply.text = text;
+                reply.messages = messages;
+                return Ok(reply);
+            }
+            if round >= self.max_rounds {
+                return Err(self.err(
+                    ErrorKind::Tool,
+                    format!(
+                        "the model still called tools after {} rounds",
+                        self.max_rounds
+                    ),
+                ));
+            }
+            round += 1;
+            messages.push(ChatMessage::Assistant {
+                content,
+                tool_calls: tool_calls.clone(),
+                refusal,
+            });
+            let calls: Vec<ToolCall> = tool_calls
+                .iter()
+                .map(|c| ToolCall {
+                    call_id: c.id.as_str().into(),
+                    name: c.function.name.as_str().into(),
+                    arguments: serde_json::from_str(&c.function.arguments)
+                        .unwrap_or_else(|_| Value::String(c.function.arguments.clone())),
+                    response_id: None,
+                })
+                .collect();
+            let outcomes = futures_util::future::join_all(
+                calls
+                    .iter()
+                    .map(|call| self.toolbox.run(call.clone(), None)),
+            )
+            .await;
+            for (call, output) in calls.into_iter().zip(outcomes) {
+                tracing::debug!(agent = %self.name, tool = %call.name, ok = output.is_ok(), "agent tool call");
+                let result = ToolResult {
+                    call_id: call.call_id.clone(),
+                    name: call.name.clone(),
+                    output,
+                    request_response: false,
+                };
+                messages.push(ChatMessage::Tool {
+                    tool_call_id: call.call_id.to_string(),
+                    content: result.output_text(),
+                });
+                reply.tool_runs.push(ToolRun {
+                    name: call.name.to_string(),
+                    arguments: call.arguments,
+                    output: result.output,
+                });
+            }
+        }
+    }
+
+    /// This agent as a tool taking `{"request": string}` and returning the agent's text
+    /// answer; an agent failure is the tool's error result. Its timeout is the agent's
+    /// request timeout times `max_rounds + 1` (change it with [`Tool::timeout`]).
+    ///
+    /// ```
+    /// use liveagent_agent::Agent;
+    /// let tool = Agent::new("billing", "You answer billing questions.", "gpt-4o-mini")
+    ///     .as_tool("ask_billing", "Ask the billing specialist a question.");
+    /// assert_eq!(tool.schema().parameters["required"], serde_json::json!(["request"]));
+    /// ```
+    pub fn as_tool(&self, name: impl Into<Arc<str>>, description: impl Into<Arc<str>>) -> Tool {
+        let agent = self.clone();
+        let limit = self
+            .timeout
+            .saturating_mul(self.max_rounds.saturating_add(1));
+        Tool::new(name, description, move |args: HandoffRequest| {
+            let agent = agent.clone();
+            async move {
+                agent
+                    .ask(&args.request)
+                    .await
+                    .map(|reply| reply.text)
+                    .map_err(ToolError::msg)
+            }
+        })
+        .timeout(limit)
+    }
+
+    fn err(&self, kind: ErrorKind, message: String) -> LiveError {
+        LiveError::new(
+            kind,
+            format!("agent `{}`: {}", self.name, self.redact(&message)),
+        )
+    }
+
+    fn redact(&self, text: &str) -> String {
+        match &self.api_key {
+            Some(key) => key.redact(text),
+            None => text.to_owned(),
+        }
+    }
+
+    async fn post(&self, request: &ChatRequest) -> Result<ChatResponse, LiveError> {
+        let url = format!("{}/chat/completions", self.base_url);
+        match tokio::time::timeout(self.timeout, self.post_inner(&url, request)).await {
+            Ok(result) => result,
+            Err(_) => Err(self.timed_out(&url)),
+        }
+    }
+
+    fn timed_out(&self, url: &str) -> LiveError {
+        self.err(
+            ErrorKind::Connection,
+            format!(
+                "no complete response from {url} within {} s",
+                self.timeout.as_secs_f32()
+            ),
+        )
+        .with_code("timeout")
+    }
+
+    async fn post_inner(
+        &self,
+        url: &str,
+        request: &ChatRequest,
+    ) -> Result<ChatResponse, LiveError> {
+        // rustls needs a process-wide crypto provider when several could be compiled in.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = awc::Client::builder()
+            .connector(awc::Connector::new().timeout(self.timeout))
+            .timeout(self.timeout)
+            .disable_redirects()
+            .finish();
+        let mut builder = client.post(url);
+        if let Some(key) = &self.api_key {
+            builder = builder.bearer_auth(key.expose());
+        }
+        let mut response = builder.send_json(request).await.map_err(|e| match e {
+            SendRequestError::Timeout => self.timed_out(url),
+            other => self.err(
+                ErrorKind::Connection,
+                format!("request to {url} failed: {other}"),
+            ),
+        })?;
+        let status = response.status();
+        let body = response.body().limit(MAX_BODY).await.map_err(|e| {
+            self.err(
+                ErrorKind::Connection,
+                format!("reading the response from {url} failed: {e}"),
+            )
+        })?;
+        if !status.is_success() {
+            return Err(self.http_error(status.as_u16(), &body));
+        }
+        serde_json::from_slice::<ChatResponse>(&body).map_err(|e| {
+            let shown: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+            self.err(
+                ErrorKind::Protocol,
+                format!("malformed chat completion ({e}): {shown:?}"),
+            )
+        })
+    }
+
+    fn http_error(&self, status: u16, body: &[u8]) -> LiveError {
+        let parsed = serde_json::from_slice::<ErrorBody>(body)
+            .ok()
+            .map(|b| b.error);
+        let code = parsed.as_ref().and_then(|e| match &e.code {
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        });
+        let kind_tag = parsed.as_ref().and_then(|e| e.kind.clone());
+        let message = match &parsed {
+            Some(e) if !e.message.is_empty() => e.message.clone(),
+            _ => {
+                let text: String = String::from_utf8_lossy(body).chars().take(200).collect();
+                if text.trim().is_empty() {
+                    "no error message".to_owned()
+                } else {
+                    text
+                }
+            }
+        };
+        let quota = [code.as_deref(), kind_tag.as_deref()].contains(&Some("insufficient_quota"));
+        let kind = match status {
+            401 | 403 => ErrorKind::Auth,
+            404 => ErrorKind::NotFound,
+            429 if quota => ErrorKind::Quota,
+            400 | 409 | 413 | 422 => ErrorKind::InvalidRequest,
+            _ => ErrorKind::Provider,
+        };
+        self.err(kind, format!("HTTP {status}: {message}"))
+            .with_code(self.redact(&code.unwrap_or_else(|| status.to_string())))
+    }
+}
