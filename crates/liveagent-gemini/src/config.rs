@@ -1,0 +1,573 @@
+//! [`RealtimeConfig`]: the Gemini Live provider configuration, and its option types.
+
+use std::time::Duration;
+
+use liveagent_core::{LiveError, RealtimeProtocol, Secret, SessionSetup};
+use serde::{Deserialize, Serialize};
+
+use crate::protocol::GeminiProtocol;
+
+/// The Gemini Developer API host.
+pub const DEFAULT_BASE_URL: &str = "wss://generativelanguage.googleapis.com";
+
+/// Sample rate of microphone audio Gemini takes (16 kHz mono PCM16).
+pub const INPUT_SAMPLE_RATE: u32 = 16_000;
+
+/// Sample rate of the audio Gemini produces (24 kHz mono PCM16).
+pub const OUTPUT_SAMPLE_RATE: u32 = 24_000;
+
+/// The API version in the WebSocket path.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ApiVersion {
+    /// `v1`: what google-genai uses by default.
+    V1,
+    /// `v1beta`: the version the public reference documents (the default here).
+    #[default]
+    V1Beta,
+    /// `v1alpha`: needed for ephemeral tokens and some preview features.
+    V1Alpha,
+}
+
+impl ApiVersion {
+    /// `v1`, `v1beta` or `v1alpha`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiVersion::V1 => "v1",
+            ApiVersion::V1Beta => "v1beta",
+            ApiVersion::V1Alpha => "v1alpha",
+        }
+    }
+}
+
+/// Spoken output: the model answers in audio (24 kHz PCM16).
+///
+/// ```
+/// use liveagent_gemini::AudioOutput;
+/// let out = AudioOutput::new("Puck").language_code("en-US");
+/// assert_eq!(out.voice.as_deref(), Some("Puck"));
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AudioOutput {
+    /// A prebuilt voice (Puck, Charon, Kore, Fenrir, Aoede, Leda, Orus, Zephyr, ...).
+    /// `None`: the server's default voice.
+    pub voice: Option<String>,
+    /// BCP-47 language of the speech (`en-US`). `None`: the model decides.
+    pub language_code: Option<String>,
+}
+
+impl AudioOutput {
+    /// Audio output in `voice`.
+    pub fn new(voice: impl Into<String>) -> Self {
+        AudioOutput {
+            voice: Some(voice.into()),
+            language_code: None,
+        }
+    }
+
+    /// Sets the speech language.
+    pub fn language_code(mut self, code: impl Into<String>) -> Self {
+        self.language_code = Some(code.into());
+        self
+    }
+}
+
+/// Text output: the model answers in text ([`ModelMessageChunk`](liveagent_core::ModelMessageChunk))
+/// and never produces audio. Native-audio models only answer in audio.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TextOutput;
+
+/// What the model answers with: one modality per session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Spoken answers.
+    Audio(AudioOutput),
+    /// Text answers.
+    Text(TextOutput),
+}
+
+impl Default for Output {
+    fn default() -> Self {
+        Output::Audio(AudioOutput::default())
+    }
+}
+
+impl From<AudioOutput> for Output {
+    fn from(o: AudioOutput) -> Self {
+        Output::Audio(o)
+    }
+}
+
+impl From<TextOutput> for Output {
+    fn from(o: TextOutput) -> Self {
+        Output::Text(o)
+    }
+}
+
+/// How readily the server's activity detection hears the start of speech.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StartSensitivity {
+    /// Detects speech start more often.
+    #[serde(rename = "START_SENSITIVITY_HIGH")]
+    High,
+    /// Detects speech start less often.
+    #[serde(rename = "START_SENSITIVITY_LOW")]
+    Low,
+}
+
+/// How readily the server's activity detection hears the end of speech.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EndSensitivity {
+    /// Ends speech more often.
+    #[serde(rename = "END_SENSITIVITY_HIGH")]
+    High,
+    /// Ends speech less often.
+    #[serde(rename = "END_SENSITIVITY_LOW")]
+    Low,
+}
+
+/// What user activity does to a model turn in progress.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ActivityHandling {
+    /// Barge-in: the start of user activity interrupts the model (the server default).
+    #[default]
+    #[serde(rename = "START_OF_ACTIVITY_INTERRUPTS")]
+    Interrupts,
+    /// The model finishes its turn whatever the user does.
+    #[serde(rename = "NO_INTERRUPTION")]
+    NoInterruption,
+}
+
+/// Which input makes up the user's turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TurnCoverage {
+    /// Only the detected activity.
+    #[serde(rename = "TURN_INCLUDES_ONLY_ACTIVITY")]
+    OnlyActivity,
+    /// All input since the last turn, silence included.
+    #[serde(rename = "TURN_INCLUDES_ALL_INPUT")]
+    AllInput,
+    /// Audio activity and all video frames (the gemini-3.1 default).
+    #[serde(rename = "TURN_INCLUDES_AUDIO_ACTIVITY_AND_ALL_VIDEO")]
+    AudioActivityAndAllVideo,
+}
+
+/// Server-side voice activity detection (`automaticActivityDetection`).
+///
+/// ```
+/// use liveagent_gemini::{ActivityDetection, EndSensitivity};
+/// let auto = ActivityDetection::automatic().end_sensitivity(EndSensitivity::Low).silence_duration_ms(500);
+/// let manual = ActivityDetection::manual(); // send ActivityStart / ActivityEnd yourself
+/// assert!(manual.disabled && !auto.disabled);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ActivityDetection {
+    /// True: no server VAD; the application marks turns with
+    /// [`ControlCommand::ActivityStart`](liveagent_core::ControlCommand::ActivityStart) /
+    /// `ActivityEnd` (or `CommitInput`).
+    pub disabled: bool,
+    /// Start-of-speech sensitivity (server default when `None`).
+    pub start_sensitivity: Option<StartSensitivity>,
+    /// End-of-speech sensitivity (server default when `None`).
+    pub end_sensitivity: Option<EndSensitivity>,
+    /// Speech needed before start of speech is committed, in ms.
+    pub prefix_padding_ms: Option<u32>,
+    /// Silence needed before end of speech is committed, in ms.
+    pub silence_duration_ms: Option<u32>,
+}
+
+impl ActivityDetection {
+    /// Server VAD with the server's defaults (the default).
+    pub fn automatic() -> Self {
+        ActivityDetection::default()
+    }
+
+    /// No server VAD: the application marks user activity.
+    pub fn manual() -> Self {
+        ActivityDetection {
+            disabled: true,
+            ..ActivityDetection::default()
+        }
+    }
+
+    /// Sets the start-of-speech sensitivity.
+    pub fn start_sensitivity(mut self, s: StartSensitivity) -> Self {
+        self.start_sensitivity = Some(s);
+        self
+    }
+
+    /// Sets the end-of-speech sensitivity.
+    pub fn end_sensitivity(mut self, s: EndSensitivity) -> Self {
+        self.end_sensitivity = Some(s);
+        self
+    }
+
+    /// Sets the prefix padding.
+    pub fn prefix_padding_ms(mut self, ms: u32) -> Self {
+        self.prefix_padding_ms = Some(ms);
+        self
+    }
+
+    /// Sets the silence that ends a turn.
+    pub fn silence_duration_ms(mut self, ms: u32) -> Self {
+        self.silence_duration_ms = Some(ms);
+        self
+    }
+
+    fn is_default(&self) -> bool {
+        *self == ActivityDetection::default()
+    }
+}
+
+/// Input options: transcription and turn detection.
+///
+/// ```
+/// use liveagent_gemini::{ActivityDetection, ActivityHandling, InputConfig};
+/// let input = InputConfig { transcribe: true, ..Default::default() };
+/// let manual = InputConfig::default()
+///     .activity_detection(ActivityDetection::manual())
+///     .activity_handling(ActivityHandling::NoInterruption);
+/// # let _ = (input, manual);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InputConfig {
+    /// Turn on transcription of the user's audio and of the model's audio
+    /// (`InputTranscriptChunk`, `OutputTranscriptChunk`). Also what lets the provider
+    /// replay spoken turns as text after a reconnect without a resumption handle.
+    pub transcribe: bool,
+    /// Server VAD settings, or manual activity marking.
+    pub activity_detection: ActivityDetection,
+    /// Barge-in behaviour (server default, interrupts, when `None`).
+    pub activity_handling: Option<ActivityHandling>,
+    /// Which input makes up a turn (server default when `None`).
+    pub turn_coverage: Option<TurnCoverage>,
+}
+
+impl InputConfig {
+    /// Input with transcription on or off.
+    pub fn new(transcribe: bool) -> Self {
+        InputConfig {
+            transcribe,
+            ..InputConfig::default()
+        }
+    }
+
+    /// Turns transcription on or off.
+    pub fn transcribe(mut self, on: bool) -> Self {
+        self.transcribe = on;
+        self
+    }
+
+    /// Sets the activity detection.
+    pub fn activity_detection(mut self, d: ActivityDetection) -> Self {
+        self.activity_detection = d;
+        self
+    }
+
+    /// Sets the barge-in behaviour.
+    pub fn activity_handling(mut self, h: ActivityHandling) -> Self {
+        self.activity_handling = Some(h);
+        self
+    }
+
+    /// Sets the turn coverage.
+    pub fn turn_coverage(mut self, t: TurnCoverage) -> Self {
+        self.turn_coverage = Some(t);
+        self
+    }
+}
+
+/// Sliding-window context compression: lifts the ~15 minute limit of audio sessions.
+///
+/// ```
+/// use liveagent_gemini::ContextCompression;
+/// let c = ContextCompression::new().trigger_tokens(25_600).target_tokens(12_800);
+/// # let _ = c;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ContextCompression {
+    /// Context size that triggers compression (server default when `None`).
+    pub trigger_tokens: Option<u64>,
+    /// Context size kept (half of the trigger when `None`).
+    pub target_tokens: Option<u64>,
+}
+
+impl ContextCompression {
+    /// Compression with the server's defaults.
+    pub fn new() -> Self {
+        ContextCompression::default()
+    }
+
+    /// Sets the trigger.
+    pub fn trigger_tokens(mut self, n: u64) -> Self {
+        self.trigger_tokens = Some(n);
+        self
+    }
+
+    /// Sets the target.
+    pub fn target_tokens(mut self, n: u64) -> Self {
+        self.target_tokens = Some(n);
+        self
+    }
+}
+
+/// Session resumption: how the provider survives connection renewals (`goAway`, ~10 min)
+/// and drops.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionResumption {
+    /// Ask for resumption handles and resume with them (default on).
+    pub enabled: bool,
+    /// Transparent mode: the server reports the last client message it consumed; the
+    /// provider keeps later frames (bounded) and sends them again after resuming.
+    pub transparent: bool,
+    /// Handles older than this are not used (the server keeps them about 2 hours).
+    pub handle_max_age: Duration,
+}
+
+impl Default for SessionResumption {
+    fn default() -> Self {
+        SessionResumption {
+            enabled: true,
+            transparent: false,
+            handle_max_age: Duration::from_secs(115 * 60),
+        }
+    }
+}
+
+impl SessionResumption {
+    /// Resumption on (the default).
+    pub fn enabled() -> Self {
+        SessionResumption::default()
+    }
+
+    /// Resumption off: every reconnect starts a new session and replays the history.
+    pub fn disabled() -> Self {
+        SessionResumption {
+            enabled: false,
+            ..SessionResumption::default()
+        }
+    }
+
+    /// Resumption on, in transparent mode.
+    pub fn transparent() -> Self {
+        SessionResumption {
+            transparent: true,
+            ..SessionResumption::default()
+        }
+    }
+}
+
+/// The Gemini Live provider configuration. Mirrors the Python `gemini.RealTimeConfig`.
+///
+/// ```
+/// use liveagent_gemini::{AudioOutput, InputConfig, RealtimeConfig};
+/// let config = RealtimeConfig::new("gemini-3.1-flash-live-preview")
+///     .output(AudioOutput::new("Puck").language_code("en-US"))
+///     .input(InputConfig { transcribe: true, ..Default::default() })
+///     .api_key("my-key");
+/// assert!(!format!("{config:?}").contains("my-key"));
+/// ```
+///
+/// The API key goes in the `x-goog-api-key` header. When none is given it comes from
+/// `GEMINI_API_KEY`, then `GOOGLE_API_KEY`. A key is required for the default (Google) base
+/// URL; with another base URL (a local server) the session may run without one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RealtimeConfig {
+    /// The model id, without the `models/` prefix.
+    pub model: String,
+    /// Audio or text output.
+    pub output: Output,
+    /// Transcription and turn detection.
+    pub input: InputConfig,
+    /// Context window compression (off when `None`).
+    pub compression: Option<ContextCompression>,
+    /// Session resumption (on by default).
+    pub resumption: SessionResumption,
+    /// API version (`v1beta` by default).
+    pub api_version: ApiVersion,
+    /// `wss://generativelanguage.googleapis.com` by default; `ws://127.0.0.1:PORT` for the
+    /// local server.
+    pub base_url: String,
+    /// The API key; from the environment when `None`.
+    pub api_key: Option<Secret>,
+    /// Sampling temperature.
+    pub temperature: Option<f32>,
+    /// Output token limit per turn.
+    pub max_output_tokens: Option<u32>,
+    /// Most history entries kept for replay after a reconnect without resumption.
+    pub max_history_entries: usize,
+}
+
+impl RealtimeConfig {
+    /// A configuration for `model` (e.g. `gemini-3.1-flash-live-preview`), with audio
+    /// output in the default voice.
+    pub fn new(model: impl Into<String>) -> Self {
+        RealtimeConfig {
+            model: model.into(),
+            output: Output::default(),
+            input: InputConfig::default(),
+            compression: None,
+            resumption: SessionResumption::default(),
+            api_version: ApiVersion::default(),
+            base_url: DEFAULT_BASE_URL.to_owned(),
+            api_key: None,
+            temperature: None,
+            max_output_tokens: None,
+            max_history_entries: 500,
+        }
+    }
+
+    /// Sets the output: [`AudioOutput`] or [`TextOutput`].
+    pub fn output(mut self, output: impl Into<Output>) -> Self {
+        self.output = output.into();
+        self
+    }
+
+    /// Sets the input options.
+    pub fn input(mut self, input: InputConfig) -> Self {
+        self.input = input;
+        self
+    }
+
+    /// Sets activity detection (shortcut for `input.activity_detection`).
+    pub fn activity_detection(mut self, d: ActivityDetection) -> Self {
+        self.input.activity_detection = d;
+        self
+    }
+
+    /// Sets barge-in behaviour (shortcut for `input.activity_handling`).
+    pub fn activity_handling(mut self, h: ActivityHandling) -> Self {
+        self.input.activity_handling = Some(h);
+        self
+    }
+
+    /// Turns on context window compression.
+    pub fn context_compression(mut self, c: ContextCompression) -> Self {
+        self.compression = Some(c);
+        self
+    }
+
+    /// Sets session resumption.
+    pub fn session_resumption(mut self, r: SessionResumption) -> Self {
+        self.resumption = r;
+        self
+    }
+
+    /// Sets the API version.
+    pub fn api_version(mut self, v: ApiVersion) -> Self {
+        self.api_version = v;
+        self
+    }
+
+    /// Sets the base URL (`ws://127.0.0.1:PORT` for the local server). A trailing `/` is
+    /// ignored.
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = url.into().trim_end_matches('/').to_owned();
+        self
+    }
+
+    /// Sets the API key.
+    pub fn api_key(mut self, key: impl Into<Secret>) -> Self {
+        self.api_key = Some(key.into());
+        self
+    }
+
+    /// Sets the temperature.
+    pub fn temperature(mut self, t: f32) -> Self {
+        self.temperature = Some(t);
+        self
+    }
+
+    /// Sets the output token limit.
+    pub fn max_output_tokens(mut self, n: u32) -> Self {
+        self.max_output_tokens = Some(n);
+        self
+    }
+
+    /// Sets how many history entries are kept for replay.
+    pub fn max_history_entries(mut self, n: usize) -> Self {
+        self.max_history_entries = n.max(1);
+        self
+    }
+
+    /// True when the model answers in audio.
+    pub fn is_audio_output(&self) -> bool {
+        matches!(self.output, Output::Audio(_))
+    }
+
+    /// True when the application marks user activity itself.
+    pub fn manual_activity(&self) -> bool {
+        self.input.activity_detection.disabled
+    }
+
+    /// The WebSocket URL: `{base}/ws/google.ai.generativelanguage.{version}.GenerativeService.BidiGenerateContent`.
+    pub fn url(&self) -> String {
+        format!(
+            "{}/ws/google.ai.generativelanguage.{}.GenerativeService.BidiGenerateContent",
+            self.base_url.trim_end_matches('/'),
+            self.api_version.as_str()
+        )
+    }
+
+    /// The key to use: the configured one, else `GEMINI_API_KEY`, else `GOOGLE_API_KEY`.
+    pub fn resolve_api_key(&self) -> Option<Secret> {
+        self.api_key
+            .clone()
+            .filter(|k| !k.expose().trim().is_empty())
+            .or_else(|| Secret::from_env("GEMINI_API_KEY"))
+            .or_else(|| Secret::from_env("GOOGLE_API_KEY"))
+    }
+
+    /// Checks the configuration.
+    pub fn validate(&self) -> Result<(), LiveError> {
+        if self.model.trim().is_empty() {
+            return Err(LiveError::config("gemini: the model id is empty"));
+        }
+        if !(self.base_url.starts_with("ws://") || self.base_url.starts_with("wss://")) {
+            return Err(LiveError::config(format!(
+                "gemini: base URL must start with ws:// or wss://, got {:?}",
+                self.base_url
+            )));
+        }
+        if let Some(c) = self.compression {
+            if let (Some(trigger), Some(target)) = (c.trigger_tokens, c.target_tokens) {
+                if target > trigger {
+                    return Err(LiveError::config(format!(
+                        "gemini: compression target ({target}) exceeds trigger ({trigger})"
+                    )));
+                }
+            }
+        }
+        if let Output::Audio(a) = &self.output {
+            if a.voice.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                return Err(LiveError::config("gemini: the voice name is empty"));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn activity_detection_is_default(&self) -> bool {
+        self.input.activity_detection.is_default()
+    }
+}
+
+impl liveagent_core::RealtimeConfig for RealtimeConfig {
+    fn provider(&self) -> &'static str {
+        "gemini"
+    }
+
+    fn input_sample_rate(&self) -> u32 {
+        INPUT_SAMPLE_RATE
+    }
+
+    fn output_sample_rate(&self) -> u32 {
+        OUTPUT_SAMPLE_RATE
+    }
+
+    fn audio_output(&self) -> bool {
+        self.is_audio_output()
+    }
+
+    fn build_protocol(&self, setup: SessionSetup) -> Result<Box<dyn RealtimeProtocol>, LiveError> {
+        Ok(Box::new(GeminiProtocol::new(self.clone(), setup)?))
+    }
+}
