@@ -56,6 +56,36 @@ pub use schema::{provider_friendly, schema_for};
 pub use tool::{NoArgs, Tool, ToolContext, ToolOutcome};
 pub use toolbox::{Plugin, Toolbox, DEFAULT_APPROVAL_TIMEOUT, DEFAULT_TIMEOUT};
 
+/// Turns a documented `async fn` into a function returning a [`Tool`] (the form of the
+/// Python seed's `@agent.tool`).
+///
+/// ```
+/// use liveagent_tools::{tool, Tool, ToolContext, ToolError};
+///
+/// /// Sum two numbers.
+/// ///
+/// /// # Arguments
+/// /// * `a` - The first number.
+/// /// * `b` - The second number.
+/// #[tool]
+/// async fn sum_numbers(a: i64, b: i64) -> Result<i64, ToolError> {
+///     Ok(a + b)
+/// }
+///
+/// let t: Tool = sum_numbers();
+/// assert_eq!(t.description(), "Sum two numbers.");
+/// assert_eq!(t.parameters()["properties"]["a"]["description"], "The first number.");
+/// assert_eq!(t.parameters()["required"], serde_json::json!(["a", "b"]));
+/// ```
+///
+/// The text before an `# Arguments` heading is the description; the list under it
+/// (`` * `name` - text ``) documents the parameters. A `ToolContext` parameter receives the
+/// call's context and is not in the schema; `Option<T>` parameters are optional. The
+/// function may return `Result<T, E>` (`E: Into<ToolError>`) or a plain `T: Serialize`.
+/// Options: `#[tool(name = "other", timeout_ms = 5000, crate = path::to::liveagent_tools)]`
+/// (`crate` when the crate is re-exported under another path, e.g. by the `liveagent` facade).
+pub use liveagent_macros::tool;
+
 #[doc(hidden)]
 pub mod __private {
     pub use schemars;
