@@ -1,0 +1,261 @@
+//! Audio helpers: PCM16 <-> bytes, base64 (both alphabets), resampling, G.711, tone synthesis.
+//!
+//! Internally the server keeps every signal as mono PCM16 at [`INTERNAL_RATE`] (24 kHz).
+
+use base64::alphabet;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine as _;
+
+/// The rate every signal is kept at inside the server (OpenAI GA and Gemini output use it).
+pub const INTERNAL_RATE: u32 = 24_000;
+
+const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
+    .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+    .with_decode_allow_trailing_bits(true);
+const STANDARD_LENIENT: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIENT);
+const URL_SAFE_LENIENT: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT);
+
+/// Encodes bytes as standard base64 with padding (what both providers send).
+pub fn b64_encode(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Decodes base64 in either alphabet (standard `+/` or URL-safe `-_`), with or without padding.
+pub fn b64_decode(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    if text.contains(['-', '_']) {
+        URL_SAFE_LENIENT.decode(text)
+    } else {
+        STANDARD_LENIENT.decode(text)
+    }
+}
+
+/// Little-endian PCM16 bytes to samples (a trailing odd byte is ignored).
+pub fn pcm_from_bytes(bytes: &[u8]) -> Vec<i16> {
+    bytes
+        .chunks_exact(2)
+        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+        .collect()
+}
+
+/// Samples to little-endian PCM16 bytes.
+pub fn pcm_to_bytes(samples: &[i16]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(samples.len() * 2);
+    for s in samples {
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out
+}
+
+/// Linear-interpolation resampler (good enough for an echo; not for hi-fi).
+pub fn resample(samples: &[i16], from: u32, to: u32) -> Vec<i16> {
+    if from == to || samples.is_empty() || from == 0 || to == 0 {
+        return samples.to_vec();
+    }
+    let out_len = (samples.len() as u64 * to as u64 / from as u64) as usize;
+    let step = from as f64 / to as f64;
+    (0..out_len)
+        .map(|i| {
+            let pos = i as f64 * step;
+            let idx = pos as usize;
+            let frac = pos - idx as f64;
+            let a = samples[idx.min(samples.len() - 1)] as f64;
+            let b = samples[(idx + 1).min(samples.len() - 1)] as f64;
+            (a + (b - a) * frac).round() as i16
+        })
+        .collect()
+}
+
+/// Duration of `n` samples at `rate`, in milliseconds.
+pub fn samples_to_ms(n: usize, rate: u32) -> u64 {
+    n as u64 * 1000 / rate as u64
+}
+
+/// Number of samples in `ms` milliseconds at `rate`.
+pub fn ms_to_samples(ms: u64, rate: u32) -> usize {
+    (ms * rate as u64 / 1000) as usize
+}
+
+/// G.711 µ-law byte to a PCM16 sample.
+pub fn ulaw_decode(b: u8) -> i16 {
+    let u = !b;
+    let sign = u & 0x80;
+    let exponent = ((u >> 4) & 0x07) as i32;
+    let mantissa = (u & 0x0f) as i32;
+    let magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84;
+    (if sign != 0 { -magnitude } else { magnitude }) as i16
+}
+
+/// PCM16 sample to a G.711 µ-law byte.
+pub fn ulaw_encode(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    const CLIP: i32 = 32635;
+    let mut s = sample as i32;
+    let sign = if s < 0 {
+        s = -s;
+        0x80
+    } else {
+        0
+    };
+    s = s.min(CLIP) + BIAS;
+    let mut exponent = 7;
+    let mut mask = 0x4000;
+    while exponent > 0 && s & mask == 0 {
+        exponent -= 1;
+        mask >>= 1;
+    }
+    let mantissa = (s >> (exponent + 3)) & 0x0f;
+    !(sign | (exponent << 4) | mantissa) as u8
+}
+
+/// G.711 A-law byte to a PCM16 sample.
+pub fn alaw_decode(b: u8) -> i16 {
+    let a = b ^ 0x55;
+    let sign = a & 0x80;
+    let exponent = ((a >> 4) & 0x07) as i32;
+    let mantissa = (a & 0x0f) as i32;
+    let magnitude = if exponent == 0 {
+        (mantissa << 4) + 8
+    } else {
+        ((mantissa << 4) + 0x108) << (exponent - 1)
+    };
+    (if sign != 0 { magnitude } else { -magnitude }) as i16
+}
+
+/// PCM16 sample to a G.711 A-law byte.
+pub fn alaw_encode(sample: i16) -> u8 {
+    let mut s = sample as i32;
+    let sign = if s >= 0 {
+        0x80
+    } else {
+        s = -s - 1;
+        0
+    };
+    s = s.min(32767);
+    let byte = if s < 256 {
+        (s >> 4) as u8
+    } else {
+        let mut exponent = 1;
+        while exponent < 7 && s >= (256 << exponent) {
+            exponent += 1;
+        }
+        ((exponent << 4) as u8) | (((s >> (exponent + 3)) & 0x0f) as u8)
+    };
+    (byte | sign) ^ 0x55
+}
+
+/// The wire audio encodings the server understands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireAudio {
+    /// PCM16 little-endian at the given rate.
+    Pcm(u32),
+    /// G.711 µ-law at 8 kHz.
+    Pcmu,
+    /// G.711 A-law at 8 kHz.
+    Pcma,
+}
+
+impl WireAudio {
+    /// Decodes wire bytes into PCM16 at [`INTERNAL_RATE`].
+    pub fn decode(self, bytes: &[u8]) -> Vec<i16> {
+        match self {
+            WireAudio::Pcm(rate) => resample(&pcm_from_bytes(bytes), rate, INTERNAL_RATE),
+            WireAudio::Pcmu => {
+                let s: Vec<i16> = bytes.iter().map(|b| ulaw_decode(*b)).collect();
+                resample(&s, 8000, INTERNAL_RATE)
+            }
+            WireAudio::Pcma => {
+                let s: Vec<i16> = bytes.iter().map(|b| alaw_decode(*b)).collect();
+                resample(&s, 8000, INTERNAL_RATE)
+            }
+        }
+    }
+
+    /// Encodes PCM16 at [`INTERNAL_RATE`] into wire bytes.
+    pub fn encode(self, samples: &[i16]) -> Vec<u8> {
+        match self {
+            WireAudio::Pcm(rate) => pcm_to_bytes(&resample(samples, INTERNAL_RATE, rate)),
+            WireAudio::Pcmu => resample(samples, INTERNAL_RATE, 8000)
+                .into_iter()
+                .map(ulaw_encode)
+                .collect(),
+            WireAudio::Pcma => resample(samples, INTERNAL_RATE, 8000)
+                .into_iter()
+                .map(alaw_encode)
+                .collect(),
+        }
+    }
+}
+
+/// Milliseconds of synthetic "speech" per character of text.
+pub const MS_PER_CHAR: u64 = 60;
+
+/// Synthesizes a stand-in for speech: one tone per word (its pitch derived from the word,
+/// its length [`MS_PER_CHAR`] per character), separated by 40 ms gaps, at 24 kHz. The total
+/// duration is therefore proportional to the text's length, like real speech. No TTS.
+pub fn synth_text(text: &str) -> Vec<i16> {
+    let rate = INTERNAL_RATE as f32;
+    let mut out = Vec::new();
+    for word in text.split_whitespace() {
+        let hash = word
+            .bytes()
+            .fold(5381u32, |h, b| h.wrapping_mul(33) ^ b as u32);
+        let freq = 180.0 + (hash % 400) as f32;
+        let n = ms_to_samples(word.chars().count() as u64 * MS_PER_CHAR, INTERNAL_RATE);
+        let fade = (n / 10).max(1);
+        for i in 0..n {
+            let env = (i.min(n - i) as f32 / fade as f32).min(1.0);
+            let chirp = freq * (1.0 + 0.15 * i as f32 / n as f32);
+            let v = (i as f32 * chirp * std::f32::consts::TAU / rate).sin() * 8000.0 * env;
+            out.push(v as i16);
+        }
+        out.extend(std::iter::repeat_n(0i16, ms_to_samples(40, INTERNAL_RATE)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_both_alphabets_and_padding() {
+        let bytes: Vec<u8> = (0..=255u8).collect();
+        let std = b64_encode(&bytes);
+        assert_eq!(b64_decode(&std).unwrap(), bytes);
+        let url = std.replace('+', "-").replace('/', "_");
+        assert_eq!(b64_decode(&url).unwrap(), bytes);
+        assert_eq!(b64_decode(url.trim_end_matches('=')).unwrap(), bytes);
+        assert!(b64_decode("not base64!").is_err());
+    }
+
+    #[test]
+    fn g711_round_trip_is_close() {
+        for s in [-30000i16, -1000, -10, 0, 10, 1000, 30000] {
+            let u = ulaw_decode(ulaw_encode(s));
+            assert!(
+                (u as i32 - s as i32).abs() <= (s as i32).abs() / 16 + 16,
+                "ulaw {s} {u}"
+            );
+            let a = alaw_decode(alaw_encode(s));
+            assert!(
+                (a as i32 - s as i32).abs() <= (s as i32).abs() / 16 + 16,
+                "alaw {s} {a}"
+            );
+        }
+    }
+
+    #[test]
+    fn resample_changes_length_by_ratio() {
+        let s = vec![100i16; 1600];
+        assert_eq!(resample(&s, 16000, 24000).len(), 2400);
+        assert_eq!(resample(&s, 24000, 8000).len(), 533);
+    }
+
+    #[test]
+    fn synth_duration_follows_text_length() {
+        let short = synth_text("hi");
+        let long = synth_text("a much longer sentence to say");
+        assert!(long.len() > short.len() * 5);
+        assert!(short.iter().any(|s| s.abs() > 1000));
+    }
+}

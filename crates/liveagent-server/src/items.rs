@@ -1,0 +1,212 @@
+//! The conversation a session keeps (both protocols), and its public snapshot.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::audio::{samples_to_ms, INTERNAL_RATE};
+
+/// Who wrote a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The user.
+    User,
+    /// The model.
+    Assistant,
+    /// System / developer text.
+    System,
+}
+
+impl Role {
+    /// The OpenAI spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::System => "system",
+        }
+    }
+}
+
+/// One part of a message.
+#[derive(Clone, Debug)]
+pub enum Content {
+    /// User/system text.
+    InputText(String),
+    /// User audio (24 kHz) and its (honest) transcript.
+    InputAudio {
+        /// The samples.
+        audio: Arc<Vec<i16>>,
+        /// "[speech 1.4 s]" when transcription ran, or what the client supplied.
+        transcript: Option<String>,
+    },
+    /// Model text.
+    OutputText(String),
+    /// Model audio (24 kHz) and transcript.
+    OutputAudio {
+        /// The samples.
+        audio: Arc<Vec<i16>>,
+        /// The transcript.
+        transcript: String,
+    },
+}
+
+/// What an item is.
+#[derive(Clone, Debug)]
+pub enum ItemKind {
+    /// A message.
+    Message {
+        /// Author.
+        role: Role,
+        /// Parts.
+        content: Vec<Content>,
+    },
+    /// A tool call made by the model.
+    FunctionCall {
+        /// Call id.
+        call_id: String,
+        /// Tool name.
+        name: String,
+        /// Arguments as a JSON string.
+        arguments: String,
+    },
+    /// A tool result from the client.
+    FunctionCallOutput {
+        /// Call id.
+        call_id: String,
+        /// The output string.
+        output: String,
+    },
+}
+
+/// A conversation item.
+#[derive(Clone, Debug)]
+pub struct Item {
+    /// Item id (`item_…`).
+    pub id: String,
+    /// Content.
+    pub kind: ItemKind,
+    /// `completed`, `incomplete` or `in_progress`.
+    pub status: &'static str,
+}
+
+impl Item {
+    /// The text of a message (texts and transcripts joined), or the call/output text.
+    pub fn text(&self) -> String {
+        match &self.kind {
+            ItemKind::Message { content, .. } => content
+                .iter()
+                .filter_map(|c| match c {
+                    Content::InputText(t) | Content::OutputText(t) => Some(t.as_str()),
+                    Content::InputAudio { transcript, .. } => transcript.as_deref(),
+                    Content::OutputAudio { transcript, .. } => Some(transcript.as_str()),
+                })
+                .collect::<Vec<_>>()
+                .join(" "),
+            ItemKind::FunctionCall { arguments, .. } => arguments.clone(),
+            ItemKind::FunctionCallOutput { output, .. } => output.clone(),
+        }
+    }
+
+    /// Milliseconds of audio in the item.
+    pub fn audio_ms(&self) -> u64 {
+        match &self.kind {
+            ItemKind::Message { content, .. } => content
+                .iter()
+                .map(|c| match c {
+                    Content::InputAudio { audio, .. } | Content::OutputAudio { audio, .. } => {
+                        samples_to_ms(audio.len(), INTERNAL_RATE)
+                    }
+                    _ => 0,
+                })
+                .sum(),
+            _ => 0,
+        }
+    }
+
+    /// The role of a message.
+    pub fn role(&self) -> Option<Role> {
+        match &self.kind {
+            ItemKind::Message { role, .. } => Some(*role),
+            _ => None,
+        }
+    }
+
+    /// The public snapshot of this item.
+    pub fn info(&self) -> ItemInfo {
+        let (kind, call_id, name) = match &self.kind {
+            ItemKind::Message { .. } => ("message", None, None),
+            ItemKind::FunctionCall { call_id, name, .. } => {
+                ("function_call", Some(call_id.clone()), Some(name.clone()))
+            }
+            ItemKind::FunctionCallOutput { call_id, .. } => {
+                ("function_call_output", Some(call_id.clone()), None)
+            }
+        };
+        ItemInfo {
+            id: self.id.clone(),
+            kind,
+            role: self.role(),
+            text: self.text(),
+            audio_ms: self.audio_ms(),
+            call_id,
+            name,
+            status: self.status,
+        }
+    }
+}
+
+/// A snapshot of one conversation item, for tests and `GET /debug/sessions`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ItemInfo {
+    /// Item id.
+    pub id: String,
+    /// `message`, `function_call` or `function_call_output`.
+    pub kind: &'static str,
+    /// Message author.
+    pub role: Option<Role>,
+    /// Text, transcript, call arguments or tool output.
+    pub text: String,
+    /// Milliseconds of audio (after truncation).
+    pub audio_ms: u64,
+    /// Call id of a call or output.
+    pub call_id: Option<String>,
+    /// Tool name of a call.
+    pub name: Option<String>,
+    /// `completed`, `incomplete`, `in_progress`.
+    pub status: &'static str,
+}
+
+/// Which protocol a session speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolKind {
+    /// OpenAI Realtime GA.
+    OpenAi,
+    /// Gemini Live.
+    Gemini,
+}
+
+/// A snapshot of one session (live or ended), from [`crate::LocalServer::sessions`].
+#[derive(Clone, Debug, Serialize)]
+pub struct SessionInfo {
+    /// Server-wide session number (1, 2, …).
+    pub id: u64,
+    /// Protocol.
+    pub protocol: ProtocolKind,
+    /// Model name the client asked for.
+    pub model: String,
+    /// Scenario key, when one was selected.
+    pub scenario: Option<String>,
+    /// Whether the connection is still open.
+    pub connected: bool,
+    /// Conversation items in order.
+    pub items: Vec<ItemInfo>,
+    /// Responses started.
+    pub responses: u32,
+    /// Gemini: the session was restored from this resumption handle.
+    pub resumed_from: Option<String>,
+    /// Raw client frames that failed to parse or were refused.
+    pub client_errors: u32,
+}

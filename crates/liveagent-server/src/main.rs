@@ -1,0 +1,113 @@
+//! `liveagent-server`: run the local realtime server from the command line.
+//!
+//! ```text
+//! liveagent-server --port 8765 --brain echo
+//! liveagent-server --brain script --scenario tests/scenarios/weather.toml --record frames.jsonl
+//! ```
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+use liveagent_server::{Brain, LocalServer, Pacing, Scenario, ServerConfig, VadConfig};
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum BrainArg {
+    /// Echo the user's audio back.
+    Echo,
+    /// Follow the --scenario file.
+    Script,
+}
+
+/// The liveagent local realtime server (OpenAI Realtime GA + Gemini Live on 127.0.0.1).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// TCP port on 127.0.0.1 (0 = any free port).
+    #[arg(long, default_value_t = 8765)]
+    port: u16,
+    /// Require this API key from clients.
+    #[arg(long, env = "LIVEAGENT_SERVER_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Default brain.
+    #[arg(long, value_enum, default_value_t = BrainArg::Echo)]
+    brain: BrainArg,
+    /// Scenario file (TOML, or JSON by extension) for --brain script. Also served as the
+    /// named scenario "<file stem>" (URL prefix /s/<stem>/).
+    #[arg(long)]
+    scenario: Vec<PathBuf>,
+    /// Response audio chunk length in ms (20..=100).
+    #[arg(long, default_value_t = 40)]
+    chunk_ms: u32,
+    /// Send response audio as fast as possible instead of in real time.
+    #[arg(long)]
+    fast: bool,
+    /// VAD silence that ends a turn, in ms.
+    #[arg(long, default_value_t = 500)]
+    silence_ms: u32,
+    /// VAD threshold 0..1.
+    #[arg(long, default_value_t = 0.5)]
+    threshold: f32,
+    /// Record every frame to this JSON-lines file.
+    #[arg(long)]
+    record: Option<PathBuf>,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let mut cfg = ServerConfig {
+        api_key: args.api_key.clone(),
+        chunk_ms: args.chunk_ms,
+        pacing: if args.fast {
+            Pacing::AsFastAsPossible
+        } else {
+            Pacing::RealTime
+        },
+        vad: VadConfig {
+            silence_duration_ms: args.silence_ms,
+            threshold: args.threshold,
+            ..VadConfig::default()
+        },
+        record: args.record.clone(),
+        port: args.port,
+        workers: args.workers,
+        ..ServerConfig::default()
+    };
+    for path in &args.scenario {
+        let sc = Scenario::from_file(path)?;
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "scenario".into());
+        cfg.scenarios.insert(stem, sc);
+    }
+    if let BrainArg::Script = args.brain {
+        let first = args
+            .scenario
+            .first()
+            .ok_or_else(|| anyhow::anyhow!("--brain script needs --scenario FILE"))?;
+        cfg.brain = Brain::Script(Scenario::from_file(first)?);
+    }
+    let rt = actix_rt::System::new();
+    rt.block_on(async move {
+        let server = LocalServer::start(cfg).await?;
+        println!("liveagent-server listening on {}", server.local_addr());
+        println!("  OpenAI Realtime base URL: {}", server.openai_url());
+        println!("  Gemini Live base URL:     {}", server.gemini_url());
+        println!(
+            "  Chat Completions:         {}/v1/chat/completions",
+            server.http_url()
+        );
+        tokio::signal::ctrl_c().await?;
+        println!("stopping");
+        server.stop().await;
+        anyhow::Ok(())
+    })
+}

@@ -1,0 +1,58 @@
+//! OpenAI Realtime GA over WebSocket: `GET /v1/realtime?model=…`.
+//!
+//! Auth: when the server has an API key, a missing or wrong `Authorization: Bearer` key is
+//! answered the way the provider does it in-band: the upgrade succeeds, the server sends an
+//! `error` event (`invalid_request_error` / `invalid_api_key`) and closes with code 1008.
+
+mod session;
+mod wire;
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use crate::server::{bearer, query_param, Shared};
+
+/// The WebSocket route (also under `/s/{scenario}/v1/realtime`).
+pub(crate) async fn ws_route(
+    req: HttpRequest,
+    body: web::Payload,
+    shared: web::Data<Shared>,
+) -> Result<HttpResponse, actix_web::Error> {
+    let shared: Arc<Shared> = shared.into_inner();
+    let model = query_param(&req, "model").unwrap_or_else(|| "gpt-realtime".to_owned());
+    let key = req
+        .match_info()
+        .get("scenario")
+        .map(str::to_owned)
+        .or_else(|| query_param(&req, "scenario"));
+    let selected = match shared.select(key.as_deref(), Some(&model)) {
+        Ok(s) => s,
+        Err(msg) => {
+            return Ok(HttpResponse::NotFound().json(json!({
+                "error": {"type": "invalid_request_error", "code": "not_found", "message": msg}
+            })))
+        }
+    };
+    if selected.state.take_refusal() {
+        tracing::info!("refusing an OpenAI connection (scenario asks for it)");
+        return Ok(HttpResponse::ServiceUnavailable().json(json!({
+            "error": {"type": "server_error", "code": "unavailable",
+                      "message": "The server is refusing connections (scripted)."}
+        })));
+    }
+    if req.headers().contains_key("openai-beta") {
+        tracing::warn!("client sent an OpenAI-Beta header; this server speaks the GA protocol");
+    }
+    let authorized = shared.key_ok(bearer(&req).as_deref());
+    let (response, ws, stream) = actix_ws::handle(&req, body)?;
+    let stream = stream
+        .max_frame_size(shared.cfg.max_frame_bytes)
+        .aggregate_continuations()
+        .max_continuation_size(shared.cfg.max_frame_bytes);
+    actix_rt::spawn(session::run(
+        shared, ws, stream, selected, model, authorized,
+    ));
+    Ok(response)
+}
