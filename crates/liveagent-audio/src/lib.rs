@@ -1,1 +1,76 @@
-//! Microphone recorder and speaker player actors for liveagent (cpal + rubato), and WAV-file peers for headless use.
+//! # liveagent-audio
+//!
+//! The audio peers of a liveagent conversation, as actix actors on its event bus
+//! ([`ConversationContext`](liveagent_core::ConversationContext)):
+//!
+//! - [`SoundDeviceRecorder`]: a microphone (cpal). Whatever the device gives (any sample
+//!   format, rate and channel count) becomes mono PCM16 at the session's input rate, published
+//!   as [`RecordedAudio`](liveagent_core::RecordedAudio) chunks of fixed length (20 ms default).
+//! - [`SoundDevicePlayer`]: a speaker (cpal). Plays
+//!   [`SynthesizedAudio`](liveagent_core::SynthesizedAudio) through a jitter buffer, stops
+//!   within one device period on [`Interrupted`](liveagent_core::Interrupted), and publishes
+//!   [`PlaybackStopped`](liveagent_core::PlaybackStopped) with the milliseconds of each item
+//!   that were really played (counted in the device callback).
+//! - [`WavSource`] / [`WavSink`]: the same two roles backed by WAV files, for headless runs
+//!   and tests. `WavSink` runs the player's own jitter-buffer and interruption logic.
+//! - [`list_input_devices`] / [`list_output_devices`]: device names and default configs.
+//! - [`convert`]: the resampling and format conversion all of them share (rubato).
+//!
+//! Audio callbacks never block, lock or allocate: samples cross between the callback and the
+//! actor through lock-free rings (`ringbuf`), and counters are atomics. cpal streams live on a
+//! dedicated thread owned by the actor and are closed when the actor stops. A missing device
+//! is a [`LiveError`](liveagent_core::LiveError) of kind `Audio` from `start()`; a device that
+//! fails mid-session becomes a fatal [`ErrorEvent`](liveagent_core::ErrorEvent) on the bus
+//! and stops the actor.
+//!
+//! ```no_run
+//! use liveagent_audio::{SoundDevicePlayer, SoundDeviceRecorder};
+//! use liveagent_core::{ConversationContext, EventBus};
+//!
+//! # actix::System::new().block_on(async {
+//! let context = ConversationContext::new(EventBus::start_default(), 24_000, 24_000);
+//! let _mic = SoundDeviceRecorder::new(context.clone()).chunk_ms(20).start()?;
+//! let _speaker = SoundDevicePlayer::new(context.clone()).prebuffer_ms(60).start()?;
+//! # Ok::<(), liveagent_core::LiveError>(())
+//! # });
+//! ```
+
+use actix::Message;
+use liveagent_core::LiveError;
+
+pub mod convert;
+mod device;
+mod playback;
+mod player;
+mod recorder;
+mod wav;
+
+pub use cpal::SampleFormat;
+pub use device::{list_input_devices, list_output_devices, DeviceConfig, DeviceInfo, OpenedDevice};
+pub use playback::PlaybackStats;
+pub use player::{GetDevice, SoundDevicePlayer, SoundDevicePlayerBuilder};
+pub use recorder::{
+    GetRecorderStats, RecorderStats, SoundDeviceRecorder, SoundDeviceRecorderBuilder,
+};
+pub use wav::{
+    read_wav_mono, CloseSink, GetSourceStats, SourceStats, WavSink, WavSinkBuilder, WavSource,
+    WavSourceBuilder,
+};
+
+/// Asks a [`SoundDevicePlayer`] or [`WavSink`] for its [`PlaybackStats`].
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "PlaybackStats")]
+pub struct GetPlaybackStats;
+
+/// Stops an audio actor (closing its device or file).
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "()")]
+pub struct StopAudio;
+
+/// Sent by a stream's error callback when the device failed for good.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub(crate) struct DeviceFailed {
+    pub error: LiveError,
+    pub fatal: bool,
+}

@@ -1,0 +1,432 @@
+//! [`SoundDeviceRecorder`]: microphone audio as `RecordedAudio` events.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use cpal::traits::{DeviceTrait, StreamTrait};
+use cpal::{FromSample, SampleFormat, SizedSample};
+use liveagent_core::{
+    AudioChunk, AudioDropped, ConversationContext, ErrorEvent, LiveError, RecordedAudio,
+};
+use ringbuf::traits::{Consumer, Observer, Producer, Split};
+use ringbuf::{HeapCons, HeapProd, HeapRb};
+
+use crate::convert::{downmix_to_mono, f32_to_pcm16, MonoResampler};
+use crate::device::{
+    audio_err, classify, cpal_err, find_device, resolve_config, DeviceConfig, OpenedDevice,
+    Severity, StreamThread, Watchdog,
+};
+use crate::player::GetDevice;
+use crate::{DeviceFailed, StopAudio};
+
+/// Counters of a recorder, from [`GetRecorderStats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecorderStats {
+    /// Device frames captured by the callback.
+    pub captured_frames: u64,
+    /// Device frames dropped because the ring buffer was full (the actor fell behind).
+    pub dropped_frames: u64,
+    /// `RecordedAudio` chunks published.
+    pub chunks_published: u64,
+    /// Milliseconds of audio published.
+    pub published_ms: u64,
+    /// Xruns (overruns) the device reported.
+    pub device_xruns: u64,
+}
+
+/// Asks a [`SoundDeviceRecorder`] for its [`RecorderStats`].
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "RecorderStats")]
+pub struct GetRecorderStats;
+
+#[derive(Default)]
+struct Counters {
+    captured: AtomicU64,
+    dropped: AtomicU64,
+    xruns: AtomicU64,
+}
+
+/// Builds and starts a [`SoundDeviceRecorder`]; from [`SoundDeviceRecorder::new`].
+#[derive(Debug)]
+pub struct SoundDeviceRecorderBuilder {
+    context: ConversationContext,
+    device: Option<String>,
+    rate: Option<u32>,
+    chunk_ms: u32,
+    ring_ms: u32,
+    dev_rate: Option<u32>,
+    dev_channels: Option<u16>,
+    dev_format: Option<SampleFormat>,
+}
+
+impl SoundDeviceRecorderBuilder {
+    /// Records from the input device of this name (see [`list_input_devices`](crate::list_input_devices));
+    /// default: the host's default input.
+    pub fn device(mut self, name: impl Into<String>) -> Self {
+        self.device = Some(name.into());
+        self
+    }
+
+    /// Publishes audio at this rate instead of the session's input rate.
+    pub fn sample_rate(mut self, rate: u32) -> Self {
+        self.rate = Some(rate);
+        self
+    }
+
+    /// Length of each published chunk (default 20 ms).
+    pub fn chunk_ms(mut self, ms: u32) -> Self {
+        self.chunk_ms = ms.max(1);
+        self
+    }
+
+    /// Capacity of the lock-free ring between the device callback and the actor (default
+    /// 2000 ms). If the actor falls further behind, the newest frames are dropped and
+    /// reported as `AudioDropped`.
+    pub fn buffer_ms(mut self, ms: u32) -> Self {
+        self.ring_ms = ms.max(50);
+        self
+    }
+
+    /// Opens the device at this rate instead of its default.
+    pub fn device_sample_rate(mut self, rate: u32) -> Self {
+        self.dev_rate = Some(rate);
+        self
+    }
+
+    /// Opens the device with this many channels instead of its default (they are averaged).
+    pub fn device_channels(mut self, channels: u16) -> Self {
+        self.dev_channels = Some(channels);
+        self
+    }
+
+    /// Opens the device with this sample format instead of its default.
+    pub fn device_format(mut self, format: SampleFormat) -> Self {
+        self.dev_format = Some(format);
+        self
+    }
+
+    /// Opens the device and starts the recorder actor on the current arbiter. Must be called
+    /// inside a running actix `System`.
+    ///
+    /// Errors with a [`LiveError`] of kind `Audio` when there is no such device or it cannot
+    /// be opened.
+    pub fn start(self) -> Result<Addr<SoundDeviceRecorder>, LiveError> {
+        let ctx: Context<SoundDeviceRecorder> = Context::new();
+        let addr = ctx.address();
+        let counters = Arc::new(Counters::default());
+        let (dev_name, r, ch, f) = (
+            self.device.clone(),
+            self.dev_rate,
+            self.dev_channels,
+            self.dev_format,
+        );
+        let ring_ms = self.ring_ms;
+        let cb_counters = counters.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (thread, opened) = StreamThread::spawn("liveagent-recorder", move || {
+            let device = find_device(dev_name.as_deref(), true)?;
+            let config = resolve_config(&device, true, r, ch, f)?;
+            let name = device
+                .description()
+                .map(|d| d.name().to_owned())
+                .unwrap_or_else(|_| "?".into());
+            let frames = (config.sample_rate as u64 * ring_ms as u64 / 1000).max(1024) as usize;
+            let (prod, cons) = HeapRb::<f32>::new(frames).split();
+            let stream = build_input(&device, config, prod, cb_counters, addr)?;
+            stream
+                .play()
+                .map_err(|e| cpal_err("cannot start the audio input", e))?;
+            let _ = tx.send(cons);
+            Ok((stream, OpenedDevice { name, config }))
+        })?;
+        let cons = rx
+            .recv()
+            .map_err(|_| audio_err("the audio thread ended while opening the device"))?;
+        let rate = self.rate.unwrap_or(self.context.input_sample_rate());
+        let resampler = MonoResampler::new(opened.config.sample_rate, rate)?;
+        tracing::info!(device = %opened.name, rate = opened.config.sample_rate,
+            channels = opened.config.channels, format = ?opened.config.sample_format,
+            publish_rate = rate, "audio input opened");
+        let chunk = (rate as u64 * self.chunk_ms as u64 / 1000).max(1) as usize;
+        let recorder = SoundDeviceRecorder {
+            context: self.context,
+            cons,
+            counters,
+            resampler,
+            rate,
+            chunk,
+            chunk_ms: self.chunk_ms,
+            scratch: Vec::new(),
+            resampled: Vec::new(),
+            acc: Vec::with_capacity(chunk * 2),
+            stream: Some(thread),
+            device: opened,
+            watchdog: Watchdog::new(),
+            reported_dropped: 0,
+            stats: RecorderStats::default(),
+        };
+        Ok(ctx.run(recorder))
+    }
+}
+
+fn build_input(
+    device: &cpal::Device,
+    config: DeviceConfig,
+    prod: HeapProd<f32>,
+    counters: Arc<Counters>,
+    addr: Addr<SoundDeviceRecorder>,
+) -> Result<cpal::Stream, LiveError> {
+    macro_rules! build {
+        ($t:ty) => {
+            build_typed::<$t>(device, config, prod, counters, addr)
+        };
+    }
+    match config.sample_format {
+        SampleFormat::I8 => build!(i8),
+        SampleFormat::I16 => build!(i16),
+        SampleFormat::I32 => build!(i32),
+        SampleFormat::I64 => build!(i64),
+        SampleFormat::U8 => build!(u8),
+        SampleFormat::U16 => build!(u16),
+        SampleFormat::U32 => build!(u32),
+        SampleFormat::U64 => build!(u64),
+        SampleFormat::F32 => build!(f32),
+        SampleFormat::F64 => build!(f64),
+        other => Err(audio_err(format!(
+            "unsupported input sample format {other:?}"
+        ))),
+    }
+}
+
+fn build_typed<T>(
+    device: &cpal::Device,
+    config: DeviceConfig,
+    mut prod: HeapProd<f32>,
+    counters: Arc<Counters>,
+    addr: Addr<SoundDeviceRecorder>,
+) -> Result<cpal::Stream, LiveError>
+where
+    T: SizedSample + Send + 'static,
+    f32: FromSample<T>,
+{
+    let channels = config.channels as usize;
+    let err_counters = counters.clone();
+    let mut reported = false;
+    let mut troubles: u64 = 0;
+    let stream_config = cpal::StreamConfig {
+        channels: config.channels,
+        sample_rate: config.sample_rate,
+        buffer_size: cpal::BufferSize::Default,
+    };
+    device
+        .build_input_stream::<T, _, _>(
+            stream_config,
+            move |data: &[T], _: &cpal::InputCallbackInfo| {
+                // Downmix in stack blocks and hand off: no allocation, no lock.
+                let mut block = [0f32; 512];
+                for part in data.chunks(block.len() * channels) {
+                    let n = downmix_to_mono(part, channels, &mut block);
+                    let pushed = prod.push_slice(&block[..n]);
+                    counters.captured.fetch_add(n as u64, Ordering::Relaxed);
+                    if pushed < n {
+                        counters
+                            .dropped
+                            .fetch_add((n - pushed) as u64, Ordering::Relaxed);
+                    }
+                }
+            },
+            move |e: cpal::Error| match classify(&e) {
+                Severity::Xrun => {
+                    err_counters
+                        .xruns
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Severity::Fatal => {
+                    if !reported {
+                        reported = true;
+                        addr.do_send(DeviceFailed {
+                            error: cpal_err("audio input failed", e),
+                            fatal: true,
+                        });
+                    }
+                }
+                Severity::Trouble => {
+                    if troubles.is_multiple_of(100) {
+                        addr.do_send(DeviceFailed {
+                            error: cpal_err("audio input error", e),
+                            fatal: false,
+                        });
+                    }
+                    troubles += 1;
+                }
+            },
+            None,
+        )
+        .map_err(|e| cpal_err("cannot open the audio input", e))
+}
+
+/// Captures a microphone with cpal, converts whatever the device gives to mono PCM16 at the
+/// session's input rate and publishes it as `RecordedAudio` chunks of fixed length.
+///
+/// The device callback only downmixes and pushes into a lock-free ring; the actor drains it
+/// every few milliseconds, resamples (rubato) and publishes.
+///
+/// ```no_run
+/// use liveagent_audio::SoundDeviceRecorder;
+/// use liveagent_core::{ConversationContext, EventBus};
+/// # actix::System::new().block_on(async {
+/// let context = ConversationContext::new(EventBus::start_default(), 16_000, 24_000);
+/// let mic = SoundDeviceRecorder::new(context.clone())
+///     .device("default")
+///     .chunk_ms(20)
+///     .start()
+///     .expect("no microphone");
+/// # });
+/// ```
+pub struct SoundDeviceRecorder {
+    context: ConversationContext,
+    cons: HeapCons<f32>,
+    counters: Arc<Counters>,
+    resampler: MonoResampler,
+    rate: u32,
+    chunk: usize,
+    chunk_ms: u32,
+    scratch: Vec<f32>,
+    resampled: Vec<f32>,
+    acc: Vec<i16>,
+    stream: Option<StreamThread>,
+    device: OpenedDevice,
+    watchdog: Watchdog,
+    reported_dropped: u64,
+    stats: RecorderStats,
+}
+
+impl SoundDeviceRecorder {
+    /// A builder for a recorder in `context` (default input device, session input rate,
+    /// 20 ms chunks).
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(context: ConversationContext) -> SoundDeviceRecorderBuilder {
+        SoundDeviceRecorderBuilder {
+            context,
+            device: None,
+            rate: None,
+            chunk_ms: 20,
+            ring_ms: 2000,
+            dev_rate: None,
+            dev_channels: None,
+            dev_format: None,
+        }
+    }
+
+    fn drain(&mut self) {
+        let avail = self.cons.occupied_len();
+        if avail > 0 {
+            self.scratch.resize(avail, 0.0);
+            let n = self.cons.pop_slice(&mut self.scratch);
+            self.resampled.clear();
+            self.resampler
+                .process(&self.scratch[..n], &mut self.resampled);
+            self.acc
+                .extend(self.resampled.iter().map(|x| f32_to_pcm16(*x)));
+            while self.acc.len() >= self.chunk {
+                let samples: Vec<i16> = self.acc.drain(..self.chunk).collect();
+                self.stats.chunks_published += 1;
+                self.stats.published_ms += self.chunk_ms as u64;
+                self.context.publish(RecordedAudio {
+                    audio: AudioChunk::new(samples, self.rate),
+                });
+            }
+        }
+        let dropped = self.counters.dropped.load(Ordering::Relaxed);
+        if dropped > self.reported_dropped {
+            let ms = (dropped - self.reported_dropped) * 1000
+                / self.device.config.sample_rate.max(1) as u64;
+            self.reported_dropped = dropped;
+            tracing::warn!(
+                dropped_ms = ms,
+                "microphone audio dropped: the recorder fell behind"
+            );
+            self.context.publish(AudioDropped {
+                source: "recorder".into(),
+                dropped_ms: ms,
+                reason: "the capture ring buffer was full".into(),
+            });
+        }
+    }
+}
+
+impl Actor for SoundDeviceRecorder {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let period = Duration::from_millis((self.chunk_ms as u64 / 2).clamp(2, 10));
+        ctx.run_interval(period, |this, ctx| {
+            this.drain();
+            this.watch(ctx);
+        });
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.stream.take();
+        tracing::debug!(device = %self.device.name, "audio input closed");
+    }
+}
+
+impl Handler<GetRecorderStats> for SoundDeviceRecorder {
+    type Result = MessageResult<GetRecorderStats>;
+    fn handle(&mut self, _: GetRecorderStats, _: &mut Context<Self>) -> Self::Result {
+        let mut s = self.stats.clone();
+        s.captured_frames = self.counters.captured.load(Ordering::Relaxed);
+        s.dropped_frames = self.counters.dropped.load(Ordering::Relaxed);
+        s.device_xruns = self.counters.xruns.load(Ordering::Relaxed);
+        MessageResult(s)
+    }
+}
+
+impl Handler<GetDevice> for SoundDeviceRecorder {
+    type Result = MessageResult<GetDevice>;
+    fn handle(&mut self, _: GetDevice, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.device.clone())
+    }
+}
+
+impl Handler<StopAudio> for SoundDeviceRecorder {
+    type Result = ();
+    fn handle(&mut self, _: StopAudio, ctx: &mut Context<Self>) {
+        ctx.stop();
+    }
+}
+
+impl Handler<DeviceFailed> for SoundDeviceRecorder {
+    type Result = ();
+    fn handle(&mut self, msg: DeviceFailed, ctx: &mut Context<Self>) {
+        if msg.fatal {
+            tracing::error!(error = %msg.error, "audio input failed");
+            self.context
+                .publish(ErrorEvent::fatal("recorder", msg.error));
+            ctx.stop();
+        } else {
+            tracing::warn!(error = %msg.error, "audio input error");
+            if self
+                .watchdog
+                .on_trouble(msg.error.clone(), std::time::Instant::now())
+            {
+                self.context.publish(ErrorEvent::new("recorder", msg.error));
+            }
+        }
+    }
+}
+
+impl SoundDeviceRecorder {
+    /// Escalates device errors to a fatal `ErrorEvent` when the stream has stalled.
+    fn watch(&mut self, ctx: &mut Context<Self>) {
+        let progress = self.counters.captured.load(Ordering::Relaxed);
+        if let Some(err) = self.watchdog.check(progress, std::time::Instant::now()) {
+            tracing::error!(error = %err, "audio input stalled");
+            self.context.publish(ErrorEvent::fatal("recorder", err));
+            ctx.stop();
+        }
+    }
+}

@@ -1,0 +1,435 @@
+//! The real cpal recorder and player, on ALSA's `file` plugin (exact samples) and on a private
+//! PulseAudio with null sinks (real-time pacing). Each test re-runs itself in a child process
+//! with the environment it needs (see `support`).
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use liveagent_audio::{
+    GetPlaybackStats, SampleFormat, SoundDevicePlayer, SoundDeviceRecorder, StopAudio,
+};
+use liveagent_core::{
+    AudioChunk, ConversationContext, ErrorEvent, ErrorKind, EventBus, Interrupted, PlaybackStopped,
+    RecordedAudio, SynthesizedAudio,
+};
+use liveagent_testkit::{silence_pcm, speech_pcm, tone_pcm};
+use support::*;
+
+const TEXT: &str = "What is the weather like today?";
+
+fn env_path(key: &str) -> std::path::PathBuf {
+    std::env::var(key)
+        .unwrap_or_else(|_| panic!("{key} not set"))
+        .into()
+}
+
+async fn collect_recorded(ctx: &ConversationContext, samples: usize, rate: u32) -> Vec<i16> {
+    let mut stream = ctx.stream().capacity(100_000).only::<RecordedAudio>();
+    let mic = SoundDeviceRecorder::new(ctx.clone())
+        .device_sample_rate(24_000)
+        .device_channels(1)
+        .device_format(SampleFormat::I16)
+        .sample_rate(rate)
+        .chunk_ms(20)
+        .buffer_ms(30_000)
+        .start()
+        .expect("recorder on the ALSA file device");
+    let mut got = Vec::new();
+    let chunk = (rate / 50) as usize;
+    while got.len() < samples {
+        let ev = tokio::time::timeout(Duration::from_secs(10), stream.next())
+            .await
+            .expect("no recorded audio within 10 s")
+            .expect("stream ended");
+        assert_eq!(ev.audio.sample_rate, rate);
+        assert_eq!(ev.audio.len(), chunk, "every chunk is exactly 20 ms");
+        got.extend_from_slice(&ev.audio.samples);
+    }
+    mic.do_send(StopAudio);
+    got.truncate(samples);
+    got
+}
+
+/// The recorder captures espeak speech from the ALSA file plugin bit for bit when no
+/// resampling is needed, in 20 ms chunks.
+#[test]
+fn recorder_alsa_file_exact_samples() {
+    if !is_child() {
+        let dir = temp_dir("rec-exact");
+        let mut speech = speech_pcm(TEXT, 24_000);
+        let n = speech.len();
+        speech.extend(silence_pcm(3000, 24_000));
+        let input = dir.join("in.raw");
+        write_raw(&input, &speech);
+        let conf = alsa_file_conf(&dir, &input, &dir.join("out.raw"), 24_000);
+        run_child(
+            "recorder_alsa_file_exact_samples",
+            &[
+                ("ALSA_CONFIG_PATH", conf.display().to_string()),
+                ("TEST_IN", input.display().to_string()),
+                ("TEST_LEN", n.to_string()),
+            ],
+            &[],
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    let source = read_raw(&env_path("TEST_IN"));
+    let n: usize = std::env::var("TEST_LEN").unwrap().parse().unwrap();
+    actix::System::new().block_on(async move {
+        let ctx = ConversationContext::new(EventBus::start_default(), 24_000, 24_000);
+        let got = collect_recorded(&ctx, n, 24_000).await;
+        let first_diff = got.iter().zip(&source).position(|(a, b)| a != b);
+        assert_eq!(first_diff, None, "captured audio differs from the source");
+    });
+}
+
+/// 24 kHz capture published at 16 kHz (Gemini): compared with sox's own 16 kHz rendering of
+/// the same speech.
+#[test]
+fn recorder_alsa_file_resamples_to_16k() {
+    if !is_child() {
+        let dir = temp_dir("rec-16k");
+        let mut speech = speech_pcm(TEXT, 24_000);
+        speech.extend(silence_pcm(3000, 24_000));
+        let input = dir.join("in.raw");
+        write_raw(&input, &speech);
+        let reference = speech_pcm(TEXT, 16_000);
+        let refpath = dir.join("ref16.raw");
+        write_raw(&refpath, &reference);
+        let conf = alsa_file_conf(&dir, &input, &dir.join("out.raw"), 24_000);
+        run_child(
+            "recorder_alsa_file_resamples_to_16k",
+            &[
+                ("ALSA_CONFIG_PATH", conf.display().to_string()),
+                ("TEST_REF", refpath.display().to_string()),
+            ],
+            &[],
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    let reference = read_raw(&env_path("TEST_REF"));
+    actix::System::new().block_on(async move {
+        let ctx = ConversationContext::new(EventBus::start_default(), 16_000, 24_000);
+        let got = collect_recorded(&ctx, reference.len(), 16_000).await;
+        let (snr, lag) = snr_db(&reference, &got, 8);
+        println!("RESULT snr_db={snr:.1} lag={lag}");
+        assert!(
+            snr > 25.0,
+            "resampled capture differs from sox's 16 kHz speech: SNR {snr:.1} dB at lag {lag}"
+        );
+        assert!(
+            lag.abs() <= 2,
+            "resampled capture is shifted by {lag} samples"
+        );
+    });
+}
+
+/// The player writes received audio to the ALSA file output sample for sample, and reports
+/// the first item as played out (with its exact length) when the second one starts.
+#[test]
+fn player_alsa_file_writes_exact_samples() {
+    let dir_key = "TEST_DIR";
+    if !is_child() {
+        let dir = temp_dir("play-exact");
+        let out = dir.join("out.raw");
+        let input = dir.join("in.raw");
+        write_raw(&input, &silence_pcm(100, 24_000));
+        let speech = speech_pcm(TEXT, 24_000);
+        write_raw(&dir.join("speech.raw"), &speech);
+        let conf = alsa_file_conf(&dir, &input, &out, 24_000);
+        let stdout = run_child(
+            "player_alsa_file_writes_exact_samples",
+            &[
+                ("ALSA_CONFIG_PATH", conf.display().to_string()),
+                (dir_key, dir.display().to_string()),
+            ],
+            &[],
+        );
+        let played_ms: u64 = result(&stdout, "played_ms").parse().unwrap();
+        assert_eq!(played_ms, speech.len() as u64 * 1000 / 24_000);
+        let written = read_raw(&out);
+        let start = written
+            .iter()
+            .position(|s| *s != 0)
+            .expect("nothing was played");
+        let lead = speech.iter().position(|s| *s != 0).unwrap();
+        let start = start - lead;
+        assert!(written.len() >= start + speech.len(), "output too short");
+        assert_eq!(
+            &written[start..start + speech.len()],
+            &speech[..],
+            "played samples differ from the synthesized audio"
+        );
+        // then the second item, a tone
+        let tone = tone_pcm(440.0, 200, 24_000, 8000);
+        let after = &written[start + speech.len()..];
+        let tone_start = after.iter().position(|s| *s != 0).unwrap();
+        assert_eq!(
+            &after[tone_start - 1..tone_start - 1 + tone.len()],
+            &tone[..]
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    let dir = env_path(dir_key);
+    let speech = read_raw(&dir.join("speech.raw"));
+    actix::System::new().block_on(async move {
+        let ctx = ConversationContext::new(EventBus::start_default(), 24_000, 24_000);
+        let mut stopped = ctx.stream().only::<PlaybackStopped>();
+        let player = SoundDevicePlayer::new(ctx.clone())
+            .device_sample_rate(24_000)
+            .device_channels(1)
+            .device_format(SampleFormat::I16)
+            .item_end_ms(50)
+            .start()
+            .expect("player on the ALSA file device");
+        // Whole items in one chunk each: the unpaced null device would otherwise run dry
+        // between chunks (which the player would rightly count as underruns).
+        ctx.publish(SynthesizedAudio {
+            response_id: Some("resp_1".into()),
+            item_id: "item_1".into(),
+            audio: AudioChunk::new(speech.clone(), 24_000),
+        });
+        ctx.publish(SynthesizedAudio {
+            response_id: Some("resp_1".into()),
+            item_id: "item_2".into(),
+            audio: AudioChunk::new(tone_pcm(440.0, 200, 24_000, 8000), 24_000),
+        });
+        let first = tokio::time::timeout(Duration::from_secs(10), stopped.next()).await;
+        let stats = player.send(GetPlaybackStats).await.unwrap();
+        println!("{stats:?}");
+        let first = first.expect("no PlaybackStopped").unwrap();
+        assert_eq!(&*first.item_id, "item_1");
+        assert!(!first.interrupted);
+        println!("RESULT played_ms={}", first.played_ms);
+        let second = tokio::time::timeout(Duration::from_secs(10), stopped.next())
+            .await
+            .expect("no PlaybackStopped for item_2")
+            .unwrap();
+        assert_eq!(
+            (&*second.item_id, second.played_ms, second.interrupted),
+            ("item_2", 200, false)
+        );
+        let stats = player.send(GetPlaybackStats).await.unwrap();
+        assert_eq!(stats.underruns, 0);
+        player.send(StopAudio).await.unwrap();
+    });
+}
+
+/// With no ALSA configuration at all there is no usable device: `start()` returns a typed
+/// `Audio` error (no panic), and so does asking for a device that does not exist.
+#[test]
+fn no_device_is_a_typed_error() {
+    if !is_child() {
+        let dir = temp_dir("nodev");
+        let conf = dir.join("empty.conf");
+        std::fs::write(&conf, "# no devices\n").unwrap();
+        run_child(
+            "no_device_is_a_typed_error",
+            &[("ALSA_CONFIG_PATH", conf.display().to_string())],
+            &[],
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    actix::System::new().block_on(async move {
+        let ctx = ConversationContext::new(EventBus::start_default(), 24_000, 24_000);
+        let err = SoundDeviceRecorder::new(ctx.clone())
+            .start()
+            .err()
+            .ok_or(())
+            .expect("no input device");
+        println!("recorder: {err}");
+        assert_eq!(err.kind, ErrorKind::Audio);
+        let err = SoundDevicePlayer::new(ctx.clone())
+            .start()
+            .err()
+            .ok_or(())
+            .expect("no output device");
+        println!("player: {err}");
+        assert_eq!(err.kind, ErrorKind::Audio);
+        let err = SoundDevicePlayer::new(ctx.clone())
+            .device("no such speaker")
+            .start()
+            .err()
+            .ok_or(())
+            .expect("no such device");
+        assert_eq!(err.kind, ErrorKind::Audio);
+        assert!(err.message.contains("no such speaker"), "{err}");
+    });
+}
+
+/// Barge-in on a real-time device (PulseAudio null sink): play a long tone, interrupt it,
+/// record the speaker's monitor with parecord; the output goes silent and stays silent, and
+/// `PlaybackStopped.played_ms` matches the length of the tone that was recorded.
+#[test]
+fn player_pulse_interruption() {
+    if !is_child() {
+        let pulse = PulseServer::start(24_000);
+        let dir = temp_dir("pulse-int");
+        let rec_path = dir.join("spk.raw");
+        let mut rec = pulse.record_speaker(&rec_path, 24_000);
+        std::thread::sleep(Duration::from_millis(300));
+        let stdout = run_child(
+            "player_pulse_interruption",
+            &pulse.envs(),
+            &["ALSA_CONFIG_PATH"],
+        );
+        // let parecord catch up with the silence after the child's end
+        std::thread::sleep(Duration::from_millis(1000));
+        stop_child(&mut rec);
+        let played_ms: i64 = result(&stdout, "played_ms").parse().unwrap();
+        let recorded = read_raw(&rec_path);
+        let loud = loud_windows(&recorded, 24_000, 1000.0);
+        let first = loud
+            .iter()
+            .position(|l| *l)
+            .expect("the tone never reached the speaker");
+        let last = loud.iter().rposition(|l| *l).unwrap();
+        // Count loud windows rather than the span: on a loaded machine the sound server may
+        // insert short gaps of its own.
+        let heard_ms = (loud.iter().filter(|l| **l).count() * 10) as i64;
+        println!(
+            "played_ms={played_ms} heard_ms={heard_ms} span_ms={} recorded_ms={}",
+            (last - first + 1) * 10,
+            recorded.len() / 24
+        );
+        // nothing after the cut: every window after the last loud one is quiet
+        assert!(
+            loud.len() - last > 20,
+            "the recording does not show silence after the cut"
+        );
+        assert!(heard_ms < 5000, "the tone was not cut");
+        assert!(
+            (played_ms - heard_ms).abs() <= 100,
+            "PlaybackStopped.played_ms={played_ms} but {heard_ms} ms were recorded"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    actix::System::new().block_on(async move {
+        let ctx = ConversationContext::new(EventBus::start_default(), 24_000, 24_000);
+        let mut errors = ctx.stream().only::<ErrorEvent>();
+        let mut stopped = ctx.stream().only::<PlaybackStopped>();
+        let player = SoundDevicePlayer::new(ctx.clone())
+            .start()
+            .expect("player on PulseAudio");
+        let tone = tone_pcm(440.0, 5000, 24_000, 8000);
+        for chunk in tone.chunks(2400) {
+            ctx.publish(SynthesizedAudio {
+                response_id: Some("resp_1".into()),
+                item_id: "long".into(),
+                audio: AudioChunk::new(chunk.to_vec(), 24_000),
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let t0 = Instant::now();
+        ctx.publish(Interrupted {
+            response_id: Some("resp_1".into()),
+            item_id: Some("long".into()),
+        });
+        // a late chunk of the interrupted item must not play
+        ctx.publish(SynthesizedAudio {
+            response_id: Some("resp_1".into()),
+            item_id: "long".into(),
+            audio: AudioChunk::new(tone_pcm(440.0, 500, 24_000, 8000), 24_000),
+        });
+        let ev = tokio::time::timeout(Duration::from_secs(5), stopped.next()).await;
+        while let Ok(Some(e)) = tokio::time::timeout(Duration::from_millis(1), errors.next()).await
+        {
+            println!("error event: {e:?}");
+        }
+        let ev = ev.expect("no PlaybackStopped after Interrupted").unwrap();
+        println!("PlaybackStopped after {:?}: {ev:?}", t0.elapsed());
+        assert_eq!(&*ev.item_id, "long");
+        assert!(ev.interrupted);
+        println!("RESULT played_ms={}", ev.played_ms);
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let stats = player.send(GetPlaybackStats).await.unwrap();
+        println!("{stats:?}");
+        assert_eq!(stats.chunks_dropped_late, 1);
+        assert!(stats.last_interrupt_to_silence.is_some());
+        player.send(StopAudio).await.unwrap();
+    });
+}
+
+/// The speaker disappears mid-session (the sound server dies): the player publishes a fatal
+/// `ErrorEvent` of kind `Audio` instead of hanging or panicking.
+#[test]
+fn device_loss_becomes_error_event() {
+    if !is_child() {
+        let mut pulse = PulseServer::start(24_000);
+        let dir = temp_dir("pulse-loss");
+        let flag = dir.join("kill-now");
+        let mut envs = pulse.envs();
+        envs.push(("TEST_FLAG", flag.display().to_string()));
+        let exe = std::env::current_exe().unwrap();
+        let child = std::process::Command::new(exe)
+            .args([
+                "device_loss_becomes_error_event",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .env_remove("ALSA_CONFIG_PATH")
+            .envs(envs)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !flag.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        pulse.kill();
+        let out = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "child failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+        return;
+    }
+    let flag = env_path("TEST_FLAG");
+    actix::System::new().block_on(async move {
+        let ctx = ConversationContext::new(EventBus::start_default(), 24_000, 24_000);
+        let mut errors = ctx.stream().only::<ErrorEvent>();
+        let player = SoundDevicePlayer::new(ctx.clone())
+            .start()
+            .expect("player on PulseAudio");
+        ctx.publish(SynthesizedAudio {
+            response_id: None,
+            item_id: "item".into(),
+            audio: AudioChunk::new(tone_pcm(440.0, 10_000, 24_000, 8000), 24_000),
+        });
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        std::fs::write(&flag, b"1").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let ev = loop {
+            let ev = tokio::time::timeout_at(deadline.into(), errors.next())
+                .await
+                .expect("no fatal ErrorEvent after the sound server died")
+                .unwrap();
+            println!("{ev:?}");
+            if ev.fatal {
+                break ev;
+            }
+            assert_eq!(ev.error.kind, ErrorKind::Audio);
+        };
+        assert_eq!(ev.error.kind, ErrorKind::Audio);
+        assert!(ev.fatal);
+        assert_eq!(&*ev.source, "player");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !player.connected(),
+            "the player should stop after its device failed"
+        );
+    });
+}
