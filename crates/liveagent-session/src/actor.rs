@@ -90,6 +90,7 @@ pub struct SessionActor {
     fragments: Option<(bool, BytesMut)>,
     frames_in: u64,
     frames_out: u64,
+    stop_when_flushed: bool,
 }
 
 impl SessionActor {
@@ -121,6 +122,7 @@ impl SessionActor {
             fragments: None,
             frames_in: 0,
             frames_out: 0,
+            stop_when_flushed: false,
         }
     }
 
@@ -356,18 +358,36 @@ impl SessionActor {
             error: Some(error),
         });
         if self.connected {
-            self.connected = false;
-            if let Some(mut writer) = self.writer.take() {
-                let _ = writer.write(WsMessage::Close(Some(CloseReason::from(CloseCode::Normal))));
-                writer.close();
-            }
             let mut out = Outbox::new();
             self.protocol.on_close(&mut out);
             out.frames.clear();
             out.signals.clear();
             self.flush(out, ctx);
+            self.close_then_stop(ctx);
+        } else {
+            ctx.stop();
         }
-        ctx.stop();
+    }
+
+    /// Sends a Close frame and closes the socket, then stops the actor once the frame is
+    /// flushed (or after 500 ms), so the peer sees a clean close.
+    fn close_then_stop(&mut self, ctx: &mut Context<Self>) {
+        self.connected = false;
+        match self.writer.as_mut() {
+            Some(writer) => {
+                let _ = writer.write(WsMessage::Close(Some(CloseReason::from(CloseCode::Normal))));
+                writer.close();
+                self.stop_when_flushed = true;
+                ctx.run_later(Duration::from_millis(500), |act, ctx| {
+                    if act.stop_when_flushed {
+                        act.stop_when_flushed = false;
+                        act.writer = None;
+                        ctx.stop();
+                    }
+                });
+            }
+            None => ctx.stop(),
+        }
     }
 
     fn unsubscribe(&mut self) {
@@ -523,6 +543,7 @@ impl Supervised for SessionActor {
         self.writer = None;
         self.connected = false;
         self.fragments = None;
+        self.stop_when_flushed = false;
     }
 }
 
@@ -532,7 +553,13 @@ impl WriteHandler<WsProtocolError> for SessionActor {
         Running::Continue
     }
 
-    fn finished(&mut self, _: &mut Context<Self>) {}
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        if self.stop_when_flushed {
+            self.stop_when_flushed = false;
+            self.writer = None;
+            ctx.stop();
+        }
+    }
 }
 
 impl StreamHandler<Result<Frame, WsProtocolError>> for SessionActor {
@@ -634,12 +661,8 @@ impl Handler<StopSession> for SessionActor {
         }
         self.stopping = true;
         self.unsubscribe();
-        if self.connected {
-            self.connected = false;
-            if let Some(mut writer) = self.writer.take() {
-                let _ = writer.write(WsMessage::Close(Some(CloseReason::from(CloseCode::Normal))));
-                writer.close();
-            }
+        let was_connected = self.connected;
+        if was_connected {
             let mut out = Outbox::new();
             self.protocol.on_close(&mut out);
             out.frames.clear();
@@ -665,7 +688,11 @@ impl Handler<StopSession> for SessionActor {
                 error: None,
             });
         }
-        ctx.stop();
+        if was_connected {
+            self.close_then_stop(ctx);
+        } else {
+            ctx.stop();
+        }
     }
 }
 
