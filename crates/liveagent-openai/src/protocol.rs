@@ -598,8 +598,8 @@ impl OpenAiProtocol {
             err = err.with_code(code);
         }
         if fatal {
+            // The session runtime publishes the fatal ErrorEvent and SessionClosed.
             tracing::error!(target: "liveagent::openai", "{err}");
-            out.publish(ErrorEvent::fatal(PROVIDER, err.clone()));
             out.signal(ProtocolSignal::Fatal(err));
         } else {
             tracing::warn!(target: "liveagent::openai", "{err}");

@@ -722,21 +722,19 @@ fn errors_are_typed_and_fatal_ones_stop_the_session() {
             &mut p,
             json!({"type":"error","event_id":"e","error":{"type":kind,"code":code,"message":"Incorrect API key provided: sk-test-secret"}}),
         );
-        let errs = errors(&out);
-        assert_eq!(errs[0].error.kind, expect, "{code}");
-        assert_eq!(errs[0].fatal, fatal, "{code}");
-        assert_eq!(errs[0].error.code.as_deref(), Some(code));
-        assert!(
-            !errs[0].error.message.contains("sk-test-secret"),
-            "key redacted"
-        );
-        assert_eq!(
-            out.signals
-                .iter()
-                .any(|s| matches!(s, ProtocolSignal::Fatal(_))),
-            fatal,
-            "{code}"
-        );
+        // fatal errors go to the runtime as a signal (it publishes the fatal ErrorEvent and
+        // SessionClosed); the others are published as non-fatal ErrorEvents
+        let err = match (&errors(&out)[..], &out.signals[..]) {
+            ([e], []) if !fatal => {
+                assert!(!e.fatal);
+                e.error.clone()
+            }
+            ([], [ProtocolSignal::Fatal(e)]) if fatal => e.clone(),
+            other => panic!("{code}: {other:?}"),
+        };
+        assert_eq!(err.kind, expect, "{code}");
+        assert_eq!(err.code.as_deref(), Some(code));
+        assert!(!err.message.contains("sk-test-secret"), "key redacted");
     }
     // An error about the session.update during the handshake is a fatal configuration error.
     let mut p = protocol(RealtimeConfig::new("gpt-realtime"));
