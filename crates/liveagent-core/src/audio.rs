@@ -1,6 +1,7 @@
 //! PCM16 audio as it travels on the event bus.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -15,13 +16,27 @@ use serde::Serialize;
 /// assert_eq!(&chunk.samples[..], &[16, -1]);
 /// assert_eq!(chunk.to_le_bytes(), vec![0x10, 0x00, 0xff, 0xff]);
 /// ```
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct AudioChunk {
     /// Mono PCM16 samples.
     pub samples: Arc<[i16]>,
     /// Samples per second.
     pub sample_rate: u32,
+    /// When this audio entered liveagent: the time its frame was read from the socket
+    /// (synthesized audio, set by the session) or captured (microphone audio, set by the
+    /// recorder). Used to measure the latency the library adds; `None` when unknown.
+    #[serde(skip)]
+    pub origin: Option<Instant>,
 }
+
+/// Two chunks are equal when their samples and rates are; `origin` is not compared.
+impl PartialEq for AudioChunk {
+    fn eq(&self, other: &Self) -> bool {
+        self.sample_rate == other.sample_rate && self.samples == other.samples
+    }
+}
+
+impl Eq for AudioChunk {}
 
 impl AudioChunk {
     /// Wraps samples recorded or synthesized at `sample_rate`.
@@ -29,7 +44,14 @@ impl AudioChunk {
         AudioChunk {
             samples: samples.into(),
             sample_rate,
+            origin: None,
         }
+    }
+
+    /// Sets [`origin`](Self::origin).
+    pub fn with_origin(mut self, origin: Instant) -> Self {
+        self.origin = Some(origin);
+        self
     }
 
     /// A chunk of `ms` milliseconds of silence.

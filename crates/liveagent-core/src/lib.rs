@@ -16,6 +16,7 @@
 //!   publishing helpers and filtered async streams.
 //! - [`protocol`]: the sans-IO [`RealtimeProtocol`] interface that the OpenAI and Gemini
 //!   crates implement, and [`RealtimeConfig`], the provider configuration that builds one.
+//! - [`metrics`]: [`LatencySamples`], latency measurements for the benchmarks.
 //! - [`middleware`]: [`EventMiddleware`], hooks on the event flow.
 //! - [`error`]: [`LiveError`], the typed error every component reports.
 //! - [`secret`]: [`Secret`], an API key that never prints.
@@ -38,6 +39,7 @@ pub mod context;
 pub mod error;
 pub mod events;
 pub mod filter;
+pub mod metrics;
 pub mod middleware;
 pub mod protocol;
 pub mod secret;
@@ -51,6 +53,7 @@ pub use context::{ConversationContext, EventStream, StreamBuilder};
 pub use error::{ErrorKind, LiveError};
 pub use events::*;
 pub use filter::{EventFilter, EventSet};
+pub use metrics::LatencySamples;
 pub use middleware::EventMiddleware;
 pub use protocol::{
     ConnectRequest, Outbox, ProtocolSignal, RealtimeConfig, RealtimeProtocol, SessionCommand,

@@ -10,9 +10,10 @@ use awc::ws::{CloseCode, CloseReason, Frame, Message as WsMessage};
 use bytes::BytesMut;
 use futures_util::stream::{SplitSink, StreamExt};
 use liveagent_core::{
-    AudioDropped, ConversationContext, ErrorEvent, LiveError, LiveEvent, Outbox, PlaybackStopped,
-    ProtocolSignal, RealtimeProtocol, RecordedAudio, SessionClosed, SessionCommand, SessionControl,
-    SessionReconnected, SessionReconnecting, SubscriberId, ToolResult, UserText, WireFrame,
+    AudioDropped, ConversationContext, ErrorEvent, LatencySamples, LiveError, LiveEvent, Outbox,
+    PlaybackStopped, ProtocolSignal, RealtimeProtocol, RecordedAudio, SessionClosed,
+    SessionCommand, SessionControl, SessionReconnected, SessionReconnecting, SubscriberId,
+    ToolResult, UserText, WireFrame,
 };
 
 use crate::buffer::PendingCommands;
@@ -51,6 +52,9 @@ pub struct SessionStatus {
     pub frames_out: u64,
     /// The error that closed the session, if any.
     pub error: Option<LiveError>,
+    /// Microphone audio from capture until its frame was handed to the socket writer (only
+    /// with [`SessionOptions::latency_samples`](crate::SessionOptions::latency_samples)).
+    pub mic_to_socket: LatencySamples,
 }
 
 /// Ends the session: closes the socket and publishes `SessionClosed`.
@@ -91,6 +95,7 @@ pub struct SessionActor {
     frames_in: u64,
     frames_out: u64,
     stop_when_flushed: bool,
+    mic_to_socket: LatencySamples,
 }
 
 impl SessionActor {
@@ -100,6 +105,7 @@ impl SessionActor {
         options: SessionOptions,
     ) -> Self {
         let pending = PendingCommands::new(options.max_buffered_audio);
+        let mic_to_socket = LatencySamples::new(options.latency_samples);
         SessionActor {
             protocol,
             context,
@@ -123,6 +129,7 @@ impl SessionActor {
             frames_in: 0,
             frames_out: 0,
             stop_when_flushed: false,
+            mic_to_socket,
         }
     }
 
@@ -301,9 +308,16 @@ impl SessionActor {
         let Some(command) = command else { return };
         match self.state {
             SessionState::Ready => {
+                let origin = match &command {
+                    SessionCommand::Audio(chunk) => chunk.origin,
+                    _ => None,
+                };
                 let mut out = Outbox::new();
                 self.protocol.on_command(command, &mut out);
                 self.flush(out, ctx);
+                if let Some(origin) = origin {
+                    self.mic_to_socket.record(origin.elapsed());
+                }
             }
             SessionState::Closed => {
                 if matches!(command, SessionCommand::ToolResult(_)) {
@@ -445,8 +459,14 @@ impl SessionActor {
 
     fn on_frame(&mut self, frame: WireFrame, ctx: &mut Context<Self>) {
         self.frames_in += 1;
+        let read_at = Instant::now();
         let mut out = Outbox::new();
         self.protocol.on_frame(frame, &mut out);
+        for event in &mut out.events {
+            if let LiveEvent::SynthesizedAudio(a) = event {
+                a.audio.origin.get_or_insert(read_at);
+            }
+        }
         self.flush(out, ctx);
     }
 
@@ -706,6 +726,7 @@ impl Handler<GetStatus> for SessionActor {
             frames_in: self.frames_in,
             frames_out: self.frames_out,
             error: self.fatal.clone(),
+            mic_to_socket: self.mic_to_socket.clone(),
         })
     }
 }

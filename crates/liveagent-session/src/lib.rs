@@ -74,6 +74,11 @@ pub struct SessionOptions {
     pub max_renewal_wait: Duration,
     /// Event middleware, in order.
     pub middleware: Vec<Arc<dyn EventMiddleware>>,
+    /// Keep this many latency measurements of microphone audio, from capture
+    /// ([`AudioChunk::origin`](liveagent_core::AudioChunk::origin)) until its frame is handed
+    /// to the socket writer ([`SessionStatus::mic_to_socket`]). 0 (the default) measures
+    /// nothing. Synthesized audio is always stamped with the time its frame was read.
+    pub latency_samples: usize,
 }
 
 impl Default for SessionOptions {
@@ -86,6 +91,7 @@ impl Default for SessionOptions {
             max_frame_size: 16 * 1024 * 1024,
             max_renewal_wait: Duration::from_secs(20),
             middleware: Vec::new(),
+            latency_samples: 0,
         }
     }
 }
