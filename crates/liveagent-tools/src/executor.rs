@@ -35,7 +35,7 @@ struct Running {
 ///   reconnect); so is a repeat within one request.
 /// - **Failures** (`Err`, panic, timeout, bad arguments, unknown tool, denial) are results
 ///   too: `output = Err(text)` for the model, plus a non-fatal [`ErrorEvent`] (source
-///   `tool:<name>`, kind [`ErrorKind::Tool`]) and a log line.
+///   `tool:<name>`, kind [`ErrorKind::Tool`], code = the call id) and a log line.
 /// - **Provider cancellation** ([`ToolCallCancelled`], e.g. Gemini `toolCallCancellation`):
 ///   the running call is aborted (its future is dropped) and produces **no** result; the
 ///   provider withdrew it and would reject an answer. A call id cancelled before its
@@ -80,33 +80,72 @@ pub struct ToolExecutor {
 }
 
 impl ToolExecutor {
-    /// Starts an executor for `toolbox` on `context`'s bus (call inside a running actix
-    /// System). It is subscribed before this returns, so calls published afterwards are
-    /// not missed. Each plugin's [`Plugin::on_start`](crate::Plugin::on_start) runs here.
+    /// Starts an executor for `toolbox` on `context`'s bus, on the current arbiter (call
+    /// inside a running actix System). It is subscribed before this returns, so calls
+    /// published afterwards are not missed. Each plugin's
+    /// [`Plugin::on_start`](crate::Plugin::on_start) runs here.
+    ///
+    /// Tools run on the executor's arbiter: a tool that blocks its thread (CPU-heavy work,
+    /// blocking I/O) blocks everything else on that arbiter. Use
+    /// `tokio::task::spawn_blocking` inside such tools, or start the executor on an arbiter
+    /// of its own with [`start_on`](Self::start_on).
     pub fn start(toolbox: Toolbox, context: ConversationContext) -> Addr<ToolExecutor> {
         for plugin in toolbox.plugins() {
             plugin.on_start(&context);
         }
         ToolExecutor::create(move |ctx| {
-            let addr = ctx.address();
-            context.subscribe_with(
-                liveagent_core::Subscribe::recipient(addr.clone().recipient::<ToolCallRequested>())
-                    .label("tool-executor"),
-            );
-            context.subscribe_with(
-                liveagent_core::Subscribe::recipient(addr.recipient::<ToolCallCancelled>())
-                    .label("tool-executor"),
-            );
-            ToolExecutor {
-                toolbox,
-                context,
-                running: HashMap::new(),
-                batches: HashMap::new(),
-                next_batch: 0,
-                done: HashSet::new(),
-                done_order: VecDeque::new(),
-            }
+            Self::subscribe(&context, &ctx.address());
+            ToolExecutor::new(toolbox, context)
         })
+    }
+
+    /// Like [`start`](Self::start), but the executor (and so every tool call) runs on
+    /// `arbiter`, a thread of its own: tools that block cannot stall the session, the audio
+    /// or the bus. Also subscribed before this returns.
+    ///
+    /// ```
+    /// # actix::System::new().block_on(async {
+    /// let ctx = liveagent_core::ConversationContext::new(liveagent_core::EventBus::start_default(), 24_000, 24_000);
+    /// let tools_thread = actix::Arbiter::new();
+    /// liveagent_tools::ToolExecutor::start_on(&tools_thread.handle(), liveagent_tools::Toolbox::new(), ctx);
+    /// # });
+    /// ```
+    pub fn start_on(
+        arbiter: &actix::ArbiterHandle,
+        toolbox: Toolbox,
+        context: ConversationContext,
+    ) -> Addr<ToolExecutor> {
+        for plugin in toolbox.plugins() {
+            plugin.on_start(&context);
+        }
+        let for_actor = context.clone();
+        let addr =
+            ToolExecutor::start_in_arbiter(arbiter, move |_| ToolExecutor::new(toolbox, for_actor));
+        Self::subscribe(&context, &addr);
+        addr
+    }
+
+    fn new(toolbox: Toolbox, context: ConversationContext) -> Self {
+        ToolExecutor {
+            toolbox,
+            context,
+            running: HashMap::new(),
+            batches: HashMap::new(),
+            next_batch: 0,
+            done: HashSet::new(),
+            done_order: VecDeque::new(),
+        }
+    }
+
+    fn subscribe(context: &ConversationContext, addr: &Addr<ToolExecutor>) {
+        context.subscribe_with(
+            liveagent_core::Subscribe::recipient(addr.clone().recipient::<ToolCallRequested>())
+                .label("tool-executor"),
+        );
+        context.subscribe_with(
+            liveagent_core::Subscribe::recipient(addr.clone().recipient::<ToolCallCancelled>())
+                .label("tool-executor"),
+        );
     }
 
     fn remember(&mut self, call_id: Id) {

@@ -677,3 +677,42 @@ async fn a_plugin_adds_tools_middleware_and_a_start_hook() {
     )]));
     assert_eq!(h.next().await.output, Ok(json!({"sum": 5})));
 }
+
+#[actix_rt::test]
+async fn on_its_own_arbiter_a_blocking_tool_does_not_stall_the_callers_thread() {
+    // The tool blocks its thread until this test (on the main arbiter) answers. Were the
+    // executor on the main arbiter, the test could never answer and the tool would give
+    // up after 20 s with an error.
+    let (to_tool, from_test) = std::sync::mpsc::channel::<i64>();
+    let from_test = Arc::new(Mutex::new(from_test));
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let started_tx = Arc::new(Mutex::new(Some(started_tx)));
+    let blocking = Tool::new("blocking", "blocks its thread", move |_: NoArgs| {
+        if let Some(tx) = started_tx.lock().unwrap().take() {
+            let _ = tx.send(());
+        }
+        let got = from_test
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(20));
+        async move { got.map_err(|_| ToolError::msg("the test never answered")) }
+    })
+    .timeout(Duration::from_secs(60));
+    let ctx = ConversationContext::new(EventBus::start_default(), 24_000, 24_000);
+    let mut results = ctx.stream().only::<ToolResult>();
+    let arbiter = actix::Arbiter::new();
+    ToolExecutor::start_on(
+        &arbiter.handle(),
+        Toolbox::new().tool(blocking),
+        ctx.clone(),
+    );
+    ctx.publish(request(vec![call("b1", "blocking", json!({}))]));
+    started_rx.await.unwrap();
+    to_tool.send(7).unwrap();
+    let r = tokio::time::timeout(Duration::from_secs(30), results.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.output, Ok(json!(7)));
+    arbiter.stop();
+}
