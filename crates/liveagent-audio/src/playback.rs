@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use liveagent_core::events::Id;
-use liveagent_core::{Interrupted, LiveError, PlaybackStopped, SynthesizedAudio};
+use liveagent_core::{Interrupted, LatencySamples, LiveError, PlaybackStopped, SynthesizedAudio};
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 
@@ -303,6 +303,11 @@ pub struct PlaybackStats {
     /// When the last handled interruption's silence reached the speaker (for benchmarks that
     /// time from their own `publish`).
     pub last_silence_at: Option<Instant>,
+    /// Latency added by the library to synthesized audio: from the moment its frame was read
+    /// from the socket ([`AudioChunk::origin`](liveagent_core::AudioChunk::origin)) until its
+    /// samples are in the buffer the output callback consumes. Empty unless enabled with
+    /// `measure_latency(n)` on the player or sink builder.
+    pub socket_to_output: LatencySamples,
 }
 
 /// Options of the playback queue.
@@ -442,6 +447,11 @@ impl PlaybackQueue {
         }
     }
 
+    /// Keeps the last `n` socket-to-output latencies (0 = measure nothing).
+    pub(crate) fn measure_latency(&mut self, n: usize) {
+        self.stats.socket_to_output = LatencySamples::new(n);
+    }
+
     /// Queues a chunk of synthesized audio.
     pub(crate) fn on_audio(&mut self, ev: &SynthesizedAudio, now: Instant) {
         self.stats.chunks_received += 1;
@@ -511,6 +521,9 @@ impl PlaybackQueue {
         self.last_enqueue = Some(now);
         self.shared.release.store(false, Ordering::Release);
         self.pump();
+        if let (Some(origin), true) = (ev.audio.origin, self.pending.is_empty()) {
+            self.stats.socket_to_output.record(origin.elapsed());
+        }
     }
 
     /// Stops playback at once and drops the audio of every item queued so far.

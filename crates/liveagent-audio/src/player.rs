@@ -30,9 +30,17 @@ pub struct SoundDevicePlayerBuilder {
     rate: Option<u32>,
     channels: Option<u16>,
     format: Option<SampleFormat>,
+    latency: usize,
 }
 
 impl SoundDevicePlayerBuilder {
+    /// Keeps the last `n` latencies from socket read to output buffer in
+    /// [`PlaybackStats::socket_to_output`](crate::PlaybackStats::socket_to_output) (default 0: off).
+    pub fn measure_latency(mut self, n: usize) -> Self {
+        self.latency = n;
+        self
+    }
+
     /// Plays on the output device of this name (see [`list_output_devices`](crate::list_output_devices));
     /// default: the host's default output.
     pub fn device(mut self, name: impl Into<String>) -> Self {
@@ -120,9 +128,10 @@ impl SoundDevicePlayerBuilder {
             let _ = tx.send(queue);
             Ok((stream, OpenedDevice { name, config }))
         })?;
-        let queue = rx
+        let mut queue = rx
             .recv()
             .map_err(|_| audio_err("the audio thread ended while opening the device"))?;
+        queue.measure_latency(self.latency);
         tracing::info!(device = %opened.name, rate = opened.config.sample_rate,
             channels = opened.config.channels, format = ?opened.config.sample_format, "audio output opened");
         // Subscribe before returning, so that audio published right after `start()` is seen.
@@ -277,6 +286,7 @@ impl SoundDevicePlayer {
             rate: None,
             channels: None,
             format: None,
+            latency: 0,
         }
     }
 

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use cpal::traits::{DeviceTrait, StreamTrait};
@@ -41,11 +41,25 @@ pub struct RecorderStats {
 #[rtype(result = "RecorderStats")]
 pub struct GetRecorderStats;
 
-#[derive(Default)]
 struct Counters {
     captured: AtomicU64,
     dropped: AtomicU64,
     xruns: AtomicU64,
+    /// Nanoseconds after `epoch` at which the last callback that pushed samples began (0 = none).
+    last_callback_ns: AtomicU64,
+    epoch: Instant,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            captured: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            xruns: AtomicU64::new(0),
+            last_callback_ns: AtomicU64::new(0),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 /// Builds and starts a [`SoundDeviceRecorder`]; from [`SoundDeviceRecorder::new`].
@@ -225,6 +239,7 @@ where
             stream_config,
             move |data: &[T], _: &cpal::InputCallbackInfo| {
                 // Downmix in stack blocks and hand off: no allocation, no lock.
+                let called_ns = (counters.epoch.elapsed().as_nanos() as u64).max(1);
                 let mut block = [0f32; 512];
                 for part in data.chunks(block.len() * channels) {
                     let n = downmix_to_mono(part, channels, &mut block);
@@ -236,6 +251,9 @@ where
                             .fetch_add((n - pushed) as u64, Ordering::Relaxed);
                     }
                 }
+                counters
+                    .last_callback_ns
+                    .store(called_ns, Ordering::Release);
             },
             move |e: cpal::Error| match classify(&e) {
                 Severity::Xrun => {
@@ -321,6 +339,13 @@ impl SoundDeviceRecorder {
     }
 
     fn drain(&mut self) {
+        // Read before popping: the newest callback whose samples are all in the ring. A chunk
+        // completed below ends with samples of that callback or a later one (an earlier one
+        // only when the chunk fills before reaching them), so `origin` rarely flatters.
+        let origin = match self.counters.last_callback_ns.load(Ordering::Acquire) {
+            0 => None,
+            ns => Some(self.counters.epoch + Duration::from_nanos(ns)),
+        };
         let avail = self.cons.occupied_len();
         if avail > 0 {
             self.scratch.resize(avail, 0.0);
@@ -334,8 +359,12 @@ impl SoundDeviceRecorder {
                 let samples: Vec<i16> = self.acc.drain(..self.chunk).collect();
                 self.stats.chunks_published += 1;
                 self.stats.published_ms += self.chunk_ms as u64;
+                let audio = AudioChunk::new(samples, self.rate);
                 self.context.publish(RecordedAudio {
-                    audio: AudioChunk::new(samples, self.rate),
+                    audio: match origin {
+                        Some(origin) => audio.with_origin(origin),
+                        None => audio,
+                    },
                 });
             }
         }

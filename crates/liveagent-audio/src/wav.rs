@@ -242,9 +242,17 @@ pub struct WavSinkBuilder {
     item_end: Duration,
     rate: Option<u32>,
     time_aligned: bool,
+    latency: usize,
 }
 
 impl WavSinkBuilder {
+    /// Keeps the last `n` latencies from socket read to output buffer in
+    /// [`PlaybackStats::socket_to_output`](crate::PlaybackStats::socket_to_output) (default 0: off).
+    pub fn measure_latency(mut self, n: usize) -> Self {
+        self.latency = n;
+        self
+    }
+
     /// Consume audio at the pace a speaker would (default true), so that interruptions cut
     /// it where a real player would; false renders audio as soon as it arrives.
     pub fn realtime(mut self, realtime: bool) -> Self {
@@ -301,7 +309,8 @@ impl WavSinkBuilder {
             item_end: self.item_end,
             cut_timeout: Duration::from_millis(500),
         };
-        let (queue, renderer) = PlaybackQueue::new(self.context.output_sample_rate(), opts)?;
+        let (mut queue, renderer) = PlaybackQueue::new(self.context.output_sample_rate(), opts)?;
+        queue.measure_latency(self.latency);
         let ctx: Context<WavSink> = Context::new();
         // Subscribe before returning, so that audio published right after `start()` is seen.
         let filter = EventFilter::of::<SynthesizedAudio>().or::<Interrupted>();
@@ -376,6 +385,7 @@ impl WavSink {
             item_end: Duration::from_millis(300),
             rate: None,
             time_aligned: false,
+            latency: 0,
         }
     }
 
