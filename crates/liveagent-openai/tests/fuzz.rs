@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 
 static FRAMES: AtomicUsize = AtomicUsize::new(0);
 static BYTE_INPUTS: AtomicUsize = AtomicUsize::new(0);
+static DECODED: AtomicUsize = AtomicUsize::new(0);
 
 const TYPES: &[&str] = &[
     "error",
@@ -248,7 +249,14 @@ proptest! {
         for s in steps {
             let mut out = Outbox::new();
             match s {
-                Step::Frame(f) => { FRAMES.fetch_add(1, Ordering::Relaxed); p.on_frame(WireFrame::Text(f), &mut out) }
+                Step::Frame(f) => {
+                    FRAMES.fetch_add(1, Ordering::Relaxed);
+                    p.on_frame(WireFrame::Text(f), &mut out);
+                    let protocol_error = out.events.iter().any(|e| matches!(e, LiveEvent::ErrorEvent(e) if e.error.kind == ErrorKind::Protocol));
+                    if !protocol_error {
+                        DECODED.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 Step::Bytes(b) => { FRAMES.fetch_add(1, Ordering::Relaxed); p.on_frame(WireFrame::Binary(b.into()), &mut out) }
                 Step::Command(c, n) => p.on_command(command(c, n), &mut out),
                 Step::Close => p.on_close(&mut out),
@@ -271,8 +279,9 @@ fn fuzz_totals() {
     arbitrary_bytes_never_panic();
     random_event_sequences_never_panic();
     println!(
-        "fuzz: {} arbitrary byte frames + {} frames in 1500 random event/command sequences fed to on_frame, no panic",
+        "fuzz: {} arbitrary byte frames + {} frames in 1500 random event/command sequences fed to on_frame ({} random-JSON frames accepted (decoded, or ignored as unknown types), the rest became Protocol errors), no panic",
         BYTE_INPUTS.load(Ordering::Relaxed),
-        FRAMES.load(Ordering::Relaxed)
+        FRAMES.load(Ordering::Relaxed),
+        DECODED.load(Ordering::Relaxed)
     );
 }

@@ -597,3 +597,57 @@ async fn reconnect_replays_history_into_the_new_session() {
     println!("reconnect: second session items {texts:?}; {n} client frames valid");
     h.finish().await;
 }
+
+#[actix_rt::test]
+async fn age_limit_renews_the_connection_with_the_history() {
+    let mut h = start(
+        ServerConfig {
+            api_key: Some(KEY.into()),
+            pacing: Pacing::AsFastAsPossible,
+            ..Default::default()
+        },
+        |url| default_config(url).max_connection_age(Duration::from_millis(1500)),
+    )
+    .await;
+    h.opened().await;
+    h.ctx.send_text("Remember the word banana.");
+    h.wait_for("first answer", |e| {
+        matches!(e, LiveEvent::ResponseDone(d) if d.status == ResponseStatus::Completed)
+            .then_some(())
+    })
+    .await;
+    let reconnected = h
+        .wait_for("renewal", |e| match e {
+            LiveEvent::SessionReconnected(r) => Some(r.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(!reconnected.resumed, "OpenAI replays, it cannot resume");
+    assert!(
+        !h.seen
+            .iter()
+            .any(|e| matches!(e, LiveEvent::ResponseDone(d) if d.status == ResponseStatus::Failed)),
+        "the renewal waited for an idle moment"
+    );
+    h.ctx.send_text("Which word?");
+    h.wait_for("second answer", |e| {
+        matches!(e, LiveEvent::ResponseDone(d) if d.status == ResponseStatus::Completed)
+            .then_some(())
+    })
+    .await;
+    let sessions = h.server.sessions();
+    assert!(sessions.len() >= 2, "{sessions:?}");
+    let second = sessions.iter().find(|s| s.id == 2).unwrap();
+    assert!(
+        second.items[0].text.contains("banana"),
+        "{:?}",
+        second.items
+    );
+    assert!(
+        second.items[1].text.contains("banana"),
+        "the echo answer: {:?}",
+        second.items
+    );
+    h.validate_client_frames();
+    h.finish().await;
+}
