@@ -14,12 +14,10 @@ use crate::record::Recorder;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::ServerConfig;
 
-#[allow(dead_code)] // used by the Gemini module (in progress)
 /// What a Gemini client can resume: the conversation of an earlier session.
 #[derive(Clone, Debug)]
 pub(crate) struct ResumeState {
     pub items: Vec<Item>,
-    pub scenario: Option<String>,
 }
 
 /// State shared by every worker and session.
@@ -31,7 +29,6 @@ pub(crate) struct Shared {
     next_session: AtomicU64,
     next_id: AtomicU64,
     scenario_states: Mutex<HashMap<String, Arc<ScenarioState>>>,
-    #[allow(dead_code)]
     pub resumption: Mutex<HashMap<String, ResumeState>>,
 }
 

@@ -1,14 +1,114 @@
-//! Gemini Live (BidiGenerateContent) over WebSocket.
+//! Gemini Live (BidiGenerateContent) over WebSocket:
+//! `/ws/google.ai.generativelanguage.{v1beta|v1|v1alpha}.GenerativeService.BidiGenerateContent`.
+//!
+//! Auth: when the server has an API key, the key must come in the `x-goog-api-key` header or
+//! the `key` query parameter (`BidiGenerateContentConstrained` on v1alpha also takes it as
+//! `access_token` or `Authorization: Token …`). A wrong or missing key is answered like the
+//! provider does: the upgrade succeeds and the server closes with code 1008 and a reason.
+
+mod session;
+mod wire;
+
+use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
 
-use crate::server::Shared;
+use crate::server::{query_param, Shared};
 
-/// The WebSocket route.
+const VERSIONS: &[&str] = &["v1beta", "v1", "v1alpha"];
+
+fn method_ok(method: &str) -> bool {
+    let Some(rest) = method.strip_prefix("google.ai.generativelanguage.") else {
+        return false;
+    };
+    let Some((version, m)) = rest.split_once('.') else {
+        return false;
+    };
+    VERSIONS.contains(&version)
+        && (m == "GenerativeService.BidiGenerateContent"
+            || (version == "v1alpha" && m == "GenerativeService.BidiGenerateContentConstrained"))
+}
+
+fn presented_key(req: &HttpRequest) -> Option<String> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    header("x-goog-api-key")
+        .or_else(|| query_param(req, "key"))
+        .or_else(|| query_param(req, "access_token"))
+        .or_else(|| {
+            header("authorization").and_then(|v| v.strip_prefix("Token ").map(str::to_owned))
+        })
+}
+
+/// The WebSocket route (also under `/s/{scenario}/ws/{method}`).
 pub(crate) async fn ws_route(
-    _req: HttpRequest,
-    _body: web::Payload,
-    _shared: web::Data<Shared>,
+    req: HttpRequest,
+    body: web::Payload,
+    shared: web::Data<Shared>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    Ok(HttpResponse::NotImplemented().finish())
+    let shared: Arc<Shared> = shared.into_inner();
+    let method = req.match_info().get("method").unwrap_or_default();
+    if !method_ok(method) {
+        return Ok(HttpResponse::NotFound().json(json!({
+            "error": {"code": 404, "status": "NOT_FOUND",
+                      "message": format!("Method not found: {method}")}
+        })));
+    }
+    let key = req
+        .match_info()
+        .get("scenario")
+        .map(str::to_owned)
+        .or_else(|| query_param(&req, "scenario"));
+    let selected = match shared.select(key.as_deref(), None) {
+        Ok(s) => s,
+        Err(msg) => {
+            return Ok(HttpResponse::NotFound().json(json!({
+                "error": {"code": 404, "status": "NOT_FOUND", "message": msg}
+            })))
+        }
+    };
+    if selected.state.take_refusal() {
+        tracing::info!("refusing a Gemini connection (scenario asks for it)");
+        return Ok(HttpResponse::ServiceUnavailable().json(json!({
+            "error": {"code": 503, "status": "UNAVAILABLE",
+                      "message": "The server is refusing connections (scripted)."}
+        })));
+    }
+    let authorized = shared.key_ok(presented_key(&req).as_deref());
+    let (response, ws, stream) = actix_ws::handle(&req, body)?;
+    let stream = stream
+        .max_frame_size(shared.cfg.max_frame_bytes)
+        .aggregate_continuations()
+        .max_continuation_size(shared.cfg.max_frame_bytes);
+    actix_rt::spawn(session::run(
+        shared,
+        ws,
+        stream,
+        selected,
+        key.is_some(),
+        authorized,
+    ));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn methods() {
+        assert!(super::method_ok(
+            "google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+        ));
+        assert!(super::method_ok(
+            "google.ai.generativelanguage.v1.GenerativeService.BidiGenerateContent"
+        ));
+        assert!(!super::method_ok(
+            "google.ai.generativelanguage.v2.GenerativeService.BidiGenerateContent"
+        ));
+        assert!(!super::method_ok("foo"));
+    }
 }
