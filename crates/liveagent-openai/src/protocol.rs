@@ -521,12 +521,8 @@ impl OpenAiProtocol {
                     t.audio_done = true;
                 }
             }
-            ServerEvent::OutputAudioTranscriptDelta {
-                response_id,
-                item_id,
-                delta,
-            } => {
-                self.append_assistant_text(&response_id, &item_id, &delta);
+            ServerEvent::OutputAudioTranscriptDelta { item_id, delta, .. } => {
+                self.append_assistant_text(&item_id, &delta);
                 out.publish(OutputTranscriptChunk {
                     item_id: Some(item_id.into()),
                     text: delta.into(),
@@ -545,12 +541,8 @@ impl OpenAiProtocol {
                     is_final: true,
                 });
             }
-            ServerEvent::OutputTextDelta {
-                response_id,
-                item_id,
-                delta,
-            } => {
-                self.append_assistant_text(&response_id, &item_id, &delta);
+            ServerEvent::OutputTextDelta { item_id, delta, .. } => {
+                self.append_assistant_text(&item_id, &delta);
                 out.publish(ModelMessageChunk::new(item_id, delta));
             }
             ServerEvent::OutputTextDone { item_id, text, .. } => {
@@ -637,7 +629,7 @@ impl OpenAiProtocol {
             .expect("assistant item was just inserted")
     }
 
-    fn append_assistant_text(&mut self, _response_id: &str, item_id: &str, delta: &str) {
+    fn append_assistant_text(&mut self, item_id: &str, delta: &str) {
         if let HistoryItem::Assistant { text, done, .. } = self.ensure_assistant(item_id) {
             if !*done {
                 text.push_str(delta);
@@ -1182,8 +1174,13 @@ impl RealtimeProtocol for OpenAiProtocol {
         })
     }
 
-    fn on_open(&mut self, reconnect: bool, _out: &mut Outbox) {
+    fn on_open(&mut self, reconnect: bool, out: &mut Outbox) {
         tracing::debug!(target: "liveagent::openai", reconnect, "socket open; waiting for session.created");
+        if self.phase != Phase::Closed {
+            // The previous connection was not reported closed: close it now, so a response
+            // it left running still gets its ResponseDone.
+            self.on_close(out);
+        }
         self.generation += 1;
         self.phase = Phase::AwaitingCreated;
         self.input_bytes = 0;

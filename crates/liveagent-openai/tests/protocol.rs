@@ -1235,3 +1235,17 @@ fn text_output_maps_to_model_message_chunks() {
         liveagent_openai::wire::Item::assistant_text("Hello.")
     );
 }
+
+#[test]
+fn open_without_close_still_ends_the_running_response() {
+    let mut p = protocol(RealtimeConfig::new("gpt-realtime"));
+    handshake(&mut p, false);
+    feed(&mut p, response_created("r"));
+    let mut out = Outbox::new();
+    p.on_open(true, &mut out);
+    assert!(out.events.iter().any(
+        |e| matches!(e, LiveEvent::ResponseDone(d) if d.reason.as_deref() == Some("connection lost"))
+    ));
+    assert!(out.frames.is_empty());
+    assert_eq!(p.phase(), Phase::AwaitingCreated);
+}
