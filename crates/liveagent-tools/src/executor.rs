@@ -31,8 +31,10 @@ struct Running {
 /// - **`request_response`**: true on the last result of a request's batch only, so the
 ///   session asks the model to go on once, when all results of that response are in.
 /// - **Exactly once**: each `call_id` gets exactly one result. A request for a call id that
-///   is running or already answered is ignored (providers may re-send calls after a
-///   reconnect); so is a repeat within one request.
+///   was already answered is ignored (providers may re-send calls after a reconnect); so is
+///   a repeat within one request. A call that is still running when it is requested again
+///   keeps running (it is not started twice) and moves to the new request's batch, so that
+///   batch's last result is the one that asks the model to go on.
 /// - **Failures** (`Err`, panic, timeout, bad arguments, unknown tool, denial) are results
 ///   too: `output = Err(text)` for the model, plus a non-fatal [`ErrorEvent`] (source
 ///   `tool:<name>`, kind [`ErrorKind::Tool`], code = the call id) and a log line.
@@ -222,27 +224,39 @@ impl Handler<ToolCallRequested> for ToolExecutor {
 
     fn handle(&mut self, msg: ToolCallRequested, ctx: &mut Context<Self>) {
         let mut seen = HashSet::new();
-        let calls: Vec<_> = msg
-            .calls
-            .into_iter()
-            .filter(|call| {
-                let fresh = !self.running.contains_key(&call.call_id)
-                    && !self.done.contains(&call.call_id)
-                    && seen.insert(call.call_id.clone());
-                if !fresh {
-                    tracing::debug!(call_id = %call.call_id, tool = %call.name,
-                        "ignoring a repeated request for a call that is running or answered");
-                }
-                fresh
-            })
-            .collect();
-        if calls.is_empty() {
+        let mut fresh = Vec::new();
+        let mut adopted = Vec::new();
+        for call in msg.calls {
+            if !seen.insert(call.call_id.clone()) || self.done.contains(&call.call_id) {
+                tracing::debug!(call_id = %call.call_id, tool = %call.name,
+                    "ignoring a repeated request for a call that was answered (or repeated in one request)");
+            } else if self.running.contains_key(&call.call_id) {
+                tracing::debug!(call_id = %call.call_id, tool = %call.name,
+                    "a running call was requested again; it keeps running and joins the new batch");
+                adopted.push(call.call_id);
+            } else {
+                fresh.push(call);
+            }
+        }
+        if fresh.is_empty() && adopted.is_empty() {
             return;
         }
         let batch = self.next_batch;
         self.next_batch += 1;
-        self.batches.insert(batch, calls.len());
-        for call in calls {
+        self.batches.insert(batch, fresh.len() + adopted.len());
+        // A running call requested again belongs to the new batch from now on, so the new
+        // batch's last result (and only it) asks the model to go on.
+        for call_id in adopted {
+            let old = match self.running.get(&call_id) {
+                Some(running) => running.batch,
+                None => continue,
+            };
+            self.settle(old);
+            if let Some(running) = self.running.get_mut(&call_id) {
+                running.batch = batch;
+            }
+        }
+        for call in fresh {
             let call_id = call.call_id.clone();
             let name = call.name.clone();
             tracing::debug!(tool = %name, %call_id, "tool call started");

@@ -716,3 +716,39 @@ async fn on_its_own_arbiter_a_blocking_tool_does_not_stall_the_callers_thread() 
     assert_eq!(r.output, Ok(json!(7)));
     arbiter.stop();
 }
+
+#[actix_rt::test]
+async fn a_running_call_requested_again_joins_the_new_batch() {
+    let release = Arc::new(Notify::new());
+    let started = Arc::new(Notify::new());
+    let runs = Arc::new(Mutex::new(0));
+    let (r2, s2, n2) = (release.clone(), started.clone(), runs.clone());
+    let slow = Tool::new("slow", "waits to be released", move |_: NoArgs| {
+        *n2.lock().unwrap() += 1;
+        let (release, started) = (r2.clone(), s2.clone());
+        async move {
+            started.notify_one();
+            release.notified().await;
+            Ok::<_, ToolError>("slow done")
+        }
+    });
+    let mut h = Harness::start(Toolbox::new().tool(slow).tool(sum_tool()));
+    h.ctx.publish(request(vec![call("a", "slow", json!({}))]));
+    started.notified().await;
+    // The provider re-sends `a` together with a new call `c`.
+    h.ctx.publish(request(vec![
+        call("a", "slow", json!({})),
+        call("c", "sum_numbers", json!({"a": 1, "b": 1})),
+    ]));
+    let first = h.next().await;
+    assert_eq!(&*first.call_id, "c");
+    assert!(
+        !first.request_response,
+        "`a` is still outstanding in c's batch"
+    );
+    release.notify_one();
+    let second = h.next().await;
+    assert_eq!(&*second.call_id, "a");
+    assert!(second.request_response);
+    assert_eq!(*runs.lock().unwrap(), 1);
+}
