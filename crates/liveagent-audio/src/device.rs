@@ -59,8 +59,15 @@ fn list(input: bool) -> Result<Vec<DeviceInfo>, LiveError> {
         host.output_devices()
     }
     .map_err(|e| cpal_err("cannot list audio devices", e))?;
+    let mut all: Vec<cpal::Device> = devices.collect();
+    // Hosts may not enumerate their default device (ALSA without hints): list it anyway.
+    if let Some(d) = &default {
+        if !all.contains(d) {
+            all.insert(0, d.clone());
+        }
+    }
     let mut out = Vec::new();
-    for d in devices {
+    for d in all {
         let Ok(desc) = d.description() else { continue };
         let cfg = if input {
             d.default_input_config()
@@ -121,6 +128,17 @@ pub(crate) fn find_device(name: Option<&str>, input: bool) -> Result<cpal::Devic
     }
     .map_err(|e| cpal_err("cannot list audio devices", e))?
     .collect();
+    let mut devices = devices;
+    let default = if input {
+        host.default_input_device()
+    } else {
+        host.default_output_device()
+    };
+    if let Some(d) = default {
+        if !devices.contains(&d) {
+            devices.insert(0, d);
+        }
+    }
     let named: Vec<(String, cpal::Device)> = devices
         .into_iter()
         .filter_map(|d| d.description().ok().map(|desc| (desc.name().to_owned(), d)))

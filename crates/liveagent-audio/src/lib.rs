@@ -19,7 +19,7 @@
 //! Audio callbacks never block, lock or allocate: samples cross between the callback and the
 //! actor through lock-free rings (`ringbuf`), and counters are atomics. cpal streams live on a
 //! dedicated thread owned by the actor and are closed when the actor stops. A missing device
-//! is a [`LiveError`](liveagent_core::LiveError) of kind `Audio` from `start()`; a device that
+//! is a [`LiveError`] of kind `Audio` from `start()`; a device that
 //! fails mid-session becomes a fatal [`ErrorEvent`](liveagent_core::ErrorEvent) on the bus
 //! and stops the actor.
 //!

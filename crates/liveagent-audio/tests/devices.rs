@@ -26,8 +26,16 @@ fn env_path(key: &str) -> std::path::PathBuf {
 }
 
 async fn collect_recorded(ctx: &ConversationContext, samples: usize, rate: u32) -> Vec<i16> {
+    // Listing works and names the default device; select it by that name.
+    let inputs = liveagent_audio::list_input_devices().expect("list input devices");
+    println!("input devices: {inputs:?}");
+    let default = inputs
+        .iter()
+        .find(|d| d.is_default)
+        .expect("a default input device");
     let mut stream = ctx.stream().capacity(100_000).only::<RecordedAudio>();
     let mic = SoundDeviceRecorder::new(ctx.clone())
+        .device(default.name.clone())
         .device_sample_rate(24_000)
         .device_channels(1)
         .device_format(SampleFormat::I16)
