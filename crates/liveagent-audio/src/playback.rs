@@ -651,6 +651,24 @@ impl PlaybackQueue {
         out
     }
 
+    /// The output is going away: reports every unfinished item as interrupted, with the
+    /// frames played so far.
+    pub(crate) fn abandon(&mut self) -> Vec<PlaybackStopped> {
+        let mut out = self.tick(Instant::now());
+        let cur_seq = self.shared.cur_seq.load(Ordering::Relaxed);
+        let cur_frames = self.shared.cur_frames.load(Ordering::Relaxed);
+        for idx in 0..self.items.len() {
+            if self.items[idx].state != ItemState::Done {
+                if self.items[idx].seq == cur_seq {
+                    self.items[idx].frames = self.items[idx].frames.max(cur_frames);
+                }
+                out.push(self.stopped(idx, true));
+            }
+        }
+        self.pending.clear();
+        out
+    }
+
     /// A snapshot of the counters.
     pub(crate) fn stats(&self) -> PlaybackStats {
         let s = &self.shared;

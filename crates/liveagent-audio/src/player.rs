@@ -313,6 +313,10 @@ impl Actor for SoundDevicePlayer {
             self.context.unsubscribe(id);
         }
         self.stream.take();
+        // Whatever was still playing was cut short: tell the session how much was heard.
+        for ev in self.queue.abandon() {
+            self.context.publish(ev);
+        }
         tracing::debug!(device = %self.device.name, "audio output closed");
     }
 }

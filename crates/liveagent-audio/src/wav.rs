@@ -464,6 +464,9 @@ impl Actor for WavSink {
         if let Some(id) = self.sub.take() {
             self.context.unsubscribe(id);
         }
+        for ev in self.queue.abandon() {
+            self.context.publish(ev);
+        }
         if let Err(e) = self.finish() {
             tracing::warn!(error = %e, "wav sink closed with an error");
         }

@@ -402,6 +402,7 @@ fn device_loss_becomes_error_event() {
             "child failed:\n{stdout}\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        println!("{stdout}");
         let _ = std::fs::remove_dir_all(&dir);
         return;
     }
@@ -409,9 +410,13 @@ fn device_loss_becomes_error_event() {
     actix::System::new().block_on(async move {
         let ctx = ConversationContext::new(EventBus::start_default(), 24_000, 24_000);
         let mut errors = ctx.stream().only::<ErrorEvent>();
+        let mut stopped = ctx.stream().only::<PlaybackStopped>();
         let player = SoundDevicePlayer::new(ctx.clone())
             .start()
             .expect("player on PulseAudio");
+        let mic = SoundDeviceRecorder::new(ctx.clone())
+            .start()
+            .expect("recorder on PulseAudio");
         ctx.publish(SynthesizedAudio {
             response_id: None,
             item_id: "item".into(),
@@ -419,25 +424,40 @@ fn device_loss_becomes_error_event() {
         });
         tokio::time::sleep(Duration::from_millis(500)).await;
         std::fs::write(&flag, b"1").unwrap();
+        // Both peers report a fatal Audio error (directly, or through their stall watchdog).
         let deadline = Instant::now() + Duration::from_secs(15);
-        let ev = loop {
+        let mut fatal_sources = Vec::new();
+        while fatal_sources.len() < 2 {
             let ev = tokio::time::timeout_at(deadline.into(), errors.next())
                 .await
-                .expect("no fatal ErrorEvent after the sound server died")
+                .unwrap_or_else(|_| {
+                    panic!("no fatal ErrorEvent from every peer: {fatal_sources:?}")
+                })
                 .unwrap();
             println!("{ev:?}");
-            if ev.fatal {
-                break ev;
-            }
             assert_eq!(ev.error.kind, ErrorKind::Audio);
-        };
-        assert_eq!(ev.error.kind, ErrorKind::Audio);
-        assert!(ev.fatal);
-        assert_eq!(&*ev.source, "player");
+            if ev.fatal && !fatal_sources.contains(&ev.source.to_string()) {
+                fatal_sources.push(ev.source.to_string());
+            }
+        }
+        fatal_sources.sort();
+        assert_eq!(fatal_sources, ["player", "recorder"]);
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(
             !player.connected(),
             "the player should stop after its device failed"
         );
+        assert!(
+            !mic.connected(),
+            "the recorder should stop after its device failed"
+        );
+        // The item that was playing is reported as cut short.
+        let ev = tokio::time::timeout(Duration::from_secs(2), stopped.next())
+            .await
+            .expect("no PlaybackStopped for the item cut by the device loss")
+            .unwrap();
+        assert_eq!(&*ev.item_id, "item");
+        assert!(ev.interrupted);
+        assert!(ev.played_ms < 10_000);
     });
 }
