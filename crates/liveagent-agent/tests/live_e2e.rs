@@ -45,6 +45,19 @@ async fn server() -> LocalServer {
             ),
         )
         .with_scenario(
+            "cancel",
+            scenario(
+                r#"
+                [[turn]]
+                call = "slow_lookup"
+                args = {}
+                then_say = "lookup said {output}"
+                [[turn]]
+                say = "second turn"
+                "#,
+            ),
+        )
+        .with_scenario(
             "handoff",
             scenario(
                 r#"
@@ -206,5 +219,130 @@ async fn a_live_agent_hands_off_to_a_turn_based_agent() {
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].output, Ok(json!("The sum is 5.")));
     assert!(said.contains("The specialist says: The sum is 5."));
+    // The specialist's own two chat requests went over HTTP to the same server.
+    let chats = server
+        .recording()
+        .iter()
+        .filter(|l| l.starts_with("# chat request: "))
+        .count();
+    assert_eq!(chats, 2);
+    liveagent_testkit::validate_lines(&server.recording(), liveagent_testkit::Protocol::OpenAi);
+    server.stop().await;
+}
+
+/// Signals when dropped: proves a tool's future was aborted.
+struct DropSignal(Option<tokio::sync::oneshot::Sender<()>>);
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+#[actix_rt::test]
+async fn gemini_cancels_a_pending_call_on_barge_in_and_it_gets_no_result() {
+    use liveagent::gemini::{RealtimeConfig as GeminiConfig, TextOutput as GeminiText};
+    use liveagent::ToolCallCancelled;
+    use liveagent_tools::{NoArgs, Tool};
+    use std::sync::{Arc, Mutex};
+
+    let server = server().await;
+    let (started_tx, started_rx) = tokio::sync::oneshot::channel::<()>();
+    let (dropped_tx, dropped_rx) = tokio::sync::oneshot::channel::<()>();
+    let signals = Arc::new(Mutex::new((Some(started_tx), Some(dropped_tx))));
+    let slow = Tool::new(
+        "slow_lookup",
+        "Looks something up, slowly.",
+        move |_: NoArgs| {
+            let mut s = signals.lock().unwrap();
+            let started = s.0.take();
+            let guard = DropSignal(s.1.take());
+            async move {
+                let _guard = guard;
+                if let Some(tx) = started {
+                    let _ = tx.send(());
+                }
+                std::future::pending::<()>().await;
+                Ok::<_, ToolError>("never")
+            }
+        },
+    )
+    .timeout(Duration::from_secs(3600));
+    let agent = LiveAgent::builder("assistant")
+        .prompt("Look things up.")
+        .config(
+            GeminiConfig::new("gemini-live-2.5-flash-preview")
+                .base_url(server.gemini_url_for("cancel"))
+                .api_key("local-key")
+                .output(GeminiText),
+        )
+        .tool(slow)
+        .build()
+        .expect("agent");
+    let conversation = agent.run().expect("conversation");
+    let ctx = conversation.context().clone();
+    let mut events = ctx.stream().capacity(1024).union::<(
+        ToolCallRequested,
+        ToolCallCancelled,
+        ToolResult,
+        ModelMessageChunk,
+        OutputTranscriptChunk,
+        SessionUpdated,
+    )>();
+    let outcome = tokio::time::timeout(Duration::from_secs(30), async {
+        // Ready.
+        while let Some(e) = events.next().await {
+            if matches!(e, LiveEvent::SessionUpdated(_)) {
+                break;
+            }
+        }
+        ctx.send_text("look it up");
+        let mut call_id = None;
+        while let Some(e) = events.next().await {
+            if let LiveEvent::ToolCallRequested(r) = e {
+                call_id = Some(r.calls[0].call_id.clone());
+                break;
+            }
+        }
+        let call_id = call_id.expect("tool call");
+        started_rx.await.expect("tool started");
+        // The user talks over the pending call: the provider withdraws it.
+        ctx.send_text("never mind");
+        let (mut cancelled, mut results, mut said) = (Vec::new(), Vec::new(), String::new());
+        while let Some(e) = events.next().await {
+            match e {
+                LiveEvent::ToolCallCancelled(c) => cancelled.extend(c.call_ids),
+                LiveEvent::ToolResult(r) => results.push(r),
+                LiveEvent::ModelMessageChunk(m) => said.push_str(&m.text),
+                LiveEvent::OutputTranscriptChunk(t) if !t.is_final => said.push_str(&t.text),
+                _ => {}
+            }
+            if said.contains("second turn") {
+                break;
+            }
+        }
+        dropped_rx.await.expect("the cancelled call was aborted");
+        (call_id, cancelled, results, said)
+    })
+    .await;
+    conversation.stop().await;
+    let (call_id, cancelled, results, said) = outcome.expect("the scenario did not complete");
+    assert_eq!(cancelled, vec![call_id.clone()]);
+    assert!(
+        results.is_empty(),
+        "a withdrawn call got a result: {results:?}"
+    );
+    assert!(said.contains("second turn"), "{said}");
+    assert!(!said.contains("lookup said"), "{said}");
+    // Nothing answered the withdrawn call on the wire either.
+    assert!(
+        !server
+            .recording()
+            .iter()
+            .any(|l| l.starts_with('>') && l.contains("toolResponse")),
+        "a toolResponse was sent for a cancelled call"
+    );
+    liveagent_testkit::validate_lines(&server.recording(), liveagent_testkit::Protocol::Gemini);
     server.stop().await;
 }

@@ -84,6 +84,16 @@ async fn server() -> LocalServer {
     LocalServer::start(config).await.expect("local server")
 }
 
+/// The chat requests the server received (recorded as `# chat request: {json}` notes).
+fn chat_requests(server: &LocalServer) -> Vec<serde_json::Value> {
+    server
+        .recording()
+        .iter()
+        .filter_map(|l| l.strip_prefix("# chat request: "))
+        .map(|l| serde_json::from_str(l.trim()).expect("recorded request is JSON"))
+        .collect()
+}
+
 fn agent(base: String) -> Agent {
     Agent::new("helper", "You are a helpful assistant.", "gpt-4o-mini")
         .base_url(format!("{base}/v1"))
@@ -100,12 +110,9 @@ async fn ask_gets_the_echo_brains_answer() {
     assert!(reply.tool_runs.is_empty());
     assert!(reply.usage.total_tokens > 0);
     // What went over the wire: the system prompt, then the user message.
-    let sent = server.recording();
-    let request = sent
-        .iter()
-        .find(|l| l.starts_with('>'))
-        .expect("recorded request");
-    let body: serde_json::Value = serde_json::from_str(request[1..].trim()).unwrap();
+    let requests = chat_requests(&server);
+    assert_eq!(requests.len(), 1);
+    let body = &requests[0];
     assert_eq!(body["model"], "gpt-4o-mini");
     assert_eq!(
         body["messages"][0],
@@ -135,12 +142,7 @@ async fn ask_runs_its_own_tool_call_loop() {
         }]
     );
     // The second request carried the declaration, the assistant's call and the tool output.
-    let requests: Vec<serde_json::Value> = server
-        .recording()
-        .iter()
-        .filter(|l| l.starts_with('>'))
-        .map(|l| serde_json::from_str(l[1..].trim()).unwrap())
-        .collect();
+    let requests = chat_requests(&server);
     assert_eq!(requests.len(), 2);
     let second = &requests[1];
     assert_eq!(second["tools"][0]["function"]["name"], "sum_numbers");
