@@ -22,6 +22,8 @@
 //! # let _ = handoff; Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 mod agent;
 pub mod wire;
 

@@ -31,6 +31,8 @@
 //!   `T: Serialize`.
 //! - Options: `#[tool(name = "other_name", timeout_ms = 5000, crate = path::to::liveagent_tools)]`.
 
+#![warn(missing_docs)]
+
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
 use quote::{format_ident, quote, ToTokens};

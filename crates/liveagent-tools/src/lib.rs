@@ -38,6 +38,8 @@
 //! assert_eq!(schemas[0].parameters["properties"]["city"]["type"], "string");
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod deps;
 pub mod error;
 pub mod executor;
