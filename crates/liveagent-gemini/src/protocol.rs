@@ -31,6 +31,8 @@ const MAX_UNCONSUMED_BYTES: usize = 8 * 1024 * 1024;
 const MAX_HELD_COMMANDS: usize = 1_000;
 /// Answered call ids remembered to drop duplicates.
 const MAX_ANSWERED_IDS: usize = 4_096;
+/// Connections closed during the handshake, in a row, before an error is reported.
+const SETUP_FAILURES_REPORTED: u32 = 3;
 /// An input transcript piece this recent means the user may still be speaking.
 const SPEAKING_WINDOW: Duration = Duration::from_millis(1500);
 
@@ -134,6 +136,8 @@ pub struct GeminiProtocol {
     activity_open: bool,
     history: History,
     frames_received: u64,
+    /// Connections closed before `setupComplete`, in a row.
+    setup_failures: u32,
 }
 
 impl std::fmt::Debug for GeminiProtocol {
@@ -193,6 +197,7 @@ impl GeminiProtocol {
             activity_open: false,
             history,
             frames_received: 0,
+            setup_failures: 0,
         })
     }
 
@@ -396,6 +401,7 @@ impl GeminiProtocol {
         let handle = self.using_handle.clone();
         let resumed = handle.is_some();
         self.phase = Phase::Ready;
+        self.setup_failures = 0;
         if !self.ever_ready {
             out.publish(SessionOpened {
                 provider: PROVIDER,
@@ -1292,12 +1298,27 @@ impl RealtimeProtocol for GeminiProtocol {
     }
 
     fn on_close(&mut self, out: &mut Outbox) {
-        if self.phase == Phase::AwaitingSetup && self.using_handle.is_some() {
-            tracing::warn!(
-                provider = PROVIDER,
-                "connection closed before the session resumed; the next attempt starts a new session"
-            );
-            self.handle = None;
+        if self.phase == Phase::AwaitingSetup {
+            if self.using_handle.is_some() {
+                tracing::warn!(
+                    provider = PROVIDER,
+                    "connection closed before the session resumed; the next attempt starts a new session"
+                );
+                self.handle = None;
+            }
+            self.setup_failures += 1;
+            if self.setup_failures == SETUP_FAILURES_REPORTED {
+                // Gemini refuses a bad key, model or setup by closing the socket. Without the
+                // close frame (see `on_close_frame`) the reason is unknown here; say so once
+                // rather than reconnecting in silence.
+                out.error(
+                    PROVIDER,
+                    LiveError::connection(format!(
+                        "the server closed {SETUP_FAILURES_REPORTED} connections in a row before \
+                         completing setup: check the API key, the model id and the configuration"
+                    )),
+                );
+            }
         }
         if self.turn.is_some() {
             let split = self.input_split;

@@ -1146,3 +1146,19 @@ fn secrets_never_print() {
     assert!(!s.contains("test-key-123"));
     let _: Arc<str> = "x".into();
 }
+
+#[test]
+fn repeated_setup_failures_are_reported_once() {
+    let mut p = proto(base());
+    let mut errors = 0;
+    for _ in 0..6 {
+        let mut o = Outbox::new();
+        p.on_open(true, &mut o);
+        let o = close(&mut p);
+        errors += events::<ErrorEvent>(&o).len();
+    }
+    assert_eq!(errors, 1);
+    // a successful handshake resets the count
+    ready(&mut p);
+    assert_eq!(p.phase(), Phase::Ready);
+}
