@@ -360,7 +360,6 @@ fn player_pulse_interruption() {
         let stats = player.send(GetPlaybackStats).await.unwrap();
         println!("{stats:?}");
         assert_eq!(stats.chunks_dropped_late, 1);
-        assert!(stats.last_interrupt_to_silence.is_some());
         player.send(StopAudio).await.unwrap();
     });
 }
