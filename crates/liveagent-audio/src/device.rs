@@ -199,11 +199,61 @@ pub(crate) fn resolve_config(
         },
         (Err(e), ..) => return Err(cpal_err("cannot query the audio device's configuration", e)),
     };
-    Ok(DeviceConfig {
+    let mut config = DeviceConfig {
         sample_rate: rate.unwrap_or(base.sample_rate),
         channels: channels.unwrap_or(base.channels).max(1),
         sample_format: format.unwrap_or(base.sample_format),
-    })
+    };
+    if format.is_none() && !is_supported_format(config.sample_format) {
+        // e.g. a 24-bit default: pick a format we convert, at the same rate and channels.
+        let ranges: Vec<cpal::SupportedStreamConfigRange> = if input {
+            device.supported_input_configs().map(|r| r.collect())
+        } else {
+            device.supported_output_configs().map(|r| r.collect())
+        }
+        .unwrap_or_default();
+        let pick = [
+            SampleFormat::F32,
+            SampleFormat::I16,
+            SampleFormat::I32,
+            SampleFormat::F64,
+        ]
+        .into_iter()
+        .find(|f| {
+            ranges.iter().any(|r| {
+                r.sample_format() == *f
+                    && r.channels() == config.channels
+                    && r.contains_rate(config.sample_rate)
+            })
+        });
+        match pick {
+            Some(f) => config.sample_format = f,
+            None => {
+                return Err(audio_err(format!(
+                    "the audio device's sample format {:?} is not supported; choose one with device_format()",
+                    config.sample_format
+                )))
+            }
+        }
+    }
+    Ok(config)
+}
+
+/// The sample formats the recorder and player convert.
+pub(crate) fn is_supported_format(f: SampleFormat) -> bool {
+    matches!(
+        f,
+        SampleFormat::I8
+            | SampleFormat::I16
+            | SampleFormat::I32
+            | SampleFormat::I64
+            | SampleFormat::U8
+            | SampleFormat::U16
+            | SampleFormat::U32
+            | SampleFormat::U64
+            | SampleFormat::F32
+            | SampleFormat::F64
+    )
 }
 
 /// Owns a cpal stream on a dedicated thread (streams are not `Send` on every platform);
