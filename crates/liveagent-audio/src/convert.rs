@@ -154,11 +154,13 @@ fn gcd(a: u32, b: u32) -> u32 {
 }
 
 impl MonoResampler {
-    /// A resampler from `in_rate` Hz to `out_rate` Hz. Errors (kind `Audio`) on a zero rate.
+    /// A resampler from `in_rate` Hz to `out_rate` Hz. Errors (kind `Audio`) on rates outside
+    /// 1 kHz to 768 kHz.
     pub fn new(in_rate: u32, out_rate: u32) -> Result<Self, LiveError> {
-        if in_rate == 0 || out_rate == 0 {
+        const RATES: std::ops::RangeInclusive<u32> = 1_000..=768_000;
+        if !RATES.contains(&in_rate) || !RATES.contains(&out_rate) {
             return Err(audio_err(format!(
-                "invalid sample rates {in_rate} Hz -> {out_rate} Hz"
+                "unsupported sample rates {in_rate} Hz -> {out_rate} Hz (1 kHz to 768 kHz)"
             )));
         }
         let mut rs = MonoResampler {
@@ -216,8 +218,8 @@ impl MonoResampler {
     /// delay does not match its output).
     fn calibrate_delay(&mut self) {
         self.skip = 0;
-        let pos = self.in_rate as usize / 20;
-        let mut input = vec![0f32; self.in_rate as usize / 5];
+        let pos = (self.in_rate as usize / 20).max(64);
+        let mut input = vec![0f32; pos * 4];
         input[pos] = 1.0;
         let mut out = Vec::new();
         self.process(&input, &mut out);
@@ -430,6 +432,32 @@ mod tests {
                     (e * 1000.0) as i64
                 });
                 panic!("{from}->{to}: max error {err}, best lag {lag:?}");
+            }
+        }
+    }
+
+    /// Odd and extreme rate pairs never panic: they resample or return an error.
+    #[test]
+    fn odd_rates_do_not_panic() {
+        for (from, to) in [
+            (1, 24_000),
+            (8_000, 192_000),
+            (192_000, 8_000),
+            (24_000, 1),
+            (7, 11),
+            (1_000, 44_101),
+            (44_101, 1_000),
+        ] {
+            if let Ok(mut rs) = MonoResampler::new(from, to) {
+                let mut out = Vec::new();
+                rs.process(&vec![0.1; 1000], &mut out);
+                rs.flush(&mut out);
+                let want = (1000u64 * to as u64 + from as u64 / 2) / from as u64;
+                assert!(
+                    out.len() as u64 <= want + 1,
+                    "{from}->{to}: {} > {want}",
+                    out.len()
+                );
             }
         }
     }
