@@ -66,10 +66,6 @@ pub struct StopSession;
 #[rtype(result = "SessionStatus")]
 pub(crate) struct GetStatus;
 
-#[derive(Message)]
-#[rtype(result = "()")]
-pub(crate) struct SubscribeCommands;
-
 /// The provider session actor. Start it with [`start_session`](crate::start_session).
 pub struct SessionActor {
     protocol: Box<dyn RealtimeProtocol>,
@@ -103,6 +99,7 @@ impl SessionActor {
         protocol: Box<dyn RealtimeProtocol>,
         context: ConversationContext,
         options: SessionOptions,
+        subscriptions: Vec<SubscriberId>,
     ) -> Self {
         let pending = PendingCommands::new(options.max_buffered_audio);
         let mic_to_socket = LatencySamples::new(options.latency_samples);
@@ -124,7 +121,7 @@ impl SessionActor {
             last_drop_reason: String::new(),
             fatal: None,
             stopping: false,
-            subscriptions: Vec::new(),
+            subscriptions,
             fragments: None,
             frames_in: 0,
             frames_out: 0,
@@ -621,21 +618,18 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for SessionActor {
     }
 }
 
-impl Handler<SubscribeCommands> for SessionActor {
-    type Result = ();
-    fn handle(&mut self, _: SubscribeCommands, ctx: &mut Context<Self>) {
-        let addr = ctx.address();
-        self.subscriptions = vec![
-            self.context
-                .subscribe::<RecordedAudio>(addr.clone().recipient()),
-            self.context.subscribe::<UserText>(addr.clone().recipient()),
-            self.context
-                .subscribe::<SessionControl>(addr.clone().recipient()),
-            self.context
-                .subscribe::<ToolResult>(addr.clone().recipient()),
-            self.context.subscribe::<PlaybackStopped>(addr.recipient()),
-        ];
-    }
+/// Subscribes the session actor at `addr` to the commands it serves.
+pub(crate) fn subscribe_commands(
+    context: &ConversationContext,
+    addr: Addr<SessionActor>,
+) -> Vec<SubscriberId> {
+    vec![
+        context.subscribe::<RecordedAudio>(addr.clone().recipient()),
+        context.subscribe::<UserText>(addr.clone().recipient()),
+        context.subscribe::<SessionControl>(addr.clone().recipient()),
+        context.subscribe::<ToolResult>(addr.clone().recipient()),
+        context.subscribe::<PlaybackStopped>(addr.recipient()),
+    ]
 }
 
 impl Handler<RecordedAudio> for SessionActor {

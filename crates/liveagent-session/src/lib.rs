@@ -160,8 +160,11 @@ pub fn start_session(
     context: ConversationContext,
     options: SessionOptions,
 ) -> SessionHandle {
-    let addr = Supervisor::start(move |_| SessionActor::new(protocol, context, options));
-    addr.do_send(actor::SubscribeCommands);
+    // Subscribe before returning, so whatever the caller publishes next reaches the session.
+    let addr = Supervisor::start(move |ctx: &mut actix::Context<SessionActor>| {
+        let subscriptions = actor::subscribe_commands(&context, ctx.address());
+        SessionActor::new(protocol, context, options, subscriptions)
+    });
     SessionHandle {
         addr: addr.downgrade(),
     }
