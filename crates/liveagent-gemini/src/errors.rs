@@ -5,8 +5,8 @@
 
 use liveagent_core::{ErrorKind, LiveError};
 
-/// Classifies a close frame from the Gemini server. `None` for a normal closure (code 1000
-/// or 1001 without a reason, or no code at all with no reason).
+/// Classifies a close frame from the Gemini server. `None` for a normal closure: no code, or
+/// code 1000/1001, with a reason that names no known error.
 ///
 /// The reason texts are matched loosely (case-insensitive substrings) because Google does not
 /// document them; the close code decides when the text says nothing known.
@@ -25,7 +25,7 @@ pub fn classify_close(code: Option<u16>, reason: &str) -> Option<LiveError> {
     if text.is_empty() && matches!(code, None | Some(1000) | Some(1001)) {
         return None;
     }
-    let kind = if has(&[
+    let by_text = if has(&[
         "api key",
         "api_key",
         "apikey",
@@ -37,14 +37,14 @@ pub fn classify_close(code: Option<u16>, reason: &str) -> Option<LiveError> {
         "credential",
         "access token",
     ]) {
-        ErrorKind::Auth
+        Some(ErrorKind::Auth)
     } else if has(&[
         "quota",
         "resource_exhausted",
         "resource exhausted",
         "billing",
     ]) {
-        ErrorKind::Quota
+        Some(ErrorKind::Quota)
     } else if has(&[
         "not found",
         "not_found",
@@ -52,7 +52,7 @@ pub fn classify_close(code: Option<u16>, reason: &str) -> Option<LiveError> {
         "unsupported model",
         "model is not supported",
     ]) {
-        ErrorKind::NotFound
+        Some(ErrorKind::NotFound)
     } else if has(&[
         "invalid argument",
         "invalid_argument",
@@ -62,7 +62,7 @@ pub fn classify_close(code: Option<u16>, reason: &str) -> Option<LiveError> {
         "invalid value",
         "request contains an invalid",
     ]) {
-        ErrorKind::InvalidRequest
+        Some(ErrorKind::InvalidRequest)
     } else if has(&[
         "internal",
         "unavailable",
@@ -71,14 +71,18 @@ pub fn classify_close(code: Option<u16>, reason: &str) -> Option<LiveError> {
         "try again",
         "aborted",
     ]) {
-        ErrorKind::Provider
+        Some(ErrorKind::Provider)
     } else {
-        match code {
-            Some(1007) | Some(1003) => ErrorKind::InvalidRequest,
-            Some(1008) => ErrorKind::InvalidRequest,
-            Some(1011) | Some(1012) | Some(1013) | Some(1014) => ErrorKind::Provider,
-            _ => ErrorKind::Connection,
-        }
+        None
+    };
+    let kind = match (by_text, code) {
+        (Some(k), _) => k,
+        // A normal or going-away close whose reason says nothing known (e.g. the end of a
+        // connection after `goAway`).
+        (None, None | Some(1000) | Some(1001)) => return None,
+        (None, Some(1007) | Some(1003) | Some(1008)) => ErrorKind::InvalidRequest,
+        (None, Some(1011) | Some(1012) | Some(1013) | Some(1014)) => ErrorKind::Provider,
+        (None, Some(_)) => ErrorKind::Connection,
     };
     let message = match code {
         Some(c) if text.is_empty() => format!("the server closed the connection (code {c})"),
@@ -133,6 +137,15 @@ mod tests {
         );
         assert_eq!(k(Some(1011), ""), Some(ErrorKind::Provider));
         assert_eq!(k(Some(1006), ""), Some(ErrorKind::Connection));
+        assert_eq!(k(Some(1001), "goAway: connection time limit reached"), None);
+        assert_eq!(k(Some(1000), "API key expired"), Some(ErrorKind::Auth));
+        assert_eq!(
+            k(
+                Some(1007),
+                "Session resumption handle is invalid or expired."
+            ),
+            Some(ErrorKind::InvalidRequest)
+        );
         let e = classify_close(Some(1008), "x").unwrap();
         assert_eq!(e.code.as_deref(), Some("1008"));
         assert!(e.message.contains("1008"));

@@ -608,3 +608,141 @@ async fn refused_key_is_reported() {
     // the server refuses before reading anything: no client frame to validate
     h.finish().await;
 }
+
+#[actix_rt::test]
+async fn manual_activity_marks_the_turn() {
+    use liveagent_core::{ControlCommand, SessionControl};
+    use liveagent_gemini::ActivityDetection;
+    let mut h = start(fast(true), |url| {
+        default_config(url).activity_detection(ActivityDetection::manual())
+    })
+    .await;
+    h.opened().await;
+    h.ctx.publish(SessionControl {
+        command: ControlCommand::ActivityStart,
+    });
+    h.speak(&speech("This turn is marked by hand.")).await;
+    h.ctx.publish(SessionControl {
+        command: ControlCommand::CommitInput,
+    });
+    let done = h
+        .wait_for("ResponseDone", |e| match e {
+            LiveEvent::ResponseDone(d) => Some(d.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(done.status, ResponseStatus::Completed);
+    let frames = h.client_frames();
+    assert_eq!(
+        frames[0]["setup"]["realtimeInputConfig"],
+        json!({"automaticActivityDetection": {"disabled": true}})
+    );
+    let start = frames
+        .iter()
+        .position(|f| f["realtimeInput"].get("activityStart").is_some())
+        .expect("activityStart sent");
+    let end = frames
+        .iter()
+        .position(|f| f["realtimeInput"].get("activityEnd").is_some())
+        .expect("activityEnd sent");
+    assert!(start < end);
+    assert!(frames[start..end]
+        .iter()
+        .any(|f| f["realtimeInput"].get("audio").is_some()));
+    assert!(errors(&h.seen).is_empty(), "{:?}", errors(&h.seen));
+    h.validate_client_frames();
+    h.finish().await;
+}
+
+const CALL_THEN_DROP: &str = r#"
+[[turn]]
+call = "get_weather"
+args = { city = "Paris" }
+then_say = "It is {output} in Paris."
+drop_after_events = 1
+"#;
+
+#[actix_rt::test]
+async fn tool_result_computed_during_an_outage_is_delivered_once_after_it() {
+    let mut h = start(
+        ServerConfig {
+            api_key: Some(KEY.into()),
+            pacing: Pacing::AsFastAsPossible,
+            ..ServerConfig::scripted(Scenario::from_toml(CALL_THEN_DROP).unwrap())
+        },
+        default_config,
+    )
+    .await;
+    h.opened().await;
+    h.ctx.send_text("What's the weather in Paris?");
+    let calls = h
+        .wait_for("ToolCallRequested", |e| match e {
+            LiveEvent::ToolCallRequested(r) => Some(r.calls.clone()),
+            _ => None,
+        })
+        .await;
+    // the server dropped the connection right after the toolCall
+    h.wait_for("SessionReconnecting", |e| {
+        matches!(e, LiveEvent::SessionReconnecting(_)).then_some(())
+    })
+    .await;
+    h.ctx.publish(ToolResult {
+        call_id: calls[0].call_id.clone(),
+        name: calls[0].name.clone(),
+        output: Ok(json!("sunny")),
+        request_response: true,
+    });
+    h.wait_for("SessionReconnected", |e| {
+        matches!(e, LiveEvent::SessionReconnected(_)).then_some(())
+    })
+    .await;
+    // the model carries on with the result
+    let done = h
+        .wait_for("a completed response", |e| match e {
+            LiveEvent::ResponseDone(d) if d.status == ResponseStatus::Completed => Some(d.clone()),
+            _ => None,
+        })
+        .await;
+    assert!(done.response_id.starts_with("gemini-turn-"));
+    let frames = h.client_frames();
+    let second_setup = frames
+        .iter()
+        .rposition(|f| f.get("setup").is_some())
+        .unwrap();
+    let id = json!(&*calls[0].call_id);
+    let carrying: Vec<(usize, &Value)> = frames
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| {
+            let responses = f["toolResponse"]["functionResponses"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            let parts: Vec<Value> = f["clientContent"]["turns"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .flat_map(|t| t["parts"].as_array().cloned().unwrap_or_default())
+                .filter_map(|p| p.get("functionResponse").cloned())
+                .collect();
+            responses.iter().chain(parts.iter()).any(|r| r["id"] == id)
+        })
+        .collect();
+    assert_eq!(
+        carrying.len(),
+        1,
+        "the result went out exactly once: {carrying:?}"
+    );
+    assert!(carrying[0].0 > second_setup, "after the reconnect");
+    println!(
+        "result delivered after the outage as {}",
+        if carrying[0].1.get("toolResponse").is_some() {
+            "toolResponse"
+        } else {
+            "clientContent (new session state)"
+        }
+    );
+    h.validate_client_frames();
+    h.finish().await;
+}
