@@ -1160,13 +1160,20 @@ impl RealtimeProtocol for GeminiProtocol {
         } else {
             None
         };
-        self.resend.clear();
-        if r.transparent && handle.is_some() {
-            self.resend = self.unconsumed.drain(..).map(|(_, f)| f).collect();
-        } else {
-            self.unconsumed.clear();
-        }
+        // Frames the server has not consumed: still waiting from an attempt that never
+        // completed setup, then those of the last connection.
+        let mut pending = std::mem::take(&mut self.resend);
+        pending.extend(self.unconsumed.drain(..).map(|(_, f)| f));
         self.unconsumed_bytes = 0;
+        if r.transparent && handle.is_some() {
+            self.resend = pending;
+        } else if !pending.is_empty() {
+            tracing::debug!(
+                provider = PROVIDER,
+                frames = pending.len(),
+                "not resuming: unconsumed frames dropped (the history is replayed instead)"
+            );
+        }
         tracing::debug!(
             provider = PROVIDER,
             reconnect,
