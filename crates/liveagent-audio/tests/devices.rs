@@ -534,20 +534,48 @@ fn recorder_pulse_captures_played_speech() {
         );
         let _ = paplay.wait();
         mic.send(StopAudio).await.unwrap();
-        // align on the speech onset, then refine
+        // Align on the speech onset, then compare 200 ms windows, each aligned within
+        // ±20 ms of the previous one: a sound server on a loaded machine may drop a period
+        // now and then, which must not hide whether the recorder itself is right.
         let onset = |v: &[i16]| v.iter().position(|s| s.unsigned_abs() > 1000).unwrap();
-        let src_on = onset(&speech);
-        let got_on = onset(&got);
-        assert!(got_on >= src_on, "speech captured before it was played");
-        let shifted = &got[got_on - src_on..];
-        let (snr, lag) = snr_db(&speech, shifted, 48);
-        println!("RESULT snr_db={snr:.1} lag={lag}");
-        // The sound server resamples twice on the way (24 kHz sink -> 48 kHz client) and
-        // leaves a fractional-sample delay, so expect ~16 dB here rather than the 25+ dB of
-        // the ALSA-file test; a wrong rate, channel mix-up or dropped audio gives < 3 dB.
-        assert!(
-            snr > 12.0,
-            "captured speech differs from what was played: SNR {snr:.1} dB"
+        let mut offset = onset(&got) as i64 - onset(&speech) as i64;
+        let (win, m) = (4800usize, 480i64);
+        let mut snrs = Vec::new();
+        for start in (0..speech.len().saturating_sub(win)).step_by(win) {
+            let r = &speech[start..start + win];
+            let energy = r.iter().map(|s| (*s as f64).powi(2)).sum::<f64>() / win as f64;
+            let base = start as i64 + offset - m;
+            if energy.sqrt() < 500.0 || base < 0 || base as usize + win + 2 * m as usize > got.len() {
+                continue;
+            }
+            let g = &got[base as usize..base as usize + win + 2 * m as usize];
+            let (best, lag) = (0..=2 * m as usize)
+                .map(|lag| {
+                    let err: f64 = r
+                        .iter()
+                        .zip(&g[lag..lag + win])
+                        .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+                        .sum();
+                    (10.0 * (energy * win as f64 / err.max(1e-9)).log10(), lag)
+                })
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+                .unwrap();
+            offset += lag as i64 - m;
+            snrs.push(best);
+        }
+        let mut sorted = snrs.clone();
+        sorted.sort_by(f64::total_cmp);
+        let median = sorted[sorted.len() / 2];
+        let good = snrs.iter().filter(|s| **s > 10.0).count();
+        println!(
+            "RESULT snr_db=median {median:.1} dB over {} speech windows, {good} above 10 dB: {snrs:.1?}",
+            snrs.len()
         );
+        assert!(snrs.len() >= 5, "too little speech was captured");
+        // The sound server resamples twice on the way (24 kHz sink -> 48 kHz client) and
+        // leaves a fractional-sample delay, so expect ~15-40 dB here; a wrong rate, channel
+        // mix-up or lost audio gives < 3 dB.
+        assert!(median > 12.0, "captured speech differs from what was played: {snrs:.1?}");
+        assert!(good * 4 >= snrs.len() * 3, "too many windows differ: {snrs:.1?}");
     });
 }
