@@ -77,10 +77,11 @@ pub(crate) async fn completions(
             "Incorrect API key provided.",
         );
     }
-    shared.recorder.record(
-        crate::record::Direction::In,
-        &String::from_utf8_lossy(&body).replace('\n', " "),
-    );
+    // Notes, not frames: a recording must stay valid for the realtime validator.
+    shared.recorder.note(&format!(
+        "chat request: {}",
+        String::from_utf8_lossy(&body).replace('\n', " ")
+    ));
     let request: ChatRequest = match serde_json::from_slice(&body) {
         Ok(r) => r,
         Err(e) => {
@@ -213,8 +214,6 @@ pub(crate) async fn completions(
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                   "total_tokens": prompt_tokens + completion_tokens}
     });
-    shared
-        .recorder
-        .record(crate::record::Direction::Out, &reply.to_string());
+    shared.recorder.note(&format!("chat response: {reply}"));
     HttpResponse::Ok().json(reply)
 }

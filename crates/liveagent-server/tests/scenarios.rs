@@ -332,3 +332,26 @@ async fn scenario_files_load_from_disk() {
     let err = Scenario::from_file(&temp_path("missing.toml")).unwrap_err();
     assert!(err.to_string().contains("cannot read scenario"), "{err}");
 }
+
+type ScenarioParser = fn(&str) -> Result<Scenario, liveagent_server::ScenarioError>;
+
+#[test]
+fn every_scenario_example_in_the_docs_parses() {
+    let doc = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/local-server.md"),
+    )
+    .unwrap();
+    let mut checked = 0;
+    for (fence, parse) in [
+        ("```toml\n", Scenario::from_toml as ScenarioParser),
+        ("```json\n", Scenario::from_json as ScenarioParser),
+    ] {
+        for block in doc.split(fence).skip(1) {
+            let body = block.split("```").next().unwrap();
+            let s = parse(body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+            assert!(!s.turns.is_empty() || !s.on_connection.is_empty(), "{body}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "only {checked} examples found");
+}

@@ -21,6 +21,11 @@ use crate::Pacing;
 
 type R = Result<(), End>;
 
+/// How far behind schedule paced audio may fall before the server stops catching up
+/// (overdue chunks are sent back to back until then, so a short stall does not shift the
+/// rest of the response).
+const CATCH_UP: Duration = Duration::from_millis(500);
+
 const SPS_MS: u64 = (INTERNAL_RATE / 1000) as u64;
 const AUDIO_TOKENS_PER_S: u64 = 32;
 
@@ -523,7 +528,7 @@ impl GSession {
             }
         }
         if self.speech_start.is_none() && !self.manual_active {
-            let keep = self.vad.config().prefix_padding_ms as usize * SPS_MS as usize + 480;
+            let keep = (self.vad.config().prefix_padding_ms as usize + 200) * SPS_MS as usize;
             if self.buf.len() > keep * 2 {
                 let cut = self.buf.len() - keep;
                 self.buf.drain(..cut);
@@ -549,7 +554,7 @@ impl GSession {
         self.buf_start += b as u64;
         let voiced = ((last_voiced_ms.saturating_sub(from)) * SPS_MS) as usize;
         let echo = all[..voiced.min(all.len())].to_vec();
-        self.user_audio_turn(all, echo, last_voiced_ms - start_ms)
+        self.user_audio_turn(all, echo, last_voiced_ms.saturating_sub(start_ms))
             .await
     }
 
@@ -883,7 +888,7 @@ impl GSession {
             let finished = self.tick(run, now).await?;
             let pace = self.chunk.mul_f32(run.slow);
             run.next_at = if self.paced {
-                (run.next_at + pace).max(now - pace * 4)
+                (run.next_at + pace).max(now - CATCH_UP)
             } else {
                 now
             };

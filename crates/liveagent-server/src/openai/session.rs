@@ -20,6 +20,11 @@ use crate::Pacing;
 
 type R = Result<(), End>;
 
+/// How far behind schedule paced audio may fall before the server stops catching up
+/// (overdue chunks are sent back to back until then, so a short stall does not shift the
+/// rest of the response).
+const CATCH_UP: Duration = Duration::from_millis(500);
+
 const SPS_MS: u64 = (INTERNAL_RATE / 1000) as u64; // samples per ms
 
 /// Turn detection in force.
@@ -129,6 +134,8 @@ struct OaSession {
     unanswered: Option<String>,
     /// User audio item id -> (the voiced part to echo, its "[speech x s]" label).
     echo_audio: HashMap<String, (Arc<Vec<i16>>, String)>,
+    /// A VAD turn ended while a response was running (interrupt_response off).
+    deferred_response: bool,
     conv_id: String,
     chunk: Duration,
     responses: u32,
@@ -190,6 +197,7 @@ impl OaSession {
             pending: None,
             unanswered: None,
             echo_audio: HashMap::new(),
+            deferred_response: false,
             conv_id,
             chunk,
             responses: 0,
@@ -624,18 +632,24 @@ impl OaSession {
                         .saturating_sub(td.vad.prefix_padding_ms as u64);
                     let all = self.take_range(from * SPS_MS, end_ms * SPS_MS);
                     let voiced = ((last_voiced_ms.saturating_sub(from)) * SPS_MS) as usize;
-                    let label = TurnInput::speech_label(last_voiced_ms - speech.start_ms);
+                    let label =
+                        TurnInput::speech_label(last_voiced_ms.saturating_sub(speech.start_ms));
                     self.commit_audio(speech.item_id, all, voiced, label)
                         .await?;
-                    if td.create_response && self.run.is_none() {
-                        self.start_response(ResponseParams::default()).await?;
+                    if td.create_response {
+                        if self.run.is_none() {
+                            self.start_response(ResponseParams::default()).await?;
+                        } else {
+                            // interrupt_response is off: answer once the current one ends.
+                            self.deferred_response = true;
+                        }
                     }
                 }
             }
         }
         if self.speech.is_none() {
             // Keep only the prefix padding while nobody speaks.
-            let keep = td.vad.prefix_padding_ms as usize * SPS_MS as usize + 480;
+            let keep = (td.vad.prefix_padding_ms as usize + 200) * SPS_MS as usize;
             if self.buf.len() > keep * 2 {
                 let cut = self.buf.len() - keep;
                 self.buf.drain(..cut);
@@ -1429,6 +1443,9 @@ impl OaSession {
             self.run = Some(run);
         } else if keep {
             tracing::warn!("response {id} replaced while running");
+        } else if self.deferred_response && self.run.is_none() {
+            self.deferred_response = false;
+            self.start_response(ResponseParams::default()).await?;
         }
         Ok(())
     }
@@ -1465,7 +1482,7 @@ impl OaSession {
             let finished = self.tick(run, now).await?;
             let pace = self.chunk.mul_f32(run.slow);
             if run.paced {
-                run.next_at = (run.next_at + pace).max(now - pace * 4);
+                run.next_at = (run.next_at + pace).max(now - CATCH_UP);
             } else {
                 run.next_at = now;
             }
