@@ -108,13 +108,17 @@ fn recorder_alsa_file_resamples_to_16k() {
         let refpath = dir.join("ref16.raw");
         write_raw(&refpath, &reference);
         let conf = alsa_file_conf(&dir, &input, &dir.join("out.raw"), 24_000);
-        run_child(
+        let stdout = run_child(
             "recorder_alsa_file_resamples_to_16k",
             &[
                 ("ALSA_CONFIG_PATH", conf.display().to_string()),
                 ("TEST_REF", refpath.display().to_string()),
             ],
             &[],
+        );
+        println!(
+            "24 kHz capture published at 16 kHz vs sox: SNR {} dB",
+            result(&stdout, "snr_db")
         );
         let _ = std::fs::remove_dir_all(&dir);
         return;
