@@ -465,3 +465,106 @@ async fn random_network_cuts_lose_nothing() {
     run.conversation.stop().await;
     server.stop().await;
 }
+
+/// Microphone audio recorded while the session reconnects is held and sent once it is back,
+/// within the bound; past the bound the oldest audio is dropped and an `AudioDropped` event
+/// says how much.
+async fn outage_with_audio(max_buffered: Duration, spoken_ms: u32) -> (Run, LocalServer, usize) {
+    let server = server(None).await;
+    let proxy = CutProxy::start(server.local_addr()).await;
+    let policy = ReconnectPolicy {
+        initial_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(100),
+        max_attempts: None,
+        ..Default::default()
+    };
+    let builder = LiveAgent::builder("assistant")
+        .config(openai_config(&server).base_url(proxy.openai_url()))
+        .session_options(SessionOptions {
+            reconnect: policy,
+            max_buffered_audio: max_buffered,
+            ..Default::default()
+        });
+    let run = Run::start(builder);
+    run.wait_count("the session", 1, |e| {
+        matches!(e, LiveEvent::SessionOpened(_))
+    })
+    .await;
+    proxy.set_down(true);
+    proxy.cut();
+    run.wait_count("a reconnect attempt", 2, |e| {
+        matches!(e, LiveEvent::SessionReconnecting(_))
+    })
+    .await;
+    // Speak during the outage, in 20 ms chunks of a recognisable constant.
+    let chunks = (spoken_ms / 20) as usize;
+    for _ in 0..chunks {
+        run.conversation.publish(liveagent::RecordedAudio {
+            audio: liveagent::AudioChunk::new(vec![1234i16; 480], 24_000),
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.set_down(false);
+    run.wait_count("the reconnect", 1, reconnected).await;
+    // Count the appends that reached the server after the reconnect.
+    let deadline = std::time::Instant::now() + FAILSAFE;
+    let mut sent = 0;
+    loop {
+        let frames = client_frames(&server);
+        let second = frames
+            .iter()
+            .rposition(|f| f["type"] == "session.update")
+            .unwrap();
+        let now = frames[second..]
+            .iter()
+            .filter(|f| f["type"] == "input_audio_buffer.append")
+            .count();
+        if now == sent && now > 0 {
+            break;
+        }
+        sent = now;
+        assert!(
+            std::time::Instant::now() < deadline,
+            "appends never arrived; {}",
+            run.summary()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    (run, server, sent)
+}
+
+#[actix_rt::test]
+async fn audio_recorded_while_reconnecting_is_sent_afterwards() {
+    let (run, server, sent) = outage_with_audio(Duration::from_secs(5), 1000).await;
+    assert_eq!(
+        sent, 50,
+        "every 20 ms chunk of the second spoken during the outage arrived"
+    );
+    assert_eq!(run.count(|e| matches!(e, LiveEvent::AudioDropped(_))), 0);
+    report("audio_during_outage", 1, &run, 0);
+    run.conversation.stop().await;
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn audio_past_the_outage_bound_is_dropped_with_an_event() {
+    let (run, server, sent) = outage_with_audio(Duration::from_millis(200), 1000).await;
+    assert_eq!(sent, 10, "only the newest 200 ms were kept");
+    let dropped: u64 = run
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            LiveEvent::AudioDropped(d) => Some(d.dropped_ms),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(
+        dropped,
+        800,
+        "the event says how much was dropped; {}",
+        run.summary()
+    );
+    report("audio_past_outage_bound", 1, &run, 0);
+    run.conversation.stop().await;
+    server.stop().await;
+}

@@ -167,6 +167,7 @@ pub struct CutProxy {
     addr: std::net::SocketAddr,
     cut: tokio::sync::watch::Sender<u64>,
     cuts: Arc<std::sync::atomic::AtomicU64>,
+    down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl CutProxy {
@@ -178,8 +179,14 @@ impl CutProxy {
         let addr = listener.local_addr().unwrap();
         let (cut, _) = tokio::sync::watch::channel(0u64);
         let cut_tx = cut.clone();
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let is_down = down.clone();
         actix::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
+                if is_down.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(inbound); // the network is down: connections fail at once
+                    continue;
+                }
                 let mut cut_rx = cut_tx.subscribe();
                 actix::spawn(async move {
                     let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
@@ -196,6 +203,7 @@ impl CutProxy {
             addr,
             cut,
             cuts: Arc::new(std::sync::atomic::AtomicU64::new(0)),
+            down,
         }
     }
 
@@ -218,6 +226,11 @@ impl CutProxy {
             cuts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             cut.send_modify(|n| *n += 1);
         }
+    }
+
+    /// Takes the network down (new connections fail at once) or brings it back up.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// How many cuts were made.

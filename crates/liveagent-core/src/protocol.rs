@@ -217,6 +217,14 @@ pub trait RealtimeProtocol: Send + 'static {
     /// The application asks for something. Only called while ready.
     fn on_command(&mut self, command: SessionCommand, out: &mut Outbox);
 
+    /// The provider sent a WebSocket close frame (`code`, `reason`), before
+    /// [`on_close`](Self::on_close). Gemini reports errors this way (a refused key, an unknown
+    /// model): classify them here, and signal [`ProtocolSignal::Fatal`] when retrying cannot
+    /// help.
+    fn on_close_frame(&mut self, code: Option<u16>, reason: &str, out: &mut Outbox) {
+        let _ = (code, reason, out);
+    }
+
     /// The socket closed or failed. Prepare to replay on the next [`on_open`](Self::on_open).
     fn on_close(&mut self, out: &mut Outbox);
 

@@ -1304,6 +1304,10 @@ impl RealtimeProtocol for GeminiProtocol {
         }
     }
 
+    fn on_close_frame(&mut self, code: Option<u16>, reason: &str, out: &mut Outbox) {
+        GeminiProtocol::on_close_frame(self, code, reason, out)
+    }
+
     fn on_close(&mut self, out: &mut Outbox) {
         if self.phase == Phase::AwaitingSetup {
             if self.using_handle.is_some() {

@@ -555,11 +555,9 @@ async fn dropped_connection_replays_history_into_a_new_session() {
     h.finish().await;
 }
 
-/// Gemini refuses a key by closing the socket (1008 "API key not valid"). Making that fatal
-/// needs the runtime to hand the close frame to `GeminiProtocol::on_close_frame` (a
-/// `RealtimeProtocol` hook core does not have yet); until then the session reconnects.
+/// Gemini refuses a key by closing the socket (1008 "API key not valid"): the runtime hands
+/// the close frame to `on_close_frame`, which makes it fatal instead of a retry storm.
 #[actix_rt::test]
-#[ignore = "needs the session runtime to pass close frames to GeminiProtocol::on_close_frame"]
 async fn refused_key_is_fatal() {
     let mut h = start(fast(true), |url| default_config(url).api_key("wrong-key")).await;
     let err = h

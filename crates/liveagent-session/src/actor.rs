@@ -595,12 +595,23 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for SessionActor {
             }
             Ok(Frame::Pong(_)) => {}
             Ok(Frame::Close(reason)) => {
-                let reason = match reason {
-                    Some(r) => format!(
-                        "closed by the provider ({:?}{})",
-                        r.code,
-                        r.description.map(|d| format!(": {d}")).unwrap_or_default()
-                    ),
+                let code = reason.as_ref().map(|r| u16::from(r.code));
+                let description = reason
+                    .as_ref()
+                    .and_then(|r| r.description.clone())
+                    .unwrap_or_default();
+                // Let the protocol classify the close (Gemini reports errors this way).
+                let mut out = Outbox::new();
+                self.protocol.on_close_frame(code, &description, &mut out);
+                self.flush(out, ctx);
+                if self.state == SessionState::Closed {
+                    return; // the protocol found it fatal; the session is already closed
+                }
+                let reason = match code {
+                    Some(code) if description.is_empty() => {
+                        format!("closed by the provider (code {code})")
+                    }
+                    Some(code) => format!("closed by the provider (code {code}: {description})"),
                     None => "closed by the provider".to_owned(),
                 };
                 self.connection_lost(reason, ctx);
