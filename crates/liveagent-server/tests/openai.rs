@@ -389,3 +389,114 @@ async fn replayed_history_shows_in_the_item_list() {
     assert_eq!(texts, ["first", "be brief", "hi", "{}", "noon"]);
     server.stop().await;
 }
+
+#[actix_rt::test]
+async fn g711_formats_both_ways() {
+    let server = LocalServer::start(fast()).await.unwrap();
+    let mut ws = open(&server).await;
+    ws.send(
+        &json!({"type": "session.update", "session": {"type": "realtime", "audio": {
+        "input": {"format": {"type": "audio/pcmu"}, "turn_detection": null},
+        "output": {"format": {"type": "audio/pcma"}}}}}),
+    )
+    .await;
+    let ev = ws.until("session.updated").await;
+    assert_eq!(
+        ev.last().unwrap()["session"]["audio"]["output"]["format"]["type"],
+        "audio/pcma"
+    );
+    // 500 ms of an 8 kHz µ-law tone.
+    let tone = liveagent_testkit::tone_pcm(400.0, 500, 8000, 8000);
+    let ulaw: Vec<u8> = tone
+        .iter()
+        .map(|s| liveagent_server::audio::ulaw_encode(*s))
+        .collect();
+    for chunk in ulaw.chunks(320) {
+        ws.send(&json!({"type": "input_audio_buffer.append",
+            "audio": liveagent_server::audio::b64_encode(chunk)}))
+            .await;
+    }
+    ws.send(&json!({"type": "input_audio_buffer.commit"})).await;
+    ws.until("conversation.item.done").await;
+    ws.send(&json!({"type": "response.create"})).await;
+    let events = ws.until("response.done").await;
+    let alaw: Vec<u8> = events
+        .iter()
+        .filter(|e| e["type"] == "response.output_audio.delta")
+        .flat_map(|e| liveagent_server::audio::b64_decode(e["delta"].as_str().unwrap()).unwrap())
+        .collect();
+    // One byte per 8 kHz sample, and the tone survives the round trip.
+    assert!((alaw.len() as i64 - 4000).abs() <= 8, "{}", alaw.len());
+    let back: Vec<i16> = alaw
+        .iter()
+        .map(|b| liveagent_server::audio::alaw_decode(*b))
+        .collect();
+    let peak = back.iter().map(|s| s.unsigned_abs()).max().unwrap();
+    assert!((6000..=9000).contains(&peak), "peak {peak}");
+    // Unsupported formats are refused.
+    ws.send(
+        &json!({"type": "session.update", "session": {"type": "realtime", "audio": {
+        "input": {"format": {"type": "audio/pcm", "rate": 16000}}}}}),
+    )
+    .await;
+    let e = ws.until("error").await;
+    assert_eq!(
+        e.last().unwrap()["error"]["param"],
+        "session.audio.input.format.rate"
+    );
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn out_of_band_response_is_not_added_to_the_conversation() {
+    let server = LocalServer::start(fast()).await.unwrap();
+    let mut ws = open(&server).await;
+    ws.send(
+        &json!({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+        "content": [{"type": "input_text", "text": "summarise"}]}}),
+    )
+    .await;
+    ws.until("conversation.item.done").await;
+    ws.send(
+        &json!({"type": "response.create", "response": {"conversation": "none",
+        "output_modalities": ["text"], "metadata": {"purpose": "summary"}}}),
+    )
+    .await;
+    let events = ws.until("response.done").await;
+    let done = events.last().unwrap();
+    assert!(done["response"]["conversation_id"].is_null());
+    assert_eq!(done["response"]["metadata"]["purpose"], "summary");
+    assert!(!types(&events)
+        .iter()
+        .any(|t| t.starts_with("conversation.item")));
+    assert_eq!(server.sessions()[0].items.len(), 1);
+    server.stop().await;
+}
+
+#[actix_rt::test]
+async fn without_interrupt_response_the_next_turn_waits_for_the_current_answer() {
+    let server = LocalServer::start(ServerConfig::default()).await.unwrap();
+    let mut ws = open(&server).await;
+    ws.send(
+        &json!({"type": "session.update", "session": {"type": "realtime", "audio": {"input": {
+        "turn_detection": {"type": "server_vad", "interrupt_response": false}}}}}),
+    )
+    .await;
+    ws.until("session.updated").await;
+    append_audio(&mut ws, &utterance(200, 1500, 600, 24000)).await;
+    ws.until("response.output_audio.delta").await;
+    append_audio(&mut ws, &utterance(0, 400, 600, 24000)).await;
+    let first = ws.until("response.done").await;
+    assert_eq!(first.last().unwrap()["response"]["status"], "completed");
+    assert!(types(&first)
+        .iter()
+        .any(|t| t == "input_audio_buffer.speech_started"));
+    let second = ws.until("response.done").await;
+    assert_eq!(second.last().unwrap()["response"]["status"], "completed");
+    let tr = second
+        .iter()
+        .find(|e| e["type"] == "response.output_audio_transcript.done")
+        .unwrap();
+    assert_eq!(tr["transcript"], "You said: [speech 0.4 s]");
+    server.stop().await;
+}
