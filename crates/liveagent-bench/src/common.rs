@@ -1,0 +1,202 @@
+//! Pieces every benchmark shares: the server process, the agent, /proc readers, percentiles.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use liveagent::{openai, LiveAgent, SessionOptions};
+
+/// A `liveagent-server` child process on 127.0.0.1 (a separate process, so that its CPU and
+/// memory are measured apart from the client's).
+pub struct ServerProcess {
+    child: Child,
+    /// `ws://127.0.0.1:PORT/v1`.
+    pub openai_url: String,
+}
+
+impl ServerProcess {
+    /// Starts the server binary with `args` (port 0 is added) and waits for its address.
+    pub fn start(bin: &Path, args: &[String]) -> anyhow::Result<Self> {
+        let mut child = Command::new(bin)
+            .args(["--port", "0"])
+            .args(args)
+            // Extra server arguments for debugging, e.g. `--record frames.jsonl`.
+            .args(
+                std::env::var("LIVEAGENT_BENCH_SERVER_ARGS")
+                    .unwrap_or_default()
+                    .split_whitespace(),
+            )
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let Some(line) = lines.next() else {
+                bail!("the server exited before printing its address");
+            };
+            let line = line?;
+            if let Some(rest) = line.strip_prefix("liveagent-server listening on ") {
+                break rest.trim().to_owned();
+            }
+        };
+        // Keep draining its stdout so that it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Ok(ServerProcess {
+            child,
+            openai_url: format!("ws://{addr}/v1"),
+        })
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `liveagent-server` binary next to this one (same cargo target dir), unless given.
+pub fn server_bin(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(p) = given {
+        return Ok(p);
+    }
+    let exe = std::env::current_exe()?;
+    let p = exe
+        .parent()
+        .context("no parent dir")?
+        .join("liveagent-server");
+    if !p.exists() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p liveagent-server` or pass --server-bin",
+            p.display()
+        );
+    }
+    Ok(p)
+}
+
+/// Writes a scenario whose every turn says `audio_ms` of audio, and returns its path.
+pub fn long_say_scenario(turns: usize, audio_ms: u64) -> anyhow::Result<PathBuf> {
+    let mut toml = String::from("name = \"long-say\"\n");
+    for _ in 0..turns {
+        toml.push_str(&format!(
+            "[[turn]]\nsteps = [{{ say = \"This is a long answer.\", audio_ms = {audio_ms} }}]\n"
+        ));
+    }
+    let path = std::env::temp_dir().join(format!("liveagent-bench-{}.toml", std::process::id()));
+    std::fs::write(&path, toml)?;
+    Ok(path)
+}
+
+/// The agent every benchmark runs: the OpenAI Realtime GA protocol against `url`.
+pub fn agent(url: &str, options: SessionOptions) -> anyhow::Result<LiveAgent> {
+    Ok(LiveAgent::builder("bench")
+        .prompt("You are a benchmark.")
+        .config(
+            openai::RealtimeConfig::new("gpt-realtime")
+                .base_url(url)
+                .api_key("local"),
+        )
+        .session_options(options)
+        .build()?)
+}
+
+/// CPU time (user + system) of a process, from /proc/PID/stat.
+pub fn cpu_time(pid: Option<u32>) -> Duration {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".into(),
+    };
+    let Ok(stat) = std::fs::read_to_string(path) else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which may contain spaces) start at ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state): utime is field 14, stime field 15.
+    let ticks = |i: usize| {
+        f.get(i - 3)
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let hz = clock_ticks();
+    Duration::from_secs_f64((ticks(14) + ticks(15)) as f64 / hz)
+}
+
+fn clock_ticks() -> f64 {
+    // sysconf(_SC_CLK_TCK) is 100 on every Linux this runs on.
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// Resident memory of a process in bytes, from /proc/PID/status (VmRSS).
+pub fn rss_bytes(pid: Option<u32>) -> u64 {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/status"),
+        None => "/proc/self/status".into(),
+    };
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map(|kb| kb * 1024)
+        .unwrap_or(0)
+}
+
+/// p50 / p99 / max of microsecond samples.
+pub fn percentiles(us: &mut [u32]) -> (u32, u32, u32) {
+    if us.is_empty() {
+        return (0, 0, 0);
+    }
+    us.sort_unstable();
+    let at = |p: f64| us[(((p / 100.0) * us.len() as f64).ceil() as usize).clamp(1, us.len()) - 1];
+    (at(50.0), at(99.0), *us.last().unwrap())
+}
+
+/// Formats microseconds as milliseconds with 3 decimals.
+pub fn ms(us: u32) -> String {
+    format!("{:.3}", us as f64 / 1000.0)
+}
+
+/// The test sentence (about 1.8 s of espeak-ng speech); bench/python uses the same.
+pub const SPEECH_TEXT: &str = "What is the weather like today?";
+
+/// Test speech at 24 kHz, cut in 20 ms chunks, followed by `silence_ms` of silence; the
+/// chunks are shared (`Arc`) so that every session sends the same buffers.
+pub fn speech_pattern(silence_ms: u32) -> Vec<Arc<[i16]>> {
+    let mut pcm = liveagent_testkit::speech_pcm(SPEECH_TEXT, 24_000);
+    pcm.extend(liveagent_testkit::silence_pcm(silence_ms, 24_000));
+    pcm.chunks(480)
+        .map(|c| {
+            let mut v = c.to_vec();
+            v.resize(480, 0);
+            Arc::from(v)
+        })
+        .collect()
+}
+
+/// Prints a line and flushes (figures appear as they are measured).
+pub fn out(line: impl AsRef<str>) {
+    use std::io::Write;
+    println!("{}", line.as_ref());
+    let _ = std::io::stdout().flush();
+}

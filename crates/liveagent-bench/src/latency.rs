@@ -1,0 +1,239 @@
+//! Latency the library adds, per audio chunk:
+//! - `out`: provider audio frame read from the socket until its samples are in the output
+//!   buffer the player's device callback (or the WAV sink's renderer) consumes
+//!   (`PlaybackStats::socket_to_output`);
+//! - `in`: microphone callback until the `input_audio_buffer.append` frame is handed to the
+//!   socket writer (`SessionStatus::mic_to_socket`).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+use liveagent::audio::{GetPlaybackStats, SoundDevicePlayer, SoundDeviceRecorder, WavSink};
+use liveagent::{Conversation, SessionOptions, SessionState};
+
+use crate::common::{self, out, ServerProcess};
+
+/// Where synthesized audio goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Sink {
+    /// `WavSink` (the player's jitter buffer rendered on a virtual clock into a file).
+    Wav,
+    /// `SoundDevicePlayer` on the default cpal output (ALSA; PulseAudio null sink in bench.sh).
+    Device,
+}
+
+/// Waits until every conversation's session is ready.
+pub async fn wait_ready(convs: &[Conversation], timeout: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + timeout;
+    for c in convs {
+        loop {
+            match c.status().await.map(|s| s.state) {
+                Some(SessionState::Ready) => break,
+                Some(SessionState::Closed) | None => bail!("a session closed before it was ready"),
+                _ if Instant::now() > deadline => bail!("sessions not ready after {timeout:?}"),
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Figures of one latency run.
+pub struct LatencyFigures {
+    pub label: String,
+    pub us: Vec<u32>,
+    pub chunks: u64,
+}
+
+impl LatencyFigures {
+    pub fn print(&mut self) {
+        let n = self.us.len();
+        let (p50, p99, max) = common::percentiles(&mut self.us);
+        out(format!(
+            "RESULT {}: chunks={} measured={} p50_ms={} p99_ms={} max_ms={} goal_p99<1ms={}",
+            self.label,
+            self.chunks,
+            n,
+            common::ms(p50),
+            common::ms(p99),
+            common::ms(max),
+            if p99 < 1000 && n > 0 { "met" } else { "MISSED" }
+        ));
+    }
+}
+
+/// Socket read -> output buffer, with `sessions` conversations each receiving real-time
+/// paced audio (20 ms chunks) for `secs`.
+pub async fn run_out(
+    server_bin: PathBuf,
+    sink: Sink,
+    sessions: usize,
+    secs: u64,
+) -> anyhow::Result<LatencyFigures> {
+    let scenario = common::long_say_scenario(sessions * 2, secs * 1000 + 2000)?;
+    let server = ServerProcess::start(
+        &server_bin,
+        &[
+            "--brain".into(),
+            "script".into(),
+            "--scenario".into(),
+            scenario.display().to_string(),
+            "--chunk-ms".into(),
+            "20".into(),
+            "--workers".into(),
+            "1".into(),
+        ],
+    )?;
+    let agent = common::agent(&server.openai_url, SessionOptions::default())?;
+    let cap = (secs as usize + 5) * 50;
+    let mut convs = Vec::new();
+    for _ in 0..sessions {
+        convs.push(agent.run()?);
+    }
+    wait_ready(&convs, Duration::from_secs(20)).await?;
+    let dir = std::env::temp_dir().join(format!("liveagent-bench-wav-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut wavs = Vec::new();
+    let mut players = Vec::new();
+    for (i, c) in convs.iter().enumerate() {
+        match sink {
+            Sink::Wav => wavs.push(
+                WavSink::new(c.context().clone(), dir.join(format!("{i}.wav")))
+                    .measure_latency(cap)
+                    .start()?,
+            ),
+            Sink::Device => players.push(
+                SoundDevicePlayer::new(c.context().clone())
+                    .measure_latency(cap)
+                    .start()
+                    .context("cannot open the output device (run under scripts/bench.sh, which starts a PulseAudio null sink)")?,
+            ),
+        }
+    }
+    for c in &convs {
+        c.send_text("Please talk for a long time.");
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let mut figures = LatencyFigures {
+        label: format!(
+            "latency socket->output buffer ({}, {sessions} sessions x {secs} s, 20 ms chunks paced in real time)",
+            match sink {
+                Sink::Wav => "WavSink",
+                Sink::Device => "SoundDevicePlayer on cpal/ALSA->PulseAudio null sink",
+            }
+        ),
+        us: Vec::new(),
+        chunks: 0,
+    };
+    for w in &wavs {
+        let s = w.send(GetPlaybackStats).await?;
+        figures.chunks += s.chunks_received;
+        figures.us.extend_from_slice(s.socket_to_output.micros());
+    }
+    for p in &players {
+        let s = p.send(GetPlaybackStats).await?;
+        figures.chunks += s.chunks_received;
+        figures.us.extend_from_slice(s.socket_to_output.micros());
+    }
+    for c in convs {
+        c.stop().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&scenario);
+    drop(server);
+    Ok(figures)
+}
+
+/// Plays `secs` of looped test speech into the PulseAudio `mic` sink.
+fn play_into_mic(secs: u64) -> anyhow::Result<Child> {
+    let speech = liveagent_testkit::speech_pcm(
+        "Hello there. I would like to know the weather in Paris tomorrow.",
+        24_000,
+    );
+    let mut pcm = Vec::new();
+    while pcm.len() < (secs as usize + 2) * 24_000 {
+        pcm.extend_from_slice(&speech);
+        pcm.extend(liveagent_testkit::silence_pcm(1500, 24_000));
+    }
+    let path = std::env::temp_dir().join(format!("liveagent-bench-mic-{}.raw", std::process::id()));
+    let bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
+    std::fs::write(&path, bytes)?;
+    Command::new("paplay")
+        .args([
+            "--latency-msec=20",
+            "--device=mic",
+            "--raw",
+            "--rate=24000",
+            "--channels=1",
+            "--format=s16le",
+        ])
+        .arg(&path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("paplay not found (apt-get install pulseaudio-utils)")
+}
+
+/// Microphone callback -> append frame handed to the socket, with `sessions` recorders on
+/// the default cpal input (the PulseAudio `mic.monitor` in bench.sh) for `secs`.
+pub async fn run_in(
+    server_bin: PathBuf,
+    sessions: usize,
+    secs: u64,
+) -> anyhow::Result<LatencyFigures> {
+    let server = ServerProcess::start(&server_bin, &["--workers".into(), "1".into()])?;
+    let cap = (secs as usize + 5) * 50;
+    let agent = common::agent(
+        &server.openai_url,
+        SessionOptions {
+            latency_samples: cap,
+            ..SessionOptions::default()
+        },
+    )?;
+    let mut convs = Vec::new();
+    for _ in 0..sessions {
+        convs.push(agent.run()?);
+    }
+    wait_ready(&convs, Duration::from_secs(20)).await?;
+    let mut speech = play_into_mic(secs).ok();
+    let mut recorders = Vec::new();
+    for c in &convs {
+        recorders.push(
+            SoundDeviceRecorder::new(c.context().clone())
+                .chunk_ms(20)
+                .start()
+                .context("cannot open the input device (run under scripts/bench.sh, which starts a PulseAudio null sink)")?,
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    let mut figures = LatencyFigures {
+        label: format!(
+            "latency mic callback->socket (SoundDeviceRecorder on cpal/ALSA->PulseAudio mic.monitor, {sessions} sessions x {secs} s, 20 ms chunks)"
+        ),
+        us: Vec::new(),
+        chunks: 0,
+    };
+    for r in &recorders {
+        let s = r.send(liveagent::audio::GetRecorderStats).await?;
+        figures.chunks += s.chunks_published;
+    }
+    for c in &convs {
+        if let Some(s) = c.status().await {
+            figures.us.extend_from_slice(s.mic_to_socket.micros());
+        }
+    }
+    for r in &recorders {
+        let _ = r.send(liveagent::audio::StopAudio).await;
+    }
+    for c in convs {
+        c.stop().await;
+    }
+    if let Some(p) = speech.as_mut() {
+        let _ = p.kill();
+        let _ = p.wait();
+    }
+    drop(server);
+    Ok(figures)
+}

@@ -1,0 +1,126 @@
+//! `liveagent-bench`: measures liveagent against the local realtime server and prints
+//! `RESULT ...` lines. `scripts/bench.sh` runs every benchmark with its defaults (and the
+//! PulseAudio null sinks they need); docs/performance.md has the figures and commands.
+//!
+//! ```text
+//! liveagent-bench latency-out --sink wav --sessions 20 --secs 12
+//! liveagent-bench latency-out --sink device --sessions 20 --secs 12   # needs an audio output
+//! liveagent-bench latency-in --sessions 20 --secs 12                  # needs an audio input
+//! liveagent-bench barge-in --trials 20                                # needs PulseAudio null sinks
+//! liveagent-bench scale --sessions 100,200,500 --secs 30
+//! ```
+//!
+//! Nothing here runs as a test: the binary has `test = false` and asserts nothing.
+
+mod bargein;
+mod common;
+mod latency;
+mod scale;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(about = "liveagent benchmarks (see docs/performance.md)")]
+struct Args {
+    /// The liveagent-server binary (default: next to this one).
+    #[arg(long, global = true)]
+    server_bin: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Socket read -> output buffer latency of synthesized audio.
+    LatencyOut {
+        #[arg(long, value_enum, default_value_t = latency::Sink::Wav)]
+        sink: latency::Sink,
+        #[arg(long, default_value_t = 20)]
+        sessions: usize,
+        #[arg(long, default_value_t = 12)]
+        secs: u64,
+    },
+    /// Microphone callback -> socket latency.
+    LatencyIn {
+        #[arg(long, default_value_t = 20)]
+        sessions: usize,
+        #[arg(long, default_value_t = 12)]
+        secs: u64,
+    },
+    /// Speech-started -> silent output, on the real cpal path.
+    BargeIn {
+        #[arg(long, default_value_t = 20)]
+        trials: usize,
+    },
+    /// N concurrent full-duplex sessions (comma-separated list of N).
+    Scale {
+        #[arg(long, value_delimiter = ',', default_value = "100")]
+        sessions: Vec<usize>,
+        #[arg(long, default_value_t = 30)]
+        secs: u64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "error".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let server_bin = common::server_bin(args.server_bin)?;
+    let system = actix::System::new();
+    system.block_on(async move {
+        match args.cmd {
+            Cmd::LatencyOut {
+                sink,
+                sessions,
+                secs,
+            } => latency::run_out(server_bin, sink, sessions, secs)
+                .await?
+                .print(),
+            Cmd::LatencyIn { sessions, secs } => {
+                latency::run_in(server_bin, sessions, secs).await?.print()
+            }
+            Cmd::BargeIn { trials } => bargein::run(server_bin, trials).await?,
+            Cmd::Scale { sessions, secs } => {
+                if let [n] = sessions[..] {
+                    scale::run(server_bin, n, secs).await?.print();
+                    return anyhow::Ok(());
+                }
+                // One process per N: memory freed by an earlier run would skew RSS deltas.
+                let mut best = None;
+                for n in sessions {
+                    let output = std::process::Command::new(std::env::current_exe()?)
+                        .arg("--server-bin")
+                        .arg(&server_bin)
+                        .args([
+                            "scale",
+                            "--sessions",
+                            &n.to_string(),
+                            "--secs",
+                            &secs.to_string(),
+                        ])
+                        .stderr(std::process::Stdio::inherit())
+                        .output()?;
+                    let text = String::from_utf8_lossy(&output.stdout);
+                    for line in text.lines() {
+                        common::out(line);
+                    }
+                    if text.contains("realtime=yes") {
+                        best = Some(best.map_or(n, |b: usize| b.max(n)));
+                    }
+                }
+                common::out(format!(
+                    "RESULT scale largest real-time N tried: {}",
+                    best.map_or("none".to_string(), |n| n.to_string())
+                ));
+            }
+        }
+        anyhow::Ok(())
+    })
+}
