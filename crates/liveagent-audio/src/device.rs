@@ -329,6 +329,39 @@ pub(crate) enum Severity {
     Trouble,
 }
 
+/// The error callback of a cpal stream (`direction`: "input" or "output"): counts xruns with
+/// `on_xrun`, reports the first fatal error, and every 100th other error, to `addr`. Shared by
+/// the recorder and the player; it never blocks (actix `do_send`).
+pub(crate) fn stream_error_callback(
+    direction: &'static str,
+    addr: actix::Recipient<crate::DeviceFailed>,
+    on_xrun: impl Fn() + Send + 'static,
+) -> impl FnMut(cpal::Error) + Send + 'static {
+    let mut reported = false;
+    let mut troubles: u64 = 0;
+    move |e: cpal::Error| match classify(&e) {
+        Severity::Xrun => on_xrun(),
+        Severity::Fatal => {
+            if !reported {
+                reported = true;
+                addr.do_send(crate::DeviceFailed {
+                    error: cpal_err(&format!("audio {direction} failed"), e),
+                    fatal: true,
+                });
+            }
+        }
+        Severity::Trouble => {
+            if troubles.is_multiple_of(100) {
+                addr.do_send(crate::DeviceFailed {
+                    error: cpal_err(&format!("audio {direction} error"), e),
+                    fatal: false,
+                });
+            }
+            troubles += 1;
+        }
+    }
+}
+
 pub(crate) fn classify(e: &cpal::Error) -> Severity {
     match e.kind() {
         cpal::ErrorKind::Xrun | cpal::ErrorKind::RealtimeDenied => Severity::Xrun,

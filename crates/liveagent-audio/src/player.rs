@@ -13,8 +13,8 @@ use liveagent_core::{
 
 use crate::convert::upmix_from_mono;
 use crate::device::{
-    audio_err, classify, cpal_err, find_device, resolve_config, DeviceConfig, OpenedDevice,
-    Severity, StreamThread, Watchdog,
+    audio_err, cpal_err, find_device, resolve_config, stream_error_callback, DeviceConfig,
+    OpenedDevice, StreamThread, Watchdog,
 };
 use crate::playback::{PlaybackQueue, QueueOptions, Renderer, Shared};
 use crate::{DeviceFailed, GetPlaybackStats, StopAudio};
@@ -194,8 +194,6 @@ where
     // Preallocated: the callback never allocates.
     let mut mono = vec![0f32; 16384];
     let err_shared = shared.clone();
-    let mut reported = false;
-    let mut troubles: u64 = 0;
     let stream_config = cpal::StreamConfig {
         channels: config.channels,
         sample_rate: config.sample_rate,
@@ -217,31 +215,11 @@ where
                     shared.mark_cut_silent(ts.playback.duration_since(ts.callback));
                 }
             },
-            move |e: cpal::Error| match classify(&e) {
-                Severity::Xrun => {
-                    err_shared
-                        .xruns
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                Severity::Fatal => {
-                    if !reported {
-                        reported = true;
-                        addr.do_send(DeviceFailed {
-                            error: cpal_err("audio output failed", e),
-                            fatal: true,
-                        });
-                    }
-                }
-                Severity::Trouble => {
-                    if troubles.is_multiple_of(100) {
-                        addr.do_send(DeviceFailed {
-                            error: cpal_err("audio output error", e),
-                            fatal: false,
-                        });
-                    }
-                    troubles += 1;
-                }
-            },
+            stream_error_callback("output", addr.recipient(), move || {
+                err_shared
+                    .xruns
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }),
             None,
         )
         .map_err(|e| cpal_err("cannot open the audio output", e))

@@ -15,8 +15,8 @@ use ringbuf::{HeapCons, HeapProd, HeapRb};
 
 use crate::convert::{downmix_to_mono, f32_to_pcm16, MonoResampler};
 use crate::device::{
-    audio_err, classify, cpal_err, find_device, resolve_config, DeviceConfig, OpenedDevice,
-    Severity, StreamThread, Watchdog,
+    audio_err, cpal_err, find_device, resolve_config, stream_error_callback, DeviceConfig,
+    OpenedDevice, StreamThread, Watchdog,
 };
 use crate::player::GetDevice;
 use crate::{DeviceFailed, StopAudio};
@@ -227,8 +227,6 @@ where
 {
     let channels = config.channels as usize;
     let err_counters = counters.clone();
-    let mut reported = false;
-    let mut troubles: u64 = 0;
     let stream_config = cpal::StreamConfig {
         channels: config.channels,
         sample_rate: config.sample_rate,
@@ -255,31 +253,11 @@ where
                     .last_callback_ns
                     .store(called_ns, Ordering::Release);
             },
-            move |e: cpal::Error| match classify(&e) {
-                Severity::Xrun => {
-                    err_counters
-                        .xruns
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                Severity::Fatal => {
-                    if !reported {
-                        reported = true;
-                        addr.do_send(DeviceFailed {
-                            error: cpal_err("audio input failed", e),
-                            fatal: true,
-                        });
-                    }
-                }
-                Severity::Trouble => {
-                    if troubles.is_multiple_of(100) {
-                        addr.do_send(DeviceFailed {
-                            error: cpal_err("audio input error", e),
-                            fatal: false,
-                        });
-                    }
-                    troubles += 1;
-                }
-            },
+            stream_error_callback("input", addr.recipient(), move || {
+                err_counters
+                    .xruns
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }),
             None,
         )
         .map_err(|e| cpal_err("cannot open the audio input", e))
