@@ -2,11 +2,11 @@
 //!
 //! The provider session actor: one [`SessionActor`] per conversation owns the WebSocket
 //! (awc, rustls for `wss://`), drives a provider's sans-IO
-//! [`RealtimeProtocol`](liveagent_core::RealtimeProtocol) and connects it to the
+//! [`RealtimeProtocol`] and connects it to the
 //! conversation's event bus. It is the same for every provider, so reconnects, buffering and
 //! error reporting behave the same for OpenAI and Gemini.
 //!
-//! - [`start_session`] starts the actor under an actix [`Supervisor`](actix::Supervisor)
+//! - [`start_session`] starts the actor under an actix [`Supervisor`]
 //!   and subscribes it to the commands it serves ([`RecordedAudio`](liveagent_core::RecordedAudio),
 //!   [`UserText`](liveagent_core::UserText), [`SessionControl`](liveagent_core::SessionControl),
 //!   [`ToolResult`](liveagent_core::ToolResult), [`PlaybackStopped`](liveagent_core::PlaybackStopped)).
