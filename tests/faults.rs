@@ -61,6 +61,14 @@ fn agent(server: &LocalServer, calls: Calls, tool_delay: Duration) -> liveagent:
         ))
 }
 
+/// A local server running `scenario` and a conversation of the test agent against it.
+async fn start_fault(scenario: &str) -> (LocalServer, Calls, Run) {
+    let server = server(Some(scenario)).await;
+    let calls = Calls::default();
+    let run = Run::start(agent(&server, calls.clone(), Duration::ZERO));
+    (server, calls, run)
+}
+
 fn is_done(e: &LiveEvent) -> bool {
     matches!(e, LiveEvent::ResponseDone(d) if d.status == liveagent::ResponseStatus::Completed)
 }
@@ -163,17 +171,15 @@ fn report(name: &str, injected: usize, run: &Run, lost: usize) {
 
 #[actix_rt::test]
 async fn drop_mid_audio_reconnects_and_keeps_history() {
-    let server = server(Some(
+    let (server, calls, run) = start_fault(
         r#"
         [[turn]]
         steps = [{ say = "This answer is cut off halfway through its audio.", audio_ms = 3000, drop_after_ms = 400 }]
         [[turn]]
         say = "I am back."
         "#,
-    ))
+    )
     .await;
-    let calls = Calls::default();
-    let run = Run::start(agent(&server, calls.clone(), Duration::ZERO));
     run.speak(question()).await;
     run.wait_count("a reconnect", 1, reconnected).await;
     let failed = run.count(|e| matches!(e, LiveEvent::ResponseDone(d) if d.status != liveagent::ResponseStatus::Completed));
@@ -198,7 +204,7 @@ async fn drop_mid_audio_reconnects_and_keeps_history() {
 
 #[actix_rt::test]
 async fn drop_mid_tool_arguments_then_complete_call_delivers_once() {
-    let server = server(Some(
+    let (server, calls, run) = start_fault(
         r#"
         [[turn]]
         steps = [{ call = "sum_numbers", args = { a = 2, b = 3 }, drop_mid_arguments = true }]
@@ -207,10 +213,8 @@ async fn drop_mid_tool_arguments_then_complete_call_delivers_once() {
         args = { a = 2, b = 3 }
         then_say = "The sum is {output}."
         "#,
-    ))
+    )
     .await;
-    let calls = Calls::default();
-    let run = Run::start(agent(&server, calls.clone(), Duration::ZERO));
     run.speak(question()).await;
     run.wait_count("a reconnect", 1, reconnected).await;
     run.speak(question()).await;
@@ -275,7 +279,7 @@ async fn drop_while_the_tool_runs_delivers_its_result_after_the_outage() {
 
 #[actix_rt::test]
 async fn malformed_unknown_and_error_frames_are_reported_and_the_turn_goes_on() {
-    let server = server(Some(
+    let (server, _calls, run) = start_fault(
         r#"
         [[turn]]
         steps = [
@@ -287,22 +291,16 @@ async fn malformed_unknown_and_error_frames_are_reported_and_the_turn_goes_on() 
         [[turn]]
         say = "And still talking."
         "#,
-    ))
+    )
     .await;
-    let calls = Calls::default();
-    let run = Run::start(agent(&server, calls.clone(), Duration::ZERO));
     run.speak(question()).await;
     run.wait_count("the answer", 1, is_done).await;
     run.speak(question()).await;
     run.wait_count("the second answer", 2, is_done).await;
-    let errors: Vec<String> = run
-        .events()
-        .iter()
-        .filter_map(|e| match e {
-            LiveEvent::ErrorEvent(e) => Some(format!("{:?}: {}", e.error.kind, e.error.message)),
-            _ => None,
-        })
-        .collect();
+    let errors = run.collect(|e| match e {
+        LiveEvent::ErrorEvent(e) => Some(format!("{:?}: {}", e.error.kind, e.error.message)),
+        _ => None,
+    });
     assert_eq!(errors.len(), 2, "the malformed frame and the server error are reported, the unknown event is not: {errors:?}");
     assert!(
         errors.iter().any(|e| e.starts_with("Protocol")),
@@ -317,17 +315,15 @@ async fn malformed_unknown_and_error_frames_are_reported_and_the_turn_goes_on() 
 
 #[actix_rt::test]
 async fn oversized_frame_is_refused_and_the_session_reconnects() {
-    let server = server(Some(
+    let (server, _calls, run) = start_fault(
         r#"
         [[turn]]
         steps = [{ send_oversized = 20000000 }]
         [[turn]]
         say = "Back after the oversized frame."
         "#,
-    ))
+    )
     .await;
-    let calls = Calls::default();
-    let run = Run::start(agent(&server, calls.clone(), Duration::ZERO));
     run.speak(question()).await;
     run.wait_count("a reconnect", 1, reconnected).await;
     run.speak(question()).await;
@@ -339,27 +335,21 @@ async fn oversized_frame_is_refused_and_the_session_reconnects() {
 
 #[actix_rt::test]
 async fn refused_reconnects_back_off_and_recover() {
-    let server = server(Some(
+    let (server, _calls, run) = start_fault(
         r#"
         [[turn]]
         steps = [{ refuse_next = 3 }, { drop = true }]
         [[turn]]
         say = "Back after three refusals."
         "#,
-    ))
+    )
     .await;
-    let calls = Calls::default();
-    let run = Run::start(agent(&server, calls.clone(), Duration::ZERO));
     run.speak(question()).await;
     run.wait_count("a reconnect", 1, reconnected).await;
-    let attempts: Vec<u32> = run
-        .events()
-        .iter()
-        .filter_map(|e| match e {
-            LiveEvent::SessionReconnecting(r) => Some(r.attempt),
-            _ => None,
-        })
-        .collect();
+    let attempts = run.collect(|e| match e {
+        LiveEvent::SessionReconnecting(r) => Some(r.attempt),
+        _ => None,
+    });
     assert_eq!(
         attempts,
         vec![1, 2, 3, 4],
@@ -374,16 +364,14 @@ async fn refused_reconnects_back_off_and_recover() {
 
 #[actix_rt::test]
 async fn slow_server_still_answers() {
-    let server = server(Some(
+    let (server, _calls, run) = start_fault(
         r#"
         [[turn]]
         delay_ms = 1500
         steps = [{ slow = 4.0 }, { say = "Slowly but surely." }]
         "#,
-    ))
+    )
     .await;
-    let calls = Calls::default();
-    let run = Run::start(agent(&server, calls.clone(), Duration::ZERO));
     run.speak(question()).await;
     run.wait_count("the answer", 1, is_done).await;
     assert_eq!(run.count(reconnected), 0);
@@ -551,12 +539,11 @@ async fn audio_past_the_outage_bound_is_dropped_with_an_event() {
     let (run, server, sent) = outage_with_audio(Duration::from_millis(200), 1000).await;
     assert_eq!(sent, 10, "only the newest 200 ms were kept");
     let dropped: u64 = run
-        .events()
-        .iter()
-        .filter_map(|e| match e {
+        .collect(|e| match e {
             LiveEvent::AudioDropped(d) => Some(d.dropped_ms),
             _ => None,
         })
+        .iter()
         .sum();
     assert_eq!(
         dropped,

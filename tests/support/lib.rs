@@ -78,6 +78,11 @@ impl Run {
         self.events.lock().unwrap().clone()
     }
 
+    /// What `f` picks out of the events so far, in order.
+    pub fn collect<T>(&self, f: impl Fn(&LiveEvent) -> Option<T>) -> Vec<T> {
+        self.events.lock().unwrap().iter().filter_map(f).collect()
+    }
+
     /// How many events so far satisfy `f`.
     pub fn count(&self, f: impl Fn(&LiveEvent) -> bool) -> usize {
         self.events.lock().unwrap().iter().filter(|e| f(e)).count()
