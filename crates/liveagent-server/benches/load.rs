@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench -p liveagent-server --bench load                      # 500 sessions, 15 s
 //! LOAD_SESSIONS=100 LOAD_SECONDS=10 cargo bench -p liveagent-server --bench load
+//! LOAD_PROTOCOL=gemini cargo bench -p liveagent-server --bench load   # Gemini Live, 16 kHz in
 //! ```
 //!
 //! The server runs as a child process (the `liveagent-server` binary, 2 workers) so that its
@@ -58,6 +59,11 @@ fn cpu_seconds(pid: u32) -> f64 {
     ticks / 100.0
 }
 
+/// Ends the server child (SIGKILL through `kill`, no libc dependency).
+fn unsafe_kill(pid: u32) {
+    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+}
+
 fn quantile(v: &mut [f64], q: f64) -> f64 {
     if v.is_empty() {
         return 0.0;
@@ -67,13 +73,13 @@ fn quantile(v: &mut [f64], q: f64) -> f64 {
 }
 
 /// 1.5 s of tone then 2.5 s of silence, repeating; `phase_ms` shifts the pattern.
-fn pattern(total_ms: u64, phase_ms: u64) -> Vec<i16> {
-    let n = RATE * total_ms as usize / 1000;
+fn pattern(total_ms: u64, phase_ms: u64, rate: usize) -> Vec<i16> {
+    let n = rate * total_ms as usize / 1000;
     (0..n)
         .map(|i| {
-            let t_ms = (i * 1000 / RATE) as u64 + phase_ms;
+            let t_ms = (i * 1000 / rate) as u64 + phase_ms;
             if t_ms % 4000 < 1500 {
-                ((i as f32 * 440.0 * std::f32::consts::TAU / RATE as f32).sin() * 8000.0) as i16
+                ((i as f32 * 440.0 * std::f32::consts::TAU / rate as f32).sin() * 8000.0) as i16
             } else {
                 0
             }
@@ -81,7 +87,19 @@ fn pattern(total_ms: u64, phase_ms: u64) -> Vec<i16> {
         .collect()
 }
 
-async fn session(url: String, seconds: u64, phase_ms: u64, results: Arc<Mutex<Results>>) {
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Proto {
+    OpenAi,
+    Gemini,
+}
+
+async fn session(
+    proto: Proto,
+    url: String,
+    seconds: u64,
+    phase_ms: u64,
+    results: Arc<Mutex<Results>>,
+) {
     let client = awc::Client::builder()
         .timeout(Duration::from_secs(30))
         .finish();
@@ -95,17 +113,34 @@ async fn session(url: String, seconds: u64, phase_ms: u64, results: Arc<Mutex<Re
         }
     };
     let (mut sink, mut stream) = framed.split();
-    let audio = pattern(seconds * 1000, phase_ms);
-    let chunk = RATE * CHUNK_MS as usize / 1000;
+    // OpenAI takes 24 kHz; Gemini clients send 16 kHz (the server resamples).
+    let in_rate = if proto == Proto::Gemini { 16_000 } else { RATE };
+    let audio = pattern(seconds * 1000, phase_ms, in_rate);
+    let chunk = in_rate * CHUNK_MS as usize / 1000;
     let chunks: Vec<String> = audio
         .chunks(chunk)
         .map(|c| {
             let bytes: Vec<u8> = c.iter().flat_map(|s| s.to_le_bytes()).collect();
-            json!({"type": "input_audio_buffer.append",
-                   "audio": base64::engine::general_purpose::STANDARD.encode(bytes)})
+            let data = base64::engine::general_purpose::STANDARD.encode(bytes);
+            match proto {
+                Proto::OpenAi => json!({"type": "input_audio_buffer.append", "audio": data}),
+                Proto::Gemini => json!({"realtimeInput": {"audio":
+                    {"mimeType": "audio/pcm;rate=16000", "data": data}}}),
+            }
             .to_string()
         })
         .collect();
+    if proto == Proto::Gemini {
+        let setup = json!({"setup": {"model": "models/gemini-live-2.5-flash-preview"}});
+        if sink
+            .send(Message::Text(setup.to_string().into()))
+            .await
+            .is_err()
+        {
+            results.lock().unwrap().failed += 1;
+            return;
+        }
+    }
     let mut send_lag = Vec::with_capacity(chunks.len());
     let mut jitter = Vec::new();
     let mut audio_out_samples = 0usize;
@@ -119,27 +154,37 @@ async fn session(url: String, seconds: u64, phase_ms: u64, results: Arc<Mutex<Re
         let due = start + Duration::from_millis(next as u64 * CHUNK_MS);
         tokio::select! {
             item = stream.next() => match item {
-                Some(Ok(Frame::Text(b))) => {
+                Some(Ok(Frame::Text(b))) | Some(Ok(Frame::Binary(b))) => {
                     let Ok(v) = serde_json::from_slice::<Value>(&b) else { continue };
-                    match v["type"].as_str().unwrap_or("") {
-                        "response.output_audio.delta" => {
-                            let now = Instant::now();
-                            let n = v["delta"].as_str().map(|d| d.len() / 4 * 3 / 2).unwrap_or(0);
-                            match resp_start {
-                                None => resp_start = Some((now, n)),
-                                Some((t0, sent)) => {
-                                    let expected = t0 + Duration::from_micros(sent as u64 * 1_000_000 / RATE as u64);
-                                    let late = now.saturating_duration_since(expected).as_secs_f64() * 1000.0;
-                                    jitter.push(late);
-                                    resp_start = Some((t0, sent + n));
-                                }
-                            }
-                            audio_out_samples += n;
+                    let (delta, done, error) = match proto {
+                        Proto::OpenAi => match v["type"].as_str().unwrap_or("") {
+                            "response.output_audio.delta" => (v["delta"].as_str().map(str::to_owned), false, false),
+                            "response.done" => (None, true, false),
+                            "error" => (None, false, true),
+                            _ => (None, false, false),
+                        },
+                        Proto::Gemini => {
+                            let sc = &v["serverContent"];
+                            let d = sc["modelTurn"]["parts"][0]["inlineData"]["data"].as_str().map(str::to_owned);
+                            (d, sc["turnComplete"] == true, false)
                         }
-                        "response.done" => { responses += 1; resp_start = None; }
-                        "error" => errors += 1,
-                        _ => {}
+                    };
+                    if let Some(delta) = delta {
+                        let now = Instant::now();
+                        let n = delta.len() / 4 * 3 / 2;
+                        match resp_start {
+                            None => resp_start = Some((now, n)),
+                            Some((t0, sent)) => {
+                                let expected = t0 + Duration::from_micros(sent as u64 * 1_000_000 / RATE as u64);
+                                let late = now.saturating_duration_since(expected).as_secs_f64() * 1000.0;
+                                jitter.push(late);
+                                resp_start = Some((t0, sent + n));
+                            }
+                        }
+                        audio_out_samples += n;
                     }
+                    if done { responses += 1; resp_start = None; }
+                    if error { errors += 1; }
                 }
                 Some(Ok(_)) => {}
                 _ => break,
@@ -158,7 +203,7 @@ async fn session(url: String, seconds: u64, phase_ms: u64, results: Arc<Mutex<Re
     r.connected += 1;
     r.send_lag_ms.extend(send_lag);
     r.jitter_ms.extend(jitter);
-    r.audio_in_s += audio.len() as f64 / RATE as f64;
+    r.audio_in_s += audio.len() as f64 / in_rate as f64;
     r.audio_out_s += audio_out_samples as f64 / RATE as f64;
     r.responses += responses;
     r.errors += errors;
@@ -183,11 +228,36 @@ fn main() {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
-    let url = format!("ws://{addr}/v1/realtime?model=gpt-realtime");
+    let proto = match std::env::var("LOAD_PROTOCOL").as_deref() {
+        Ok("gemini") => Proto::Gemini,
+        _ => Proto::OpenAi,
+    };
+    let url = match proto {
+        Proto::OpenAi => format!("ws://{addr}/v1/realtime?model=gpt-realtime"),
+        Proto::Gemini => format!(
+            "ws://{addr}/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
+        ),
+    };
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!("machine load average before: {}", loadavg.trim());
-    println!("load: {sessions} sessions x {seconds} s of 24 kHz audio in {CHUNK_MS} ms chunks -> {addr} ({workers} workers)");
+    println!(
+        "protocol: {}",
+        if proto == Proto::Gemini {
+            "gemini (16 kHz in, 24 kHz out)"
+        } else {
+            "openai (24 kHz both ways)"
+        }
+    );
+    println!("load: {sessions} sessions x {seconds} s of audio in {CHUNK_MS} ms chunks -> {addr} ({workers} workers)");
 
+    // Watchdog: the run stops by itself even if something hangs.
+    let limit = Duration::from_secs(seconds + 90 + sessions as u64 / 50);
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        eprintln!("load: watchdog: no result after {limit:?}; stopping");
+        unsafe_kill(pid);
+        std::process::exit(2);
+    });
     let results = Arc::new(Mutex::new(Results::default()));
     let cpu0 = cpu_seconds(pid);
     let self0 = cpu_seconds(std::process::id());
@@ -198,6 +268,7 @@ fn main() {
         for i in 0..sessions {
             let phase = (i as u64 * 397) % 4000;
             tasks.push(actix_rt::spawn(session(
+                proto,
                 url.clone(),
                 seconds,
                 phase,
@@ -228,7 +299,7 @@ fn main() {
         r.connected, r.failed
     );
     println!(
-        "audio: {:.0} s sent by clients, {:.0} s of echo received, {} responses, {} error events",
+        "audio: {:.0} s sent by clients, {:.0} s of echo received, {} responses/turns, {} error events",
         r.audio_in_s, r.audio_out_s, r.responses, r.errors
     );
     let (mut lag, mut jit) = (

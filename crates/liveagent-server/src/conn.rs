@@ -1,13 +1,23 @@
-//! One WebSocket connection's sending side: records and counts every frame.
+//! One WebSocket connection's sending side: records and counts every frame, and hands it to
+//! a writer task so that the session keeps reading while a slow client drains its socket.
+//!
+//! Without the writer task a client that stops reading while it is blocked sending (both TCP
+//! buffers full) would deadlock the session. A client that lets more than
+//! [`MAX_QUEUED_BYTES`] pile up is treated as gone: the connection is dropped.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix_ws::{CloseCode, CloseReason};
+use bytes::Bytes;
 use serde::Serialize;
+use tokio::sync::mpsc;
 
 use crate::record::Direction;
 use crate::server::Shared;
+
+/// Outgoing bytes allowed to wait for a slow client before the connection is dropped.
+pub(crate) const MAX_QUEUED_BYTES: usize = 32 * 1024 * 1024;
 
 /// Why a session loop ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,24 +26,91 @@ pub(crate) enum End {
     Closed,
 }
 
+enum Cmd {
+    Text(String),
+    Pong(Bytes),
+    Close(u16, String),
+    Drop,
+}
+
 pub(crate) struct Conn {
-    session: Option<actix_ws::Session>,
+    tx: Option<mpsc::UnboundedSender<Cmd>>,
+    open: Arc<AtomicBool>,
+    queued: Arc<AtomicUsize>,
+    writer: tokio::task::JoinHandle<()>,
     shared: Arc<Shared>,
     /// Frames sent so far on this connection.
     pub sent: u64,
 }
 
+async fn writer(
+    mut session: actix_ws::Session,
+    mut rx: mpsc::UnboundedReceiver<Cmd>,
+    open: Arc<AtomicBool>,
+    queued: Arc<AtomicUsize>,
+) {
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            Cmd::Text(text) => {
+                let n = text.len();
+                let r = session.text(text).await;
+                queued.fetch_sub(n, Ordering::Relaxed);
+                if r.is_err() {
+                    break;
+                }
+            }
+            Cmd::Pong(p) => {
+                if session.pong(&p).await.is_err() {
+                    break;
+                }
+            }
+            Cmd::Close(code, reason) => {
+                open.store(false, Ordering::SeqCst);
+                let _ = session
+                    .close(Some(CloseReason {
+                        code: CloseCode::from(code),
+                        description: (!reason.is_empty()).then_some(reason),
+                    }))
+                    .await;
+                return;
+            }
+            Cmd::Drop => break,
+        }
+    }
+    open.store(false, Ordering::SeqCst);
+    // Dropping the session ends the response body: the connection closes without a close frame.
+}
+
 impl Conn {
     pub fn new(session: actix_ws::Session, shared: Arc<Shared>) -> Self {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let open = Arc::new(AtomicBool::new(true));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let writer = actix_rt::spawn(writer(session, rx, open.clone(), queued.clone()));
         Conn {
-            session: Some(session),
+            tx: Some(tx),
+            open,
+            queued,
+            writer,
             shared,
             sent: 0,
         }
     }
 
     pub fn is_open(&self) -> bool {
-        self.session.is_some()
+        self.tx.is_some() && self.open.load(Ordering::SeqCst)
+    }
+
+    fn push(&mut self, cmd: Cmd) -> Result<(), End> {
+        if !self.is_open() {
+            return Err(End::Closed);
+        }
+        let ok = self.tx.as_ref().is_some_and(|tx| tx.send(cmd).is_ok());
+        if !ok {
+            self.tx = None;
+            return Err(End::Closed);
+        }
+        Ok(())
     }
 
     /// Records a received frame.
@@ -46,11 +123,11 @@ impl Conn {
         self.shared.recorder.record(Direction::In, text);
     }
 
-    /// Sends a text frame.
+    /// Queues a text frame.
     pub async fn send_text(&mut self, text: String) -> Result<(), End> {
-        let Some(session) = self.session.as_mut() else {
+        if !self.is_open() {
             return Err(End::Closed);
-        };
+        }
         self.shared.recorder.record(Direction::Out, &text);
         self.shared.stats.frames_out.fetch_add(1, Ordering::Relaxed);
         self.shared
@@ -58,14 +135,24 @@ impl Conn {
             .bytes_out
             .fetch_add(text.len() as u64, Ordering::Relaxed);
         self.sent += 1;
-        if session.text(text).await.is_err() {
-            self.session = None;
+        let n = text.len();
+        let backlog = self.queued.fetch_add(n, Ordering::Relaxed) + n;
+        if backlog > MAX_QUEUED_BYTES {
+            tracing::warn!(
+                "client is not reading ({backlog} bytes waiting); dropping the connection"
+            );
+            self.shared
+                .recorder
+                .note("client stopped reading; server dropped the connection");
+            self.writer.abort();
+            self.open.store(false, Ordering::SeqCst);
+            self.tx = None;
             return Err(End::Closed);
         }
-        Ok(())
+        self.push(Cmd::Text(text))
     }
 
-    /// Serializes and sends one JSON frame.
+    /// Serializes and queues one JSON frame.
     pub async fn send_json<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), End> {
         match serde_json::to_string(value) {
             Ok(text) => self.send_text(text).await,
@@ -76,41 +163,36 @@ impl Conn {
         }
     }
 
-    /// Sends a close frame with `code` and `reason` and forgets the session.
+    /// Sends a close frame with `code` and `reason` (after the frames already queued).
     pub async fn close(&mut self, code: u16, reason: &str) {
-        if let Some(session) = self.session.take() {
+        if self.is_open() {
             self.shared
                 .recorder
                 .note(&format!("server closed the WebSocket: {code} {reason}"));
-            let _ = session
-                .close(Some(CloseReason {
-                    code: CloseCode::from(code),
-                    description: (!reason.is_empty()).then(|| reason.to_owned()),
-                }))
-                .await;
+            let _ = self.push(Cmd::Close(code, reason.to_owned()));
         }
+        self.tx = None;
     }
 
-    /// Drops the connection without a close frame.
+    /// Drops the connection without a close frame (after the frames already queued).
     pub fn drop_now(&mut self) {
-        if self.session.take().is_some() {
+        if self.is_open() {
             self.shared
                 .recorder
                 .note("server dropped the connection without a close frame");
+            let _ = self.push(Cmd::Drop);
         }
+        self.tx = None;
     }
 
-    /// Forgets the session without a note (end of the session loop).
+    /// Forgets the connection without a note (end of the session loop); frames already
+    /// queued are still delivered.
     pub fn drop_now_quiet(&mut self) {
-        self.session = None;
+        self.tx = None;
     }
 
     /// Answers a ping.
     pub async fn pong(&mut self, payload: &[u8]) {
-        if let Some(s) = self.session.as_mut() {
-            if s.pong(payload).await.is_err() {
-                self.session = None;
-            }
-        }
+        let _ = self.push(Cmd::Pong(Bytes::copy_from_slice(payload)));
     }
 }
