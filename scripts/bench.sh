@@ -4,9 +4,9 @@
 # means. Bounded: about 12 minutes with the defaults.
 #
 # Knobs (environment):
-#   SCALE_N=50,100,200,300,500   session counts of the scale sweep
+#   SCALE_N=20,100,250,500,750,1000  session counts of the scale sweep (one process per N)
 #   SCALE_SECS=30                measured seconds per scale run (plus ~10 s setup/warm-up)
-#   PY_N=50                      sessions of the Python side-by-side runs (0 = skip them)
+#   PY_N=20,100                  session counts of the Python side-by-side runs (0 = skip them)
 #   LAT_SESSIONS=20 LAT_SECS=12  latency runs (sessions x seconds of 20 ms chunks)
 #   BARGE_TRIALS=20              barge-in trials
 #   SKIP_AUDIO=1                 skip the benchmarks that need PulseAudio
@@ -14,9 +14,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-SCALE_N=${SCALE_N:-50,100,200,300,500}
+SCALE_N=${SCALE_N:-20,100,250,500,750,1000}
 SCALE_SECS=${SCALE_SECS:-30}
-PY_N=${PY_N:-50}
+PY_N=${PY_N:-20,100}
 LAT_SESSIONS=${LAT_SESSIONS:-20}
 LAT_SECS=${LAT_SECS:-12}
 BARGE_TRIALS=${BARGE_TRIALS:-20}
@@ -24,14 +24,14 @@ LOG=$(mktemp /tmp/liveagent-bench.XXXX.log)
 
 echo "== machine"
 echo "nproc: $(nproc); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs); $(uname -sr)"
-echo "rustc: $(rustc --version)"
+echo "rustc: $(rustc --version); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 echo "== building (release)"
 cargo build -q --release -p liveagent-bench -p liveagent-server
 BENCH=$CARGO_TARGET_DIR/release/liveagent-bench
 SERVER=$CARGO_TARGET_DIR/release/liveagent-server
 
-run() { echo "+ $*"; "$@" 2>&1 | tee -a "$LOG"; }
+run() { echo "+ $*"; "$@" 2>&1 | tee -a "$LOG" || echo "(failed: $*)"; }
 
 echo "== added latency, WavSink (no audio device needed)"
 run "$BENCH" latency-out --sink wav --sessions "$LAT_SESSIONS" --secs "$LAT_SECS"
@@ -68,26 +68,28 @@ echo "== scale: N full-duplex sessions, liveagent-server in its own process"
 run "$BENCH" scale --sessions "$SCALE_N" --secs "$SCALE_SECS"
 
 if [ "$PY_N" != 0 ]; then
-  echo "== Python frameworks side by side (same server binary, same audio, N=$PY_N)"
+  echo "== Python frameworks side by side (same server binary, same audio, N in $PY_N)"
   VENV=$ROOT/bench/python/.venv
   if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q -r bench/python/requirements.txt
   fi
   echo "ag2 $("$VENV/bin/pip" show ag2 2>/dev/null | awk '/^Version/{print $2}'), openai-agents $("$VENV/bin/pip" show openai-agents 2>/dev/null | awk '/^Version/{print $2}')"
-  if [[ ",$SCALE_N," != *",$PY_N,"* ]]; then
-    run "$BENCH" scale --sessions "$PY_N" --secs "$SCALE_SECS"
-  fi
-  for fw in ag2 openai-agents; do
-    out=$(mktemp)
-    "$SERVER" --port 0 --workers 1 >"$out" 2>/dev/null &
-    spid=$!
-    for _ in $(seq 50); do grep -q "listening on" "$out" && break; sleep 0.1; done
-    addr=$(sed -n 's/^liveagent-server listening on //p' "$out")
-    run timeout $((SCALE_SECS + 150)) "$VENV/bin/python" bench/python/side_by_side.py \
-      --framework "$fw" --url "ws://$addr/v1" --sessions "$PY_N" --secs "$SCALE_SECS" --server-pid "$spid" || true
-    kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
-    rm -f "$out"
+  for n in ${PY_N//,/ }; do
+    if [[ ",$SCALE_N," != *",$n,"* ]]; then
+      run "$BENCH" scale --sessions "$n" --secs "$SCALE_SECS"
+    fi
+    for fw in ag2 openai-agents; do
+      out=$(mktemp)
+      "$SERVER" --port 0 --workers 1 >"$out" 2>/dev/null &
+      spid=$!
+      for _ in $(seq 50); do grep -q "listening on" "$out" && break; sleep 0.1; done
+      addr=$(sed -n 's/^liveagent-server listening on //p' "$out")
+      run timeout $((SCALE_SECS + 150)) "$VENV/bin/python" bench/python/side_by_side.py \
+        --framework "$fw" --url "ws://$addr/v1" --sessions "$n" --secs "$SCALE_SECS" --server-pid "$spid" || true
+      kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
+      rm -f "$out"
+    done
   done
 fi
 

@@ -115,6 +115,7 @@ class Session:
         self.last_dur = 0.0
         self.answers = 0
         self.min_ratio = float("inf")
+        self.ratios: list[float] = []
         self.measuring = False
 
     def on_audio(self, nbytes: int, now: float) -> None:
@@ -131,6 +132,7 @@ class Session:
         if self.first and self.audio >= 0.4:
             span = self.last - self.first + self.last_dur
             self.min_ratio = min(self.min_ratio, self.audio / span)
+            self.ratios.append(self.audio / span)
             self.answers += 1
         self.first = self.last = self.audio = 0.0
 
@@ -277,9 +279,14 @@ async def main() -> None:
     n = a.sessions
     lags = [x for s in sessions for x in s.lags]
     recv = [x for s in sessions for x in s.recv_lat]
+    for s in sessions:
+        s.close_answer()
     answers = sum(s.answers for s in sessions)
     silent = sum(1 for s in sessions if s.answers == 0)
     min_ratio = min((s.min_ratio for s in sessions if s.answers), default=0.0)
+    ratios = sorted(r for s in sessions for r in s.ratios)
+    p1_ratio = ratios[len(ratios) // 100] if ratios else 0.0
+    load = "/".join(open("/proc/loadavg").read().split()[:3])
     p99 = pct(lags, 99)
     realtime = p99 <= 0.020 and min_ratio >= 0.95 and silent == 0
     mins = wall / 60
@@ -290,8 +297,8 @@ async def main() -> None:
         f"server_rss/session_KiB={(server_rss - server_rss0) / n / 1024:.0f} "
         f"send_lag_p50_ms={1000 * pct(lags, 50):.2f} p99_ms={1000 * p99:.2f} "
         f"recv_to_app_p50_ms={1000 * pct(recv, 50):.3f} recv_to_app_p99_ms={1000 * pct(recv, 99):.3f} "
-        f"recv_samples={len(recv)} min_answer_rate={min_ratio:.3f}x answers={answers} "
-        f"silent_sessions={silent} realtime={'yes' if realtime else 'NO'}",
+        f"recv_samples={len(recv)} min_answer_rate={min_ratio:.3f}x p1_answer_rate={p1_ratio:.3f}x answers={answers} "
+        f"silent_sessions={silent} realtime={'yes' if realtime else 'NO'} loadavg={load}",
         flush=True,
     )
 

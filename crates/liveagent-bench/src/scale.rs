@@ -32,6 +32,7 @@ struct Recv {
     audio: Duration,
     items: u64,
     min_ratio: f64,
+    ratios: Vec<f32>,
     total_audio: Duration,
 }
 
@@ -47,6 +48,7 @@ impl Recv {
                     self.min_ratio.min(ratio)
                 };
                 self.items += 1;
+                self.ratios.push(ratio as f32);
             }
         }
         self.first = None;
@@ -83,6 +85,7 @@ pub struct ScaleFigures {
     pub send_lag_p99_ms: f64,
     pub send_lag_max_ms: f64,
     pub min_answer_rate: f64,
+    pub p1_answer_rate: f64,
     pub answers: u64,
     pub sessions_without_answers: usize,
     pub sessions_failed: usize,
@@ -92,7 +95,7 @@ pub struct ScaleFigures {
 impl ScaleFigures {
     pub fn print(&self) {
         out(format!(
-            "RESULT scale N={} ({:.0} s measured): client_cpu_s/session-min={:.3} server_cpu_s/session-min={:.3} client_cpu={:.0}% server_cpu={:.0}% client_rss/session_KiB={:.0} server_rss/session_KiB={:.0} send_lag_p50_ms={:.2} p99_ms={:.2} max_ms={:.1} min_answer_rate={:.3}x answers={} silent_sessions={} failed_sessions={} realtime={}",
+            "RESULT scale N={} ({:.0} s measured): client_cpu_s/session-min={:.3} server_cpu_s/session-min={:.3} client_cpu={:.0}% server_cpu={:.0}% client_rss/session_KiB={:.0} server_rss/session_KiB={:.0} send_lag_p50_ms={:.2} p99_ms={:.2} max_ms={:.1} min_answer_rate={:.3}x p1_answer_rate={:.3}x answers={} silent_sessions={} failed_sessions={} realtime={} loadavg={}",
             self.sessions,
             self.secs,
             self.client_cpu_s_per_session_min,
@@ -105,10 +108,17 @@ impl ScaleFigures {
             self.send_lag_p99_ms,
             self.send_lag_max_ms,
             self.min_answer_rate,
+            self.p1_answer_rate,
             self.answers,
             self.sessions_without_answers,
             self.sessions_failed,
             if self.realtime { "yes" } else { "NO" },
+            std::fs::read_to_string("/proc/loadavg")
+                .unwrap_or_default()
+                .split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join("/"),
         ));
     }
 }
@@ -202,6 +212,7 @@ pub async fn run(server_bin: PathBuf, sessions: usize, secs: u64) -> anyhow::Res
     let mut answers = 0;
     let mut min_ratio = f64::INFINITY;
     let mut silent = 0;
+    let mut ratios: Vec<f32> = Vec::new();
     for r in &recvs {
         let mut r = r.borrow_mut();
         r.close_item();
@@ -211,7 +222,10 @@ pub async fn run(server_bin: PathBuf, sessions: usize, secs: u64) -> anyhow::Res
             min_ratio = min_ratio.min(r.min_ratio);
         }
         answers += r.items;
+        ratios.extend_from_slice(&r.ratios);
     }
+    ratios.sort_by(|a, b| a.total_cmp(b));
+    let p1_ratio = ratios.get(ratios.len() / 100).map_or(0.0, |r| *r as f64);
     if answers == 0 {
         min_ratio = 0.0;
     }
@@ -231,6 +245,7 @@ pub async fn run(server_bin: PathBuf, sessions: usize, secs: u64) -> anyhow::Res
         send_lag_p99_ms: p99 as f64 / 1000.0,
         send_lag_max_ms: max as f64 / 1000.0,
         min_answer_rate: min_ratio,
+        p1_answer_rate: p1_ratio,
         answers,
         sessions_without_answers: silent,
         sessions_failed: failed,
