@@ -298,10 +298,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
                         Ok(stats) => stats.total_ms > 0 && stats.sent_ms >= stats.total_ms,
                         Err(_) => true,
                     };
+                    // Answered: a response finished after the user last stopped speaking
+                    // (Gemini reports no speech events: then any finished response counts).
                     let answered = match (ui.last_response_done, ui.last_speech_stopped) {
-                        (Some(done), Some(stopped)) => done > stopped && done.elapsed() > Duration::from_millis(1500),
+                        (Some(done), Some(stopped)) => done > stopped,
+                        (Some(_), None) => true,
                         _ => false,
-                    };
+                    } && ui.last_response_done.is_some_and(|d| d.elapsed() > Duration::from_millis(1500));
                     if finished && answered {
                         break "the question was answered";
                     }

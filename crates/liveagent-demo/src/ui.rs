@@ -56,6 +56,13 @@ impl Ui {
         let _ = writeln!(out, "{}", text.as_ref());
     }
 
+    fn close_agent_line(&mut self) {
+        if self.agent_line_open {
+            println!();
+            self.agent_line_open = false;
+        }
+    }
+
     fn agent_text(&mut self, text: &str) {
         let mut out = std::io::stdout().lock();
         if self.meter_shown {
@@ -134,8 +141,8 @@ impl Ui {
                             .map(|x| format!(": {x}"))
                             .unwrap_or_default()
                     ));
-                } else if self.agent_line_open {
-                    self.line("");
+                } else {
+                    self.close_agent_line();
                 }
             }
             LiveEvent::ToolCallRequested(c) => {
