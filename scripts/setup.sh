@@ -31,7 +31,11 @@ if [ "${1:-}" != "--demo-only" ]; then
   shared=${LIVEAGENT_SHARED:-../shared}
   if [ -x "$shared/protocols/validate" ] || [ -f "$shared/protocols/validate" ]; then
     # The first run builds the validator's venv (openai + google-genai SDKs from PyPI).
-    bash "$shared/protocols/validate" -q "$shared/protocols/examples/openai_ga.jsonl" >/dev/null
+    if ! out=$(bash "$shared/protocols/validate" -q "$shared/protocols/examples/openai_ga.jsonl" 2>&1); then
+      echo "$out" >&2
+      echo "setup: the protocol validator could not be set up" >&2
+      exit 1
+    fi
   else
     echo "setup: $shared/protocols/validate not found: the protocol tests need ../shared beside the repository" >&2
     exit 1
