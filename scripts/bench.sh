@@ -58,6 +58,8 @@ if [ "${SKIP_AUDIO:-0}" != 1 ] && start_pulse; then
   run "$BENCH" latency-out --sink device --sessions "$LAT_SESSIONS" --secs "$LAT_SECS" || true
   echo "== added latency, SoundDeviceRecorder (PulseAudio mic.monitor -> cpal) through a session"
   run "$BENCH" latency-in --sessions "$LAT_SESSIONS" --secs "$LAT_SECS" || true
+  echo "== the output device alone (bare cpal stream): period and reported output latency"
+  run "$BENCH" device-latency --secs 3
   echo "== barge-in (cpal player + recorder on the PulseAudio null sinks, speech played into mic)"
   run "$BENCH" barge-in --trials "$BARGE_TRIALS" || true
 else

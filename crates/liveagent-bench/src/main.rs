@@ -7,6 +7,7 @@
 //! liveagent-bench latency-out --sink device --sessions 20 --secs 12   # needs an audio output
 //! liveagent-bench latency-in --sessions 20 --secs 12                  # needs an audio input
 //! liveagent-bench barge-in --trials 20                                # needs PulseAudio null sinks
+//! liveagent-bench device-latency                                      # the output device alone
 //! liveagent-bench scale --sessions 100,200,500 --secs 30
 //! ```
 //!
@@ -14,6 +15,7 @@
 
 mod bargein;
 mod common;
+mod device;
 mod latency;
 mod scale;
 
@@ -54,6 +56,11 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         trials: usize,
     },
+    /// The default output device's own period and reported output latency (bare cpal).
+    DeviceLatency {
+        #[arg(long, default_value_t = 3)]
+        secs: u64,
+    },
     /// N concurrent full-duplex sessions (comma-separated list of N).
     Scale {
         #[arg(long, value_delimiter = ',', default_value = "100")]
@@ -87,6 +94,7 @@ fn main() -> anyhow::Result<()> {
                 latency::run_in(server_bin, sessions, secs).await?.print()
             }
             Cmd::BargeIn { trials } => bargein::run(server_bin, trials).await?,
+            Cmd::DeviceLatency { secs } => device::run(secs)?,
             Cmd::Scale { sessions, secs } => {
                 if let [n] = sessions[..] {
                     scale::run(server_bin, n, secs).await?.print();
