@@ -35,6 +35,7 @@ const RATE: usize = 24_000;
 struct Results {
     connected: usize,
     failed: usize,
+    stuck: usize,
     send_lag_ms: Vec<f64>,
     jitter_ms: Vec<f64>,
     audio_in_s: f64,
@@ -252,9 +253,16 @@ fn main() {
 
     // Watchdog: the run stops by itself even if something hangs.
     let limit = Duration::from_secs(seconds + 90 + sessions as u64 / 50);
+    let addr_w = addr.clone();
     std::thread::spawn(move || {
         std::thread::sleep(limit);
         eprintln!("load: watchdog: no result after {limit:?}; stopping");
+        if let Ok(o) = Command::new("curl")
+            .args(["-s", "-m", "5", &format!("http://{addr_w}/debug/stats")])
+            .output()
+        {
+            eprintln!("server stats: {}", String::from_utf8_lossy(&o.stdout));
+        }
         unsafe_kill(pid);
         std::process::exit(2);
     });
@@ -267,13 +275,15 @@ fn main() {
         let mut tasks = Vec::new();
         for i in 0..sessions {
             let phase = (i as u64 * 397) % 4000;
-            tasks.push(actix_rt::spawn(session(
-                proto,
-                url.clone(),
-                seconds,
-                phase,
-                results.clone(),
-            )));
+            let (url, results) = (url.clone(), results.clone());
+            tasks.push(actix_rt::spawn(async move {
+                // A session that has not finished 30 s after its schedule counts as stuck.
+                let limit = Duration::from_secs(seconds + 30);
+                let run = session(proto, url, seconds, phase, results.clone());
+                if tokio::time::timeout(limit, run).await.is_err() {
+                    results.lock().unwrap().stuck += 1;
+                }
+            }));
             actix_rt::time::sleep(Duration::from_millis(4)).await;
         }
         for t in tasks {
