@@ -262,6 +262,16 @@ impl LocalServer {
     /// server thread to end.
     pub async fn stop(mut self) {
         self.handle.stop(false).await;
+        // Sessions cut by the shutdown did not get to say so themselves.
+        for info in self
+            .shared
+            .sessions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values_mut()
+        {
+            info.connected = false;
+        }
         if let Some(t) = self.thread.take() {
             while !t.is_finished() {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
