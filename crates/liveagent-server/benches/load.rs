@@ -229,6 +229,13 @@ fn main() {
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
+    // Keep draining the child's stdout so that it can never block on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while out.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+            sink.clear();
+        }
+    });
     let proto = match std::env::var("LOAD_PROTOCOL").as_deref() {
         Ok("gemini") => Proto::Gemini,
         _ => Proto::OpenAi,
