@@ -467,6 +467,7 @@ impl OaSession {
                     return Ok(Err(not_found(&item_id)));
                 };
                 self.items.remove(pos);
+                self.echo_audio.remove(&item_id);
                 if self.unanswered.as_deref() == Some(item_id.as_str()) {
                     self.unanswered = None;
                 }
@@ -1273,11 +1274,12 @@ impl OaSession {
         Ok(Ok(()))
     }
 
-    fn turn_input(&self, item_id: &str) -> TurnInput {
-        if let Some((audio, label)) = self.echo_audio.get(item_id) {
+    fn turn_input(&mut self, item_id: &str) -> TurnInput {
+        // Each user turn is answered once, so its echo copy can go.
+        if let Some((audio, label)) = self.echo_audio.remove(item_id) {
             return TurnInput {
-                text: label.clone(),
-                audio: Some(audio.clone()),
+                text: label,
+                audio: Some(audio),
             };
         }
         let text = self
