@@ -500,3 +500,44 @@ async fn without_interrupt_response_the_next_turn_waits_for_the_current_answer()
     assert_eq!(tr["transcript"], "You said: [speech 0.4 s]");
     server.stop().await;
 }
+
+#[actix_rt::test]
+async fn idle_timeout_triggers_a_response_after_silence() {
+    let server = LocalServer::start(fast().recording_in_memory())
+        .await
+        .unwrap();
+    let mut ws = open(&server).await;
+    ws.send(&json!({"type": "session.update", "session": {"type": "realtime", "output_modalities": ["text"],
+        "audio": {"input": {"turn_detection": {"type": "server_vad", "idle_timeout_ms": 300}}}}}))
+        .await;
+    ws.until("session.updated").await;
+    ws.send(
+        &json!({"type": "conversation.item.create", "item": {"type": "message", "role": "user",
+        "content": [{"type": "input_text", "text": "hello"}]}}),
+    )
+    .await;
+    ws.send(&json!({"type": "response.create"})).await;
+    ws.until("response.done").await;
+    // Nobody speaks: only silence arrives.
+    append_audio(&mut ws, &liveagent_testkit::silence_pcm(400, 24000)).await;
+    let ev = ws.until("response.done").await;
+    let t = types(&ev);
+    let trig = t
+        .iter()
+        .position(|x| x == "input_audio_buffer.timeout_triggered")
+        .expect("timeout");
+    let created = t.iter().position(|x| x == "response.created").unwrap();
+    assert!(trig < created, "{t:?}");
+    let text = ev
+        .iter()
+        .find(|e| e["type"] == "response.output_text.done")
+        .unwrap();
+    assert_eq!(text["text"], "You said: [no speech for 0.3 s]");
+    let report =
+        liveagent_testkit::validate_lines(&server.recording(), liveagent_testkit::Protocol::OpenAi);
+    assert!(
+        report.contains("input_audio_buffer.timeout_triggered"),
+        "{report}"
+    );
+    server.stop().await;
+}

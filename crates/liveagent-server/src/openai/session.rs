@@ -33,6 +33,8 @@ struct TurnDetection {
     vad: VadConfig,
     create_response: bool,
     interrupt_response: bool,
+    /// server_vad `idle_timeout_ms`: answer after this much silence following a response.
+    idle_timeout: Option<Duration>,
 }
 
 /// Runtime settings derived from the effective session config.
@@ -136,6 +138,8 @@ struct OaSession {
     echo_audio: HashMap<String, (Arc<Vec<i16>>, String)>,
     /// A VAD turn ended while a response was running (interrupt_response off).
     deferred_response: bool,
+    /// When the idle timeout fires (server_vad `idle_timeout_ms`).
+    idle_at: Option<Instant>,
     conv_id: String,
     chunk: Duration,
     responses: u32,
@@ -172,6 +176,7 @@ impl OaSession {
                 vad: vad_cfg.clone(),
                 create_response: true,
                 interrupt_response: true,
+                idle_timeout: None,
             }),
             transcription: false,
             input_fmt: WireAudio::Pcm(INTERNAL_RATE),
@@ -198,6 +203,7 @@ impl OaSession {
             unanswered: None,
             echo_audio: HashMap::new(),
             deferred_response: false,
+            idle_at: None,
             conv_id,
             chunk,
             responses: 0,
@@ -276,6 +282,7 @@ impl OaSession {
                     }
                 },
                 _ = sleep_until_opt(deadline), if deadline.is_some() => self.advance().await?,
+                _ = sleep_until_opt(self.idle_at), if self.idle_at.is_some() && self.run.is_none() => self.idle_timeout().await?,
             }
             if !self.conn.is_open() {
                 return Err(End::Closed);
@@ -603,6 +610,7 @@ impl OaSession {
                         .turns_detected
                         .fetch_add(1, Ordering::Relaxed);
                     let item_id = self.shared.new_id("item");
+                    self.idle_at = None;
                     self.speech = Some(Speech {
                         item_id: item_id.clone(),
                         start_ms,
@@ -958,6 +966,11 @@ fn derive_settings(cfg: &Value, defaults: &VadConfig) -> Result<Settings, Invali
                 vad,
                 create_response: flag("create_response"),
                 interrupt_response: flag("interrupt_response"),
+                idle_timeout: m
+                    .get("idle_timeout_ms")
+                    .and_then(Value::as_u64)
+                    .filter(|_| kind == "server_vad")
+                    .map(Duration::from_millis),
             })
         }
         _ => {
@@ -1279,7 +1292,7 @@ impl OaSession {
         if let Some((audio, label)) = self.echo_audio.remove(item_id) {
             return TurnInput {
                 text: label,
-                audio: Some(audio),
+                audio: (!audio.is_empty()).then_some(audio),
             };
         }
         let text = self
@@ -1330,6 +1343,7 @@ impl OaSession {
         };
         let in_conversation = params.conversation.as_deref() != Some("none");
         let plan = self.next_plan();
+        self.idle_at = None;
         self.responses += 1;
         self.shared.stats.responses.fetch_add(1, Ordering::Relaxed);
         let now = Instant::now();
@@ -2023,7 +2037,46 @@ impl OaSession {
             .with_run(run, ServerEvent::ResponseDone { response })
             .await;
         self.publish(true);
+        // The idle timeout counts from the end of the response's audio (sent in real time).
+        self.idle_at = self
+            .settings
+            .turn
+            .as_ref()
+            .and_then(|t| t.idle_timeout)
+            .map(|d| Instant::now() + d);
         r
+    }
+
+    /// server_vad `idle_timeout_ms` ran out: report it, commit what was heard, answer.
+    async fn idle_timeout(&mut self) -> R {
+        self.idle_at = None;
+        if self.speech.is_some() {
+            return Ok(());
+        }
+        let item_id = self.shared.new_id("item");
+        let start_ms = self.buf_start / SPS_MS;
+        let end_ms = self.total_samples / SPS_MS;
+        self.emit(ServerEvent::TimeoutTriggered {
+            audio_start_ms: start_ms,
+            audio_end_ms: end_ms,
+            item_id: item_id.clone(),
+        })
+        .await?;
+        let all = std::mem::take(&mut self.buf);
+        self.buf_start = self.total_samples;
+        let idle = self
+            .settings
+            .turn
+            .as_ref()
+            .and_then(|t| t.idle_timeout)
+            .unwrap_or_default();
+        let label = format!("[no speech for {:.1} s]", idle.as_secs_f64());
+        self.commit_audio(item_id.clone(), all, 0, label.clone())
+            .await?;
+        // Answer with words, not with the recorded silence.
+        self.echo_audio
+            .insert(item_id, (Arc::new(Vec::new()), label));
+        self.start_response(ResponseParams::default()).await
     }
 
     async fn cancel_run(&mut self, reason: &'static str) -> R {

@@ -282,6 +282,12 @@ pub(crate) enum ServerEvent {
     },
     #[serde(rename = "input_audio_buffer.speech_stopped")]
     SpeechStopped { audio_end_ms: u64, item_id: String },
+    #[serde(rename = "input_audio_buffer.timeout_triggered")]
+    TimeoutTriggered {
+        audio_start_ms: u64,
+        audio_end_ms: u64,
+        item_id: String,
+    },
     #[serde(rename = "input_audio_buffer.committed")]
     Committed {
         previous_item_id: Option<String>,
