@@ -62,6 +62,8 @@ if [ "${SKIP_AUDIO:-0}" != 1 ] && start_pulse; then
   run "$BENCH" device-latency --secs 3
   echo "== barge-in (cpal player + recorder on the PulseAudio null sinks, speech played into mic)"
   run "$BENCH" barge-in --trials "$BARGE_TRIALS" || true
+  echo "== barge-in with a 256-frame device buffer (SoundDevicePlayer::device_buffer_frames)"
+  run "$BENCH" barge-in --trials "$BARGE_TRIALS" --device-buffer-frames 256 || true
 else
   echo "== skipping the audio-device benchmarks (SKIP_AUDIO=1 or no pulseaudio/paplay)"
 fi

@@ -31,9 +31,19 @@ pub struct SoundDevicePlayerBuilder {
     channels: Option<u16>,
     format: Option<SampleFormat>,
     latency: usize,
+    period_frames: Option<u32>,
 }
 
 impl SoundDevicePlayerBuilder {
+    /// Asks the device for a fixed buffer of `frames` frames per callback instead of the
+    /// host's default. A smaller buffer makes the speaker go silent sooner after a barge-in
+    /// (the player cuts at the next callback, and what the device already holds still plays),
+    /// at the risk of underruns on a busy machine. Default: the host's choice.
+    pub fn device_buffer_frames(mut self, frames: u32) -> Self {
+        self.period_frames = Some(frames);
+        self
+    }
+
     /// Keeps the last `n` latencies from socket read to output buffer in
     /// [`PlaybackStats::socket_to_output`](crate::PlaybackStats::socket_to_output) (default 0: off).
     pub fn measure_latency(mut self, n: usize) -> Self {
@@ -98,6 +108,7 @@ impl SoundDevicePlayerBuilder {
         let addr = ctx.address();
         let device_name = self.device.clone();
         let (rate, channels, format) = (self.rate, self.channels, self.format);
+        let period_frames = self.period_frames;
         let source_rate = self.context.output_sample_rate();
         let opts_template = QueueOptions {
             output_rate: 0,
@@ -121,7 +132,7 @@ impl SoundDevicePlayerBuilder {
             };
             let (queue, renderer) = PlaybackQueue::new(source_rate, opts)?;
             let shared = queue.shared.clone();
-            let stream = build_output(&device, config, renderer, shared, err_addr)?;
+            let stream = build_output(&device, config, period_frames, renderer, shared, err_addr)?;
             stream
                 .play()
                 .map_err(|e| cpal_err("cannot start the audio output", e))?;
@@ -154,13 +165,14 @@ impl SoundDevicePlayerBuilder {
 fn build_output(
     device: &cpal::Device,
     config: DeviceConfig,
+    period_frames: Option<u32>,
     renderer: Renderer,
     shared: Arc<Shared>,
     addr: Addr<SoundDevicePlayer>,
 ) -> Result<cpal::Stream, LiveError> {
     macro_rules! build {
         ($t:ty) => {
-            build_typed::<$t>(device, config, renderer, shared, addr)
+            build_typed::<$t>(device, config, period_frames, renderer, shared, addr)
         };
     }
     match config.sample_format {
@@ -183,6 +195,7 @@ fn build_output(
 fn build_typed<T>(
     device: &cpal::Device,
     config: DeviceConfig,
+    period_frames: Option<u32>,
     mut renderer: Renderer,
     shared: Arc<Shared>,
     addr: Addr<SoundDevicePlayer>,
@@ -197,7 +210,10 @@ where
     let stream_config = cpal::StreamConfig {
         channels: config.channels,
         sample_rate: config.sample_rate,
-        buffer_size: cpal::BufferSize::Default,
+        buffer_size: match period_frames {
+            Some(frames) => cpal::BufferSize::Fixed(frames),
+            None => cpal::BufferSize::Default,
+        },
     };
     device
         .build_output_stream::<T, _, _>(
@@ -265,6 +281,7 @@ impl SoundDevicePlayer {
             channels: None,
             format: None,
             latency: 0,
+            period_frames: None,
         }
     }
 

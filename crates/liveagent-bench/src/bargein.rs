@@ -31,7 +31,11 @@ impl EventMiddleware for SpeechStartedAt {
 
 /// Runs `trials` barge-ins; returns (speech-started -> silent, Interrupted handled -> silent)
 /// in microseconds, and the mean device period.
-pub async fn run(server_bin: PathBuf, trials: usize) -> anyhow::Result<()> {
+pub async fn run(
+    server_bin: PathBuf,
+    trials: usize,
+    device_buffer_frames: Option<u32>,
+) -> anyhow::Result<()> {
     let scenario = common::long_say_scenario(trials * 2 + 10, 30_000)?;
     let server = ServerProcess::start(
         &server_bin,
@@ -59,7 +63,11 @@ pub async fn run(server_bin: PathBuf, trials: usize) -> anyhow::Result<()> {
         .build()?;
     let conv = agent.run()?;
     wait_ready(std::slice::from_ref(&conv), Duration::from_secs(20)).await?;
-    let player = SoundDevicePlayer::new(conv.context().clone())
+    let mut player = SoundDevicePlayer::new(conv.context().clone());
+    if let Some(frames) = device_buffer_frames {
+        player = player.device_buffer_frames(frames);
+    }
+    let player = player
         .start()
         .context("cannot open the output device (run under scripts/bench.sh)")?;
     let mic = SoundDeviceRecorder::new(conv.context().clone())

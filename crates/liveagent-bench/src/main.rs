@@ -55,6 +55,9 @@ enum Cmd {
     BargeIn {
         #[arg(long, default_value_t = 20)]
         trials: usize,
+        /// Ask the output device for this many frames per callback (default: the host's).
+        #[arg(long)]
+        device_buffer_frames: Option<u32>,
     },
     /// The default output device's own period and reported output latency (bare cpal).
     DeviceLatency {
@@ -93,7 +96,10 @@ fn main() -> anyhow::Result<()> {
             Cmd::LatencyIn { sessions, secs } => {
                 latency::run_in(server_bin, sessions, secs).await?.print()
             }
-            Cmd::BargeIn { trials } => bargein::run(server_bin, trials).await?,
+            Cmd::BargeIn {
+                trials,
+                device_buffer_frames,
+            } => bargein::run(server_bin, trials, device_buffer_frames).await?,
             Cmd::DeviceLatency { secs } => device::run(secs)?,
             Cmd::Scale { sessions, secs } => {
                 if let [n] = sessions[..] {
