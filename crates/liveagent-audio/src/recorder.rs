@@ -267,7 +267,7 @@ where
 /// session's input rate and publishes it as `RecordedAudio` chunks of fixed length.
 ///
 /// The device callback only downmixes and pushes into a lock-free ring; the actor drains it
-/// every few milliseconds, resamples (rubato) and publishes.
+/// every millisecond, resamples (rubato) and publishes.
 ///
 /// ```no_run
 /// use liveagent_audio::SoundDeviceRecorder;
