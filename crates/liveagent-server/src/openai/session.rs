@@ -1566,28 +1566,7 @@ impl OaSession {
             },
             status: "in_progress",
         };
-        let wi = wire_item(&item, false, self.settings.output_fmt);
-        self.with_run(
-            run,
-            ServerEvent::OutputItemAdded {
-                response_id: run.id.clone(),
-                output_index: idx,
-                item: wi.clone(),
-            },
-        )
-        .await?;
-        if run.in_conversation {
-            let prev = self.items.last().map(|i| i.id.clone());
-            self.items.push(item);
-            self.with_run(
-                run,
-                ServerEvent::ItemAdded {
-                    previous_item_id: prev,
-                    item: wi,
-                },
-            )
-            .await?;
-        }
+        self.add_output_item(run, idx, item).await?;
         let part = if run.text_only {
             Part {
                 kind: "text",
@@ -1645,6 +1624,26 @@ impl OaSession {
             },
             status: "in_progress",
         };
+        self.add_output_item(run, idx, item).await?;
+        let chars: Vec<char> = args.chars().collect();
+        let piece = chars.len().div_ceil(3).max(1);
+        let pieces = chars.chunks(piece).map(|c| c.iter().collect()).collect();
+        run.cur = Some(Cur::Call {
+            item_id,
+            idx,
+            call_id,
+            name,
+            args,
+            pieces,
+            drop_mid,
+        });
+        Ok(())
+    }
+
+    /// Emits with `run` lent to `self.run` so drop_after_events applies.
+    /// Announces a new output item of the response (`response.output_item.added`) and, for
+    /// in-conversation responses, adds it to the conversation (`conversation.item.added`).
+    async fn add_output_item(&mut self, run: &Run, idx: u32, item: Item) -> R {
         let wi = wire_item(&item, false, self.settings.output_fmt);
         self.with_run(
             run,
@@ -1667,22 +1666,9 @@ impl OaSession {
             )
             .await?;
         }
-        let chars: Vec<char> = args.chars().collect();
-        let piece = chars.len().div_ceil(3).max(1);
-        let pieces = chars.chunks(piece).map(|c| c.iter().collect()).collect();
-        run.cur = Some(Cur::Call {
-            item_id,
-            idx,
-            call_id,
-            name,
-            args,
-            pieces,
-            drop_mid,
-        });
         Ok(())
     }
 
-    /// Emits with `run` lent to `self.run` so drop_after_events applies.
     async fn with_run(&mut self, run: &Run, event: ServerEvent) -> R {
         if let Some(k) = run.drop_after_events {
             let r = self.emit(event).await;
