@@ -5,7 +5,7 @@
 //! buffers full) would deadlock the session. A client that lets more than
 //! [`MAX_QUEUED_BYTES`] pile up is treated as gone: the connection is dropped.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use actix_ws::{CloseCode, CloseReason};
@@ -194,5 +194,40 @@ impl Conn {
     /// Answers a ping.
     pub async fn pong(&mut self, payload: &[u8]) {
         let _ = self.push(Cmd::Pong(Bytes::copy_from_slice(payload)));
+    }
+}
+
+impl Conn {
+    /// Runs a scenario step that is the same for every protocol (send a frame as given, drop
+    /// or close the connection, refuse the next connections, wait); hands any other step back.
+    /// `refuse` is the scenario's counter of connections to refuse.
+    pub(crate) async fn transport_step(
+        &mut self,
+        refuse: &AtomicU32,
+        step: crate::brain::Step,
+    ) -> Result<Result<(), End>, crate::brain::Step> {
+        use crate::brain::Step;
+        Ok(match step {
+            Step::Send(v) => self.send_json(&v).await,
+            Step::SendText(t) => self.send_text(t).await,
+            Step::Drop => {
+                tracing::info!("scenario: dropping the connection");
+                self.drop_now();
+                Err(End::Closed)
+            }
+            Step::Close { code, reason } => {
+                self.close(code, &reason).await;
+                Err(End::Closed)
+            }
+            Step::RefuseNext(n) => {
+                refuse.fetch_add(n, Ordering::SeqCst);
+                Ok(())
+            }
+            Step::Wait(d) => {
+                tokio::time::sleep(d).await;
+                Ok(())
+            }
+            other => return Err(other),
+        })
     }
 }

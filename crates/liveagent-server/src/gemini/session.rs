@@ -1106,9 +1106,15 @@ impl GSession {
             Ok(None) => return Ok(()),
             Err(step) => step,
         };
+        let step = match self
+            .conn
+            .transport_step(&self.selected.state.refuse, step)
+            .await
+        {
+            Ok(r) => return r,
+            Err(step) => step,
+        };
         match step {
-            Step::Send(v) => self.conn.send_json(&v).await,
-            Step::SendText(t) => self.conn.send_text(t).await,
             Step::SendOversized(n) => {
                 let head = "{\"serverContent\":{\"outputTranscription\":{\"text\":\"";
                 let pad = n.saturating_sub(head.len() + 4);
@@ -1119,23 +1125,6 @@ impl GSession {
             Step::Error { message, .. } => {
                 self.conn.close(1011, &message).await;
                 Err(End::Closed)
-            }
-            Step::Drop => {
-                tracing::info!("scenario: dropping the connection");
-                self.conn.drop_now();
-                Err(End::Closed)
-            }
-            Step::Close { code, reason } => {
-                self.conn.close(code, &reason).await;
-                Err(End::Closed)
-            }
-            Step::RefuseNext(n) => {
-                self.selected.state.refuse.fetch_add(n, Ordering::SeqCst);
-                Ok(())
-            }
-            Step::Wait(d) => {
-                tokio::time::sleep(d).await;
-                Ok(())
             }
             other => {
                 tracing::warn!("scenario: {other:?} only works inside a turn; skipped");

@@ -2082,9 +2082,15 @@ impl OaSession {
 
     /// Steps that only send or change connection state.
     async fn simple_step(&mut self, step: Step) -> R {
+        let step = match self
+            .conn
+            .transport_step(&self.selected.state.refuse, step)
+            .await
+        {
+            Ok(r) => return r,
+            Err(step) => step,
+        };
         match step {
-            Step::Send(v) => self.conn.send_json(&v).await,
-            Step::SendText(t) => self.conn.send_text(t).await,
             Step::SendOversized(n) => {
                 let event_id = format!("event_{}", self.next_event);
                 self.next_event += 1;
@@ -2109,25 +2115,8 @@ impl OaSession {
                 tracing::debug!("scenario: go_away is a Gemini message; skipped on OpenAI");
                 Ok(())
             }
-            Step::Drop => {
-                tracing::info!("scenario: dropping the connection");
-                self.conn.drop_now();
-                Err(End::Closed)
-            }
-            Step::Close { code, reason } => {
-                self.conn.close(code, &reason).await;
-                Err(End::Closed)
-            }
-            Step::RefuseNext(n) => {
-                self.selected.state.refuse.fetch_add(n, Ordering::SeqCst);
-                Ok(())
-            }
-            Step::Wait(d) => {
-                tokio::time::sleep(d).await;
-                Ok(())
-            }
-            Step::Slow(_) | Step::Say { .. } | Step::Call { .. } => {
-                tracing::warn!("scenario: {step:?} only works inside a turn; skipped");
+            other => {
+                tracing::warn!("scenario: {other:?} only works inside a turn; skipped");
                 Ok(())
             }
         }
