@@ -18,9 +18,21 @@ use liveagent_core::{
 
 use crate::buffer::PendingCommands;
 use crate::connect::{connect, WsFramed};
+use crate::keepalive::{CountingSink, Liveness};
 use crate::SessionOptions;
 
-type Writer = SinkWrite<WsMessage, SplitSink<WsFramed, WsMessage>>;
+type Writer = SinkWrite<WsMessage, CountingSink<SplitSink<WsFramed, WsMessage>>>;
+
+/// How to end a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum CloseHow {
+    /// We close: send Close, wait for the provider's Close (at most `close_timeout`).
+    Handshake,
+    /// The provider sent Close: answer it, then drop the socket once it is written.
+    Answer,
+    /// The connection is broken or dead: drop it now.
+    Abort,
+}
 
 /// Where a session is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +74,12 @@ pub struct SessionStatus {
 #[rtype(result = "()")]
 pub struct StopSession;
 
+impl std::fmt::Debug for StopSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StopSession")
+    }
+}
+
 #[derive(Message)]
 #[rtype(result = "SessionStatus")]
 pub(crate) struct GetStatus;
@@ -92,6 +110,15 @@ pub struct SessionActor {
     frames_out: u64,
     stop_when_flushed: bool,
     mic_to_socket: LatencySamples,
+    liveness: Option<Liveness>,
+    /// We sent Close and wait for the provider's (then the actor stops).
+    closing: bool,
+    /// The provider sent Close on the current connection.
+    peer_closed: bool,
+    /// The secret of the current connection, to redact what the provider sends.
+    secret: Option<liveagent_core::Secret>,
+    /// Callers of `stop_and_wait`, answered once the close handshake is over.
+    stop_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl SessionActor {
@@ -127,6 +154,11 @@ impl SessionActor {
             frames_out: 0,
             stop_when_flushed: false,
             mic_to_socket,
+            liveness: None,
+            closing: false,
+            peer_closed: false,
+            secret: None,
+            stop_waiters: Vec::new(),
         }
     }
 
@@ -143,6 +175,7 @@ impl SessionActor {
             Err(e) => return self.fail(e, ctx),
         };
         self.state = SessionState::Connecting;
+        self.secret = request.secret.clone();
         tracing::debug!(provider = self.source(), request = ?request, "connecting");
         let fut = connect(
             request,
@@ -167,7 +200,11 @@ impl SessionActor {
             return;
         }
         let (sink, stream) = framed.split();
-        self.writer = Some(SinkWrite::new(sink, ctx));
+        let flushed = std::rc::Rc::new(std::cell::Cell::new(0));
+        self.liveness = Some(Liveness::new(flushed.clone()));
+        self.closing = false;
+        self.peer_closed = false;
+        self.writer = Some(SinkWrite::new(CountingSink::new(sink, flushed), ctx));
         ctx.add_stream(stream);
         self.connected = true;
         self.connected_at = Some(Instant::now());
@@ -221,24 +258,46 @@ impl SessionActor {
     }
 
     fn write(&mut self, frame: WireFrame) {
-        let Some(writer) = self.writer.as_mut() else {
+        if self.writer.is_none() || self.closing {
             tracing::debug!(
                 provider = self.protocol.provider(),
                 "frame dropped: not connected"
             );
             return;
-        };
+        }
         let msg = match frame {
             WireFrame::Text(text) => WsMessage::Text(text.into()),
             WireFrame::Binary(bytes) => WsMessage::Binary(bytes),
         };
-        if writer.write(msg).is_err() {
+        if self.send_ws(msg) {
+            self.frames_out += 1;
+        } else {
             tracing::debug!(
                 provider = self.protocol.provider(),
                 "frame dropped: socket closing"
             );
-        } else {
-            self.frames_out += 1;
+        }
+    }
+
+    /// Hands one WebSocket message to the writer; false when the socket is closing.
+    fn send_ws(&mut self, msg: WsMessage) -> bool {
+        let Some(writer) = self.writer.as_mut() else {
+            return false;
+        };
+        if writer.write(msg).is_err() {
+            return false;
+        }
+        if let Some(liveness) = self.liveness.as_mut() {
+            liveness.on_write();
+        }
+        true
+    }
+
+    /// `text` (something the provider sent) with the API key redacted.
+    fn redact(&self, text: &str) -> String {
+        match &self.secret {
+            Some(secret) => secret.redact(text),
+            None => text.to_owned(),
         }
     }
 
@@ -329,15 +388,17 @@ impl SessionActor {
         }
     }
 
-    /// The socket is gone (closed by the peer, failed, or dropped by us).
+    /// The socket is gone (closed by the peer, failed, or dropped by us), or we end it
+    /// (`how`) to reconnect.
     fn connection_lost(&mut self, reason: String, ctx: &mut Context<Self>) {
+        self.connection_ended(reason, CloseHow::Abort, ctx);
+    }
+
+    fn connection_ended(&mut self, reason: String, how: CloseHow, ctx: &mut Context<Self>) {
         if !self.connected {
             return;
         }
         self.connected = false;
-        if let Some(mut writer) = self.writer.take() {
-            writer.close();
-        }
         if self.state == SessionState::Ready {
             self.outage_started = Some(Instant::now());
         }
@@ -349,7 +410,8 @@ impl SessionActor {
         self.flush(out, ctx);
         if self.state != SessionState::Closed {
             self.state = SessionState::Waiting;
-            ctx.stop(); // the supervisor restarts us and `started` reconnects
+            // The supervisor restarts us once the socket is closed; `started` reconnects.
+            self.close_socket(how, ctx);
         }
     }
 
@@ -374,31 +436,66 @@ impl SessionActor {
             out.frames.clear();
             out.signals.clear();
             self.flush(out, ctx);
-            self.close_then_stop(ctx);
+            self.connected = false;
+            self.close_socket(CloseHow::Handshake, ctx);
         } else {
             ctx.stop();
         }
     }
 
-    /// Sends a Close frame and closes the socket, then stops the actor once the frame is
-    /// flushed (or after 500 ms), so the peer sees a clean close.
-    fn close_then_stop(&mut self, ctx: &mut Context<Self>) {
+    /// Ends the socket `how`, then stops the actor (the supervisor restarts it unless the
+    /// session is over):
+    ///
+    /// - [`CloseHow::Handshake`]: sends Close and keeps reading until the provider's Close
+    ///   (or the end of the stream), at most [`SessionOptions::close_timeout`];
+    /// - [`CloseHow::Answer`]: answers the provider's Close and stops once it is written
+    ///   (at most `close_timeout`);
+    /// - [`CloseHow::Abort`]: stops at once.
+    fn close_socket(&mut self, how: CloseHow, ctx: &mut Context<Self>) {
         self.connected = false;
-        match self.writer.as_mut() {
-            Some(writer) => {
-                let _ = writer.write(WsMessage::Close(Some(CloseReason::from(CloseCode::Normal))));
+        let how = match how {
+            CloseHow::Handshake if self.peer_closed => CloseHow::Answer,
+            how => how,
+        };
+        if how == CloseHow::Abort || self.writer.is_none() {
+            if let Some(mut writer) = self.writer.take() {
                 writer.close();
-                self.stop_when_flushed = true;
-                ctx.run_later(Duration::from_millis(500), |act, ctx| {
-                    if act.stop_when_flushed {
-                        act.stop_when_flushed = false;
-                        act.writer = None;
-                        ctx.stop();
-                    }
-                });
             }
-            None => ctx.stop(),
+            ctx.stop();
+            return;
         }
+        let close = WsMessage::Close(Some(CloseReason::from(CloseCode::Normal)));
+        if !self.send_ws(close) {
+            self.writer = None;
+            ctx.stop();
+            return;
+        }
+        match how {
+            CloseHow::Answer => {
+                if let Some(writer) = self.writer.as_mut() {
+                    writer.close();
+                }
+                self.stop_when_flushed = true;
+            }
+            _ => self.closing = true,
+        }
+        ctx.run_later(self.options.close_timeout, |act, ctx| {
+            if act.closing || act.stop_when_flushed {
+                tracing::debug!(
+                    provider = act.source(),
+                    "the provider did not complete the close handshake in time"
+                );
+                act.finish_close(ctx);
+            }
+        });
+    }
+
+    /// The close handshake is over (or timed out): drop the socket and stop.
+    fn finish_close(&mut self, ctx: &mut Context<Self>) {
+        self.closing = false;
+        self.stop_when_flushed = false;
+        self.writer = None;
+        ctx.stop();
     }
 
     fn unsubscribe(&mut self) {
@@ -424,14 +521,33 @@ impl SessionActor {
         if self.protocol.is_idle() || since.elapsed() >= self.options.max_renewal_wait {
             self.renewal = None;
             tracing::info!(provider = self.source(), %reason, "renewing the connection");
-            if let Some(writer) = self.writer.as_mut() {
-                let _ = writer.write(WsMessage::Close(Some(CloseReason::from(CloseCode::Normal))));
-            }
-            self.connection_lost(format!("renewing the connection: {reason}"), ctx);
+            self.connection_ended(
+                format!("renewing the connection: {reason}"),
+                CloseHow::Handshake,
+                ctx,
+            );
         }
     }
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
+        if self.connected && !self.closing {
+            if let Some(liveness) = self.liveness.as_mut() {
+                let dead = liveness.check(self.options.idle_timeout, self.options.write_timeout);
+                let ping = dead.is_none() && liveness.ping_due(self.options.ping_interval);
+                if let Some(dead) = dead {
+                    let reason = dead.reason();
+                    tracing::warn!(provider = self.source(), %reason, "connection is dead");
+                    self.context.publish(ErrorEvent::new(
+                        self.source(),
+                        LiveError::connection(reason.clone()),
+                    ));
+                    return self.connection_lost(reason, ctx);
+                }
+                if ping {
+                    self.send_ws(WsMessage::Ping(bytes::Bytes::from_static(b"liveagent")));
+                }
+            }
+        }
         match self.state {
             SessionState::Handshaking => {
                 if self
@@ -553,6 +669,20 @@ impl Actor for SessionActor {
         });
         ctx.run_later(delay, |act, ctx| act.open_connection(ctx));
     }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        if self.stopping || self.fatal.is_some() {
+            self.answer_stop_waiters();
+        }
+    }
+}
+
+impl SessionActor {
+    fn answer_stop_waiters(&mut self) {
+        for waiter in self.stop_waiters.drain(..) {
+            let _ = waiter.send(());
+        }
+    }
 }
 
 impl Supervised for SessionActor {
@@ -561,6 +691,8 @@ impl Supervised for SessionActor {
         self.connected = false;
         self.fragments = None;
         self.stop_when_flushed = false;
+        self.closing = false;
+        self.liveness = None;
     }
 }
 
@@ -572,9 +704,7 @@ impl WriteHandler<WsProtocolError> for SessionActor {
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
         if self.stop_when_flushed {
-            self.stop_when_flushed = false;
-            self.writer = None;
-            ctx.stop();
+            self.finish_close(ctx);
         }
     }
 }
@@ -582,23 +712,31 @@ impl WriteHandler<WsProtocolError> for SessionActor {
 impl StreamHandler<Result<Frame, WsProtocolError>> for SessionActor {
     fn handle(&mut self, item: Result<Frame, WsProtocolError>, ctx: &mut Context<Self>) {
         if !self.connected {
+            // After our Close, only the provider's Close (or an error) matters.
+            if self.closing && matches!(item, Ok(Frame::Close(_)) | Err(_)) {
+                self.finish_close(ctx);
+            }
             return;
+        }
+        if let Some(liveness) = self.liveness.as_mut() {
+            liveness.on_read();
         }
         match item {
             Ok(Frame::Text(bytes)) => self.on_text(bytes.to_vec(), ctx),
             Ok(Frame::Binary(bytes)) => self.on_frame(WireFrame::Binary(bytes), ctx),
             Ok(Frame::Continuation(item)) => self.on_fragment(item, ctx),
             Ok(Frame::Ping(bytes)) => {
-                if let Some(writer) = self.writer.as_mut() {
-                    let _ = writer.write(WsMessage::Pong(bytes));
-                }
+                self.send_ws(WsMessage::Pong(bytes));
             }
             Ok(Frame::Pong(_)) => {}
             Ok(Frame::Close(reason)) => {
+                self.peer_closed = true;
                 let code = reason.as_ref().map(|r| u16::from(r.code));
+                // The provider's words: redacted before they reach a log or an error.
                 let description = reason
                     .as_ref()
-                    .and_then(|r| r.description.clone())
+                    .and_then(|r| r.description.as_deref())
+                    .map(|d| self.redact(d))
                     .unwrap_or_default();
                 // Let the protocol classify the close (Gemini reports errors this way).
                 let mut out = Outbox::new();
@@ -614,17 +752,21 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for SessionActor {
                     Some(code) => format!("closed by the provider (code {code}: {description})"),
                     None => "closed by the provider".to_owned(),
                 };
-                self.connection_lost(reason, ctx);
+                self.connection_ended(reason, CloseHow::Answer, ctx);
             }
             Err(e) => {
-                let error = LiveError::protocol(format!("websocket error: {e}"));
+                let text = self.redact(&e.to_string());
+                let error = LiveError::protocol(format!("websocket error: {text}"));
                 self.publish(ErrorEvent::new(self.source(), error).into());
-                self.connection_lost(format!("websocket error: {e}"), ctx);
+                self.connection_lost(format!("websocket error: {text}"), ctx);
             }
         }
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
+        if self.closing {
+            return self.finish_close(ctx);
+        }
         self.connection_lost("connection closed".into(), ctx);
     }
 }
@@ -679,11 +821,21 @@ impl Handler<PlaybackStopped> for SessionActor {
 }
 
 impl Handler<StopSession> for SessionActor {
-    type Result = ();
-    fn handle(&mut self, _: StopSession, ctx: &mut Context<Self>) {
-        if self.stopping {
-            return;
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, _: StopSession, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.stop_waiters.push(tx);
+        if !self.stopping {
+            self.stop(ctx);
         }
+        Box::pin(async move {
+            let _ = rx.await;
+        })
+    }
+}
+
+impl SessionActor {
+    fn stop(&mut self, ctx: &mut Context<Self>) {
         self.stopping = true;
         self.unsubscribe();
         let was_connected = self.connected;
@@ -714,8 +866,8 @@ impl Handler<StopSession> for SessionActor {
             });
         }
         if was_connected {
-            self.close_then_stop(ctx);
-        } else {
+            self.close_socket(CloseHow::Handshake, ctx);
+        } else if !self.closing && !self.stop_when_flushed {
             ctx.stop();
         }
     }

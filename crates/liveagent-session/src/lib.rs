@@ -44,6 +44,7 @@ mod actor;
 mod backoff;
 pub mod buffer;
 mod connect;
+mod keepalive;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -69,6 +70,22 @@ pub struct SessionOptions {
     pub handshake_timeout: Duration,
     /// The largest frame accepted from the provider (default 16 MiB).
     pub max_frame_size: usize,
+    /// Send a WebSocket ping this often while connected (default 5 s; zero: never), so a
+    /// connection whose peer went away without a FIN/RST is noticed (see
+    /// [`idle_timeout`](Self::idle_timeout)).
+    pub ping_interval: Duration,
+    /// The connection counts as lost when nothing (no frame, no pong) arrived from the
+    /// provider for this long (default 15 s; zero: never). With the default ping interval a
+    /// live peer answers at least every 5 s, so a half-open connection is detected within
+    /// 15 s: the session publishes an [`ErrorEvent`](liveagent_core::ErrorEvent) saying so,
+    /// reconnects and restores the conversation.
+    pub idle_timeout: Duration,
+    /// The connection counts as lost when a frame handed to the socket could not be written
+    /// for this long (default 10 s; zero: never): the provider (or a proxy) stopped reading.
+    pub write_timeout: Duration,
+    /// After sending a WebSocket Close (stop, renewal, fatal error), how long to wait for the
+    /// provider's Close before dropping the socket anyway (default 1 s).
+    pub close_timeout: Duration,
     /// A renewal the provider asked for (`goAway`) or the age limit waits for the
     /// conversation to be idle at most this long before it happens anyway (default 20 s).
     pub max_renewal_wait: Duration,
@@ -89,6 +106,10 @@ impl Default for SessionOptions {
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(15),
             max_frame_size: 16 * 1024 * 1024,
+            ping_interval: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(15),
+            write_timeout: Duration::from_secs(10),
+            close_timeout: Duration::from_secs(1),
             max_renewal_wait: Duration::from_secs(20),
             middleware: Vec::new(),
             latency_samples: 0,
@@ -104,6 +125,10 @@ impl std::fmt::Debug for SessionOptions {
             .field("connect_timeout", &self.connect_timeout)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("max_frame_size", &self.max_frame_size)
+            .field("ping_interval", &self.ping_interval)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("write_timeout", &self.write_timeout)
+            .field("close_timeout", &self.close_timeout)
             .field("middleware", &self.middleware.len())
             .finish()
     }
@@ -139,7 +164,8 @@ impl SessionHandle {
     }
 
     /// Like [`stop`](Self::stop), and waits until the session has handled it (its
-    /// `SessionClosed` event is then on the bus).
+    /// `SessionClosed` event is then on the bus) and the WebSocket close handshake is done
+    /// (the provider answered our Close, or [`SessionOptions::close_timeout`] passed).
     pub async fn stop_and_wait(&self) {
         if let Some(addr) = self.addr.upgrade() {
             let _ = addr.send(StopSession).await;
