@@ -1,0 +1,194 @@
+//! Audio: microphone audio in (resampled to 24 kHz, split into `input_audio_buffer.append`
+//! frames), model audio out (per-item tracks), barge-in (`Interrupted`) and truncation
+//! (`conversation.item.truncate`) when playback was stopped early.
+
+use std::sync::Arc;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use liveagent_core::{
+    AudioChunk, ErrorKind, Id, Interrupted, Outbox, PlaybackStopped, SynthesizedAudio,
+};
+
+use super::{AudioTrack, OpenAiProtocol, Phase, BYTES_PER_MS, MAX_APPEND_BYTES, MAX_TRACKS};
+use crate::config::SAMPLE_RATE;
+use crate::history::HistoryItem;
+use crate::resample::LinearResampler;
+use crate::wire::ClientEvent;
+
+impl OpenAiProtocol {
+    pub(super) fn on_audio_delta(
+        &mut self,
+        response_id: String,
+        item_id: String,
+        delta: &str,
+        out: &mut Outbox,
+    ) {
+        let bytes = match B64.decode(delta) {
+            Ok(b) => b,
+            Err(e) => {
+                self.error(
+                    out,
+                    ErrorKind::Protocol,
+                    format!("openai: undecodable audio delta for {item_id}: {e}"),
+                );
+                return;
+            }
+        };
+        if self
+            .interrupted_response
+            .as_deref()
+            .is_some_and(|r| r == response_id)
+        {
+            tracing::trace!(target: "liveagent::openai", %item_id, "audio of an interrupted response dropped");
+            return;
+        }
+        let generation = self.generation;
+        let pos = self.tracks.iter().position(|t| *t.item_id == *item_id);
+        let track = match pos {
+            Some(i) => &mut self.tracks[i],
+            None => {
+                if self.tracks.len() >= MAX_TRACKS {
+                    self.tracks.pop_front();
+                }
+                self.tracks.push_back(AudioTrack {
+                    item_id: item_id.as_str().into(),
+                    response_id: response_id.as_str().into(),
+                    bytes: 0,
+                    generation,
+                    playback_done: false,
+                    audio_done: false,
+                    odd_byte: None,
+                });
+                self.tracks.back_mut().expect("just pushed")
+            }
+        };
+        let mut data = bytes;
+        if let Some(b) = track.odd_byte.take() {
+            data.insert(0, b);
+        }
+        if data.len() % 2 == 1 {
+            track.odd_byte = data.pop();
+        }
+        track.bytes += data.len() as u64;
+        track.playback_done = false;
+        let audio_ms = track.bytes / BYTES_PER_MS;
+        let item: Id = track.item_id.clone();
+        let response: Id = track.response_id.clone();
+        if let Some(HistoryItem::Assistant { audio_ms: ms, .. }) =
+            self.history.assistant_mut(&item_id)
+        {
+            *ms = audio_ms;
+        } else if let HistoryItem::Assistant { audio_ms: ms, .. } = self.ensure_assistant(&item_id)
+        {
+            *ms = audio_ms;
+        }
+        if data.is_empty() {
+            return;
+        }
+        out.publish(SynthesizedAudio {
+            response_id: Some(response),
+            item_id: item,
+            audio: AudioChunk::from_le_bytes(&data, SAMPLE_RATE),
+        });
+    }
+
+    /// Barge-in: tell the player to flush if anything may still be playing.
+    pub(super) fn interrupt(&mut self, out: &mut Outbox) {
+        let unplayed = self.tracks.iter().rev().find(|t| !t.playback_done);
+        let active_id = self.active.as_ref().map(|a| a.id.clone());
+        if active_id.is_none() && unplayed.is_none() {
+            return;
+        }
+        let item_id = unplayed.map(|t| t.item_id.clone());
+        let response_id = active_id.or_else(|| unplayed.map(|t| t.response_id.clone()));
+        if let Some(active) = self.active.as_mut() {
+            active.interrupted = true;
+            self.interrupted_response = Some(active.id.clone());
+        }
+        for t in self.tracks.iter_mut() {
+            t.playback_done = true;
+        }
+        out.publish(Interrupted {
+            response_id,
+            item_id,
+        });
+    }
+
+    pub(super) fn on_audio(&mut self, chunk: AudioChunk, out: &mut Outbox) {
+        if chunk.is_empty() {
+            return;
+        }
+        let samples: Arc<[i16]> = if chunk.sample_rate == SAMPLE_RATE {
+            chunk.samples
+        } else if chunk.sample_rate == 0 {
+            self.error(
+                out,
+                ErrorKind::Audio,
+                "openai: dropped microphone audio with sample rate 0".into(),
+            );
+            return;
+        } else {
+            if !self.warned_rate {
+                self.warned_rate = true;
+                tracing::warn!(target: "liveagent::openai", rate = chunk.sample_rate, "microphone audio is not 24 kHz; resampling linearly (let the recorder resample for better quality)");
+            }
+            let r = self
+                .resampler
+                .get_or_insert_with(|| LinearResampler::new(chunk.sample_rate, SAMPLE_RATE));
+            if r.input_rate() != chunk.sample_rate {
+                *r = LinearResampler::new(chunk.sample_rate, SAMPLE_RATE);
+            }
+            r.process(&chunk.samples).into()
+        };
+        let bytes = AudioChunk::new(samples, SAMPLE_RATE).to_le_bytes();
+        for piece in bytes.chunks(MAX_APPEND_BYTES) {
+            self.input_bytes += piece.len() as u64;
+            self.send(
+                out,
+                &ClientEvent::InputAudioBufferAppend {
+                    audio: B64.encode(piece),
+                },
+            );
+        }
+    }
+
+    pub(super) fn on_playback_stopped(&mut self, stopped: PlaybackStopped, out: &mut Outbox) {
+        let Some(track) = self
+            .tracks
+            .iter_mut()
+            .find(|t| t.item_id == stopped.item_id)
+        else {
+            tracing::debug!(target: "liveagent::openai", item_id = %stopped.item_id, "playback report for an unknown item");
+            return;
+        };
+        track.playback_done = true;
+        if !stopped.interrupted {
+            return;
+        }
+        let audio_ms = track.bytes / BYTES_PER_MS;
+        let end = stopped.played_ms.min(audio_ms);
+        let complete = track.audio_done && stopped.played_ms >= audio_ms;
+        let same_connection = track.generation == self.generation && self.phase == Phase::Ready;
+        let item_id = track.item_id.to_string();
+        if let Some(HistoryItem::Assistant { heard_ms, .. }) = self.history.assistant_mut(&item_id)
+        {
+            *heard_ms = Some(end);
+        }
+        if complete {
+            tracing::debug!(target: "liveagent::openai", %item_id, "item was heard in full; no truncation");
+        } else if !same_connection {
+            tracing::debug!(target: "liveagent::openai", %item_id, "item belongs to an earlier connection; history trimmed only");
+        } else {
+            tracing::debug!(target: "liveagent::openai", %item_id, audio_end_ms = end, audio_ms, "truncating the interrupted item");
+            self.send(
+                out,
+                &ClientEvent::ConversationItemTruncate {
+                    item_id,
+                    content_index: 0,
+                    audio_end_ms: end,
+                },
+            );
+        }
+    }
+}
