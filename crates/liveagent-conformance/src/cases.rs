@@ -1,0 +1,856 @@
+//! The cases, one `async fn` each. Each drives a real [`LiveAgent`] through the public API
+//! against a local server running the case's scenario, compares the normalized event
+//! sequence ([`milestones`](crate::milestones)) with the one every provider must produce
+//! (adjusted only by the provider's [`Capabilities`]), checks the content (transcripts, tool
+//! results, what the server's conversation holds), and returns the sequence for the report.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use liveagent::{
+    ErrorKind, LiveAgent, LiveAgentBuilder, LiveEvent, PlaybackStopped, ReconnectPolicy,
+    ResponseStatus, SessionOptions, Tool, ToolResult,
+};
+use liveagent_server::{LocalServer, Pacing, Scenario, ServerConfig};
+use serde_json::{json, Value};
+
+use crate::{
+    Capabilities, ConfigOptions, CutProxy, ProviderHarness, Renewal, Run, ToolTurn, SERVER_KEY,
+};
+
+type Harness = Arc<dyn ProviderHarness>;
+
+/// Runs the case called `name`; panics (with a message) when the provider does not conform.
+pub(crate) async fn run(name: &'static str, h: Harness) -> Vec<String> {
+    match name {
+        "spoken_turn" => spoken_turn(h).await,
+        "text_turn" => text_turn(h).await,
+        "tool_call" => tool_call(h).await,
+        "parallel_tool_calls" => parallel_tool_calls(h).await,
+        "barge_in" => barge_in(h, false).await,
+        "barge_in_truncation" => barge_in(h, true).await,
+        "drop_mid_answer" => drop_mid_answer(h).await,
+        "drop_mid_tool_call" => drop_mid_tool_call(h).await,
+        "renewal" => renewal(h).await,
+        "auth_error" => auth_error(h).await,
+        other => panic!("unknown case {other}"),
+    }
+}
+
+// ------------------------------------------------------------------------------- helpers
+
+/// A local server for `scenario` (TOML; `None`: the echo brain) that accepts
+/// [`SERVER_KEY`], recording in memory.
+async fn server(h: &Harness, scenario: Option<&str>, pacing: Pacing) -> LocalServer {
+    let mut config = match scenario {
+        Some(toml) => ServerConfig::scripted(Scenario::from_toml(toml).expect("scenario")),
+        None => ServerConfig::default(),
+    };
+    config.pacing = pacing;
+    config.api_key = Some(SERVER_KEY.to_owned());
+    LocalServer::start(h.server_config(config).recording_in_memory())
+        .await
+        .expect("local server")
+}
+
+/// The test agent: the provider's configuration for `addr`, quick reconnects, `tools`.
+fn agent(
+    h: &Harness,
+    addr: std::net::SocketAddr,
+    options: &ConfigOptions,
+    tools: Vec<Tool>,
+) -> LiveAgentBuilder {
+    LiveAgent::builder("conformance")
+        .prompt("You are a test assistant.")
+        .config_arc(h.config(addr, options))
+        .session_options(SessionOptions {
+            reconnect: ReconnectPolicy {
+                initial_delay: Duration::from_millis(50),
+                max_delay: Duration::from_millis(400),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .tools(tools)
+}
+
+/// Call ids the weather tool ran for, in order.
+type ToolLog = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// `get_weather(city)`: answers `"sunny in {city}"`, logging each run; `hook` runs first
+/// (the mid-tool-call case cuts the network there), then it waits `delay`.
+fn weather_tool(log: ToolLog, hook: Option<Arc<dyn Fn() + Send + Sync>>, delay: Duration) -> Tool {
+    Tool::raw(
+        "get_weather",
+        "Current weather for a city.",
+        json!({
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "City name"}},
+            "required": ["city"]
+        }),
+        move |args, cx| {
+            let log = log.clone();
+            let hook = hook.clone();
+            async move {
+                log.lock()
+                    .unwrap()
+                    .push((cx.call_id().to_string(), args.clone()));
+                if let Some(hook) = hook {
+                    hook();
+                }
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                let city = args["city"].as_str().unwrap_or("nowhere");
+                Ok(json!(format!("sunny in {city}")))
+            }
+        },
+    )
+}
+
+/// The expected sequence: `all` without the events the provider does not publish.
+fn expect(caps: &Capabilities, all: &[&str]) -> Vec<String> {
+    all.iter()
+        .filter(|m| caps.speech_events || !matches!(**m, "SpeechStarted" | "SpeechStopped"))
+        .map(|m| m.to_string())
+        .collect()
+}
+
+fn check_sequence(h: &Harness, got: &[String], want: &[String], run: &Run) {
+    assert_eq!(
+        got,
+        want,
+        "{}: the event sequence differs from the one every provider must publish; {}",
+        h.name(),
+        run.summary()
+    );
+}
+
+fn is_done(status: ResponseStatus) -> impl Fn(&LiveEvent) -> bool {
+    move |e| matches!(e, LiveEvent::ResponseDone(d) if d.status == status)
+}
+
+fn is_opened(e: &LiveEvent) -> bool {
+    matches!(e, LiveEvent::SessionOpened(_))
+}
+
+fn final_transcript(e: &LiveEvent) -> Option<String> {
+    match e {
+        LiveEvent::OutputTranscriptChunk(t) if t.is_final => Some(t.text.to_string()),
+        _ => None,
+    }
+}
+
+fn errors(events: &[LiveEvent]) -> Vec<String> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            LiveEvent::ErrorEvent(e) => Some(e.error.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Every client frame the server recorded passes the official validator (when the
+/// provider has one).
+fn validate(h: &Harness, server: &LocalServer) {
+    if let Some(protocol) = h.wire_protocol() {
+        let lines: Vec<String> = server
+            .recording()
+            .into_iter()
+            .filter(|l| l.starts_with("> "))
+            .collect();
+        if !lines.is_empty() {
+            liveagent_testkit::validate_lines(&lines, protocol);
+        }
+    }
+}
+
+/// How many tool outputs for `call_id` each server session holds, oldest session first.
+fn outputs_per_session(server: &LocalServer, call_id: &str) -> Vec<usize> {
+    let mut sessions = server.sessions();
+    sessions.sort_by_key(|s| s.id);
+    sessions
+        .iter()
+        .map(|s| {
+            s.items
+                .iter()
+                .filter(|i| {
+                    i.kind == "function_call_output" && i.call_id.as_deref() == Some(call_id)
+                })
+                .count()
+        })
+        .collect()
+}
+
+/// The tool output for `call_id` reached the provider's conversation exactly once: never
+/// twice on one connection, and once on the newest.
+fn delivered_once(server: &LocalServer, call_id: &str) {
+    let per_session = outputs_per_session(server, call_id);
+    assert!(
+        per_session.iter().all(|n| *n <= 1),
+        "the output of {call_id} reached one connection twice: {per_session:?}"
+    );
+    assert_eq!(
+        per_session.last().copied(),
+        Some(1),
+        "the output of {call_id} is in the newest connection's conversation: {per_session:?}"
+    );
+}
+
+/// The texts of the newest server session's items.
+fn newest_session_texts(server: &LocalServer) -> Vec<String> {
+    server
+        .sessions()
+        .into_iter()
+        .max_by_key(|s| s.id)
+        .map(|s| s.items.into_iter().map(|i| i.text).collect())
+        .unwrap_or_default()
+}
+
+// --------------------------------------------------------------------------------- cases
+
+async fn spoken_turn(h: Harness) -> Vec<String> {
+    let caps = h.capabilities();
+    let server = server(&h, None, Pacing::AsFastAsPossible).await;
+    let mut run = Run::start(agent(&h, server.local_addr(), &Default::default(), vec![]));
+    run.wait("SessionOpened", is_opened).await;
+    run.speak("Hello there, what is the weather like today?")
+        .await;
+    let (end, done) = run
+        .wait_for("ResponseDone", |e| match e {
+            LiveEvent::ResponseDone(d) => Some(d.clone()),
+            _ => None,
+        })
+        .await;
+    let seq = run.milestones(end, &caps);
+    let want = expect(
+        &caps,
+        &[
+            "SessionOpened",
+            "SpeechStarted",
+            "SpeechStopped",
+            "ResponseStarted",
+            "ResponseDone(Completed)",
+        ],
+    );
+    check_sequence(&h, &seq, &want, &run);
+    let events = run.events();
+    let audio_ms: u64 = events
+        .iter()
+        .filter_map(|e| match e {
+            LiveEvent::SynthesizedAudio(a) => {
+                assert_eq!(
+                    a.response_id.as_deref(),
+                    Some(&*done.response_id),
+                    "audio belongs to the response"
+                );
+                Some(a.audio.duration_us() / 1000)
+            }
+            _ => None,
+        })
+        .sum();
+    // The echo brain answers with the voiced part of what was said (over a second).
+    assert!(audio_ms > 1000, "{audio_ms} ms of answer audio");
+    assert!(
+        events.iter().any(
+            |e| matches!(e, LiveEvent::InputTranscriptChunk(t) if t.is_final && !t.text.is_empty())
+        ),
+        "a final transcript of the user's speech; {}",
+        run.summary()
+    );
+    let said = events.iter().rev().find_map(final_transcript);
+    assert!(
+        said.as_deref().is_some_and(|s| s.contains("You said")),
+        "final transcript of the answer: {said:?}"
+    );
+    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
+    validate(&h, &server);
+    run.finish(server).await;
+    seq
+}
+
+async fn text_turn(h: Harness) -> Vec<String> {
+    let caps = h.capabilities();
+    let server = server(&h, None, Pacing::AsFastAsPossible).await;
+    let options = ConfigOptions {
+        text_output: true,
+        ..Default::default()
+    };
+    let mut run = Run::start(agent(&h, server.local_addr(), &options, vec![]));
+    run.wait("SessionOpened", is_opened).await;
+    run.conversation.send_text("Hello in text please");
+    let end = run
+        .wait("ResponseDone", |e| matches!(e, LiveEvent::ResponseDone(_)))
+        .await;
+    let seq = run.milestones(end, &caps);
+    let want = expect(
+        &caps,
+        &[
+            "SessionOpened",
+            "ResponseStarted",
+            "ResponseDone(Completed)",
+        ],
+    );
+    check_sequence(&h, &seq, &want, &run);
+    let events = run.events();
+    let text: String = events
+        .iter()
+        .filter_map(|e| match e {
+            LiveEvent::ModelMessageChunk(m) => Some(m.text.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        text.contains("Hello in text please"),
+        "answer text {text:?}"
+    );
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, LiveEvent::SynthesizedAudio(_))),
+        "no audio in text mode"
+    );
+    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
+    validate(&h, &server);
+    run.finish(server).await;
+    seq
+}
+
+const WEATHER: &str = r#"
+[[turn]]
+call = "get_weather"
+args = { city = "Paris" }
+then_say = "It is {output}."
+"#;
+
+async fn tool_call(h: Harness) -> Vec<String> {
+    let caps = h.capabilities();
+    let server = server(&h, Some(WEATHER), Pacing::AsFastAsPossible).await;
+    let log = ToolLog::default();
+    let tool = weather_tool(log.clone(), None, Duration::ZERO);
+    let mut run = Run::start(agent(
+        &h,
+        server.local_addr(),
+        &Default::default(),
+        vec![tool],
+    ));
+    run.wait("SessionOpened", is_opened).await;
+    run.conversation.send_text("What's the weather in Paris?");
+    let (_, result) = run
+        .wait_for("ToolResult", |e| match e {
+            LiveEvent::ToolResult(r) => Some(r.clone()),
+            _ => None,
+        })
+        .await;
+    // An application that publishes a result twice (a retried executor, say): the provider
+    // must not hand it to the model again.
+    run.conversation.publish(ToolResult {
+        output: Ok(json!("a duplicate")),
+        ..result.clone()
+    });
+    let (_, said) = run
+        .wait_for("the answer's transcript", final_transcript)
+        .await;
+    assert_eq!(said, "It is sunny in Paris.");
+    let end = run
+        .wait("ResponseDone", is_done(ResponseStatus::Completed))
+        .await;
+    let seq = run.milestones(end, &caps);
+    let want = match caps.tool_turn {
+        ToolTurn::NewResponse => expect(
+            &caps,
+            &[
+                "SessionOpened",
+                "ResponseStarted",
+                "ResponseDone(Completed)",
+                "ToolCallRequested(1)",
+                "ToolResult",
+                "ResponseStarted",
+                "ResponseDone(Completed)",
+            ],
+        ),
+        ToolTurn::SameResponse => expect(
+            &caps,
+            &[
+                "SessionOpened",
+                "ResponseStarted",
+                "ToolCallRequested(1)",
+                "ToolResult",
+                "ResponseDone(Completed)",
+            ],
+        ),
+    };
+    check_sequence(&h, &seq, &want, &run);
+    let runs = log.lock().unwrap().clone();
+    assert_eq!(runs.len(), 1, "the tool ran once: {runs:?}");
+    assert_eq!(runs[0].1, json!({"city": "Paris"}));
+    assert_eq!(runs[0].0, &*result.call_id);
+    delivered_once(&server, &result.call_id);
+    let events = run.events();
+    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
+    validate(&h, &server);
+    run.finish(server).await;
+    seq
+}
+
+const TWO_CALLS: &str = r#"
+[[turn]]
+steps = [
+    { call = "get_weather", args = { city = "Paris" } },
+    { call = "get_weather", args = { city = "Rome" } },
+    { say = "Here you go: {output}." },
+]
+"#;
+
+async fn parallel_tool_calls(h: Harness) -> Vec<String> {
+    let caps = h.capabilities();
+    let server = server(&h, Some(TWO_CALLS), Pacing::AsFastAsPossible).await;
+    let log = ToolLog::default();
+    let tool = weather_tool(log.clone(), None, Duration::ZERO);
+    let mut run = Run::start(agent(
+        &h,
+        server.local_addr(),
+        &Default::default(),
+        vec![tool],
+    ));
+    run.wait("SessionOpened", is_opened).await;
+    run.conversation
+        .send_text("What's the weather in Paris and in Rome?");
+    let (_, calls) = run
+        .wait_for("ToolCallRequested", |e| match e {
+            LiveEvent::ToolCallRequested(r) => Some(r.calls.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(calls.len(), 2, "both calls in one request: {calls:?}");
+    let (_, said) = run
+        .wait_for("the answer's transcript", final_transcript)
+        .await;
+    assert!(
+        said.contains("sunny in Paris") && said.contains("sunny in Rome"),
+        "the answer uses both results: {said:?}"
+    );
+    let end = run
+        .wait("ResponseDone", is_done(ResponseStatus::Completed))
+        .await;
+    let seq = run.milestones(end, &caps);
+    let want = match caps.tool_turn {
+        ToolTurn::NewResponse => expect(
+            &caps,
+            &[
+                "SessionOpened",
+                "ResponseStarted",
+                "ResponseDone(Completed)",
+                "ToolCallRequested(2)",
+                "ToolResult",
+                "ToolResult",
+                "ResponseStarted",
+                "ResponseDone(Completed)",
+            ],
+        ),
+        ToolTurn::SameResponse => expect(
+            &caps,
+            &[
+                "SessionOpened",
+                "ResponseStarted",
+                "ToolCallRequested(2)",
+                "ToolResult",
+                "ToolResult",
+                "ResponseDone(Completed)",
+            ],
+        ),
+    };
+    check_sequence(&h, &seq, &want, &run);
+    let mut ran: Vec<String> = log.lock().unwrap().iter().map(|r| r.0.clone()).collect();
+    ran.sort();
+    let mut asked: Vec<String> = calls.iter().map(|c| c.call_id.to_string()).collect();
+    asked.sort();
+    assert_eq!(ran, asked, "each call ran once");
+    for c in &calls {
+        delivered_once(&server, &c.call_id);
+    }
+    let events = run.events();
+    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
+    validate(&h, &server);
+    run.finish(server).await;
+    seq
+}
+
+const STORY: &str = r#"
+[[turn]]
+steps = [{ say = "Once upon a time there was a very long story that nobody ever finished hearing.", audio_ms = 8000 }]
+"#;
+
+/// A long answer at real-time pace; after a second of it the user speaks. With
+/// `truncation`, the player then reports having played half of what it got, and the
+/// provider's copy of the answer must be cut to that.
+async fn barge_in(h: Harness, truncation: bool) -> Vec<String> {
+    let caps = h.capabilities();
+    let server = server(&h, Some(STORY), Pacing::RealTime).await;
+    let mut run = Run::start(agent(&h, server.local_addr(), &Default::default(), vec![]));
+    run.wait("SessionOpened", is_opened).await;
+    run.conversation.send_text("Tell me a story.");
+    let mut got = 0u64;
+    let (_, item) = run
+        .wait_for("a second of answer audio", |e| match e {
+            LiveEvent::SynthesizedAudio(a) => {
+                got += a.audio.duration_us();
+                (got >= 1_000_000).then(|| a.item_id.clone())
+            }
+            _ => None,
+        })
+        .await;
+    run.speak("Stop, stop please.").await;
+    let (_, interrupted) = run
+        .wait_for("Interrupted", |e| match e {
+            LiveEvent::Interrupted(i) => Some(i.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        interrupted.item_id.as_deref(),
+        Some(&*item),
+        "Interrupted names the item that was playing"
+    );
+    let end = run
+        .wait("cancelled ResponseDone", is_done(ResponseStatus::Cancelled))
+        .await;
+    // Where the user's speech stops relative to the cancellation depends on how fast the
+    // provider's turn detection runs, not on the provider's contract: leave it out.
+    let seq: Vec<String> = run
+        .milestones(end, &caps)
+        .into_iter()
+        .filter(|m| m != "SpeechStopped")
+        .collect();
+    let want = expect(
+        &caps,
+        &[
+            "SessionOpened",
+            "ResponseStarted",
+            "SpeechStarted",
+            "Interrupted",
+            "ResponseDone(Cancelled)",
+        ],
+    );
+    check_sequence(&h, &seq, &want, &run);
+    let published_ms: u64 = run
+        .events()
+        .iter()
+        .filter_map(|e| match e {
+            LiveEvent::SynthesizedAudio(a) if a.item_id == item => Some(a.audio.duration_us()),
+            _ => None,
+        })
+        .sum::<u64>()
+        / 1000;
+    assert!(published_ms < 8000, "the answer was cut: {published_ms} ms");
+    run.conversation.publish(PlaybackStopped {
+        item_id: item.clone(),
+        played_ms: published_ms / 2,
+        interrupted: true,
+    });
+    if truncation {
+        // The provider's copy of the answer holds what the user heard.
+        let deadline = std::time::Instant::now() + crate::FAILSAFE;
+        loop {
+            let heard = server
+                .sessions()
+                .into_iter()
+                .flat_map(|s| s.items)
+                .find(|i| i.id == *item)
+                .map(|i| i.audio_ms);
+            if heard == Some(published_ms / 2) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the interrupted item holds {heard:?} ms, not the {} ms heard",
+                published_ms / 2
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let events = run.events();
+    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
+    validate(&h, &server);
+    run.finish(server).await;
+    seq
+}
+
+const DROP_SECOND: &str = r#"
+[[turn]]
+say = "Nice to meet you, Ada."
+
+[[turn]]
+steps = [{ say = "Let me think about that for a long while", audio_ms = 4000, drop_after_ms = 400 }]
+
+[[turn]]
+say = "Welcome back."
+"#;
+
+async fn drop_mid_answer(h: Harness) -> Vec<String> {
+    let caps = h.capabilities();
+    let server = server(&h, Some(DROP_SECOND), Pacing::AsFastAsPossible).await;
+    let mut run = Run::start(agent(&h, server.local_addr(), &Default::default(), vec![]));
+    run.wait("SessionOpened", is_opened).await;
+    run.conversation.send_text("Hi, I am Ada.");
+    run.wait("first answer", is_done(ResponseStatus::Completed))
+        .await;
+    run.conversation.send_text("What is the meaning of life?");
+    let (_, lost) = run
+        .wait_for("ResponseDone after the drop", |e| match e {
+            LiveEvent::ResponseDone(d) => Some(d.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(lost.status, ResponseStatus::Failed);
+    assert_eq!(lost.reason.as_deref(), Some("connection lost"));
+    run.wait("SessionReconnected", |e| {
+        matches!(e, LiveEvent::SessionReconnected(_))
+    })
+    .await;
+    run.conversation.send_text("Are you there?");
+    let (_, said) = run
+        .wait_for("the answer in the new connection", final_transcript)
+        .await;
+    assert_eq!(said, "Welcome back.");
+    let end = run
+        .wait("ResponseDone", is_done(ResponseStatus::Completed))
+        .await;
+    let seq = run.milestones(end, &caps);
+    let want = expect(
+        &caps,
+        &[
+            "SessionOpened",
+            "ResponseStarted",
+            "ResponseDone(Completed)",
+            "ResponseStarted",
+            "ResponseDone(Failed)",
+            "SessionReconnecting",
+            "SessionReconnected",
+            "ResponseStarted",
+            "ResponseDone(Completed)",
+        ],
+    );
+    check_sequence(&h, &seq, &want, &run);
+    // The new connection's conversation holds what was said before the drop.
+    let texts = newest_session_texts(&server);
+    assert!(
+        texts.iter().any(|t| t.contains("Hi, I am Ada.")),
+        "the conversation before the drop is in the new connection: {texts:?}"
+    );
+    validate(&h, &server);
+    run.finish(server).await;
+    seq
+}
+
+const CALL_THEN_MORE: &str = r#"
+[[turn]]
+call = "get_weather"
+args = { city = "Paris" }
+then_say = "It is {output}."
+
+[[turn]]
+say = "Thanks for waiting."
+"#;
+
+/// The tool cuts the network (a proxy in front of the server) when it starts and takes a
+/// moment, so its result is computed while the connection is down.
+async fn drop_mid_tool_call(h: Harness) -> Vec<String> {
+    let caps = h.capabilities();
+    let server = server(&h, Some(CALL_THEN_MORE), Pacing::AsFastAsPossible).await;
+    let proxy = CutProxy::start(server.local_addr()).await;
+    let log = ToolLog::default();
+    let cut = proxy.cutter();
+    let tool = weather_tool(log.clone(), Some(Arc::new(cut)), Duration::from_millis(300));
+    let mut run = Run::start(agent(&h, proxy.addr(), &Default::default(), vec![tool]));
+    run.wait("SessionOpened", is_opened).await;
+    run.conversation.send_text("What's the weather in Paris?");
+    let (_, calls) = run
+        .wait_for("ToolCallRequested", |e| match e {
+            LiveEvent::ToolCallRequested(r) => Some(r.calls.clone()),
+            _ => None,
+        })
+        .await;
+    // The result and the reconnection race; wait for both, then for the answer.
+    let mut seen_result = None;
+    let mut seen_reconnect = None;
+    run.wait_for("the tool result and a reconnection", |e| {
+        match e {
+            LiveEvent::ToolResult(r) => seen_result = Some(r.call_id.clone()),
+            LiveEvent::SessionReconnected(_) => seen_reconnect = Some(()),
+            _ => {}
+        }
+        (seen_result.is_some() && seen_reconnect.is_some()).then_some(())
+    })
+    .await;
+    let end = run
+        .wait(
+            "a completed response after the outage",
+            is_done(ResponseStatus::Completed),
+        )
+        .await;
+    // The result's place among the provider's events is a race (it is computed during
+    // the outage, handed over once the connection is back): compare without it.
+    let full = run.milestones(end, &caps);
+    let seq: Vec<String> = full
+        .iter()
+        .filter(|m| *m != "ToolResult")
+        .cloned()
+        .collect();
+    let want = match caps.tool_turn {
+        ToolTurn::NewResponse => expect(
+            &caps,
+            &[
+                "SessionOpened",
+                "ResponseStarted",
+                "ResponseDone(Completed)",
+                "ToolCallRequested(1)",
+                "SessionReconnecting",
+                "SessionReconnected",
+                "ResponseStarted",
+                "ResponseDone(Completed)",
+            ],
+        ),
+        ToolTurn::SameResponse => expect(
+            &caps,
+            &[
+                "SessionOpened",
+                "ResponseStarted",
+                "ToolCallRequested(1)",
+                "ResponseDone(Failed)",
+                "SessionReconnecting",
+                "SessionReconnected",
+                "ResponseStarted",
+                "ResponseDone(Completed)",
+            ],
+        ),
+    };
+    check_sequence(&h, &seq, &want, &run);
+    let results = full.iter().filter(|m| *m == "ToolResult").count();
+    assert_eq!(results, 1, "one result on the bus: {full:?}");
+    assert_eq!(log.lock().unwrap().len(), 1, "the tool ran once");
+    assert!(proxy.cuts() >= 1);
+    delivered_once(&server, &calls[0].call_id);
+    validate(&h, &server);
+    run.finish(server).await;
+    seq
+}
+
+const GO_AWAY: &str = r#"
+[[turn]]
+say = "I will remember the word banana."
+steps = [{ go_away = "2s" }]
+"#;
+
+async fn renewal(h: Harness) -> Vec<String> {
+    let caps = h.capabilities();
+    let renewal = caps.renewal.expect("skipped without the capability");
+    let (scenario, options) = match renewal {
+        Renewal::GoAway => (Some(GO_AWAY), ConfigOptions::default()),
+        Renewal::MaxConnectionAge => (
+            None,
+            ConfigOptions {
+                max_connection_age: Some(Duration::from_millis(1500)),
+                ..Default::default()
+            },
+        ),
+    };
+    let server = server(&h, scenario, Pacing::AsFastAsPossible).await;
+    let mut run = Run::start(agent(&h, server.local_addr(), &options, vec![]));
+    run.wait("SessionOpened", is_opened).await;
+    run.conversation.send_text("Remember the word banana.");
+    run.wait("first answer", is_done(ResponseStatus::Completed))
+        .await;
+    let (_, reconnected) = run
+        .wait_for("renewal", |e| match e {
+            LiveEvent::SessionReconnected(r) => Some(r.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(
+        reconnected.resumed, caps.renewal_resumes,
+        "SessionReconnected::resumed"
+    );
+    run.conversation.send_text("Which word?");
+    let end = run
+        .wait("second answer", is_done(ResponseStatus::Completed))
+        .await;
+    let seq = run.milestones(end, &caps);
+    let want = expect(
+        &caps,
+        &[
+            "SessionOpened",
+            "ResponseStarted",
+            "ResponseDone(Completed)",
+            "SessionReconnecting",
+            "SessionReconnected",
+            "ResponseStarted",
+            "ResponseDone(Completed)",
+        ],
+    );
+    check_sequence(&h, &seq, &want, &run);
+    let texts = newest_session_texts(&server);
+    assert!(
+        texts.iter().any(|t| t.contains("banana")),
+        "the renewed connection keeps the conversation: {texts:?}"
+    );
+    let events = run.events();
+    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
+    validate(&h, &server);
+    run.finish(server).await;
+    seq
+}
+
+async fn auth_error(h: Harness) -> Vec<String> {
+    const WRONG: &str = "sk-wrong-key-0451";
+    let caps = h.capabilities();
+    let server = server(&h, None, Pacing::AsFastAsPossible).await;
+    let options = ConfigOptions {
+        api_key: WRONG.to_owned(),
+        ..Default::default()
+    };
+    let mut run = Run::start(agent(&h, server.local_addr(), &options, vec![]));
+    let (_, fatal) = run
+        .wait_for("fatal ErrorEvent", |e| match e {
+            LiveEvent::ErrorEvent(e) if e.fatal => Some(e.error.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(fatal.kind, ErrorKind::Auth, "{fatal}");
+    assert!(
+        !fatal.to_string().contains(WRONG),
+        "the key leaked: {fatal}"
+    );
+    let (end, closed) = run
+        .wait_for("SessionClosed", |e| match e {
+            LiveEvent::SessionClosed(c) => Some(c.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(closed.error.map(|e| e.kind), Some(ErrorKind::Auth));
+    let seq = run.milestones(end, &caps);
+    check_sequence(
+        &h,
+        &seq,
+        &expect(&caps, &["ErrorEvent(Auth, fatal)", "SessionClosed"]),
+        &run,
+    );
+    // Give a retry storm the chance to show itself, then count connections.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let connections = server.stats().sessions_total;
+    assert!(
+        connections <= 1,
+        "no reconnect after an auth error: {connections}"
+    );
+    let events = run.events();
+    assert!(!events.iter().any(is_opened), "no SessionOpened");
+    for e in &events {
+        assert!(
+            !format!("{e:?}").contains(WRONG),
+            "the key leaked into an event: {e:?}"
+        );
+    }
+    run.finish(server).await;
+    seq
+}
