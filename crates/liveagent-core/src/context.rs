@@ -10,8 +10,10 @@ use futures_core::Stream;
 use tokio::sync::mpsc;
 
 use crate::bus::{EventBus, Publish, Subscribe, SubscriberId, Unsubscribe};
-use crate::events::{ControlCommand, Event, LiveEvent, SessionControl, UserText};
+use crate::condition::Condition;
+use crate::events::{ControlCommand, Event, HumanMessage, Id, LiveEvent, SessionControl, UserText};
 use crate::filter::{EventFilter, EventSet};
+use crate::variables::Variables;
 
 /// What `LiveAgent::run()` hands out: publish events into the conversation, subscribe actors
 /// to it, and read filtered streams of it. Cheap to clone; every clone talks to the same bus.
@@ -33,6 +35,7 @@ use crate::filter::{EventFilter, EventSet};
 pub struct ConversationContext {
     bus: Addr<EventBus>,
     rates: Arc<(u32, u32)>,
+    variables: Variables,
 }
 
 impl std::fmt::Debug for ConversationContext {
@@ -51,7 +54,29 @@ impl ConversationContext {
         ConversationContext {
             bus,
             rates: Arc::new((input_rate, output_rate)),
+            variables: Variables::new(),
         }
+    }
+
+    /// The same context with `variables` as its variable store.
+    pub fn with_variables(mut self, variables: Variables) -> Self {
+        self.variables = variables;
+        self
+    }
+
+    /// The conversation's variables (AG2 `context.variables`): typed values that tools read
+    /// and write, shared by every peer, kept across reconnects.
+    pub fn variables(&self) -> &Variables {
+        &self.variables
+    }
+
+    /// Answers the [`HumanInputRequest`](crate::HumanInputRequest) `request_id` (publishes a
+    /// [`HumanMessage`]).
+    pub fn answer(&self, request_id: impl Into<Id>, text: impl Into<Arc<str>>) {
+        self.publish(HumanMessage {
+            request_id: request_id.into(),
+            text: text.into(),
+        });
     }
 
     /// The bus actor.
@@ -159,6 +184,30 @@ impl StreamBuilder {
         self.open(EventFilter::all())
     }
 
+    /// A stream of the events that match `condition` (kinds, field tests, AND / OR / NOT:
+    /// AG2's `stream.where(condition)`).
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// use liveagent_core::*;
+    /// # actix::System::new().block_on(async {
+    /// let ctx = ConversationContext::new(EventBus::start_default(), 24_000, 24_000);
+    /// let mut spoken = ctx.stream().when(Condition::field::<ModelMessageChunk>("source", "transcript"));
+    /// ctx.publish(ModelMessageChunk::new("i", "written"));
+    /// ctx.publish(ModelMessageChunk::transcript("i", "spoken"));
+    /// let LiveEvent::ModelMessageChunk(c) = spoken.next().await.unwrap() else { panic!() };
+    /// assert_eq!(&*c.text, "spoken");
+    /// # });
+    /// ```
+    pub fn when(self, condition: impl Into<Condition>) -> EventStream<LiveEvent> {
+        let condition = condition.into();
+        let mut stream = self.open(condition.kinds());
+        if !condition.is_kinds_only() {
+            stream.predicate = Some(condition);
+        }
+        stream
+    }
+
     fn open<T>(self, filter: EventFilter) -> EventStream<T> {
         let (tx, rx) = mpsc::channel(self.capacity);
         let subscribe = Subscribe::channel(filter, tx);
@@ -168,6 +217,7 @@ impl StreamBuilder {
             rx,
             bus: self.bus,
             id,
+            predicate: None,
             _type: PhantomData,
         }
     }
@@ -198,6 +248,7 @@ pub struct EventStream<T> {
     rx: mpsc::Receiver<LiveEvent>,
     bus: Addr<EventBus>,
     id: SubscriberId,
+    predicate: Option<Condition>,
     _type: PhantomData<fn() -> T>,
 }
 
@@ -215,6 +266,11 @@ impl<T: FromLiveEvent> Stream for EventStream<T> {
         loop {
             match self.rx.poll_recv(cx) {
                 Poll::Ready(Some(event)) => {
+                    if let Some(p) = &self.predicate {
+                        if !p.matches(&event) {
+                            continue;
+                        }
+                    }
                     if let Some(item) = T::from_live_event(event) {
                         return Poll::Ready(Some(item));
                     }

@@ -13,6 +13,9 @@
 //! | session → everyone | [`ModelMessageChunk`], [`InputTranscriptChunk`], [`OutputTranscriptChunk`], [`SpeechStarted`], [`SpeechStopped`], [`ResponseStarted`], [`ResponseDone`], [`SessionOpened`], [`SessionUpdated`], [`SessionReconnecting`], [`SessionReconnected`], [`SessionClosed`] |
 //! | session → tool executor | [`ToolCallRequested`], [`ToolCallCancelled`] |
 //! | tool executor → session | [`ToolResult`] |
+//! | tools → everyone | [`ToolProgress`], [`HumanInputRequest`] (answered by [`HumanMessage`]) |
+//! | player → everyone | [`AudioPlaybackStarted`] |
+//! | observers → everyone | [`ObserverStarted`], [`ObserverCompleted`], [`ObserverAlert`] |
 //! | application → session | [`UserText`], [`SessionControl`] |
 //! | anyone → everyone | [`ErrorEvent`], [`AudioDropped`] |
 
@@ -121,6 +124,13 @@ events! {
     SessionClosed: Control,
     ErrorEvent: Control,
     AudioDropped: Control,
+    AudioPlaybackStarted: Control,
+    HumanInputRequest: Control,
+    HumanMessage: Control,
+    ObserverStarted: Control,
+    ObserverCompleted: Control,
+    ObserverAlert: Control,
+    ToolProgress: Control,
 }
 
 impl actix::Message for LiveEvent {
@@ -149,13 +159,29 @@ pub struct SynthesizedAudio {
     pub audio: AudioChunk,
 }
 
-/// A chunk of model text (text output mode, or text parts of a turn).
+/// Where the words of a [`ModelMessageChunk`] come from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TextSource {
+    /// The model wrote them (text output mode, or text parts of a turn).
+    #[default]
+    Text,
+    /// The model spoke them: the provider's transcript of the synthesized audio (the same
+    /// words also arrive as [`OutputTranscriptChunk`]).
+    Transcript,
+}
+
+/// What the model says, as it says it, in every output mode: the text it writes, or the
+/// transcript of what it speaks (`source` tells which). This is AG2's `ModelMessageChunk`:
+/// `stream().only::<ModelMessageChunk>()` shows the model's words whatever the output.
 #[derive(Clone, Debug, Serialize)]
 pub struct ModelMessageChunk {
-    /// The assistant item the text belongs to.
+    /// The assistant item the text belongs to (empty when the provider names none).
     pub item_id: Id,
     /// The text delta.
     pub text: Arc<str>,
+    /// Written text or the transcript of speech.
+    pub source: TextSource,
 }
 
 impl ModelMessageChunk {
@@ -164,7 +190,33 @@ impl ModelMessageChunk {
         ModelMessageChunk {
             item_id: item_id.into(),
             text: text.into(),
+            source: TextSource::Text,
         }
+    }
+
+    /// A transcript chunk of item `item_id` (words the model spoke).
+    pub fn transcript(item_id: impl Into<Id>, text: impl Into<Arc<str>>) -> Self {
+        ModelMessageChunk {
+            source: TextSource::Transcript,
+            ..ModelMessageChunk::new(item_id, text)
+        }
+    }
+
+    /// The chunk mirroring an output transcript delta; `None` for final (whole) transcripts
+    /// and empty deltas, so the concatenated chunks are the spoken text exactly once.
+    pub fn from_transcript(chunk: &OutputTranscriptChunk) -> Option<Self> {
+        if chunk.is_final || chunk.text.is_empty() {
+            return None;
+        }
+        Some(ModelMessageChunk::transcript(
+            chunk.item_id.clone().unwrap_or_else(|| Id::from("")),
+            chunk.text.clone(),
+        ))
+    }
+
+    /// True when the words are a transcript of speech.
+    pub fn is_transcript(&self) -> bool {
+        self.source == TextSource::Transcript
     }
 }
 
@@ -244,6 +296,24 @@ pub struct Usage {
     pub output_audio_tokens: Option<u64>,
     /// Cached input tokens, when reported.
     pub cached_tokens: Option<u64>,
+}
+
+impl Usage {
+    /// Adds `other` to this total (optional counts add up when either side has them).
+    pub fn add(&mut self, other: &Usage) {
+        fn opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+            match (a, b) {
+                (None, None) => None,
+                (a, b) => Some(a.unwrap_or(0) + b.unwrap_or(0)),
+            }
+        }
+        self.input_tokens += other.input_tokens;
+        self.output_tokens += other.output_tokens;
+        self.total_tokens += other.total_tokens;
+        self.input_audio_tokens = opt(self.input_audio_tokens, other.input_audio_tokens);
+        self.output_audio_tokens = opt(self.output_audio_tokens, other.output_audio_tokens);
+        self.cached_tokens = opt(self.cached_tokens, other.cached_tokens);
+    }
 }
 
 /// The model finished (or abandoned) a response.
@@ -466,4 +536,92 @@ pub struct AudioDropped {
     pub dropped_ms: u64,
     /// Why.
     pub reason: String,
+}
+
+/// The player started playing an assistant item: the first of its audio reached the
+/// output device (AG2 `AudioPlaybackStarted`).
+#[derive(Clone, Debug, Serialize)]
+pub struct AudioPlaybackStarted {
+    /// The assistant item.
+    pub item_id: Id,
+    /// The response it belongs to, when named.
+    pub response_id: Option<Id>,
+}
+
+/// A tool asks a human a question mid-call (`ToolContext::input`); a [`HumanMessage`] with
+/// the same `request_id` answers it (AG2 `HumanInputRequest`).
+#[derive(Clone, Debug, Serialize)]
+pub struct HumanInputRequest {
+    /// Names this request; the answer carries it back.
+    pub request_id: Id,
+    /// The question.
+    pub question: Arc<str>,
+    /// The tool call that asks, when a tool asks.
+    pub call_id: Option<Id>,
+    /// The tool that asks.
+    pub tool: Option<Arc<str>>,
+    /// True when the question is asked by voice: the agent speaks it and the user's next
+    /// utterance answers it.
+    pub voice: bool,
+}
+
+/// A human's answer to a [`HumanInputRequest`] (AG2 `HumanMessage`). Publish one (or call
+/// `ConversationContext::answer`) to answer a request from a UI.
+#[derive(Clone, Debug, Serialize)]
+pub struct HumanMessage {
+    /// The request answered.
+    pub request_id: Id,
+    /// The answer.
+    pub text: Arc<str>,
+}
+
+/// An observer of the conversation started (AG2 `ObserverStarted`).
+#[derive(Clone, Debug, Serialize)]
+pub struct ObserverStarted {
+    /// The observer's name.
+    pub name: Arc<str>,
+}
+
+/// An observer of the conversation finished (AG2 `ObserverCompleted`).
+#[derive(Clone, Debug, Serialize)]
+pub struct ObserverCompleted {
+    /// The observer's name.
+    pub name: Arc<str>,
+}
+
+/// How serious an [`ObserverAlert`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// For information.
+    Info,
+    /// Something may be wrong (a possible loop, a token budget half spent).
+    Warning,
+    /// Act now (token budget exceeded).
+    Critical,
+}
+
+/// An observer noticed something (a loop of identical tool calls, a token budget reached):
+/// AG2 `ObserverAlert`.
+#[derive(Clone, Debug, Serialize)]
+pub struct ObserverAlert {
+    /// The observer that raised it.
+    pub source: Arc<str>,
+    /// How serious it is.
+    pub severity: Severity,
+    /// What it noticed, for people.
+    pub message: String,
+}
+
+/// Progress of a running tool call (a handed-off agent's steps, say).
+#[derive(Clone, Debug, Serialize)]
+pub struct ToolProgress {
+    /// The call.
+    pub call_id: Id,
+    /// The tool.
+    pub tool: Arc<str>,
+    /// What happened, for people.
+    pub message: Arc<str>,
+    /// Structured details, when any.
+    pub data: Option<Value>,
 }

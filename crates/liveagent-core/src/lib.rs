@@ -11,6 +11,7 @@
 //! - [`events`]: every event type, the [`LiveEvent`] enum that carries any of them and
 //!   [`EventKind`], the tag used to filter them.
 //! - [`filter`]: [`EventFilter`], a set of event kinds, and [`EventSet`] for tuples of types.
+//! - [`condition`]: [`Condition`], filters with field tests and AND / OR / NOT.
 //! - [`bus`]: the [`EventBus`] registry actor, its bounded delivery policy and its messages.
 //! - [`context`]: [`ConversationContext`], the handle `LiveAgent::run()` gives out, with
 //!   publishing helpers and filtered async streams.
@@ -18,8 +19,11 @@
 //!   crates implement, and [`RealtimeConfig`], the provider configuration that builds one.
 //! - [`metrics`]: [`LatencySamples`], latency measurements for the benchmarks.
 //! - [`middleware`]: [`EventMiddleware`], hooks on the event flow.
+//! - [`observer`]: closure [`Observer`]s and the built-in [`LoopDetector`] and
+//!   [`TokenMonitor`].
 //! - [`error`]: [`LiveError`], the typed error every component reports.
 //! - [`secret`]: [`Secret`], an API key that never prints.
+//! - [`variables`]: [`Variables`], the conversation's typed variables, and [`Var`].
 //!
 //! ```
 //! use liveagent_core::{EventBus, ConversationContext, ModelMessageChunk};
@@ -35,28 +39,36 @@
 
 pub mod audio;
 pub mod bus;
+pub mod condition;
 pub mod context;
 pub mod error;
 pub mod events;
 pub mod filter;
 pub mod metrics;
 pub mod middleware;
+pub mod observer;
 pub mod protocol;
 pub mod secret;
+pub mod variables;
 
 pub use audio::AudioChunk;
 pub use bus::{
     BusConfig, BusStats, EventBus, GetStats, Publish, Shutdown, Subscribe, SubscriberId,
     Unsubscribe,
 };
+pub use condition::Condition;
 pub use context::{ConversationContext, EventStream, StreamBuilder};
 pub use error::{ErrorKind, LiveError};
 pub use events::*;
 pub use filter::{EventFilter, EventSet};
 pub use metrics::LatencySamples;
 pub use middleware::EventMiddleware;
+pub use observer::{
+    start_observer, FnObserver, LoopDetector, Observer, ObserverActor, TokenMonitor,
+};
 pub use protocol::{
     ConnectRequest, Outbox, ProtocolSignal, RealtimeConfig, RealtimeProtocol, SessionCommand,
     SessionSetup, ToolSchema, WireFrame,
 };
 pub use secret::Secret;
+pub use variables::{Var, Variables};

@@ -10,10 +10,10 @@ use awc::ws::{CloseCode, CloseReason, Frame, Message as WsMessage};
 use bytes::BytesMut;
 use futures_util::stream::{SplitSink, StreamExt};
 use liveagent_core::{
-    AudioDropped, ConversationContext, ErrorEvent, LatencySamples, LiveError, LiveEvent, Outbox,
-    PlaybackStopped, ProtocolSignal, RealtimeProtocol, RecordedAudio, SessionClosed,
-    SessionCommand, SessionControl, SessionReconnected, SessionReconnecting, SubscriberId,
-    ToolResult, UserText, WireFrame,
+    AudioDropped, ConversationContext, ErrorEvent, LatencySamples, LiveError, LiveEvent,
+    ModelMessageChunk, Outbox, PlaybackStopped, ProtocolSignal, RealtimeProtocol, RecordedAudio,
+    SessionClosed, SessionCommand, SessionControl, SessionReconnected, SessionReconnecting,
+    SubscriberId, ToolResult, UserText, WireFrame,
 };
 
 use crate::buffer::PendingCommands;
@@ -230,7 +230,16 @@ impl SessionActor {
             self.write(frame);
         }
         for event in events {
+            // What the model says arrives as `ModelMessageChunk` in every output mode: the
+            // transcript of its speech is mirrored there, marked as a transcript.
+            let words = match &event {
+                LiveEvent::OutputTranscriptChunk(t) => ModelMessageChunk::from_transcript(t),
+                _ => None,
+            };
             self.publish(event);
+            if let Some(words) = words {
+                self.publish(words.into());
+            }
         }
         for signal in signals {
             match signal {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use futures_util::future::LocalBoxFuture;
 use futures_util::FutureExt;
-use liveagent_core::ToolCall;
+use liveagent_core::{HumanInputRequest, ToolCall};
 
 use crate::tool::{ToolContext, ToolOutcome};
 use crate::toolbox::Inner;
@@ -28,7 +28,7 @@ use crate::toolbox::Inner;
 ///
 /// ```
 /// use futures_util::future::{FutureExt, LocalBoxFuture};
-/// use liveagent_core::ToolCall;
+/// use liveagent_core::{HumanInputRequest, ToolCall};
 /// use liveagent_tools::{Next, ToolMiddleware, ToolOutcome};
 ///
 /// /// Logs every call and its outcome.
@@ -61,6 +61,13 @@ pub trait ToolMiddleware: Send + Sync + 'static {
     /// model made it) before it is published. The default does nothing.
     fn on_result(&self, call: &ToolCall, output: &mut ToolOutcome) {
         let _ = (call, output);
+    }
+
+    /// Sees (and may rewrite) a human's answer to a tool's
+    /// [`input`](crate::ToolContext::input) question before the tool gets it (AG2
+    /// `on_human_input`); innermost middleware first. The default does nothing.
+    fn on_human_input(&self, request: &HumanInputRequest, answer: &mut String) {
+        let _ = (request, answer);
     }
 }
 

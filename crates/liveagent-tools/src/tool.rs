@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use futures_util::future::{self, LocalBoxFuture};
 use futures_util::FutureExt;
-use liveagent_core::{ConversationContext, Id, ToolSchema};
+use liveagent_core::{ConversationContext, Id, ToolProgress, ToolSchema, Variables};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::deps::Dependencies;
 use crate::error::ToolError;
+use crate::human::{HumanInput, SharedClock};
 use crate::schema::{provider_friendly, schema_for};
 
 /// The outcome of a tool call: the value the model receives, or an error text it reads.
@@ -34,6 +35,10 @@ pub struct ToolContext {
     tool_name: Arc<str>,
     deps: Dependencies,
     conversation: Option<ConversationContext>,
+    variables: Variables,
+    human: Option<HumanInput>,
+    clock: SharedClock,
+    inputs: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl fmt::Debug for ToolContext {
@@ -56,6 +61,85 @@ impl ToolContext {
             tool_name: tool_name.into(),
             deps: Dependencies::new(),
             conversation: None,
+            variables: Variables::new(),
+            human: None,
+            clock: SharedClock::default(),
+            inputs: Arc::default(),
+        }
+    }
+
+    /// The same context for the tool `tool_name` (middleware may reroute a call).
+    pub(crate) fn for_tool(&self, tool_name: Arc<str>) -> Self {
+        ToolContext {
+            tool_name,
+            ..self.clone()
+        }
+    }
+
+    pub(crate) fn with_human(mut self, human: HumanInput) -> Self {
+        self.human = Some(human);
+        self
+    }
+
+    pub(crate) fn human(&self) -> Option<&HumanInput> {
+        self.human.as_ref()
+    }
+
+    pub(crate) fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    pub(crate) fn next_input_number(&self) -> u32 {
+        self.inputs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1
+    }
+
+    /// Asks a human `question` and waits for the answer (AG2 `context.input(...)`): a
+    /// [`HumanInputRequest`](liveagent_core::HumanInputRequest) goes on the conversation
+    /// and the answer comes from the toolbox's
+    /// [`human_input`](crate::Toolbox::human_input) hook, a
+    /// [`HumanMessage`](liveagent_core::HumanMessage) published by the app, or (voice mode)
+    /// the user's next utterance. See [`human`](crate::human). The wait does not count
+    /// against the tool's timeout.
+    ///
+    /// ```
+    /// use liveagent_tools::{NoArgs, Tool, ToolContext, ToolError, Toolbox};
+    /// let book = Tool::with_context("book", "Book the table.", |_: NoArgs, cx: ToolContext| async move {
+    ///     let time = cx.input("What time?").await?;
+    ///     Ok::<_, ToolError>(format!("booked at {time}"))
+    /// });
+    /// let toolbox = Toolbox::new().tool(book).human_input(|_req: liveagent_core::HumanInputRequest| async { "8 pm".to_string() });
+    /// # actix::System::new().block_on(async {
+    /// let call = liveagent_core::ToolCall { call_id: "c1".into(), name: "book".into(),
+    ///     arguments: serde_json::json!({}), response_id: None };
+    /// assert_eq!(toolbox.run(call, None).await, Ok(serde_json::json!("booked at 8 pm")));
+    /// # });
+    /// ```
+    pub async fn input(&self, question: impl AsRef<str>) -> Result<String, ToolError> {
+        crate::human::ask(self, question.as_ref()).await
+    }
+
+    /// The conversation's variables (AG2 `ctx.variables`): read and write typed values that
+    /// outlive this call (and reconnects). Without a conversation (a turn-based agent), the
+    /// call's own store.
+    pub fn variables(&self) -> &Variables {
+        match &self.conversation {
+            Some(c) => c.variables(),
+            None => &self.variables,
+        }
+    }
+
+    /// Reports progress of this call on the conversation as a [`ToolProgress`] event (no-op
+    /// without a conversation).
+    pub fn progress(&self, message: impl Into<Arc<str>>, data: Option<Value>) {
+        if let Some(c) = &self.conversation {
+            c.publish(ToolProgress {
+                call_id: self.call_id.clone(),
+                tool: self.tool_name.clone(),
+                message: message.into(),
+                data,
+            });
         }
     }
 
@@ -163,6 +247,7 @@ pub struct Tool {
     parameters: Arc<Value>,
     timeout: Option<Duration>,
     handler: Arc<Handler>,
+    middleware: Vec<Arc<dyn crate::middleware::ToolMiddleware>>,
 }
 
 impl fmt::Debug for Tool {
@@ -250,6 +335,28 @@ impl Tool {
             parameters: Arc::new(schema_for::<A>()),
             timeout: None,
             handler: Arc::new(handler),
+            middleware: Vec::new(),
+        }
+    }
+
+    /// Adds middleware to this tool only (AG2 `tool(..., middleware=[...])`): it runs inside
+    /// the toolbox's middleware and approval, around this tool's function; first added =
+    /// outermost. Its `on_result` and `on_human_input` run for this tool's calls too.
+    pub fn middleware(mut self, middleware: impl crate::middleware::ToolMiddleware) -> Self {
+        self.middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// The tool's own middleware.
+    pub(crate) fn own_middleware(&self) -> &[Arc<dyn crate::middleware::ToolMiddleware>] {
+        &self.middleware
+    }
+
+    /// This tool without its own middleware.
+    pub(crate) fn bare(&self) -> Tool {
+        Tool {
+            middleware: Vec::new(),
+            ..self.clone()
         }
     }
 
@@ -272,6 +379,7 @@ impl Tool {
             parameters: Arc::new(parameters),
             timeout: None,
             handler: Arc::new(move |args, cx| function(args, cx).boxed_local()),
+            middleware: Vec::new(),
         }
     }
 

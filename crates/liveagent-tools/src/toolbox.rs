@@ -12,6 +12,7 @@ use liveagent_core::{ConversationContext, ToolCall, ToolSchema};
 
 use crate::deps::Dependencies;
 use crate::hitl::{Approval, HitlHook};
+use crate::human::{timeout_excluding_humans, HumanInput, HumanInputHook};
 use crate::middleware::{Next, ToolMiddleware};
 use crate::tool::{panic_message, Tool, ToolContext, ToolOutcome};
 
@@ -58,6 +59,34 @@ pub trait Plugin: Send + Sync + 'static {
         Dependencies::new()
     }
 
+    /// Prompt parts it adds after the agent's own (templates, like the agent's prompt).
+    fn prompt(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// A prompt part computed when each conversation opens, from its context (variables,
+    /// ...); `None` adds nothing.
+    fn prompt_hook(&self, conversation: &ConversationContext) -> Option<String> {
+        let _ = conversation;
+        None
+    }
+
+    /// A hook answering the tools' [`input`](ToolContext::input) questions (used when the
+    /// agent sets none itself).
+    fn human_input_hook(&self) -> Option<Arc<dyn HumanInputHook>> {
+        None
+    }
+
+    /// Observers it adds to every conversation.
+    fn observers(&self) -> Vec<Arc<dyn liveagent_core::Observer>> {
+        Vec::new()
+    }
+
+    /// Variables it sets on every conversation (the agent's and the run's own win).
+    fn variables(&self) -> Vec<(String, serde_json::Value)> {
+        Vec::new()
+    }
+
     /// Called once per conversation when the [`ToolExecutor`](crate::ToolExecutor) starts
     /// on it: the place to subscribe observer actors to the conversation's events.
     fn on_start(&self, conversation: &ConversationContext) {
@@ -75,9 +104,21 @@ pub(crate) struct Inner {
     pub(crate) timeout: Duration,
     pub(crate) approval_timeout: Duration,
     pub(crate) plugins: Vec<Arc<dyn Plugin>>,
+    pub(crate) human_hook: Option<Arc<dyn HumanInputHook>>,
+    pub(crate) human_voice: bool,
+    pub(crate) human_timeout: Duration,
 }
 
 impl Inner {
+    pub(crate) fn human_input(&self) -> HumanInput {
+        HumanInput {
+            hook: self.human_hook.clone(),
+            voice: self.human_voice,
+            timeout: self.human_timeout,
+            middleware: self.middleware.clone(),
+        }
+    }
+
     fn get(&self, name: &str) -> Option<&Tool> {
         self.index.get(name).map(|&i| &self.tools[i])
     }
@@ -98,9 +139,7 @@ impl Inner {
             ));
         };
         let cx = if cx.tool_name() != tool.name() {
-            ToolContext::new(cx.call_id().clone(), tool.name().clone())
-                .with_dependencies(cx.deps().clone())
-                .with_conversation_opt(cx.conversation().cloned())
+            cx.for_tool(tool.name().clone())
         } else {
             cx
         };
@@ -124,7 +163,26 @@ impl Inner {
             }
         }
         let limit = tool.timeout_override().unwrap_or(self.timeout);
-        match tokio::time::timeout(limit, tool.call(call.arguments, cx)).await {
+        let clock = cx.clock().clone();
+        // Time spent asking a human (`cx.input(..)`) is not the tool's time.
+        let run = async {
+            if tool.own_middleware().is_empty() {
+                tool.call(call.arguments.clone(), cx).await
+            } else {
+                // The tool's own middleware: a toolbox of just this tool, inside the limit.
+                let mut own = Toolbox::new()
+                    .tool(tool.bare())
+                    .timeout(limit + limit)
+                    .human_input_timeout(self.human_timeout);
+                for m in tool.own_middleware() {
+                    own = own.middleware_arc(m.clone());
+                }
+                let boxed: futures_util::future::LocalBoxFuture<'_, ToolOutcome> =
+                    Box::pin(own.run_in(call.clone(), cx));
+                boxed.await
+            }
+        };
+        match timeout_excluding_humans(limit, &clock, run).await {
             Ok(outcome) => outcome,
             Err(_) => {
                 tracing::warn!(tool = %call.name, call_id = %call.call_id, ?limit, "tool call timed out");
@@ -190,6 +248,9 @@ impl Default for Toolbox {
                 timeout: DEFAULT_TIMEOUT,
                 approval_timeout: DEFAULT_APPROVAL_TIMEOUT,
                 plugins: Vec::new(),
+                human_hook: None,
+                human_voice: false,
+                human_timeout: DEFAULT_APPROVAL_TIMEOUT,
             }),
         }
     }
@@ -296,6 +357,40 @@ impl Toolbox {
         self
     }
 
+    /// Sets the hook that answers the tools' [`input`](ToolContext::input) questions (AG2
+    /// `hitl_hook` for `HumanInputRequest`), replacing any earlier one. Without one, the
+    /// app answers on the bus, or the user by voice (see
+    /// [`human_input_voice`](Self::human_input_voice)).
+    pub fn human_input(mut self, hook: impl HumanInputHook) -> Self {
+        self.inner_mut().human_hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Sets a shared human input hook.
+    pub fn human_input_arc(mut self, hook: Arc<dyn HumanInputHook>) -> Self {
+        self.inner_mut().human_hook = Some(hook);
+        self
+    }
+
+    /// Voice mode for [`input`](ToolContext::input) questions no hook answers: the agent is
+    /// asked to speak the question and the user's next completed utterance (its
+    /// transcript) is the answer.
+    pub fn human_input_voice(mut self, on: bool) -> Self {
+        self.inner_mut().human_voice = on;
+        self
+    }
+
+    /// How long [`input`](ToolContext::input) waits for an answer (default 5 minutes).
+    pub fn human_input_timeout(mut self, timeout: Duration) -> Self {
+        self.inner_mut().human_timeout = timeout;
+        self
+    }
+
+    /// The human input hook, if any.
+    pub fn human_input_hook(&self) -> Option<&Arc<dyn HumanInputHook>> {
+        self.inner.human_hook.as_ref()
+    }
+
     /// Adds a dependency value (one per type; replaces an earlier value of the same type).
     pub fn dependency<T: Send + Sync + 'static>(mut self, value: T) -> Self {
         self.inner_mut().deps.insert(value);
@@ -335,7 +430,11 @@ impl Toolbox {
         }
         let middleware = plugin.middleware();
         let deps = plugin.dependencies();
+        let hook = plugin.human_input_hook();
         let inner = self.inner_mut();
+        if inner.human_hook.is_none() {
+            inner.human_hook = hook;
+        }
         inner.middleware.extend(middleware);
         inner.deps.extend(&deps);
         inner.plugins.push(plugin);
@@ -388,7 +487,13 @@ impl Toolbox {
     ) -> ToolOutcome {
         let cx = ToolContext::new(call.call_id.clone(), call.name.clone())
             .with_dependencies(self.inner.deps.clone())
-            .with_conversation_opt(conversation);
+            .with_conversation_opt(conversation)
+            .with_human(self.inner.human_input());
+        self.run_in(call, cx).await
+    }
+
+    /// [`run`](Self::run) with a prepared context.
+    pub(crate) async fn run_in(&self, call: ToolCall, cx: ToolContext) -> ToolOutcome {
         let original = call.clone();
         let next = Next {
             inner: self.inner.clone(),

@@ -1,19 +1,23 @@
 //! [`LiveAgent`] and its builder.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix::prelude::*;
+use futures_util::FutureExt;
 use liveagent_core::{
     ConversationContext, EventBus, EventFilter, EventMiddleware, LiveError, LiveEvent,
-    RealtimeConfig, SessionSetup,
+    Observer as LiveObserver, RealtimeConfig, SessionSetup, Usage, Variables,
 };
 use liveagent_session::SessionOptions;
-use liveagent_tools::{HitlHook, Plugin, Tool, ToolMiddleware, Toolbox};
+use liveagent_tools::{HitlHook, HumanInputHook, Plugin, Tool, ToolMiddleware, Toolbox};
+use serde_json::Value;
 
-use crate::conversation::Conversation;
-use crate::prompt::render_prompt;
+use crate::conversation::{Conversation, ConversationExtras};
+use crate::prompt::{render_prompt, resolve, PromptPart};
+use crate::run::RunOptions;
 
 /// Why a [`LiveAgent`] could not be built.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -25,9 +29,13 @@ pub enum BuildError {
     #[error("the agent needs a provider configuration: call .config(openai::RealtimeConfig::new(..)) or gemini")]
     MissingConfig,
     /// The prompt uses a `{variable}` that was not given.
-    #[error("the prompt uses {{{0}}} but no variable of that name was given")]
+    #[error("the prompt uses {{{0}}} but no variable of that name was given: set it with .variable(\"{0}\", ..), or write {{{{{0}}}}} for the literal text {{{0}}}")]
     MissingVariable(String),
-    /// The prompt has a stray brace.
+    /// A variable value cannot be stored as JSON.
+    #[error("variable `{0}` cannot be stored: {1}")]
+    InvalidVariable(String, String),
+    /// The prompt is malformed (no longer produced: stray braces are literal now; kept so
+    /// matches on this enum keep compiling).
     #[error("malformed prompt: {0}")]
     MalformedPrompt(String),
     /// Two tools share a name.
@@ -89,10 +97,15 @@ impl Observer {
 pub struct LiveAgent {
     pub(crate) name: Arc<str>,
     pub(crate) instructions: String,
+    pub(crate) prompt: Vec<PromptPart>,
+    pub(crate) variables: BTreeMap<String, Value>,
     pub(crate) config: Arc<dyn RealtimeConfig>,
     pub(crate) toolbox: Toolbox,
     pub(crate) observers: Vec<Observer>,
+    pub(crate) live_observers: Vec<Arc<dyn LiveObserver>>,
     pub(crate) session_options: SessionOptions,
+    pub(crate) usage: Arc<Mutex<Usage>>,
+    pub(crate) recording: Option<crate::record::RecordingOptions>,
 }
 
 impl std::fmt::Debug for LiveAgent {
@@ -117,7 +130,8 @@ impl LiveAgent {
         &self.name
     }
 
-    /// The system prompt with the variables substituted.
+    /// The system prompt's template parts with the agent's variables substituted (hooks are
+    /// resolved per conversation, so they are not in here).
     pub fn instructions(&self) -> &str {
         &self.instructions
     }
@@ -132,79 +146,294 @@ impl LiveAgent {
         &self.toolbox
     }
 
+    /// Every token this agent's conversations used so far, added up (AG2 usage per agent).
+    pub fn usage_report(&self) -> Usage {
+        self.usage.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Starts a conversation on the current actix system: an event bus, the provider
     /// session (supervised), the tool executor and the observers. Peers such as the
     /// recorder and the player attach to the returned conversation's context.
     ///
     /// Must be called from inside a running actix system (`#[actix::main]`,
-    /// `actix_web::main`, `System::new().block_on(..)`).
+    /// `actix_web::main`, `System::new().block_on(..)`). Async prompt hooks that do not
+    /// finish at once need [`start`](Self::start) instead (this returns an error naming it).
     pub fn run(&self) -> Result<Conversation, LiveError> {
-        self.run_with_observers(&[])
+        self.run_with(RunOptions::new())
+    }
+
+    /// [`run`](Self::run) with per-conversation overrides (AG2 `run(dependencies=...,
+    /// variables=..., prompt=..., config=..., tools=..., middleware=..., observers=...,
+    /// hitl_hook=...)`).
+    ///
+    /// ```no_run
+    /// # use liveagent::{openai, LiveAgent, RunOptions};
+    /// # fn demo(agent: LiveAgent) -> Result<(), liveagent::LiveError> {
+    /// let conversation = agent.run_with(
+    ///     RunOptions::new().variable("user", "Grace").dependency(42u32),
+    /// )?;
+    /// # Ok(()) }
+    /// ```
+    pub fn run_with(&self, options: RunOptions) -> Result<Conversation, LiveError> {
+        let prepared = self.prepare(options, &[])?;
+        match self.resolve_prompt(&prepared).now_or_never() {
+            Some(instructions) => self.launch(prepared, instructions?),
+            None => Err(LiveError::config(format!(
+                "agent `{}` has an async prompt hook that did not finish at once: start it with `agent.start().await` (or `start_with`)",
+                self.name
+            ))),
+        }
+    }
+
+    /// Like [`run`](Self::run), awaiting async prompt hooks.
+    pub async fn start(&self) -> Result<Conversation, LiveError> {
+        self.start_with(RunOptions::new()).await
+    }
+
+    /// Like [`run_with`](Self::run_with), awaiting async prompt hooks.
+    pub async fn start_with(&self, options: RunOptions) -> Result<Conversation, LiveError> {
+        let prepared = self.prepare(options, &[])?;
+        let instructions = self.resolve_prompt(&prepared).await?;
+        self.launch(prepared, instructions)
     }
 
     pub(crate) fn run_with_observers(&self, extra: &[Observer]) -> Result<Conversation, LiveError> {
-        let setup = SessionSetup {
-            instructions: self.instructions.clone(),
-            tools: self.toolbox.schemas(),
-        };
-        let protocol = self.config.build_protocol(setup)?;
+        let prepared = self.prepare(RunOptions::new(), extra)?;
+        match self.resolve_prompt(&prepared).now_or_never() {
+            Some(instructions) => self.launch(prepared, instructions?),
+            None => Err(LiveError::config(format!(
+                "agent `{}` has an async prompt hook that did not finish at once: start it with `agent.start().await`",
+                self.name
+            ))),
+        }
+    }
+
+    fn prepare(&self, options: RunOptions, extra: &[Observer]) -> Result<Prepared, LiveError> {
+        let RunOptions {
+            variables,
+            prompt,
+            config,
+            tools,
+            toolbox_edits,
+            observers,
+            live_observers,
+            human_input,
+            hitl,
+        } = options;
+        let config = config.unwrap_or_else(|| self.config.clone());
+        let mut toolbox = self.toolbox.clone();
+        for edit in toolbox_edits {
+            toolbox = edit(toolbox);
+        }
+        if let Some(hitl) = hitl {
+            toolbox = toolbox.hitl_arc(hitl);
+        }
+        if let Some(hook) = human_input {
+            toolbox = toolbox.human_input_arc(hook);
+        }
+        for tool in tools {
+            if toolbox.get(tool.name()).is_some() {
+                return Err(BuildError::DuplicateTool(tool.name().to_string()).into());
+            }
+            toolbox.add_tool(tool);
+        }
+        // Variables: plugins', then the agent's, then the run's.
+        let mut values = BTreeMap::new();
+        for plugin in self.toolbox.plugins() {
+            values.extend(plugin.variables());
+        }
+        values.extend(self.variables.clone());
+        values.extend(variables);
         let bus = EventBus::start_default();
         let context = ConversationContext::new(
             bus.clone(),
-            self.config.input_sample_rate(),
-            self.config.output_sample_rate(),
-        );
+            config.input_sample_rate(),
+            config.output_sample_rate(),
+        )
+        .with_variables(Variables::from_map(values));
+        let mut actor_observers: Vec<Observer> = self.observers.clone();
+        actor_observers.extend(observers);
+        actor_observers.extend(extra.iter().cloned());
+        let mut all_live: Vec<Arc<dyn LiveObserver>> = self.live_observers.clone();
+        for plugin in toolbox.plugins() {
+            all_live.extend(plugin.observers());
+        }
+        all_live.extend(live_observers);
+        let prompt = match prompt {
+            Some(parts) => parts,
+            None => {
+                let mut parts = self.prompt.clone();
+                for plugin in toolbox.plugins() {
+                    parts.extend(plugin.prompt().into_iter().map(PromptPart::Text));
+                    let plugin = plugin.clone();
+                    parts.push(PromptPart::hook_sync(move |ctx| {
+                        plugin.prompt_hook(ctx).unwrap_or_default()
+                    }));
+                }
+                parts
+            }
+        };
+        Ok(Prepared {
+            bus,
+            context,
+            config,
+            toolbox,
+            actor_observers,
+            live_observers: all_live,
+            prompt,
+        })
+    }
+
+    async fn resolve_prompt(&self, prepared: &Prepared) -> Result<String, LiveError> {
+        let texts: BTreeMap<String, String> = prepared
+            .context
+            .variables()
+            .names()
+            .into_iter()
+            .filter_map(|n| prepared.context.variables().text(&n).map(|t| (n, t)))
+            .collect();
+        Ok(resolve(&prepared.prompt, &texts, &prepared.context).await?)
+    }
+
+    fn launch(&self, prepared: Prepared, instructions: String) -> Result<Conversation, LiveError> {
+        let Prepared {
+            bus,
+            context,
+            config,
+            toolbox,
+            actor_observers,
+            live_observers,
+            prompt: _,
+        } = prepared;
+        let setup = SessionSetup {
+            instructions,
+            tools: toolbox.schemas(),
+        };
+        let protocol = match config.build_protocol(setup) {
+            Ok(p) => p,
+            Err(e) => {
+                bus.do_send(liveagent_core::Shutdown);
+                return Err(e);
+            }
+        };
         // Observers first, so they see the session open.
-        for observer in self.observers.iter().chain(extra) {
+        for observer in &actor_observers {
             observer.attach(&context);
         }
-        let executor = liveagent_tools::ToolExecutor::start(self.toolbox.clone(), context.clone());
+        let extras = ConversationExtras::attach(&context, self.usage.clone());
+        let mut names = Vec::new();
+        for observer in &live_observers {
+            names.push(Arc::<str>::from(observer.name()));
+            liveagent_core::start_observer(observer.clone(), &context);
+        }
+        if let Some(recording) = &self.recording {
+            let observer = recording.observer(&self.name)?;
+            names.push(Arc::<str>::from(observer.name()));
+            liveagent_core::start_observer(observer, &context);
+        }
+        let executor = liveagent_tools::ToolExecutor::start(toolbox, context.clone());
         let session = liveagent_session::start_session(
             protocol,
             context.clone(),
             self.session_options.clone(),
         );
-        tracing::info!(agent = %self.name, provider = self.config.provider(), "conversation started");
+        tracing::info!(agent = %self.name, provider = config.provider(), "conversation started");
         Ok(Conversation::new(
             self.name.clone(),
             context,
             bus,
             session,
             executor,
+            extras.with_observers(names),
         ))
     }
+}
+
+struct Prepared {
+    bus: Addr<EventBus>,
+    context: ConversationContext,
+    config: Arc<dyn RealtimeConfig>,
+    toolbox: Toolbox,
+    actor_observers: Vec<Observer>,
+    live_observers: Vec<Arc<dyn LiveObserver>>,
+    prompt: Vec<PromptPart>,
 }
 
 /// Builds a [`LiveAgent`]; mirrors the Python `LiveAgent(...)` constructor: name, prompt,
 /// config, tools, middleware, observers, dependencies, variables, plugins, hitl_hook.
 pub struct LiveAgentBuilder {
     name: String,
-    prompt: String,
+    prompt: Vec<PromptPart>,
     config: Option<Arc<dyn RealtimeConfig>>,
     tools: Vec<Tool>,
     toolbox: Toolbox,
-    variables: BTreeMap<String, String>,
+    variables: BTreeMap<String, Value>,
+    bad_variable: Option<(String, String)>,
     observers: Vec<Observer>,
+    live_observers: Vec<Arc<dyn LiveObserver>>,
     session_options: SessionOptions,
+    recording: Option<crate::record::RecordingOptions>,
 }
 
 impl LiveAgentBuilder {
     fn new(name: impl Into<String>) -> Self {
         LiveAgentBuilder {
             name: name.into(),
-            prompt: String::new(),
+            prompt: Vec::new(),
             config: None,
             tools: Vec::new(),
             toolbox: Toolbox::new(),
             variables: BTreeMap::new(),
+            bad_variable: None,
             observers: Vec::new(),
+            live_observers: Vec::new(),
             session_options: SessionOptions::default(),
+            recording: None,
         }
     }
 
-    /// The system prompt. `{name}` placeholders are filled from [`variable`](Self::variable).
+    /// Adds a part to the system prompt (AG2 `prompt=`, a string or a list): a template
+    /// whose `{name}` placeholders are filled from the conversation's variables (see
+    /// [`prompt`](crate::prompt) for the syntax: JSON and other braces need no escaping).
+    /// Parts are joined with a blank line.
     pub fn prompt(mut self, prompt: impl Into<String>) -> Self {
-        self.prompt = prompt.into();
+        self.prompt.push(PromptPart::Text(prompt.into()));
+        self
+    }
+
+    /// Adds several prompt parts (strings or hooks), in order.
+    pub fn prompts<P: Into<PromptPart>>(mut self, parts: impl IntoIterator<Item = P>) -> Self {
+        self.prompt.extend(parts.into_iter().map(Into::into));
+        self
+    }
+
+    /// Adds an async prompt hook (AG2 prompt hook): resolved when each conversation opens,
+    /// given its context (variables, ...). Agents with async hooks that really wait start
+    /// with [`LiveAgent::start`].
+    ///
+    /// ```no_run
+    /// # use liveagent::{openai, LiveAgent};
+    /// let agent = LiveAgent::builder("assistant")
+    ///     .prompt("You are a helpful voice assistant.")
+    ///     .prompt_hook(|ctx| async move {
+    ///         format!("The caller is {}.", ctx.variables().text("user").unwrap_or_default())
+    ///     });
+    /// ```
+    pub fn prompt_hook<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(ConversationContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = String> + 'static,
+    {
+        self.prompt.push(PromptPart::hook(hook));
+        self
+    }
+
+    /// Adds a sync prompt hook, given the conversation's context.
+    pub fn prompt_fn<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&ConversationContext) -> String + Send + Sync + 'static,
+    {
+        self.prompt.push(PromptPart::hook_sync(hook));
         self
     }
 
@@ -275,6 +504,71 @@ impl LiveAgentBuilder {
         self
     }
 
+    /// Adds an observer without actor boilerplate: a [`FnObserver`](crate::FnObserver)
+    /// closure, a built-in [`LoopDetector`](crate::LoopDetector) or
+    /// [`TokenMonitor`](crate::TokenMonitor), or your own [`Observer`](crate::Observer).
+    /// Each is announced with `ObserverStarted` and, when the conversation stops,
+    /// `ObserverCompleted`.
+    pub fn watch(mut self, observer: impl LiveObserver) -> Self {
+        self.live_observers.push(Arc::new(observer));
+        self
+    }
+
+    /// Adds a shared observer (keep a clone to read it, e.g. `TokenMonitor::total_tokens`).
+    pub fn watch_arc(mut self, observer: Arc<dyn LiveObserver>) -> Self {
+        self.live_observers.push(observer);
+        self
+    }
+
+    /// Calls the async closure `f` with every event of type `E` (a closure observer).
+    ///
+    /// ```no_run
+    /// # use liveagent::{LiveAgent, ToolResult};
+    /// let builder = LiveAgent::builder("assistant").on::<ToolResult, _, _>(|result, _ctx| async move {
+    ///     println!("{} -> {:?}", result.name, result.output);
+    /// });
+    /// ```
+    pub fn on<E, F, Fut>(self, f: F) -> Self
+    where
+        E: liveagent_core::Event,
+        F: Fn(E, ConversationContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let name = format!(
+            "on<{}>",
+            std::any::type_name::<E>()
+                .rsplit("::")
+                .next()
+                .unwrap_or("?")
+        );
+        let f = Arc::new(f);
+        self.watch(liveagent_core::FnObserver::new(
+            name,
+            liveagent_core::Condition::of::<E>(),
+            move |event, ctx| {
+                let f = f.clone();
+                async move {
+                    if let Some(e) = E::from_event(event) {
+                        f(e, ctx).await;
+                    }
+                }
+            },
+        ))
+    }
+
+    /// Records the conversation (both sides to a stereo WAV, the words to a JSONL
+    /// transcript with timestamps) into `dir`; see [`RecordingOptions`](crate::RecordingOptions).
+    pub fn record_conversation(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.recording = Some(crate::record::RecordingOptions::new(dir));
+        self
+    }
+
+    /// Records conversations with these options.
+    pub fn recording(mut self, options: crate::record::RecordingOptions) -> Self {
+        self.recording = Some(options);
+        self
+    }
+
     /// Adds a typed dependency that tools can ask for (`ToolContext::dep::<T>()`); it is not
     /// part of any schema the model sees.
     pub fn dependency<T: Send + Sync + 'static>(mut self, value: T) -> Self {
@@ -282,9 +576,17 @@ impl LiveAgentBuilder {
         self
     }
 
-    /// Sets a prompt variable.
-    pub fn variable(mut self, name: impl Into<String>, value: impl ToString) -> Self {
-        self.variables.insert(name.into(), value.to_string());
+    /// Sets a conversation variable (AG2 `variables=`): it fills `{name}` in the prompt and
+    /// tools read and write it (`cx.variables()`). Any `Serialize` value; the prompt shows
+    /// strings as they are and other values as JSON.
+    pub fn variable(mut self, name: impl Into<String>, value: impl serde::Serialize) -> Self {
+        let name = name.into();
+        match serde_json::to_value(value) {
+            Ok(v) => {
+                self.variables.insert(name, v);
+            }
+            Err(e) => self.bad_variable = Some((name, e.to_string())),
+        }
         self
     }
 
@@ -292,6 +594,27 @@ impl LiveAgentBuilder {
     /// through [`Plugin::on_start`] for every conversation).
     pub fn plugin(mut self, plugin: impl Plugin) -> Self {
         self.toolbox = self.toolbox.plugin(plugin);
+        self
+    }
+
+    /// Sets the hook that answers the tools' `cx.input("question")` (AG2 `hitl_hook` for
+    /// `HumanInputRequest`). Without one, a UI answers with `conversation.answer(..)`, or
+    /// the user by voice with [`human_input_voice`](Self::human_input_voice).
+    pub fn human_input(mut self, hook: impl HumanInputHook) -> Self {
+        self.toolbox = self.toolbox.human_input(hook);
+        self
+    }
+
+    /// Voice mode for `cx.input(..)` questions no hook answers: the agent speaks the
+    /// question and the user's next utterance answers it.
+    pub fn human_input_voice(mut self, on: bool) -> Self {
+        self.toolbox = self.toolbox.human_input_voice(on);
+        self
+    }
+
+    /// How long `cx.input(..)` waits for an answer (default 5 minutes).
+    pub fn human_input_timeout(mut self, timeout: Duration) -> Self {
+        self.toolbox = self.toolbox.human_input_timeout(timeout);
         self
     }
 
@@ -323,7 +646,30 @@ impl LiveAgentBuilder {
             return Err(BuildError::EmptyName);
         }
         let config = self.config.ok_or(BuildError::MissingConfig)?;
-        let instructions = render_prompt(&self.prompt, &self.variables)?;
+        if let Some((name, error)) = self.bad_variable {
+            return Err(BuildError::InvalidVariable(name, error));
+        }
+        let texts: BTreeMap<String, String> = self
+            .variables
+            .iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                (k.clone(), text)
+            })
+            .collect();
+        let mut rendered = Vec::new();
+        for part in &self.prompt {
+            if let PromptPart::Text(t) = part {
+                let text = render_prompt(t, &texts)?;
+                if !text.trim().is_empty() {
+                    rendered.push(text);
+                }
+            }
+        }
+        let instructions = rendered.join("\n\n");
         let mut seen = std::collections::HashSet::new();
         for tool in &self.tools {
             let tool_name: &str = tool.name();
@@ -348,10 +694,15 @@ impl LiveAgentBuilder {
         Ok(LiveAgent {
             name: name.into(),
             instructions,
+            prompt: self.prompt,
+            variables: self.variables,
             config,
             toolbox,
             observers: self.observers,
+            live_observers: self.live_observers,
             session_options: self.session_options,
+            usage: Arc::default(),
+            recording: self.recording,
         })
     }
 }

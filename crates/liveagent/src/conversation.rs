@@ -1,11 +1,14 @@
 //! [`Conversation`]: one running session of a [`LiveAgent`](crate::LiveAgent).
 
 use std::ops::Deref;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 use actix::WeakAddr;
-use liveagent_core::{ConversationContext, EventBus, Shutdown};
+use liveagent_core::{
+    ConversationContext, EventBus, EventClass, EventFilter, EventKind, LiveEvent,
+    ObserverCompleted, Shutdown, Usage,
+};
 use liveagent_session::{SessionHandle, SessionStatus};
 use liveagent_tools::ToolExecutor;
 
@@ -25,6 +28,80 @@ pub struct Conversation {
     bus: WeakAddr<EventBus>,
     session: SessionHandle,
     executor: WeakAddr<ToolExecutor>,
+    extras: ConversationExtras,
+}
+
+/// How many events [`Conversation::history`] keeps (the oldest go first).
+pub const HISTORY_LIMIT: usize = 100_000;
+
+#[derive(Default)]
+struct Book {
+    usage: Usage,
+    history: std::collections::VecDeque<LiveEvent>,
+}
+
+/// Per-conversation bookkeeping: usage, history, observer names.
+#[derive(Clone)]
+pub(crate) struct ConversationExtras {
+    book: Arc<Mutex<Book>>,
+    observers: Vec<Arc<str>>,
+}
+
+struct Bookkeeper {
+    book: Arc<Mutex<Book>>,
+    agent_usage: Arc<Mutex<Usage>>,
+}
+
+impl Actor for Bookkeeper {
+    type Context = Context<Self>;
+}
+
+impl Handler<LiveEvent> for Bookkeeper {
+    type Result = ();
+    fn handle(&mut self, event: LiveEvent, _: &mut Context<Self>) {
+        let mut book = self.book.lock().unwrap_or_else(|e| e.into_inner());
+        if let LiveEvent::ResponseDone(done) = &event {
+            if let Some(usage) = &done.usage {
+                book.usage.add(usage);
+                self.agent_usage
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .add(usage);
+            }
+        }
+        if book.history.len() == HISTORY_LIMIT {
+            book.history.pop_front();
+        }
+        book.history.push_back(event);
+    }
+}
+
+impl ConversationExtras {
+    pub(crate) fn attach(context: &ConversationContext, agent_usage: Arc<Mutex<Usage>>) -> Self {
+        let book = Arc::new(Mutex::new(Book::default()));
+        let keeper = Bookkeeper {
+            book: book.clone(),
+            agent_usage,
+        }
+        .start();
+        // Every control event: the audio is too big to keep (record it with a recorder).
+        let filter = EventFilter::kinds(
+            EventKind::ALL
+                .iter()
+                .copied()
+                .filter(|k| k.class() == EventClass::Control),
+        );
+        context.subscribe_filtered(filter, keeper.recipient());
+        ConversationExtras {
+            book,
+            observers: Vec::new(),
+        }
+    }
+
+    pub(crate) fn with_observers(mut self, names: Vec<Arc<str>>) -> Self {
+        self.observers = names;
+        self
+    }
 }
 
 impl std::fmt::Debug for Conversation {
@@ -43,6 +120,7 @@ impl Conversation {
         bus: Addr<EventBus>,
         session: SessionHandle,
         executor: Addr<ToolExecutor>,
+        extras: ConversationExtras,
     ) -> Self {
         Conversation {
             agent,
@@ -50,7 +128,61 @@ impl Conversation {
             bus: bus.downgrade(),
             session,
             executor: executor.downgrade(),
+            extras,
         }
+    }
+
+    /// The tokens this conversation used so far: every `ResponseDone::usage` added up
+    /// (AG2 usage report per conversation; `LiveAgent::usage_report` adds up all of an
+    /// agent's conversations).
+    pub fn usage_report(&self) -> Usage {
+        self.extras
+            .book
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .usage
+            .clone()
+    }
+
+    /// Every event of the conversation so far except audio, in order (AG2
+    /// `stream.history`), up to the last [`HISTORY_LIMIT`].
+    pub fn history(&self) -> Vec<LiveEvent> {
+        self.extras
+            .book
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .history
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// What the model said, one string per finished response (its `ModelMessageChunk`s
+    /// joined), and what the user said (final transcripts and texts), in order, as
+    /// `(role, text)` with role `"user"` or `"assistant"`.
+    pub fn messages(&self) -> Vec<(&'static str, String)> {
+        let mut out: Vec<(&'static str, String)> = Vec::new();
+        let mut current = String::new();
+        for event in self.history() {
+            match event {
+                LiveEvent::ModelMessageChunk(c) => current.push_str(&c.text),
+                LiveEvent::ResponseDone(_) => {
+                    if !current.trim().is_empty() {
+                        out.push(("assistant", std::mem::take(&mut current)));
+                    }
+                    current.clear();
+                }
+                LiveEvent::InputTranscriptChunk(t) if t.is_final => {
+                    out.push(("user", t.text.to_string()))
+                }
+                LiveEvent::UserText(t) => out.push(("user", t.text.to_string())),
+                _ => {}
+            }
+        }
+        if !current.trim().is_empty() {
+            out.push(("assistant", current));
+        }
+        out
     }
 
     /// The name of the agent this conversation runs.
@@ -87,6 +219,10 @@ impl Conversation {
     /// executor and session actors end.
     pub async fn stop(self) {
         self.session.stop_and_wait().await;
+        for name in &self.extras.observers {
+            self.context
+                .publish(ObserverCompleted { name: name.clone() });
+        }
         if let Some(bus) = self.bus.upgrade() {
             let _ = bus.send(Shutdown).await;
         }

@@ -30,11 +30,15 @@
 pub mod agent;
 pub mod conversation;
 pub mod prompt;
+pub mod record;
+pub mod run;
 pub mod system;
 
 pub use agent::{BuildError, LiveAgent, LiveAgentBuilder};
-pub use conversation::{Conversation, ConversationWatch};
-pub use prompt::render_prompt;
+pub use conversation::{Conversation, ConversationWatch, HISTORY_LIMIT};
+pub use prompt::{render_prompt, PromptPart};
+pub use record::RecordingOptions;
+pub use run::RunOptions;
 pub use system::LiveAgentSystem;
 
 pub use liveagent_core::events;
@@ -43,8 +47,8 @@ pub use liveagent_session::{
     ReconnectPolicy, SessionHandle, SessionOptions, SessionState, SessionStatus,
 };
 pub use liveagent_tools::{
-    Approval, Dependencies, HitlHook, NoArgs, Plugin, Tool, ToolContext, ToolError, ToolMiddleware,
-    Toolbox,
+    Approval, Dependencies, HitlHook, HumanInputHook, NoArgs, Plugin, Tool, ToolContext, ToolError,
+    ToolMiddleware, Toolbox,
 };
 
 /// OpenAI Realtime (GA): `openai::RealtimeConfig::new("gpt-realtime-2")` and its options.

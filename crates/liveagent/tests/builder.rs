@@ -48,13 +48,13 @@ fn unknown_prompt_variable_is_a_typed_error() {
 }
 
 #[test]
-fn stray_brace_is_a_typed_error() {
-    let err = LiveAgent::builder("assistant")
+fn stray_braces_are_literal() {
+    let agent = LiveAgent::builder("assistant")
         .config(config())
-        .prompt("a { b")
+        .prompt("a { b } {\"json\": 1}")
         .build()
-        .unwrap_err();
-    assert!(matches!(err, BuildError::MalformedPrompt(_)), "{err:?}");
+        .unwrap();
+    assert_eq!(agent.instructions(), "a { b } {\"json\": 1}");
 }
 
 #[test]
