@@ -19,6 +19,16 @@ use liveagent::{
 use liveagent_e2e::*;
 use serde_json::{json, Value};
 
+/// Waits until `check` holds: subscribers run at their own pace, so what one saw another
+/// may not have seen yet (a failsafe, never a timing assertion).
+async fn eventually(what: &str, check: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + FAILSAFE;
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 async fn ready(run: &Run) {
     run.wait_count("session updated", 1, |e| {
         matches!(e, LiveEvent::SessionUpdated(_))
@@ -194,6 +204,11 @@ async fn variables_are_typed_tool_accessible_and_survive_a_reconnect() {
     run.speak(question()).await;
     run.wait_count("first result", 1, |e| matches!(e, LiveEvent::ToolResult(_)))
         .await;
+    // The answer that uses it is done before the connection is cut.
+    run.wait_count("first answer", 2, |e| {
+        matches!(e, LiveEvent::ResponseDone(_))
+    })
+    .await;
     assert_eq!(
         run.conversation.variables().read(&VISITS).unwrap(),
         Some(11)
@@ -504,6 +519,17 @@ async fn observers_conditions_loop_detector_token_monitor_and_reports() {
         }
     }
     // One loop warning (three identical calls), one token warning.
+    eventually("two alerts and three observed results", || {
+        count(&|e| matches!(e, LiveEvent::ObserverAlert(_))) >= 2
+            && seen
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|k| *k == "ToolResult")
+                .count()
+                == 3
+    })
+    .await;
     let alerts: Vec<ObserverAlert> = events
         .lock()
         .unwrap()
@@ -545,7 +571,6 @@ async fn observers_conditions_loop_detector_token_monitor_and_reports() {
     );
 
     // Usage: per conversation and per agent, the sum of the responses' usage.
-    let usage = conversation.usage_report();
     let mut sum = 0;
     for e in events.lock().unwrap().iter() {
         if let LiveEvent::ResponseDone(d) = e {
@@ -553,6 +578,11 @@ async fn observers_conditions_loop_detector_token_monitor_and_reports() {
         }
     }
     assert!(sum > 0);
+    eventually("the reports saw every response", || {
+        conversation.usage_report().total_tokens == sum && monitor.total_tokens() == sum
+    })
+    .await;
+    let usage = conversation.usage_report();
     assert_eq!(usage.total_tokens, sum);
     assert_eq!(agent.usage_report().total_tokens, sum);
     assert_eq!(monitor.total_tokens(), sum);
