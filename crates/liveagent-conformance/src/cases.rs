@@ -25,8 +25,8 @@ pub(crate) async fn run(name: &'static str, h: Harness) -> Vec<String> {
     match name {
         "spoken_turn" => spoken_turn(h).await,
         "text_turn" => text_turn(h).await,
-        "tool_call" => tool_call(h).await,
-        "parallel_tool_calls" => parallel_tool_calls(h).await,
+        "tool_call" => tool_calls(h, false).await,
+        "parallel_tool_calls" => tool_calls(h, true).await,
         "barge_in" => barge_in(h, false).await,
         "barge_in_truncation" => barge_in(h, true).await,
         "drop_mid_answer" => drop_mid_answer(h).await,
@@ -51,6 +51,28 @@ async fn server(h: &Harness, scenario: Option<&str>, pacing: Pacing) -> LocalSer
     LocalServer::start(h.server_config(config).recording_in_memory())
         .await
         .expect("local server")
+}
+
+/// A conversation of the test agent against `server`, once the session is open.
+async fn start_run(
+    h: &Harness,
+    server: &LocalServer,
+    options: &ConfigOptions,
+    tools: Vec<Tool>,
+) -> Run {
+    let mut run = Run::start(agent(h, server.local_addr(), options, tools));
+    run.wait("SessionOpened", is_opened).await;
+    run
+}
+
+/// The end of a case: no error on the event stream, every client frame valid; stops the
+/// conversation and the server and returns the checked sequence.
+async fn end_case(h: &Harness, run: Run, server: LocalServer, seq: Vec<String>) -> Vec<String> {
+    let errors = errors(&run.events());
+    assert!(errors.is_empty(), "errors on the event stream: {errors:?}");
+    validate(h, &server);
+    run.finish(server).await;
+    seq
 }
 
 /// The test agent: the provider's configuration for `addr`, quick reconnects, `tools`.
@@ -116,6 +138,14 @@ fn expect(caps: &Capabilities, all: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// The sequence up to event `end`, checked against `all` (see [`expect`]).
+fn checked(h: &Harness, run: &Run, end: usize, all: &[&str]) -> Vec<String> {
+    let caps = h.capabilities();
+    let seq = run.milestones(end, &caps);
+    check_sequence(h, &seq, &expect(&caps, all), run);
+    seq
+}
+
 fn check_sequence(h: &Harness, got: &[String], want: &[String], run: &Run) {
     assert_eq!(
         got,
@@ -128,6 +158,13 @@ fn check_sequence(h: &Harness, got: &[String], want: &[String], run: &Run) {
 
 fn is_done(status: ResponseStatus) -> impl Fn(&LiveEvent) -> bool {
     move |e| matches!(e, LiveEvent::ResponseDone(d) if d.status == status)
+}
+
+fn response_done(e: &LiveEvent) -> Option<liveagent::ResponseDone> {
+    match e {
+        LiveEvent::ResponseDone(d) => Some(d.clone()),
+        _ => None,
+    }
 }
 
 fn is_opened(e: &LiveEvent) -> bool {
@@ -211,21 +248,15 @@ fn newest_session_texts(server: &LocalServer) -> Vec<String> {
 // --------------------------------------------------------------------------------- cases
 
 async fn spoken_turn(h: Harness) -> Vec<String> {
-    let caps = h.capabilities();
     let server = server(&h, None, Pacing::AsFastAsPossible).await;
-    let mut run = Run::start(agent(&h, server.local_addr(), &Default::default(), vec![]));
-    run.wait("SessionOpened", is_opened).await;
+    let mut run = start_run(&h, &server, &Default::default(), vec![]).await;
     run.speak("Hello there, what is the weather like today?")
         .await;
-    let (end, done) = run
-        .wait_for("ResponseDone", |e| match e {
-            LiveEvent::ResponseDone(d) => Some(d.clone()),
-            _ => None,
-        })
-        .await;
-    let seq = run.milestones(end, &caps);
-    let want = expect(
-        &caps,
+    let (end, done) = run.wait_for("ResponseDone", response_done).await;
+    let seq = checked(
+        &h,
+        &run,
+        end,
         &[
             "SessionOpened",
             "SpeechStarted",
@@ -234,7 +265,6 @@ async fn spoken_turn(h: Harness) -> Vec<String> {
             "ResponseDone(Completed)",
         ],
     );
-    check_sequence(&h, &seq, &want, &run);
     let events = run.events();
     let audio_ms: u64 = events
         .iter()
@@ -264,35 +294,30 @@ async fn spoken_turn(h: Harness) -> Vec<String> {
         said.as_deref().is_some_and(|s| s.contains("You said")),
         "final transcript of the answer: {said:?}"
     );
-    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
-    validate(&h, &server);
-    run.finish(server).await;
-    seq
+    end_case(&h, run, server, seq).await
 }
 
 async fn text_turn(h: Harness) -> Vec<String> {
-    let caps = h.capabilities();
     let server = server(&h, None, Pacing::AsFastAsPossible).await;
     let options = ConfigOptions {
         text_output: true,
         ..Default::default()
     };
-    let mut run = Run::start(agent(&h, server.local_addr(), &options, vec![]));
-    run.wait("SessionOpened", is_opened).await;
+    let mut run = start_run(&h, &server, &options, vec![]).await;
     run.conversation.send_text("Hello in text please");
     let end = run
         .wait("ResponseDone", |e| matches!(e, LiveEvent::ResponseDone(_)))
         .await;
-    let seq = run.milestones(end, &caps);
-    let want = expect(
-        &caps,
+    let seq = checked(
+        &h,
+        &run,
+        end,
         &[
             "SessionOpened",
             "ResponseStarted",
             "ResponseDone(Completed)",
         ],
     );
-    check_sequence(&h, &seq, &want, &run);
     let events = run.events();
     let text: String = events
         .iter()
@@ -311,10 +336,7 @@ async fn text_turn(h: Harness) -> Vec<String> {
             .any(|e| matches!(e, LiveEvent::SynthesizedAudio(_))),
         "no audio in text mode"
     );
-    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
-    validate(&h, &server);
-    run.finish(server).await;
-    seq
+    end_case(&h, run, server, seq).await
 }
 
 const WEATHER: &str = r#"
@@ -323,76 +345,6 @@ call = "get_weather"
 args = { city = "Paris" }
 then_say = "It is {output}."
 "#;
-
-async fn tool_call(h: Harness) -> Vec<String> {
-    let caps = h.capabilities();
-    let server = server(&h, Some(WEATHER), Pacing::AsFastAsPossible).await;
-    let log = ToolLog::default();
-    let tool = weather_tool(log.clone(), None, Duration::ZERO);
-    let mut run = Run::start(agent(
-        &h,
-        server.local_addr(),
-        &Default::default(),
-        vec![tool],
-    ));
-    run.wait("SessionOpened", is_opened).await;
-    run.conversation.send_text("What's the weather in Paris?");
-    let (_, result) = run
-        .wait_for("ToolResult", |e| match e {
-            LiveEvent::ToolResult(r) => Some(r.clone()),
-            _ => None,
-        })
-        .await;
-    // An application that publishes a result twice (a retried executor, say): the provider
-    // must not hand it to the model again.
-    run.conversation.publish(ToolResult {
-        output: Ok(json!("a duplicate")),
-        ..result.clone()
-    });
-    let (_, said) = run
-        .wait_for("the answer's transcript", final_transcript)
-        .await;
-    assert_eq!(said, "It is sunny in Paris.");
-    let end = run
-        .wait("ResponseDone", is_done(ResponseStatus::Completed))
-        .await;
-    let seq = run.milestones(end, &caps);
-    let want = match caps.tool_turn {
-        ToolTurn::NewResponse => expect(
-            &caps,
-            &[
-                "SessionOpened",
-                "ResponseStarted",
-                "ResponseDone(Completed)",
-                "ToolCallRequested(1)",
-                "ToolResult",
-                "ResponseStarted",
-                "ResponseDone(Completed)",
-            ],
-        ),
-        ToolTurn::SameResponse => expect(
-            &caps,
-            &[
-                "SessionOpened",
-                "ResponseStarted",
-                "ToolCallRequested(1)",
-                "ToolResult",
-                "ResponseDone(Completed)",
-            ],
-        ),
-    };
-    check_sequence(&h, &seq, &want, &run);
-    let runs = log.lock().unwrap().clone();
-    assert_eq!(runs.len(), 1, "the tool ran once: {runs:?}");
-    assert_eq!(runs[0].1, json!({"city": "Paris"}));
-    assert_eq!(runs[0].0, &*result.call_id);
-    delivered_once(&server, &result.call_id);
-    let events = run.events();
-    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
-    validate(&h, &server);
-    run.finish(server).await;
-    seq
-}
 
 const TWO_CALLS: &str = r#"
 [[turn]]
@@ -403,18 +355,42 @@ steps = [
 ]
 "#;
 
-async fn parallel_tool_calls(h: Harness) -> Vec<String> {
+/// The sequence of a turn whose response asks for `calls` tool calls, then the answer with
+/// their results, in the provider's [`ToolTurn`] shape; `between` goes after the request
+/// (in place of the results when `results` is false).
+fn tool_sequence(
+    caps: &Capabilities,
+    calls: usize,
+    between: &[&str],
+    results: bool,
+) -> Vec<String> {
+    let request = format!("ToolCallRequested({calls})");
+    let mut all: Vec<&str> = vec!["SessionOpened", "ResponseStarted"];
+    if caps.tool_turn == ToolTurn::NewResponse {
+        all.push("ResponseDone(Completed)");
+    }
+    all.push(&request);
+    all.extend_from_slice(between);
+    if results {
+        all.extend(std::iter::repeat_n("ToolResult", calls));
+    }
+    if caps.tool_turn == ToolTurn::NewResponse || !between.is_empty() {
+        all.push("ResponseStarted");
+    }
+    all.push("ResponseDone(Completed)");
+    expect(caps, &all)
+}
+
+/// One tool call (`parallel`: two in one request): each runs once, its output reaches the
+/// provider's conversation once (a duplicate `ToolResult` the application publishes is
+/// dropped), and the answer uses the results.
+async fn tool_calls(h: Harness, parallel: bool) -> Vec<String> {
     let caps = h.capabilities();
-    let server = server(&h, Some(TWO_CALLS), Pacing::AsFastAsPossible).await;
+    let scenario = if parallel { TWO_CALLS } else { WEATHER };
+    let server = server(&h, Some(scenario), Pacing::AsFastAsPossible).await;
     let log = ToolLog::default();
     let tool = weather_tool(log.clone(), None, Duration::ZERO);
-    let mut run = Run::start(agent(
-        &h,
-        server.local_addr(),
-        &Default::default(),
-        vec![tool],
-    ));
-    run.wait("SessionOpened", is_opened).await;
+    let mut run = start_run(&h, &server, &Default::default(), vec![tool]).await;
     run.conversation
         .send_text("What's the weather in Paris and in Rome?");
     let (_, calls) = run
@@ -423,58 +399,47 @@ async fn parallel_tool_calls(h: Harness) -> Vec<String> {
             _ => None,
         })
         .await;
-    assert_eq!(calls.len(), 2, "both calls in one request: {calls:?}");
+    let n = if parallel { 2 } else { 1 };
+    assert_eq!(calls.len(), n, "the calls come in one request: {calls:?}");
+    let (_, result) = run
+        .wait_for("ToolResult", |e| match e {
+            LiveEvent::ToolResult(r) => Some(r.clone()),
+            _ => None,
+        })
+        .await;
+    // An application that publishes a result twice (a retried executor, say): the provider
+    // must not hand it to the model again.
+    run.conversation.publish(ToolResult {
+        output: Ok(json!("a duplicate")),
+        ..result
+    });
     let (_, said) = run
         .wait_for("the answer's transcript", final_transcript)
         .await;
-    assert!(
-        said.contains("sunny in Paris") && said.contains("sunny in Rome"),
-        "the answer uses both results: {said:?}"
-    );
+    if parallel {
+        assert!(
+            said.contains("sunny in Paris") && said.contains("sunny in Rome"),
+            "the answer uses both results: {said:?}"
+        );
+    } else {
+        assert_eq!(said, "It is sunny in Paris.");
+    }
     let end = run
         .wait("ResponseDone", is_done(ResponseStatus::Completed))
         .await;
     let seq = run.milestones(end, &caps);
-    let want = match caps.tool_turn {
-        ToolTurn::NewResponse => expect(
-            &caps,
-            &[
-                "SessionOpened",
-                "ResponseStarted",
-                "ResponseDone(Completed)",
-                "ToolCallRequested(2)",
-                "ToolResult",
-                "ToolResult",
-                "ResponseStarted",
-                "ResponseDone(Completed)",
-            ],
-        ),
-        ToolTurn::SameResponse => expect(
-            &caps,
-            &[
-                "SessionOpened",
-                "ResponseStarted",
-                "ToolCallRequested(2)",
-                "ToolResult",
-                "ToolResult",
-                "ResponseDone(Completed)",
-            ],
-        ),
-    };
-    check_sequence(&h, &seq, &want, &run);
-    let mut ran: Vec<String> = log.lock().unwrap().iter().map(|r| r.0.clone()).collect();
+    check_sequence(&h, &seq, &tool_sequence(&caps, n, &[], true), &run);
+    let runs = log.lock().unwrap().clone();
+    let mut ran: Vec<&str> = runs.iter().map(|r| r.0.as_str()).collect();
     ran.sort();
-    let mut asked: Vec<String> = calls.iter().map(|c| c.call_id.to_string()).collect();
+    let mut asked: Vec<&str> = calls.iter().map(|c| &*c.call_id).collect();
     asked.sort();
-    assert_eq!(ran, asked, "each call ran once");
+    assert_eq!(ran, asked, "each call ran once: {runs:?}");
+    assert_eq!(runs[0].1, json!({"city": "Paris"}));
     for c in &calls {
         delivered_once(&server, &c.call_id);
     }
-    let events = run.events();
-    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
-    validate(&h, &server);
-    run.finish(server).await;
-    seq
+    end_case(&h, run, server, seq).await
 }
 
 const STORY: &str = r#"
@@ -488,8 +453,7 @@ steps = [{ say = "Once upon a time there was a very long story that nobody ever 
 async fn barge_in(h: Harness, truncation: bool) -> Vec<String> {
     let caps = h.capabilities();
     let server = server(&h, Some(STORY), Pacing::RealTime).await;
-    let mut run = Run::start(agent(&h, server.local_addr(), &Default::default(), vec![]));
-    run.wait("SessionOpened", is_opened).await;
+    let mut run = start_run(&h, &server, &Default::default(), vec![]).await;
     run.conversation.send_text("Tell me a story.");
     let mut got = 0u64;
     let (_, item) = run
@@ -570,11 +534,7 @@ async fn barge_in(h: Harness, truncation: bool) -> Vec<String> {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    let events = run.events();
-    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
-    validate(&h, &server);
-    run.finish(server).await;
-    seq
+    end_case(&h, run, server, seq).await
 }
 
 const DROP_SECOND: &str = r#"
@@ -589,19 +549,14 @@ say = "Welcome back."
 "#;
 
 async fn drop_mid_answer(h: Harness) -> Vec<String> {
-    let caps = h.capabilities();
     let server = server(&h, Some(DROP_SECOND), Pacing::AsFastAsPossible).await;
-    let mut run = Run::start(agent(&h, server.local_addr(), &Default::default(), vec![]));
-    run.wait("SessionOpened", is_opened).await;
+    let mut run = start_run(&h, &server, &Default::default(), vec![]).await;
     run.conversation.send_text("Hi, I am Ada.");
     run.wait("first answer", is_done(ResponseStatus::Completed))
         .await;
     run.conversation.send_text("What is the meaning of life?");
     let (_, lost) = run
-        .wait_for("ResponseDone after the drop", |e| match e {
-            LiveEvent::ResponseDone(d) => Some(d.clone()),
-            _ => None,
-        })
+        .wait_for("ResponseDone after the drop", response_done)
         .await;
     assert_eq!(lost.status, ResponseStatus::Failed);
     assert_eq!(lost.reason.as_deref(), Some("connection lost"));
@@ -617,9 +572,10 @@ async fn drop_mid_answer(h: Harness) -> Vec<String> {
     let end = run
         .wait("ResponseDone", is_done(ResponseStatus::Completed))
         .await;
-    let seq = run.milestones(end, &caps);
-    let want = expect(
-        &caps,
+    let seq = checked(
+        &h,
+        &run,
+        end,
         &[
             "SessionOpened",
             "ResponseStarted",
@@ -632,13 +588,21 @@ async fn drop_mid_answer(h: Harness) -> Vec<String> {
             "ResponseDone(Completed)",
         ],
     );
-    check_sequence(&h, &seq, &want, &run);
     // The new connection's conversation holds what was said before the drop.
     let texts = newest_session_texts(&server);
-    assert!(
-        texts.iter().any(|t| t.contains("Hi, I am Ada.")),
-        "the conversation before the drop is in the new connection: {texts:?}"
-    );
+    let mut rest = texts.iter();
+    for said in [
+        "Hi, I am Ada.",
+        "Nice to meet you, Ada.",
+        "What is the meaning of life?",
+        "Are you there?",
+    ] {
+        assert!(
+            rest.any(|t| t.contains(said)),
+            "the new connection's conversation holds, in order, what was said before the \
+             drop ({said:?} missing or out of order): {texts:?}"
+        );
+    }
     validate(&h, &server);
     run.finish(server).await;
     seq
@@ -698,34 +662,16 @@ async fn drop_mid_tool_call(h: Harness) -> Vec<String> {
         .filter(|m| *m != "ToolResult")
         .cloned()
         .collect();
-    let want = match caps.tool_turn {
-        ToolTurn::NewResponse => expect(
-            &caps,
-            &[
-                "SessionOpened",
-                "ResponseStarted",
-                "ResponseDone(Completed)",
-                "ToolCallRequested(1)",
-                "SessionReconnecting",
-                "SessionReconnected",
-                "ResponseStarted",
-                "ResponseDone(Completed)",
-            ],
-        ),
-        ToolTurn::SameResponse => expect(
-            &caps,
-            &[
-                "SessionOpened",
-                "ResponseStarted",
-                "ToolCallRequested(1)",
-                "ResponseDone(Failed)",
-                "SessionReconnecting",
-                "SessionReconnected",
-                "ResponseStarted",
-                "ResponseDone(Completed)",
-            ],
-        ),
+    let between: &[&str] = match caps.tool_turn {
+        ToolTurn::NewResponse => &["SessionReconnecting", "SessionReconnected"],
+        // The response that asked for the call is lost with the connection.
+        ToolTurn::SameResponse => &[
+            "ResponseDone(Failed)",
+            "SessionReconnecting",
+            "SessionReconnected",
+        ],
     };
+    let want = tool_sequence(&caps, 1, between, false);
     check_sequence(&h, &seq, &want, &run);
     let results = full.iter().filter(|m| *m == "ToolResult").count();
     assert_eq!(results, 1, "one result on the bus: {full:?}");
@@ -757,8 +703,7 @@ async fn renewal(h: Harness) -> Vec<String> {
         ),
     };
     let server = server(&h, scenario, Pacing::AsFastAsPossible).await;
-    let mut run = Run::start(agent(&h, server.local_addr(), &options, vec![]));
-    run.wait("SessionOpened", is_opened).await;
+    let mut run = start_run(&h, &server, &options, vec![]).await;
     run.conversation.send_text("Remember the word banana.");
     run.wait("first answer", is_done(ResponseStatus::Completed))
         .await;
@@ -776,9 +721,10 @@ async fn renewal(h: Harness) -> Vec<String> {
     let end = run
         .wait("second answer", is_done(ResponseStatus::Completed))
         .await;
-    let seq = run.milestones(end, &caps);
-    let want = expect(
-        &caps,
+    let seq = checked(
+        &h,
+        &run,
+        end,
         &[
             "SessionOpened",
             "ResponseStarted",
@@ -789,17 +735,12 @@ async fn renewal(h: Harness) -> Vec<String> {
             "ResponseDone(Completed)",
         ],
     );
-    check_sequence(&h, &seq, &want, &run);
     let texts = newest_session_texts(&server);
     assert!(
         texts.iter().any(|t| t.contains("banana")),
         "the renewed connection keeps the conversation: {texts:?}"
     );
-    let events = run.events();
-    assert!(errors(&events).is_empty(), "{:?}", errors(&events));
-    validate(&h, &server);
-    run.finish(server).await;
-    seq
+    end_case(&h, run, server, seq).await
 }
 
 async fn auth_error(h: Harness) -> Vec<String> {

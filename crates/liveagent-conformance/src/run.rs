@@ -6,14 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use liveagent::{AudioChunk, Conversation, LiveAgent, LiveAgentBuilder, LiveEvent, RecordedAudio};
+use liveagent::{Conversation, LiveAgent, LiveAgentBuilder, LiveEvent};
 use liveagent_server::LocalServer;
-use liveagent_testkit::{silence_pcm, speech_pcm};
 
 use crate::Capabilities;
 
-/// A failsafe against hangs, never a timing assertion.
-pub const FAILSAFE: Duration = Duration::from_secs(60);
+pub use liveagent_testkit::live::FAILSAFE;
 
 /// A running conversation with every event it published recorded, and a cursor: each
 /// [`wait_for`](Run::wait_for) looks at the events after the one the previous wait matched.
@@ -103,20 +101,10 @@ impl Run {
         format!("events: {kinds:?}")
     }
 
-    /// Speaks `text` (espeak-ng test speech at the conversation's input rate) as the
-    /// microphone would: 200 ms of silence, the speech, 1.5 s of silence so turn detection
-    /// ends the turn; 100 ms chunks, faster than real time.
+    /// Speaks `text` into the conversation as the microphone would (see
+    /// [`liveagent_testkit::live::speak`]).
     pub async fn speak(&self, text: &str) {
-        let rate = self.conversation.input_sample_rate();
-        let mut pcm = silence_pcm(200, rate);
-        pcm.extend(speech_pcm(text, rate));
-        pcm.extend(silence_pcm(1500, rate));
-        for chunk in pcm.chunks((rate / 10) as usize) {
-            self.conversation.publish(RecordedAudio {
-                audio: AudioChunk::new(chunk.to_vec(), rate),
-            });
-            tokio::time::sleep(Duration::from_millis(2)).await;
-        }
+        liveagent_testkit::live::speak(&self.conversation, text).await;
     }
 
     /// The normalized sequence of the events up to and including index `upto`.

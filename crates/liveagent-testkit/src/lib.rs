@@ -1,5 +1,5 @@
-//! Helpers shared by the tests of every liveagent crate. It depends on no other liveagent
-//! crate, so any crate can take it as a dev-dependency.
+//! Helpers shared by the tests of every liveagent crate. Of the liveagent crates it depends
+//! only on `liveagent-core`, so any other crate can take it as a dev-dependency.
 //!
 //! - [`shared_dir`]: the `../shared` folder beside the repository (protocol validator, audio
 //!   recipes); override with `LIVEAGENT_SHARED`.
@@ -7,6 +7,11 @@
 //!   test with its report when any frame fails.
 //! - [`speech_pcm`]: real test speech from espeak-ng, as PCM16 mono at a chosen rate.
 //! - [`tone_pcm`], [`silence_pcm`]: synthetic signals.
+//! - [`live`]: for a provider's own end-to-end tests against the local server (wire
+//!   details): an event log to wait on, speaking into a conversation, the server's
+//!   recording.
+
+pub mod live;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
