@@ -19,8 +19,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 # Benches are compiled by clippy --all-targets above but not run here: they are measurements
 # (scripts/bench.sh), not tests.
+step "cargo clippy with the optional features on (Redis store, OpenTelemetry)"
+cargo clippy -p liveagent-store -p liveagent-metrics --all-targets --all-features -- -D warnings
+
 step "cargo test (every crate; examples built)"
 cargo test --workspace --lib --bins --tests --examples --no-fail-fast
+
+step "OpenTelemetry export (feature otel)"
+cargo test -p liveagent-metrics --features otel --test otel
 
 step "doc tests"
 cargo test --workspace --doc
