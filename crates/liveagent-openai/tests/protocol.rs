@@ -1,5 +1,9 @@
 //! The protocol state machine without a network: serialization (validated with the official
 //! SDK models), decoding of the example server frames, barge-in, tools, history replay.
+//!
+//! Over 1000 lines on purpose: one state machine's tests, sharing one set of fixtures (a
+//! ready protocol, feeding server frames, collecting events and frames) and read by section;
+//! each further file here would be one more test binary to link on CI's two cores.
 
 use std::sync::Arc;
 
