@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what liveagent's demo and tests need on a Debian machine, skipping what is there:
 # system packages (ALSA headers for cpal, espeak-ng/sox for test speech, PulseAudio for the
-# real-time audio tests, redis-server for the conversation-store tests) and the protocol validator's Python venv.
+# real-time audio tests, redis-server for the conversation-store tests, headless Chromium +
+# chromedriver for the browser-transport test) and the protocol validator's Python venv.
 # Usage: scripts/setup.sh [--demo-only]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 demo_pkgs=(pkg-config libasound2-dev espeak-ng sox)
-test_pkgs=(pulseaudio pulseaudio-utils libasound2-plugins alsa-utils python3-venv redis-server)
+test_pkgs=(pulseaudio pulseaudio-utils libasound2-plugins alsa-utils python3-venv redis-server chromium chromium-driver)
 pkgs=("${demo_pkgs[@]}")
 [ "${1:-}" = "--demo-only" ] || pkgs+=("${test_pkgs[@]}")
 

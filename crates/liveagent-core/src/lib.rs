@@ -44,6 +44,7 @@ pub mod context;
 pub mod error;
 pub mod events;
 pub mod filter;
+pub mod g711;
 pub mod metrics;
 pub mod middleware;
 pub mod observer;

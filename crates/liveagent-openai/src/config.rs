@@ -26,6 +26,51 @@ pub const DEFAULT_BASE_URL: &str = "wss://api.openai.com/v1";
 /// The only sample rate GA accepts for PCM, in and out.
 pub const SAMPLE_RATE: u32 = 24_000;
 
+/// How audio is encoded on the wire, in one direction.
+///
+/// `Pcm16` is 24 kHz PCM16 (`audio/pcm`). The G.711 telephone codecs (`audio/pcmu` μ-law,
+/// `audio/pcma` A-law) are 8 kHz, one byte per sample: use them to pass a phone call's audio
+/// through without resampling (the Twilio transport does). On the event bus audio is always
+/// PCM16; with a G.711 format the session's rate in that direction is 8 kHz.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AudioFormat {
+    /// `audio/pcm`, 24 kHz, little-endian (the default).
+    #[default]
+    Pcm16,
+    /// `audio/pcmu`: G.711 μ-law, 8 kHz.
+    Pcmu,
+    /// `audio/pcma`: G.711 A-law, 8 kHz.
+    Pcma,
+}
+
+impl AudioFormat {
+    /// The sample rate of this format.
+    pub fn sample_rate(self) -> u32 {
+        match self {
+            AudioFormat::Pcm16 => SAMPLE_RATE,
+            AudioFormat::Pcmu | AudioFormat::Pcma => 8_000,
+        }
+    }
+
+    /// Wire bytes per millisecond of audio.
+    pub fn bytes_per_ms(self) -> u64 {
+        match self {
+            AudioFormat::Pcm16 => 48,
+            AudioFormat::Pcmu | AudioFormat::Pcma => 8,
+        }
+    }
+
+    /// The wire format object.
+    pub fn wire(self) -> crate::wire::AudioFormat {
+        match self {
+            AudioFormat::Pcm16 => crate::wire::AudioFormat::pcm24k(),
+            AudioFormat::Pcmu => crate::wire::AudioFormat::Pcmu,
+            AudioFormat::Pcma => crate::wire::AudioFormat::Pcma,
+        }
+    }
+}
+
 /// The default age at which the runtime renews the connection (OpenAI ends sessions at 60 min).
 pub const DEFAULT_MAX_CONNECTION_AGE: Duration = Duration::from_secs(55 * 60);
 
@@ -431,6 +476,10 @@ pub struct RealtimeConfig {
     /// Most conversation items kept for replay after a reconnect (default 400; the oldest
     /// are dropped first; the model's own context is 32k tokens anyway).
     pub history_limit: usize,
+    /// Encoding of the microphone audio sent to the provider (default PCM16 24 kHz).
+    pub input_format: AudioFormat,
+    /// Encoding of the speech the provider sends (default PCM16 24 kHz).
+    pub output_format: AudioFormat,
 }
 
 impl RealtimeConfig {
@@ -450,7 +499,17 @@ impl RealtimeConfig {
             project: None,
             max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
             history_limit: 400,
+            input_format: AudioFormat::Pcm16,
+            output_format: AudioFormat::Pcm16,
         }
+    }
+
+    /// Sets the wire encodings of input and output audio, e.g. `(Pcmu, Pcmu)` for a phone
+    /// call (the session then takes and produces 8 kHz audio).
+    pub fn audio_formats(mut self, input: AudioFormat, output: AudioFormat) -> Self {
+        self.input_format = input;
+        self.output_format = output;
+        self
     }
 
     /// Sets the output: [`AudioOutput`] or [`TextOutput`].
@@ -610,11 +669,11 @@ impl liveagent_core::RealtimeConfig for RealtimeConfig {
     }
 
     fn input_sample_rate(&self) -> u32 {
-        SAMPLE_RATE
+        self.input_format.sample_rate()
     }
 
     fn output_sample_rate(&self) -> u32 {
-        SAMPLE_RATE
+        self.output_format.sample_rate()
     }
 
     fn audio_output(&self) -> bool {

@@ -32,9 +32,9 @@ mod resample;
 pub mod wire;
 
 pub use config::{
-    AudioOutput, AzureConfig, Eagerness, InputConfig, MaxOutputTokens, NoiseReduction, Output,
-    RealtimeConfig, SemanticVad, ServerVad, TextOutput, ToolChoice, Transcription, TurnDetection,
-    Voice, DEFAULT_BASE_URL, DEFAULT_MAX_CONNECTION_AGE, SAMPLE_RATE,
+    AudioFormat, AudioOutput, AzureConfig, Eagerness, InputConfig, MaxOutputTokens, NoiseReduction,
+    Output, RealtimeConfig, SemanticVad, ServerVad, TextOutput, ToolChoice, Transcription,
+    TurnDetection, Voice, DEFAULT_BASE_URL, DEFAULT_MAX_CONNECTION_AGE, SAMPLE_RATE,
 };
 pub use history::{History, HistoryItem};
 pub use protocol::{classify_error, parse_arguments, OpenAiProtocol, Phase};

@@ -57,14 +57,13 @@ use liveagent_core::{
     ResponseStatus, Secret, SessionCommand, SessionSetup, ToolCall, ToolCallRequested, WireFrame,
 };
 
-use crate::config::{RealtimeConfig, SAMPLE_RATE};
+use crate::config::RealtimeConfig;
 use crate::history::History;
 use crate::resample::LinearResampler;
 use crate::wire::{ClientEvent, ServerEvent, TypeOnly};
 
 const PROVIDER: &str = "openai";
 /// PCM16 mono at 24 kHz: bytes per millisecond.
-const BYTES_PER_MS: u64 = 48;
 /// Largest raw audio payload of one `input_audio_buffer.append` (the API allows 15 MiB).
 const MAX_APPEND_BYTES: usize = 4 * 1024 * 1024;
 /// How many recent assistant audio items are remembered for truncation.
@@ -355,7 +354,7 @@ impl RealtimeProtocol for OpenAiProtocol {
     }
 
     fn input_sample_rate(&self) -> u32 {
-        SAMPLE_RATE
+        self.config.input_format.sample_rate()
     }
 
     fn is_idle(&self) -> bool {

@@ -10,8 +10,8 @@ use liveagent_core::{
     AudioChunk, ErrorKind, Id, Interrupted, Outbox, PlaybackStopped, SynthesizedAudio,
 };
 
-use super::{AudioTrack, OpenAiProtocol, Phase, BYTES_PER_MS, MAX_APPEND_BYTES, MAX_TRACKS};
-use crate::config::SAMPLE_RATE;
+use super::{AudioTrack, OpenAiProtocol, Phase, MAX_APPEND_BYTES, MAX_TRACKS};
+use crate::config::AudioFormat as Encoding;
 use crate::history::HistoryItem;
 use crate::resample::LinearResampler;
 use crate::wire::ClientEvent;
@@ -64,15 +64,18 @@ impl OpenAiProtocol {
             }
         };
         let mut data = bytes;
-        if let Some(b) = track.odd_byte.take() {
-            data.insert(0, b);
-        }
-        if data.len() % 2 == 1 {
-            track.odd_byte = data.pop();
+        let encoding = self.config.output_format;
+        if encoding == Encoding::Pcm16 {
+            if let Some(b) = track.odd_byte.take() {
+                data.insert(0, b);
+            }
+            if data.len() % 2 == 1 {
+                track.odd_byte = data.pop();
+            }
         }
         track.bytes += data.len() as u64;
         track.playback_done = false;
-        let audio_ms = track.bytes / BYTES_PER_MS;
+        let audio_ms = track.bytes / encoding.bytes_per_ms();
         let item: Id = track.item_id.clone();
         let response: Id = track.response_id.clone();
         if let Some(HistoryItem::Assistant { audio_ms: ms, .. }) =
@@ -89,7 +92,7 @@ impl OpenAiProtocol {
         out.publish(SynthesizedAudio {
             response_id: Some(response),
             item_id: item,
-            audio: AudioChunk::from_le_bytes(&data, SAMPLE_RATE),
+            audio: decode_audio(encoding, &data),
         });
     }
 
@@ -119,7 +122,9 @@ impl OpenAiProtocol {
         if chunk.is_empty() {
             return;
         }
-        let samples: Arc<[i16]> = if chunk.sample_rate == SAMPLE_RATE {
+        let encoding = self.config.input_format;
+        let rate = encoding.sample_rate();
+        let samples: Arc<[i16]> = if chunk.sample_rate == rate {
             chunk.samples
         } else if chunk.sample_rate == 0 {
             self.error(
@@ -131,17 +136,17 @@ impl OpenAiProtocol {
         } else {
             if !self.warned_rate {
                 self.warned_rate = true;
-                tracing::warn!(target: "liveagent::openai", rate = chunk.sample_rate, "microphone audio is not 24 kHz; resampling linearly (let the recorder resample for better quality)");
+                tracing::warn!(target: "liveagent::openai", rate = chunk.sample_rate, session_rate = rate, "microphone audio is not at the session's rate; resampling linearly (let the recorder resample for better quality)");
             }
             let r = self
                 .resampler
-                .get_or_insert_with(|| LinearResampler::new(chunk.sample_rate, SAMPLE_RATE));
+                .get_or_insert_with(|| LinearResampler::new(chunk.sample_rate, rate));
             if r.input_rate() != chunk.sample_rate {
-                *r = LinearResampler::new(chunk.sample_rate, SAMPLE_RATE);
+                *r = LinearResampler::new(chunk.sample_rate, rate);
             }
             r.process(&chunk.samples).into()
         };
-        let bytes = AudioChunk::new(samples, SAMPLE_RATE).to_le_bytes();
+        let bytes = encode_audio(encoding, &samples);
         for piece in bytes.chunks(MAX_APPEND_BYTES) {
             self.input_bytes += piece.len() as u64;
             self.send(
@@ -166,7 +171,7 @@ impl OpenAiProtocol {
         if !stopped.interrupted {
             return;
         }
-        let audio_ms = track.bytes / BYTES_PER_MS;
+        let audio_ms = track.bytes / self.config.output_format.bytes_per_ms();
         let end = stopped.played_ms.min(audio_ms);
         let complete = track.audio_done && stopped.played_ms >= audio_ms;
         let same_connection = track.generation == self.generation && self.phase == Phase::Ready;
@@ -190,5 +195,39 @@ impl OpenAiProtocol {
                 },
             );
         }
+    }
+}
+
+/// Wire bytes of `encoding` to PCM16 samples for the bus.
+fn decode_audio(encoding: Encoding, data: &[u8]) -> AudioChunk {
+    match encoding {
+        Encoding::Pcm16 => AudioChunk::from_le_bytes(data, encoding.sample_rate()),
+        Encoding::Pcmu => AudioChunk::new(
+            data.iter()
+                .map(|&b| liveagent_core::g711::ulaw_decode(b))
+                .collect::<Vec<_>>(),
+            encoding.sample_rate(),
+        ),
+        Encoding::Pcma => AudioChunk::new(
+            data.iter()
+                .map(|&b| liveagent_core::g711::alaw_decode(b))
+                .collect::<Vec<_>>(),
+            encoding.sample_rate(),
+        ),
+    }
+}
+
+/// PCM16 samples from the bus to wire bytes of `encoding`.
+fn encode_audio(encoding: Encoding, samples: &[i16]) -> Vec<u8> {
+    match encoding {
+        Encoding::Pcm16 => AudioChunk::new(samples, encoding.sample_rate()).to_le_bytes(),
+        Encoding::Pcmu => samples
+            .iter()
+            .map(|&s| liveagent_core::g711::ulaw_encode(s))
+            .collect(),
+        Encoding::Pcma => samples
+            .iter()
+            .map(|&s| liveagent_core::g711::alaw_encode(s))
+            .collect(),
     }
 }

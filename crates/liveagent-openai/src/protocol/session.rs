@@ -9,8 +9,8 @@ use liveagent_core::{
 use super::{OpenAiProtocol, Phase, PROVIDER};
 use crate::config::{Output, TurnDetection};
 use crate::wire::{
-    ApiError, AudioFormat, AudioInputConfig, AudioOutputConfig, ClientEvent, FunctionTool,
-    Modality, NoiseReductionConfig, SessionAudio, SessionConfig, SessionInfo, SessionType,
+    ApiError, AudioInputConfig, AudioOutputConfig, ClientEvent, FunctionTool, Modality,
+    NoiseReductionConfig, SessionAudio, SessionConfig, SessionInfo, SessionType,
     TranscriptionConfig, TurnDetectionConfig,
 };
 
@@ -113,7 +113,7 @@ impl OpenAiProtocol {
             TurnDetection::Manual => None,
         };
         let input = AudioInputConfig {
-            format: Some(AudioFormat::pcm24k()),
+            format: Some(c.input_format.wire()),
             noise_reduction: Some(
                 c.input
                     .noise_reduction
@@ -130,7 +130,7 @@ impl OpenAiProtocol {
             Output::Audio(a) => (
                 Modality::Audio,
                 Some(AudioOutputConfig {
-                    format: Some(AudioFormat::pcm24k()),
+                    format: Some(c.output_format.wire()),
                     voice: Some(a.voice.clone()),
                     speed: Some(a.speed),
                 }),
