@@ -3,7 +3,16 @@
 //!
 //! Without the writer task a client that stops reading while it is blocked sending (both TCP
 //! buffers full) would deadlock the session. A client that lets more than
-//! [`MAX_QUEUED_BYTES`] pile up is treated as gone: the connection is dropped.
+//! `ServerConfig::max_backlog_bytes` pile up (frames and pongs alike) is treated as gone: the
+//! connection is dropped.
+//!
+//! Closing follows RFC 6455 §7.1.1, the server closing TCP first and at once. A close frame
+//! ends the response body (actix-ws), and the server is configured with no client-disconnect
+//! linger, so the server's FIN follows its close frame straight away, whoever started the
+//! close. What the client still sends afterwards (its own close frame, audio in flight) is
+//! read and dropped by [`Conn::finish`] on a duplicate of the socket, until the client closes
+//! its side or `ServerConfig::close_timeout` passes: without it the kernel would answer that
+//! data with a reset, which some clients report as an abnormal closure.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -16,8 +25,8 @@ use tokio::sync::mpsc;
 use crate::record::Direction;
 use crate::server::Shared;
 
-/// Outgoing bytes allowed to wait for a slow client before the connection is dropped.
-pub(crate) const MAX_QUEUED_BYTES: usize = 32 * 1024 * 1024;
+/// Bytes a pong costs in the backlog besides its payload (frame header).
+const PONG_OVERHEAD: usize = 2;
 
 /// Why a session loop ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +48,8 @@ pub(crate) struct Conn {
     queued: Arc<AtomicUsize>,
     writer: tokio::task::JoinHandle<()>,
     shared: Arc<Shared>,
+    /// A duplicate of the TCP socket, to drain what the client sends after the close.
+    sock: Option<Arc<std::net::TcpStream>>,
     /// Frames sent so far on this connection.
     pub sent: u64,
 }
@@ -60,7 +71,9 @@ async fn writer(
                 }
             }
             Cmd::Pong(p) => {
-                if session.pong(&p).await.is_err() {
+                let r = session.pong(&p).await;
+                queued.fetch_sub(p.len() + PONG_OVERHEAD, Ordering::Relaxed);
+                if r.is_err() {
                     break;
                 }
             }
@@ -82,7 +95,11 @@ async fn writer(
 }
 
 impl Conn {
-    pub fn new(session: actix_ws::Session, shared: Arc<Shared>) -> Self {
+    pub fn new(
+        session: actix_ws::Session,
+        shared: Arc<Shared>,
+        sock: Option<Arc<std::net::TcpStream>>,
+    ) -> Self {
         let (tx, rx) = mpsc::unbounded_channel();
         let open = Arc::new(AtomicBool::new(true));
         let queued = Arc::new(AtomicUsize::new(0));
@@ -93,8 +110,58 @@ impl Conn {
             queued,
             writer,
             shared,
+            sock,
             sent: 0,
         }
+    }
+
+    /// Counts `n` more bytes waiting for the client; drops the connection when the backlog
+    /// passes the limit.
+    fn enqueue_bytes(&mut self, n: usize) -> Result<(), End> {
+        let backlog = self.queued.fetch_add(n, Ordering::Relaxed) + n;
+        if backlog > self.shared.cfg.max_backlog_bytes {
+            tracing::warn!(
+                "client is not reading ({backlog} bytes waiting); dropping the connection"
+            );
+            self.shared
+                .recorder
+                .note("client stopped reading; server dropped the connection");
+            self.shared
+                .stats
+                .backlog_drops
+                .fetch_add(1, Ordering::Relaxed);
+            self.writer.abort();
+            self.open.store(false, Ordering::SeqCst);
+            self.tx = None;
+            return Err(End::Closed);
+        }
+        Ok(())
+    }
+
+    /// Ends the connection once the session loop is over: frames already queued still go
+    /// out, then reads and drops whatever the client sends until it closes its side (at most
+    /// the close timeout), so that the socket closes without a reset.
+    pub async fn finish(&mut self) {
+        self.tx = None;
+        let Some(sock) = self.sock.take() else { return };
+        let Ok(dup) = sock.try_clone() else { return };
+        drop(sock);
+        if dup.set_nonblocking(true).is_err() {
+            return;
+        }
+        let Ok(mut s) = tokio::net::TcpStream::from_std(dup) else {
+            return;
+        };
+        let drain = async {
+            use tokio::io::AsyncReadExt;
+            let mut buf = vec![0u8; 16 * 1024];
+            while let Ok(n) = s.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(self.shared.cfg.close_timeout, drain).await;
     }
 
     pub fn is_open(&self) -> bool {
@@ -135,20 +202,7 @@ impl Conn {
             .bytes_out
             .fetch_add(text.len() as u64, Ordering::Relaxed);
         self.sent += 1;
-        let n = text.len();
-        let backlog = self.queued.fetch_add(n, Ordering::Relaxed) + n;
-        if backlog > MAX_QUEUED_BYTES {
-            tracing::warn!(
-                "client is not reading ({backlog} bytes waiting); dropping the connection"
-            );
-            self.shared
-                .recorder
-                .note("client stopped reading; server dropped the connection");
-            self.writer.abort();
-            self.open.store(false, Ordering::SeqCst);
-            self.tx = None;
-            return Err(End::Closed);
-        }
+        self.enqueue_bytes(text.len())?;
         self.push(Cmd::Text(text))
     }
 
@@ -191,9 +245,14 @@ impl Conn {
         self.tx = None;
     }
 
-    /// Answers a ping.
-    pub async fn pong(&mut self, payload: &[u8]) {
-        let _ = self.push(Cmd::Pong(Bytes::copy_from_slice(payload)));
+    /// Answers a ping. The pong counts in the backlog like any frame: a client that sends
+    /// pings and never reads gets dropped instead of growing the queue.
+    pub async fn pong(&mut self, payload: &[u8]) -> Result<(), End> {
+        if !self.is_open() {
+            return Err(End::Closed);
+        }
+        self.enqueue_bytes(payload.len() + PONG_OVERHEAD)?;
+        self.push(Cmd::Pong(Bytes::copy_from_slice(payload)))
     }
 }
 

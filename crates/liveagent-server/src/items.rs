@@ -209,4 +209,7 @@ pub struct SessionInfo {
     pub resumed_from: Option<String>,
     /// Raw client frames that failed to parse or were refused.
     pub client_errors: u32,
+    /// Input audio buffered and not yet committed, in ms (bounded by
+    /// `ServerConfig::max_input_audio_ms`).
+    pub input_buffered_ms: u64,
 }

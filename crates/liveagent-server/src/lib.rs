@@ -35,9 +35,12 @@ pub mod brain;
 mod chat;
 mod conn;
 mod gemini;
+mod guard;
 mod items;
 mod openai;
 pub mod record;
+mod registry;
+mod resume;
 mod server;
 mod stats;
 pub mod vad;
@@ -45,6 +48,7 @@ pub mod vad;
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
+use std::time::Duration;
 
 pub use brain::{Brain, Scenario, ScenarioError, Step};
 pub use items::{ItemInfo, ProtocolKind, Role, SessionInfo};
@@ -91,6 +95,42 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Largest client frame accepted, in bytes (default 16 MiB; OpenAI allows 15 MiB appends).
     pub max_frame_bytes: usize,
+    /// Outgoing bytes (frames and pongs) allowed to wait for a client that does not read,
+    /// before the server drops the connection (default 32 MiB).
+    pub max_backlog_bytes: usize,
+    /// Input audio a session may buffer without committing it, in milliseconds (default
+    /// 600 000 = 10 minutes, about 29 MB per session). OpenAI: an `append` past it is refused
+    /// with an `error` event; Gemini: the connection is closed with 1007.
+    pub max_input_audio_ms: u64,
+    /// A session that receives no data frame (pings do not count) and is not answering for
+    /// this long is closed (default 10 minutes; `None` = never).
+    pub idle_timeout: Option<Duration>,
+    /// Most TCP connections one client address may hold open at once (default 1024; 0 = no
+    /// limit). Requests over the limit get HTTP 429. Every local client shares 127.0.0.1, so
+    /// on a loopback-only server this is also the server-wide cap.
+    pub max_connections_per_addr: usize,
+    /// `Host` header values accepted besides the loopback ones (`localhost`, `127.0.0.1`,
+    /// `[::1]`, any port). Entries are host names or `host:port`; `*` accepts any host.
+    pub allowed_hosts: Vec<String>,
+    /// Browser `Origin`s accepted (exact match, e.g. `http://localhost:3000`; `*` = any).
+    /// A request carrying any other `Origin` gets HTTP 403. Default: none, so a web page
+    /// cannot talk to the server directly; clients that are not browsers send no `Origin`.
+    pub allowed_origins: Vec<String>,
+    /// How long the server waits for the client's close frame after sending its own before
+    /// it closes the TCP connection anyway (default 1 s). When the client answers, the
+    /// connection is closed at once.
+    pub close_timeout: Duration,
+    /// Closed sessions kept for [`LocalServer::sessions`] and `GET /debug/sessions`
+    /// (default 64; the oldest go first).
+    pub closed_sessions_kept: usize,
+    /// Item text kept over all closed sessions, in bytes (default 8 MiB); a closed session
+    /// bigger than that keeps its items with their text cut short.
+    pub closed_sessions_bytes: usize,
+    /// How long a Gemini resumption handle stays valid (default 2 hours, like the real one).
+    pub resumption_ttl: Duration,
+    /// Conversation bytes (audio and text) kept over all resumable Gemini states (default
+    /// 256 MiB); the oldest states are dropped first. Each session keeps one state: its latest.
+    pub resumption_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +147,17 @@ impl Default for ServerConfig {
             port: 0,
             workers: 1,
             max_frame_bytes: 16 * 1024 * 1024,
+            max_backlog_bytes: 32 * 1024 * 1024,
+            max_input_audio_ms: 600_000,
+            idle_timeout: Some(Duration::from_secs(600)),
+            max_connections_per_addr: 1024,
+            allowed_hosts: Vec::new(),
+            allowed_origins: Vec::new(),
+            close_timeout: Duration::from_secs(1),
+            closed_sessions_kept: 64,
+            closed_sessions_bytes: 8 * 1024 * 1024,
+            resumption_ttl: Duration::from_secs(2 * 3600),
+            resumption_bytes: 256 * 1024 * 1024,
         }
     }
 }
@@ -158,6 +209,17 @@ impl fmt::Debug for ServerConfig {
             .field("port", &self.port)
             .field("workers", &self.workers)
             .field("max_frame_bytes", &self.max_frame_bytes)
+            .field("max_backlog_bytes", &self.max_backlog_bytes)
+            .field("max_input_audio_ms", &self.max_input_audio_ms)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("max_connections_per_addr", &self.max_connections_per_addr)
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("allowed_origins", &self.allowed_origins)
+            .field("close_timeout", &self.close_timeout)
+            .field("closed_sessions_kept", &self.closed_sessions_kept)
+            .field("closed_sessions_bytes", &self.closed_sessions_bytes)
+            .field("resumption_ttl", &self.resumption_ttl)
+            .field("resumption_bytes", &self.resumption_bytes)
             .finish()
     }
 }

@@ -6,6 +6,7 @@
 //! ```
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use liveagent_server::{Brain, LocalServer, Pacing, Scenario, ServerConfig, VadConfig};
@@ -53,6 +54,44 @@ struct Args {
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     workers: usize,
+    /// Largest client frame accepted, in bytes.
+    #[arg(long, default_value_t = 16 * 1024 * 1024)]
+    max_frame_bytes: usize,
+    /// Output bytes (frames and pongs) a client that does not read may let pile up before it
+    /// is dropped.
+    #[arg(long, default_value_t = 32 * 1024 * 1024)]
+    max_backlog_bytes: usize,
+    /// Uncommitted input audio a session may buffer, in ms.
+    #[arg(long, default_value_t = 600_000)]
+    max_input_audio_ms: u64,
+    /// Close sessions that receive no client frame for this many seconds (0 = never).
+    #[arg(long, default_value_t = 600)]
+    idle_timeout_s: u64,
+    /// Most open TCP connections per client address (0 = no limit).
+    #[arg(long, default_value_t = 1024)]
+    max_connections_per_addr: usize,
+    /// Accept this Host header value besides the loopback names (repeatable; `*` = any).
+    #[arg(long)]
+    allowed_host: Vec<String>,
+    /// Accept browser requests from this Origin, e.g. http://localhost:3000 (repeatable;
+    /// `*` = any).
+    #[arg(long)]
+    allowed_origin: Vec<String>,
+    /// How long to wait for a client's close frame after the server's, in ms.
+    #[arg(long, default_value_t = 1000)]
+    close_timeout_ms: u64,
+    /// Closed sessions kept for GET /debug/sessions.
+    #[arg(long, default_value_t = 64)]
+    closed_sessions_kept: usize,
+    /// Item text kept over all closed sessions, in bytes.
+    #[arg(long, default_value_t = 8 * 1024 * 1024)]
+    closed_sessions_bytes: usize,
+    /// Lifetime of a Gemini resumption handle, in seconds.
+    #[arg(long, default_value_t = 7200)]
+    resumption_ttl_s: u64,
+    /// Bytes kept over all Gemini resumable states.
+    #[arg(long, default_value_t = 256 * 1024 * 1024)]
+    resumption_bytes: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -79,6 +118,18 @@ fn main() -> anyhow::Result<()> {
         record: args.record.clone(),
         port: args.port,
         workers: args.workers,
+        max_frame_bytes: args.max_frame_bytes,
+        max_backlog_bytes: args.max_backlog_bytes,
+        max_input_audio_ms: args.max_input_audio_ms,
+        idle_timeout: (args.idle_timeout_s > 0).then(|| Duration::from_secs(args.idle_timeout_s)),
+        max_connections_per_addr: args.max_connections_per_addr,
+        allowed_hosts: args.allowed_host.clone(),
+        allowed_origins: args.allowed_origin.clone(),
+        close_timeout: Duration::from_millis(args.close_timeout_ms),
+        closed_sessions_kept: args.closed_sessions_kept,
+        closed_sessions_bytes: args.closed_sessions_bytes,
+        resumption_ttl: Duration::from_secs(args.resumption_ttl_s),
+        resumption_bytes: args.resumption_bytes,
         ..ServerConfig::default()
     };
     for path in &args.scenario {

@@ -1,35 +1,37 @@
 //! The HTTP server, shared state, routing and [`LocalServer`].
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{middleware, web, App, HttpRequest, HttpResponse, HttpServer};
 
 use crate::brain::{Brain, ScenarioState};
-use crate::items::{Item, SessionInfo};
+use crate::guard::ConnCounts;
+use crate::items::SessionInfo;
 use crate::record::Recorder;
+use crate::registry::Registry;
+use crate::resume::ResumeStore;
 use crate::stats::{Stats, StatsSnapshot};
 use crate::ServerConfig;
-
-/// What a Gemini client can resume: the conversation of an earlier session.
-#[derive(Clone, Debug)]
-pub(crate) struct ResumeState {
-    pub items: Vec<Item>,
-}
 
 /// State shared by every worker and session.
 pub(crate) struct Shared {
     pub cfg: ServerConfig,
     pub recorder: Recorder,
     pub stats: Stats,
-    pub sessions: Mutex<BTreeMap<u64, SessionInfo>>,
+    /// Live sessions (asked for snapshots on demand) and the bounded closed history.
+    pub registry: Registry,
     next_session: AtomicU64,
     next_id: AtomicU64,
     scenario_states: Mutex<HashMap<String, Arc<ScenarioState>>>,
-    pub resumption: Mutex<HashMap<String, ResumeState>>,
+    /// Gemini resumable states.
+    pub resumption: ResumeStore,
+    /// Open TCP connections per client address.
+    pub conns: ConnCounts,
 }
 
 /// The brain a connection uses, with the state shared across its reconnects.
@@ -43,14 +45,15 @@ pub(crate) struct Selected {
 impl Shared {
     fn new(cfg: ServerConfig, recorder: Recorder) -> Self {
         Shared {
+            registry: Registry::new(cfg.closed_sessions_kept, cfg.closed_sessions_bytes),
+            resumption: ResumeStore::new(cfg.resumption_ttl, cfg.resumption_bytes),
+            conns: ConnCounts::default(),
             cfg,
             recorder,
             stats: Stats::default(),
-            sessions: Mutex::new(BTreeMap::new()),
             next_session: AtomicU64::new(1),
             next_id: AtomicU64::new(1),
             scenario_states: Mutex::new(HashMap::new()),
-            resumption: Mutex::new(HashMap::new()),
         }
     }
 
@@ -97,25 +100,23 @@ impl Shared {
         Ok(Selected { key, brain, state })
     }
 
-    /// Publishes a session snapshot.
-    pub fn update_session(&self, info: SessionInfo) {
-        let mut s = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        s.insert(info.id, info);
-    }
-
-    /// Checks a presented key against the configured one (constant-time-ish comparison).
+    /// Checks a presented key against the configured one (constant time over SHA-256
+    /// digests, so that not even the key's length shows).
     pub fn key_ok(&self, presented: Option<&str>) -> bool {
         match &self.cfg.api_key {
             None => true,
-            Some(want) => presented.is_some_and(|got| {
-                got.len() == want.len()
-                    && got
-                        .bytes()
-                        .zip(want.bytes())
-                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                        == 0
-            }),
+            Some(want) => presented.is_some_and(|got| crate::guard::key_matches(want, got)),
         }
+    }
+
+    /// The counters, with the registry's and resumption store's sizes.
+    pub fn stats_snapshot(&self) -> StatsSnapshot {
+        let mut s = self.stats.snapshot();
+        s.sessions_kept_closed = self.registry.closed_count() as u64;
+        let (states, bytes) = self.resumption.usage();
+        s.resumable_states = states as u64;
+        s.resumable_bytes = bytes as u64;
+        s
     }
 }
 
@@ -160,11 +161,18 @@ impl LocalServer {
                     let port = shared.cfg.port;
                     let data = web::Data::from(shared.clone());
                     let bound = HttpServer::new(move || {
-                        App::new().app_data(data.clone()).configure(routes)
+                        App::new()
+                            .app_data(data.clone())
+                            .wrap(middleware::from_fn(crate::guard::check))
+                            .configure(routes)
                     })
+                    .on_connect(crate::guard::on_connect(shared.clone()))
                     .workers(workers)
                     .disable_signals()
                     .shutdown_timeout(1)
+                    // Close TCP as soon as a response (a WebSocket included) is over instead
+                    // of lingering for the client: RFC 6455 §7.1.1, see conn.rs.
+                    .client_disconnect_timeout(Duration::ZERO)
                     .max_connections(100_000)
                     .backlog(4096)
                     .bind(("127.0.0.1", port));
@@ -230,14 +238,12 @@ impl LocalServer {
         format!("http://{}/s/{scenario}", self.addr)
     }
 
-    /// Snapshots of every session so far (open and closed), oldest first.
+    /// Snapshots of every open session and of the recently closed ones (see
+    /// [`ServerConfig::closed_sessions_kept`]), oldest first. Live sessions are asked for
+    /// their snapshot, so this waits for them briefly; call it from a test or an app
+    /// thread, not from inside a server handler.
     pub fn sessions(&self) -> Vec<SessionInfo> {
-        let s = self
-            .shared
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        s.values().cloned().collect()
+        self.shared.registry.snapshot_blocking()
     }
 
     /// The in-memory recording (needs [`ServerConfig::record_in_memory`]).
@@ -247,7 +253,7 @@ impl LocalServer {
 
     /// Server counters.
     pub fn stats(&self) -> StatsSnapshot {
-        self.shared.stats.snapshot()
+        self.shared.stats_snapshot()
     }
 
     /// User turns answered so far for a scenario key (`None` = the server's default brain).
@@ -262,22 +268,15 @@ impl LocalServer {
     /// server thread to end.
     pub async fn stop(mut self) {
         self.handle.stop(false).await;
-        // Sessions cut by the shutdown did not get to say so themselves.
-        for info in self
-            .shared
-            .sessions
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values_mut()
-        {
-            info.connected = false;
-        }
         if let Some(t) = self.thread.take() {
             while !t.is_finished() {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
             }
             let _ = t.join();
         }
+        // Sessions cut by the shutdown normally file their final snapshot as their task is
+        // dropped; any left are marked disconnected.
+        self.shared.registry.all_closed();
     }
 }
 
@@ -326,16 +325,10 @@ fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 async fn debug_sessions(shared: web::Data<Shared>) -> HttpResponse {
-    let s: Vec<SessionInfo> = shared
-        .sessions
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .values()
-        .cloned()
-        .collect();
+    let s: Vec<SessionInfo> = shared.registry.snapshot().await;
     HttpResponse::Ok().json(s)
 }
 
 async fn debug_stats(shared: web::Data<Shared>) -> HttpResponse {
-    HttpResponse::Ok().json(shared.stats.snapshot())
+    HttpResponse::Ok().json(shared.stats_snapshot())
 }

@@ -23,6 +23,16 @@ pub(crate) struct Stats {
     pub responses: AtomicU64,
     pub turns_detected: AtomicU64,
     pub client_errors: AtomicU64,
+    /// Connections dropped because the client let too much output pile up.
+    pub backlog_drops: AtomicU64,
+    /// Session snapshots with items built (on demand: `sessions()`, `/debug/sessions`).
+    pub snapshots_built: AtomicU64,
+    /// TCP connections open now.
+    pub tcp_open: AtomicU64,
+    /// Requests refused by the exposure checks (key, Host, Origin, per-address cap).
+    pub refused: AtomicU64,
+    /// Sessions closed for being idle.
+    pub idle_closed: AtomicU64,
 }
 
 impl Stats {
@@ -79,6 +89,14 @@ impl Stats {
             responses: l(&self.responses),
             turns_detected: l(&self.turns_detected),
             client_errors: l(&self.client_errors),
+            backlog_drops: l(&self.backlog_drops),
+            snapshots_built: l(&self.snapshots_built),
+            tcp_open: l(&self.tcp_open),
+            refused: l(&self.refused),
+            idle_closed: l(&self.idle_closed),
+            sessions_kept_closed: 0,
+            resumable_states: 0,
+            resumable_bytes: 0,
         }
     }
 }
@@ -116,4 +134,21 @@ pub struct StatsSnapshot {
     pub turns_detected: u64,
     /// Client frames rejected (malformed or invalid).
     pub client_errors: u64,
+    /// Connections dropped because the client let too much output pile up.
+    pub backlog_drops: u64,
+    /// Session snapshots with items built so far (only on demand: [`crate::LocalServer::sessions`]
+    /// and `GET /debug/sessions`).
+    pub snapshots_built: u64,
+    /// TCP connections open now.
+    pub tcp_open: u64,
+    /// Requests refused by the exposure checks (API key, `Host`, `Origin`, per-address cap).
+    pub refused: u64,
+    /// Sessions closed for being idle.
+    pub idle_closed: u64,
+    /// Closed sessions whose snapshots are kept.
+    pub sessions_kept_closed: u64,
+    /// Gemini resumable states held.
+    pub resumable_states: u64,
+    /// Bytes held by the resumable states.
+    pub resumable_bytes: u64,
 }

@@ -85,6 +85,7 @@ pub(crate) async fn ws_route(
         .max_frame_size(shared.cfg.max_frame_bytes)
         .aggregate_continuations()
         .max_continuation_size(shared.cfg.max_frame_bytes);
+    let sock = crate::guard::socket_of(&req);
     actix_rt::spawn(session::run(
         shared,
         ws,
@@ -92,6 +93,7 @@ pub(crate) async fn ws_route(
         selected,
         key.is_some(),
         authorized,
+        sock,
     ));
     Ok(response)
 }

@@ -15,7 +15,8 @@ use crate::audio::{self, WireAudio, INTERNAL_RATE};
 use crate::brain::{substitute, Plan, Step, TurnInput};
 use crate::conn::{Conn, End};
 use crate::items::{Content, Item, ItemKind, ProtocolKind, Role, SessionInfo};
-use crate::server::{ResumeState, Selected, Shared};
+use crate::registry::SnapshotReceiver;
+use crate::server::{Selected, Shared};
 use crate::vad::{Vad, VadEvent};
 use crate::Pacing;
 
@@ -81,6 +82,20 @@ struct GSession {
     close_at: Option<Instant>,
     responses: u32,
     client_errors: u32,
+    /// The last client data frame or the end of the last turn (idle session timeout).
+    last_activity: Instant,
+}
+
+impl Drop for GSession {
+    /// Files the final snapshot and counts the session out, however the session ended.
+    fn drop(&mut self) {
+        let info = self.snapshot(false);
+        self.shared.registry.closed(info);
+        self.shared
+            .stats
+            .sessions_active
+            .fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Runs a session until the client goes away or the server closes it.
@@ -91,12 +106,13 @@ pub(crate) async fn run(
     selected: Selected,
     explicit_scenario: bool,
     authorized: bool,
+    sock: Option<Arc<std::net::TcpStream>>,
 ) {
     shared.stats.sessions_total.fetch_add(1, Ordering::Relaxed);
     shared.stats.sessions_active.fetch_add(1, Ordering::Relaxed);
     let sid = shared.new_session_id();
     let mut s = GSession {
-        conn: Conn::new(ws, shared.clone()),
+        conn: Conn::new(ws, shared.clone(), sock),
         sid,
         vad: Vad::new(shared.cfg.vad.clone()),
         chunk: Duration::from_millis(shared.cfg.effective_chunk_ms() as u64),
@@ -123,11 +139,13 @@ pub(crate) async fn run(
         close_at: None,
         responses: 0,
         client_errors: 0,
+        last_activity: Instant::now(),
     };
-    let _ = s.main(&mut stream, authorized).await;
+    let (ask, mut asks) = tokio::sync::mpsc::unbounded_channel();
+    shared.registry.register(s.meta(true), ask);
+    let _ = s.main(&mut stream, authorized, &mut asks).await;
     s.conn.drop_now_quiet();
-    s.publish(false);
-    shared.stats.sessions_active.fetch_sub(1, Ordering::Relaxed);
+    s.conn.finish().await;
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
@@ -150,18 +168,40 @@ fn rate_of(mime: Option<&str>) -> u32 {
 }
 
 impl GSession {
-    fn publish(&self, connected: bool) {
-        self.shared.update_session(SessionInfo {
+    /// The session's metadata, without its items (cheap).
+    fn meta(&self, connected: bool) -> SessionInfo {
+        SessionInfo {
             id: self.sid,
             protocol: ProtocolKind::Gemini,
             model: self.model.clone(),
             scenario: self.selected.key.clone(),
             connected,
-            items: self.items.iter().map(Item::info).collect(),
+            items: Vec::new(),
             responses: self.responses,
             resumed_from: self.resumed_from.clone(),
             client_errors: self.client_errors,
-        });
+            input_buffered_ms: audio::samples_to_ms(self.buf.len(), INTERNAL_RATE),
+        }
+    }
+
+    /// A full snapshot, items included (built only on request).
+    fn snapshot(&self, connected: bool) -> SessionInfo {
+        let info = SessionInfo {
+            items: self.items.iter().map(Item::info).collect(),
+            ..self.meta(connected)
+        };
+        crate::registry::counted(&self.shared.stats, info)
+    }
+
+    /// Publishes the metadata (counters); the items are only copied on request.
+    fn publish(&self, connected: bool) {
+        self.shared.registry.update_meta(self.meta(connected));
+    }
+
+    /// When the idle-session timeout fires, unless a turn is running.
+    fn idle_deadline(&self) -> Option<Instant> {
+        let limit = self.shared.cfg.idle_timeout?;
+        self.run.is_none().then(|| self.last_activity + limit)
     }
 
     async fn send(&mut self, msg: ServerMessage) -> R {
@@ -201,7 +241,12 @@ impl GSession {
         Err(End::Closed)
     }
 
-    async fn main(&mut self, stream: &mut AggregatedMessageStream, authorized: bool) -> R {
+    async fn main(
+        &mut self,
+        stream: &mut AggregatedMessageStream,
+        authorized: bool,
+        asks: &mut SnapshotReceiver,
+    ) -> R {
         self.publish(true);
         if !authorized {
             self.conn
@@ -216,7 +261,9 @@ impl GSession {
                 (Some(r), None) if r.waiting.is_empty() => Some(r.next_at),
                 (_, c) => c,
             };
+            let idle = self.idle_deadline();
             tokio::select! {
+                Some(ask) = asks.recv() => ask(self.snapshot(true)),
                 msg = stream.recv() => {
                     let text = match msg {
                         None => return Err(End::Closed),
@@ -228,10 +275,10 @@ impl GSession {
                                 return self.reject("Binary frames must hold UTF-8 JSON.").await;
                             }
                         },
-                        Some(Ok(AggregatedMessage::Ping(p))) => { self.conn.pong(&p).await; continue; }
+                        Some(Ok(AggregatedMessage::Ping(p))) => { self.conn.pong(&p).await?; continue; }
                         Some(Ok(AggregatedMessage::Pong(_))) => continue,
                         Some(Ok(AggregatedMessage::Close(_))) => {
-                            self.conn.close(1000, "").await;
+                                                        self.conn.close(1000, "").await;
                             return Err(End::Closed);
                         }
                         Some(Err(e)) => {
@@ -241,8 +288,16 @@ impl GSession {
                         }
                     };
                     self.conn.received(&text);
+                    self.last_activity = Instant::now();
                     self.on_frame(&text, &mut setup_done).await?;
                     self.publish(true);
+                }
+                _ = sleep_until_opt(idle), if idle.is_some() => {
+                    let limit = self.shared.cfg.idle_timeout.unwrap_or_default();
+                    tracing::info!("Gemini session {}: idle for {limit:?}; closing", self.sid);
+                    self.shared.stats.idle_closed.fetch_add(1, Ordering::Relaxed);
+                    self.conn.close(1000, &format!("Session idle for {} s (no client messages); closed.", limit.as_secs())).await;
+                    return Err(End::Closed);
                 }
                 _ = sleep_until_opt(deadline), if deadline.is_some() => {
                     if self.close_at.is_some_and(|c| Instant::now() >= c) {
@@ -381,16 +436,10 @@ impl GSession {
         if let Some(sr) = &setup.session_resumption {
             self.resumption = true;
             if let Some(handle) = &sr.handle {
-                let state = self
-                    .shared
-                    .resumption
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get(handle)
-                    .cloned();
+                let state = self.shared.resumption.get(handle);
                 match state {
-                    Some(st) => {
-                        self.items = st.items;
+                    Some(items) => {
+                        self.items = items;
                         self.resumed_from = Some(handle.clone());
                     }
                     None => {
@@ -425,20 +474,20 @@ impl GSession {
             return Ok(());
         }
         let handle = format!("{}-s{}", self.shared.new_id("resume"), self.sid);
-        self.shared
+        let stored = self
+            .shared
             .resumption
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                handle.clone(),
-                ResumeState {
-                    items: self.items.clone(),
-                },
+            .put(self.sid, handle.clone(), self.items.clone());
+        if !stored {
+            tracing::warn!(
+                "Gemini session {}: the conversation is over the resumption budget; not resumable",
+                self.sid
             );
+        }
         self.send(ServerMessage {
             session_resumption_update: Some(ResumptionUpdate {
-                new_handle: handle,
-                resumable: true,
+                new_handle: if stored { handle } else { String::new() },
+                resumable: stored,
             }),
             ..Default::default()
         })
@@ -505,6 +554,19 @@ impl GSession {
 
     async fn append(&mut self, samples: Vec<i16>) -> R {
         self.total_samples += samples.len() as u64;
+        if !self.auto_vad && !self.manual_active {
+            // Manual activity and no activityStart: nothing will ever commit this audio.
+            self.buf_start = self.total_samples;
+            return Ok(());
+        }
+        let cap_ms = self.shared.cfg.max_input_audio_ms;
+        if self.buf.len() + samples.len() > audio::ms_to_samples(cap_ms, INTERNAL_RATE) {
+            return self
+                .reject(&format!(
+                    "Input audio exceeds the {cap_ms} ms limit for one turn; end the activity sooner."
+                ))
+                .await;
+        }
         self.buf.extend_from_slice(&samples);
         if !self.auto_vad {
             return Ok(());
@@ -1081,6 +1143,7 @@ impl GSession {
             .await?;
         self.resumption_update().await?;
         self.publish(true);
+        self.last_activity = Instant::now();
         Ok(())
     }
 

@@ -51,8 +51,9 @@ pub(crate) async fn ws_route(
         .max_frame_size(shared.cfg.max_frame_bytes)
         .aggregate_continuations()
         .max_continuation_size(shared.cfg.max_frame_bytes);
+    let sock = crate::guard::socket_of(&req);
     actix_rt::spawn(session::run(
-        shared, ws, stream, selected, model, authorized,
+        shared, ws, stream, selected, model, authorized, sock,
     ));
     Ok(response)
 }

@@ -31,6 +31,7 @@ use crate::audio::{self, WireAudio, INTERNAL_RATE};
 use crate::brain::Step;
 use crate::conn::{Conn, End};
 use crate::items::{Item, ProtocolKind, SessionInfo};
+use crate::registry::SnapshotReceiver;
 use crate::server::{Selected, Shared};
 use crate::vad::{Vad, VadConfig};
 
@@ -160,6 +161,21 @@ struct OaSession {
     chunk: Duration,
     responses: u32,
     client_errors: u32,
+    /// The last client data frame or the end of the last response (idle session timeout).
+    last_activity: Instant,
+}
+
+impl Drop for OaSession {
+    /// Files the final snapshot and counts the session out, however the session ended
+    /// (including its task being dropped by a server stop).
+    fn drop(&mut self) {
+        let info = self.snapshot(false);
+        self.shared.registry.closed(info);
+        self.shared
+            .stats
+            .sessions_active
+            .fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Runs a session until the client goes away or the server closes it.
@@ -170,18 +186,26 @@ pub(crate) async fn run(
     selected: Selected,
     model: String,
     authorized: bool,
+    sock: Option<Arc<std::net::TcpStream>>,
 ) {
     shared.stats.sessions_total.fetch_add(1, Ordering::Relaxed);
     shared.stats.sessions_active.fetch_add(1, Ordering::Relaxed);
-    let mut s = OaSession::new(shared.clone(), ws, selected, model);
-    let _ = s.main(&mut stream, authorized).await;
+    let mut s = OaSession::new(shared.clone(), ws, selected, model, sock);
+    let (ask, mut asks) = tokio::sync::mpsc::unbounded_channel();
+    shared.registry.register(s.meta(true), ask);
+    let _ = s.main(&mut stream, authorized, &mut asks).await;
     s.conn.drop_now_quiet();
-    s.publish(false);
-    shared.stats.sessions_active.fetch_sub(1, Ordering::Relaxed);
+    s.conn.finish().await;
 }
 
 impl OaSession {
-    fn new(shared: Arc<Shared>, ws: actix_ws::Session, selected: Selected, model: String) -> Self {
+    fn new(
+        shared: Arc<Shared>,
+        ws: actix_ws::Session,
+        selected: Selected,
+        model: String,
+        sock: Option<Arc<std::net::TcpStream>>,
+    ) -> Self {
         let sid = shared.new_session_id();
         let vad_cfg = shared.cfg.vad.clone();
         let chunk = Duration::from_millis(shared.cfg.effective_chunk_ms() as u64);
@@ -200,7 +224,7 @@ impl OaSession {
         });
         let conv_id = shared.new_id("conv");
         OaSession {
-            conn: Conn::new(ws, shared.clone()),
+            conn: Conn::new(ws, shared.clone(), sock),
             shared,
             sid,
             selected,
@@ -224,24 +248,75 @@ impl OaSession {
             chunk,
             responses: 0,
             client_errors: 0,
+            last_activity: Instant::now(),
         }
     }
 
-    fn publish(&self, connected: bool) {
-        self.shared.update_session(SessionInfo {
+    /// The session's metadata, without its items (cheap).
+    fn meta(&self, connected: bool) -> SessionInfo {
+        SessionInfo {
             id: self.sid,
             protocol: ProtocolKind::OpenAi,
             model: self.model.clone(),
             scenario: self.selected.key.clone(),
             connected,
-            items: self.items.iter().map(Item::info).collect(),
+            items: Vec::new(),
             responses: self.responses,
             resumed_from: None,
             client_errors: self.client_errors,
-        });
+            input_buffered_ms: audio::samples_to_ms(self.buf.len(), INTERNAL_RATE),
+        }
     }
 
-    async fn main(&mut self, stream: &mut AggregatedMessageStream, authorized: bool) -> R {
+    /// A full snapshot, items included (built only on request).
+    fn snapshot(&self, connected: bool) -> SessionInfo {
+        let info = SessionInfo {
+            items: self.items.iter().map(Item::info).collect(),
+            ..self.meta(connected)
+        };
+        crate::registry::counted(&self.shared.stats, info)
+    }
+
+    /// Publishes the metadata (counters); the items are only copied on request.
+    fn publish(&self, connected: bool) {
+        self.shared.registry.update_meta(self.meta(connected));
+    }
+
+    /// When the idle-session timeout fires, unless a response is running.
+    fn idle_deadline(&self) -> Option<Instant> {
+        let limit = self.shared.cfg.idle_timeout?;
+        self.run.is_none().then(|| self.last_activity + limit)
+    }
+
+    /// Nothing from the client for the whole idle timeout: say so and close.
+    async fn idle_close(&mut self) -> R {
+        let limit = self.shared.cfg.idle_timeout.unwrap_or_default();
+        tracing::info!("OpenAI session {}: idle for {limit:?}; closing", self.sid);
+        self.shared
+            .stats
+            .idle_closed
+            .fetch_add(1, Ordering::Relaxed);
+        self.error_event(
+            None,
+            "invalid_request_error",
+            "session_expired",
+            &format!(
+                "The session received no client events for {} s and has been closed (idle timeout).",
+                limit.as_secs()
+            ),
+            None,
+        )
+        .await?;
+        self.conn.close(1000, "idle timeout").await;
+        Err(End::Closed)
+    }
+
+    async fn main(
+        &mut self,
+        stream: &mut AggregatedMessageStream,
+        authorized: bool,
+        asks: &mut SnapshotReceiver,
+    ) -> R {
         self.publish(true);
         if !authorized {
             self.emit(ServerEvent::Error {
@@ -273,7 +348,9 @@ impl OaSession {
         }
         loop {
             let deadline = self.run.as_ref().map(|r| r.next_at);
+            let idle = self.idle_deadline();
             tokio::select! {
+                Some(ask) = asks.recv() => ask(self.snapshot(true)),
                 msg = stream.recv() => match msg {
                     None => return Err(End::Closed),
                     Some(Ok(AggregatedMessage::Text(t))) => self.on_frame(&t).await?,
@@ -284,10 +361,10 @@ impl OaSession {
                             self.client_error(None, "invalid_json", "Binary frames must hold UTF-8 JSON.", None).await?
                         }
                     },
-                    Some(Ok(AggregatedMessage::Ping(p))) => self.conn.pong(&p).await,
+                    Some(Ok(AggregatedMessage::Ping(p))) => self.conn.pong(&p).await?,
                     Some(Ok(AggregatedMessage::Pong(_))) => {}
                     Some(Ok(AggregatedMessage::Close(_))) => {
-                        self.conn.close(1000, "").await;
+                                                self.conn.close(1000, "").await;
                         return Err(End::Closed);
                     }
                     Some(Err(e)) => {
@@ -299,6 +376,7 @@ impl OaSession {
                 },
                 _ = sleep_until_opt(deadline), if deadline.is_some() => self.advance().await?,
                 _ = sleep_until_opt(self.idle_at), if self.idle_at.is_some() && self.run.is_none() => self.idle_timeout().await?,
+                _ = sleep_until_opt(idle), if idle.is_some() => return self.idle_close().await,
             }
             if !self.conn.is_open() {
                 return Err(End::Closed);
@@ -379,6 +457,7 @@ impl OaSession {
 
     async fn on_frame(&mut self, text: &str) -> R {
         self.conn.received(text);
+        self.last_activity = Instant::now();
         let value: Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
@@ -459,6 +538,17 @@ impl OaSession {
                     }
                 };
                 let samples = self.settings.input_fmt.decode(&bytes);
+                let cap_ms = self.shared.cfg.max_input_audio_ms;
+                let cap = audio::ms_to_samples(cap_ms, INTERNAL_RATE);
+                if self.buf.len() + samples.len() > cap {
+                    return Ok(Err(invalid(
+                        "input_audio_buffer_full",
+                        format!(
+                            "The input audio buffer holds at most {cap_ms} ms of audio and this append would exceed it; commit or clear the buffer first."
+                        ),
+                        None,
+                    )));
+                }
                 self.append(samples).await?;
             }
             ClientEvent::Commit {} => return self.manual_commit().await,

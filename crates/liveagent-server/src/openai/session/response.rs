@@ -441,6 +441,7 @@ impl OaSession {
             .with_run(run, ServerEvent::ResponseDone { response })
             .await;
         self.publish(true);
+        self.last_activity = Instant::now();
         // The idle timeout counts from the end of the response's audio (sent in real time).
         self.idle_at = self
             .settings
