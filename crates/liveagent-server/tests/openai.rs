@@ -189,7 +189,7 @@ async fn malformed_frames_get_error_events_and_the_session_survives() {
         ),
         (
             r#"{"type": "input_audio_buffer.append"}"#,
-            "invalid_request",
+            "missing_required_parameter",
         ),
         (
             r#"{"type": "session.update", "session": {"instructions": "x"}}"#,

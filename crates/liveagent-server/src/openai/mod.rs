@@ -4,6 +4,7 @@
 //! answered the way the provider does it in-band: the upgrade succeeds, the server sends an
 //! `error` event (`invalid_request_error` / `invalid_api_key`) and closes with code 1008.
 
+mod schema;
 mod session;
 mod wire;
 

@@ -3,9 +3,10 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// A client event (the GA `RealtimeClientEvent` union).
+/// A client event (the GA `RealtimeClientEvent` union). Parsed by `schema::parse_event`,
+/// which moves `type` out as the variant key so that errors keep the field's path.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "type")]
+#[serde(deny_unknown_fields)]
 pub(crate) enum ClientEvent {
     #[serde(rename = "session.update")]
     SessionUpdate { session: Value },
@@ -45,21 +46,67 @@ pub(crate) enum ClientEvent {
     OutputAudioBufferClear {},
 }
 
-/// `response.create.response` (the parts the server honours).
+/// `response.create.response` (the GA `RealtimeResponseCreateParams`; the server honours
+/// `output_modalities`, `conversation` and `metadata`, and accepts the rest).
 #[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
 pub(crate) struct ResponseParams {
     #[serde(default)]
-    pub output_modalities: Option<Vec<String>>,
+    pub output_modalities: Option<Vec<Modality>>,
     /// `"auto"` or `"none"` (out of band).
     #[serde(default)]
     pub conversation: Option<String>,
     #[serde(default)]
-    pub metadata: Option<Value>,
+    pub metadata: Option<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    pub audio: Option<Value>,
+    #[serde(default)]
+    pub input: Option<Vec<Value>>,
+    #[serde(default)]
+    pub instructions: Option<String>,
+    #[serde(default)]
+    pub max_output_tokens: Option<Value>,
+    #[serde(default)]
+    pub parallel_tool_calls: Option<bool>,
+    #[serde(default)]
+    pub prompt: Option<Value>,
+    #[serde(default)]
+    pub reasoning: Option<Value>,
+    #[serde(default)]
+    pub tool_choice: Option<Value>,
+    #[serde(default)]
+    pub tools: Option<Vec<Value>>,
 }
 
-/// An item in `conversation.item.create`.
+/// An output modality.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Modality {
+    Text,
+    Audio,
+}
+
+/// `status` of a client item (accepted, not used).
 #[derive(Debug, Deserialize)]
-#[serde(tag = "type")]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum ItemStatus {
+    Completed,
+    Incomplete,
+    InProgress,
+}
+
+/// `object` of a client item (accepted, not used).
+#[derive(Debug, Deserialize)]
+pub(crate) enum ItemObject {
+    #[serde(rename = "realtime.item")]
+    RealtimeItem,
+}
+
+/// An item in `conversation.item.create` (`type` moved out as the variant key).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
 pub(crate) enum ClientItem {
     #[serde(rename = "message")]
     Message {
@@ -67,6 +114,10 @@ pub(crate) enum ClientItem {
         id: Option<String>,
         role: String,
         content: Vec<ClientContent>,
+        #[serde(default)]
+        object: Option<ItemObject>,
+        #[serde(default)]
+        status: Option<ItemStatus>,
     },
     #[serde(rename = "function_call")]
     FunctionCall {
@@ -77,6 +128,10 @@ pub(crate) enum ClientItem {
         name: String,
         #[serde(default)]
         arguments: String,
+        #[serde(default)]
+        object: Option<ItemObject>,
+        #[serde(default)]
+        status: Option<ItemStatus>,
     },
     #[serde(rename = "function_call_output")]
     FunctionCallOutput {
@@ -84,12 +139,17 @@ pub(crate) enum ClientItem {
         id: Option<String>,
         call_id: String,
         output: String,
+        #[serde(default)]
+        object: Option<ItemObject>,
+        #[serde(default)]
+        status: Option<ItemStatus>,
     },
 }
 
-/// A content part in a client item.
+/// A content part in a client item (`type` moved out as the variant key).
 #[derive(Debug, Deserialize)]
-#[serde(tag = "type")]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
 pub(crate) enum ClientContent {
     #[serde(rename = "input_text")]
     InputText { text: String },
@@ -101,7 +161,12 @@ pub(crate) enum ClientContent {
         transcript: Option<String>,
     },
     #[serde(rename = "input_image")]
-    InputImage {},
+    InputImage {
+        #[serde(default)]
+        image_url: Option<String>,
+        #[serde(default)]
+        detail: Option<String>,
+    },
     #[serde(rename = "output_text", alias = "text")]
     OutputText { text: String },
     #[serde(rename = "output_audio", alias = "audio")]

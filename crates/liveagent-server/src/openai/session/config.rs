@@ -7,10 +7,21 @@ use serde_json::{json, Map, Value};
 
 use super::*;
 use crate::audio::WireAudio;
+use crate::items::{Content, ItemKind, Role};
 use crate::vad::VadConfig;
 
 impl OaSession {
     pub(super) fn apply_update(&mut self, update: Value) -> Result<(), Invalid> {
+        // Validate everything first: an update is applied whole or not at all.
+        let audio_spoken = self.items.iter().any(|i| {
+            matches!(&i.kind, ItemKind::Message { role: Role::Assistant, content }
+                if content.iter().any(|c| matches!(c, Content::OutputAudio { audio, .. } if !audio.is_empty())))
+        });
+        super::super::schema::check_session(
+            &update,
+            Some(&self.config["audio"]["output"]["voice"]),
+            audio_spoken,
+        )?;
         let Value::Object(update) = update else {
             return Err(invalid(
                 "invalid_type",
@@ -18,25 +29,6 @@ impl OaSession {
                 Some("session"),
             ));
         };
-        match update.get("type").and_then(Value::as_str) {
-            Some("realtime") => {}
-            Some(other) => {
-                return Err(invalid(
-                    "invalid_value",
-                    format!(
-                        "Invalid value: '{other}'. This server supports session.type 'realtime'."
-                    ),
-                    Some("session.type"),
-                ))
-            }
-            None => {
-                return Err(invalid(
-                    "missing_required_parameter",
-                    "Missing required parameter: 'session.type'.",
-                    Some("session.type"),
-                ))
-            }
-        }
         let mut next = self.config.clone();
         for (k, v) in update {
             match k.as_str() {

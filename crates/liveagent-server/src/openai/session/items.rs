@@ -84,7 +84,9 @@ impl OaSession {
         let fresh = |id: Option<String>| id.unwrap_or_else(|| self.shared.new_id("item"));
         let fmt = self.settings.input_fmt;
         Ok(match item {
-            ClientItem::Message { id, role, content } => {
+            ClientItem::Message {
+                id, role, content, ..
+            } => {
                 let role = match role.as_str() {
                     "user" => Role::User,
                     "assistant" => Role::Assistant,
@@ -103,7 +105,7 @@ impl OaSession {
                         (Role::User | Role::System, ClientContent::InputText { text }) => {
                             Content::InputText(text)
                         }
-                        (Role::User, ClientContent::InputImage {}) => {
+                        (Role::User, ClientContent::InputImage { .. }) => {
                             Content::InputText("[image]".into())
                         }
                         (Role::User, ClientContent::InputAudio { audio, transcript }) => {
@@ -166,6 +168,7 @@ impl OaSession {
                 call_id,
                 name,
                 arguments,
+                ..
             } => Item {
                 id: fresh(id),
                 kind: ItemKind::FunctionCall {
@@ -179,6 +182,7 @@ impl OaSession {
                 id,
                 call_id,
                 output,
+                ..
             } => Item {
                 id: fresh(id),
                 kind: ItemKind::FunctionCallOutput { call_id, output },
@@ -229,13 +233,9 @@ impl OaSession {
             )));
         }
         let keep = audio::ms_to_samples(audio_end_ms, INTERNAL_RATE).min(audio.len());
-        let chars: Vec<char> = transcript.chars().collect();
-        let keep_chars = if dur == 0 {
-            0
-        } else {
-            chars.len() * audio_end_ms as usize / dur as usize
-        };
-        *transcript = chars[..keep_chars.min(chars.len())].iter().collect();
+        // GA: truncation deletes the server-side transcript, so that no text the user did not
+        // hear stays in the context.
+        transcript.clear();
         *audio = Arc::new(audio[..keep].to_vec());
         item.status = "incomplete";
         self.emit(ServerEvent::ItemTruncated {

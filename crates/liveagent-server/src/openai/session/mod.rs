@@ -71,6 +71,16 @@ struct Invalid {
     param: Option<String>,
 }
 
+impl From<super::schema::SchemaError> for Invalid {
+    fn from(e: super::schema::SchemaError) -> Self {
+        Invalid {
+            code: e.code,
+            message: e.message,
+            param: e.param,
+        }
+    }
+}
+
 fn invalid(code: &'static str, message: impl Into<String>, param: Option<&str>) -> Invalid {
     Invalid {
         code,
@@ -475,7 +485,7 @@ impl OaSession {
             .get("event_id")
             .and_then(Value::as_str)
             .map(str::to_owned);
-        let Some(kind) = value.get("type").and_then(Value::as_str).map(str::to_owned) else {
+        if value.get("type").and_then(Value::as_str).is_none() {
             return self
                 .client_error(
                     event_id,
@@ -484,23 +494,12 @@ impl OaSession {
                     Some("type".into()),
                 )
                 .await;
-        };
-        let event: ClientEvent = match serde_json::from_value(value) {
+        }
+        let event: ClientEvent = match super::schema::parse_event(value) {
             Ok(e) => e,
             Err(e) => {
-                let msg = e.to_string();
-                let code = if msg.starts_with("unknown variant") {
-                    "invalid_value"
-                } else {
-                    "invalid_request"
-                };
                 return self
-                    .client_error(
-                        event_id,
-                        code,
-                        &format!("Invalid '{kind}' event: {msg}"),
-                        Some("type".into()),
-                    )
+                    .client_error(event_id, e.code, &e.message, e.param)
                     .await;
             }
         };

@@ -67,8 +67,8 @@ impl OaSession {
 
     pub(super) async fn start_response(&mut self, params: ResponseParams) -> R {
         let text_only = match params.output_modalities.as_deref() {
-            Some([m]) if m == "text" => true,
-            Some([m]) if m == "audio" => false,
+            Some([Modality::Text]) => true,
+            Some([Modality::Audio]) => false,
             _ => self.settings.text_only,
         };
         let in_conversation = params.conversation.as_deref() != Some("none");
@@ -94,7 +94,7 @@ impl OaSession {
             calls: Vec::new(),
             out_audio_samples: 0,
             out_text_chars: 0,
-            metadata: params.metadata,
+            metadata: params.metadata.map(Value::Object),
         };
         let response = self.wire_response(&run, "in_progress", None, false);
         self.run = Some(run);
