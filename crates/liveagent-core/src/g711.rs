@@ -1,10 +1,12 @@
 //! G.711 μ-law and A-law: the 8 kHz telephone codecs (ITU-T G.711), one byte per sample.
 //!
-//! Decoding is a table lookup; encoding is a few bit operations. Decoding a byte and
-//! encoding the result gives the byte back for every code except μ-law's "negative zero"
-//! `0x7F` (which becomes `0xFF`, the silence code), so PCM16 on the event bus between two
-//! μ-law ends is a lossless round trip, not a transcoding. Silence is `0xFF` (μ-law) and
-//! `0xD5` (A-law); never pad μ-law with `0x00`, which is full-scale negative.
+//! Decoding and encoding are a few bit operations each. Decoding a byte and encoding the
+//! result gives the byte back for **every** code, so PCM16 on the event bus between two
+//! μ-law (or A-law) ends is a lossless round trip, not a transcoding: the bytes a caller
+//! sent are the bytes the provider gets. (μ-law's "negative zero" `0x7F` decodes to -1
+//! instead of 0 for that reason: one LSB, inaudible, and `-1` encodes back to `0x7F`.)
+//! Silence is `0xFF` (μ-law) and `0xD5` (A-law); never pad μ-law with `0x00`, which is
+//! full-scale negative.
 
 const BIAS: i32 = 0x84;
 const CLIP: i32 = 32635;
@@ -18,6 +20,9 @@ const CLIP: i32 = 32635;
 /// assert_eq!(ulaw_encode(1000), 0xCE);
 /// ```
 pub fn ulaw_decode(byte: u8) -> i16 {
+    if byte == 0x7F {
+        return -1; // negative zero: keep the code distinct so it survives a round trip
+    }
     let u = !byte;
     let sign = u & 0x80;
     let exp = ((u >> 4) & 7) as i32;
@@ -98,7 +103,7 @@ mod tests {
         assert_eq!(ulaw_encode(32767), 0x80);
         assert_eq!(ulaw_encode(-32768), 0x00);
         assert_eq!(ulaw_decode(0xFF), 0);
-        assert_eq!(ulaw_decode(0x7F), 0);
+        assert_eq!(ulaw_decode(0x7F), -1, "negative zero, one LSB below 0");
         assert_eq!(ulaw_decode(0x80), 32124);
         assert_eq!(ulaw_decode(0x00), -32124);
         assert_eq!(ulaw_decode(0xFE), 8);
@@ -108,12 +113,7 @@ mod tests {
     #[test]
     fn ulaw_round_trip_is_lossless() {
         for b in 0..=255u8 {
-            let back = ulaw_encode(ulaw_decode(b));
-            if b == 0x7F {
-                assert_eq!(back, 0xFF, "negative zero becomes silence");
-            } else {
-                assert_eq!(back, b, "code {b:#04x}");
-            }
+            assert_eq!(ulaw_encode(ulaw_decode(b)), b, "code {b:#04x}");
         }
     }
 

@@ -593,6 +593,13 @@ impl<E: Encoder> RemotePlayer<E> {
     }
 
     fn flush_frames(&mut self) {
+        if !self.frames.is_empty() {
+            tracing::trace!(
+                transport = self.label,
+                frames = self.frames.len(),
+                "sending"
+            );
+        }
         for frame in self.frames.drain(..) {
             match self.tx.send(frame) {
                 Ok(()) => {}
@@ -654,6 +661,7 @@ impl<E: Encoder> RemotePlayer<E> {
     }
 
     fn on_audio(&mut self, a: SynthesizedAudio) {
+        tracing::trace!(transport = self.label, item = %a.item_id, samples = a.audio.len(), rate = a.audio.sample_rate, "agent audio");
         if self.current.as_ref() != Some(&a.item_id) {
             self.end_item();
             self.current = Some(a.item_id.clone());
