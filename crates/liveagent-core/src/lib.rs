@@ -48,6 +48,7 @@ pub mod g711;
 pub mod metrics;
 pub mod middleware;
 pub mod observer;
+pub mod output;
 pub mod protocol;
 pub mod secret;
 pub mod variables;
@@ -67,6 +68,7 @@ pub use middleware::EventMiddleware;
 pub use observer::{
     start_observer, FnObserver, LoopDetector, Observer, ObserverActor, TokenMonitor,
 };
+pub use output::{Output, TextOutput};
 pub use protocol::{
     ConnectRequest, Outbox, ProtocolSignal, RealtimeConfig, RealtimeProtocol, SessionCommand,
     SessionSetup, ToolSchema, WireFrame,

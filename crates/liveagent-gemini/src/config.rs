@@ -71,35 +71,16 @@ impl AudioOutput {
     }
 }
 
-/// Text output: the model answers in text ([`ModelMessageChunk`](liveagent_core::ModelMessageChunk))
-/// and never produces audio. Native-audio models only answer in audio.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TextOutput;
+/// What the model answers with, one modality per session: speech ([`AudioOutput`]) or
+/// text ([`TextOutput`]; native-audio models only answer in audio). The shared
+/// [`liveagent_core::Output`] with Gemini's audio settings.
+pub type Output = liveagent_core::Output<AudioOutput>;
 
-/// What the model answers with: one modality per session.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Output {
-    /// Spoken answers.
-    Audio(AudioOutput),
-    /// Text answers.
-    Text(TextOutput),
-}
-
-impl Default for Output {
-    fn default() -> Self {
-        Output::Audio(AudioOutput::default())
-    }
-}
+pub use liveagent_core::TextOutput;
 
 impl From<AudioOutput> for Output {
     fn from(o: AudioOutput) -> Self {
         Output::Audio(o)
-    }
-}
-
-impl From<TextOutput> for Output {
-    fn from(o: TextOutput) -> Self {
-        Output::Text(o)
     }
 }
 

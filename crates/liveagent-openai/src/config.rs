@@ -132,34 +132,15 @@ impl Default for AudioOutput {
     }
 }
 
-/// Text-only output: the model answers with text (`ModelMessageChunk`) and never speaks.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TextOutput;
+/// What the model produces: speech in a voice ([`AudioOutput`]) or text only
+/// ([`TextOutput`]). The shared [`liveagent_core::Output`] with OpenAI's audio settings.
+pub type Output = liveagent_core::Output<AudioOutput>;
 
-/// What the model produces.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Output {
-    /// Speech (with its transcript).
-    Audio(AudioOutput),
-    /// Text only.
-    Text(TextOutput),
-}
-
-impl Default for Output {
-    fn default() -> Self {
-        Output::Audio(AudioOutput::default())
-    }
-}
+pub use liveagent_core::TextOutput;
 
 impl From<AudioOutput> for Output {
     fn from(o: AudioOutput) -> Self {
         Output::Audio(o)
-    }
-}
-
-impl From<TextOutput> for Output {
-    fn from(o: TextOutput) -> Self {
-        Output::Text(o)
     }
 }
 
