@@ -296,6 +296,43 @@ pub struct Usage {
     pub output_audio_tokens: Option<u64>,
     /// Cached input tokens, when reported.
     pub cached_tokens: Option<u64>,
+    /// Usage of each stage of a cascade (speech-to-text, LLM, text-to-speech); empty for
+    /// realtime providers. The token counts above are then the LLM's.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageUsage>,
+}
+
+/// Which stage of a cascade a [`StageUsage`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Speech-to-text.
+    Stt,
+    /// The language model.
+    Llm,
+    /// Text-to-speech.
+    Tts,
+}
+
+/// What one cascade stage consumed for one response (summed over its requests).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StageUsage {
+    /// The stage.
+    pub stage: Stage,
+    /// `openai`, `elevenlabs`, `mistral`...
+    pub provider: Arc<str>,
+    /// The model used.
+    pub model: Arc<str>,
+    /// Requests (or streaming sessions' turns) sent.
+    pub requests: u32,
+    /// Input tokens, when the provider reports them.
+    pub input_tokens: u64,
+    /// Output tokens, when the provider reports them.
+    pub output_tokens: u64,
+    /// Audio in or out, in milliseconds (STT: audio transcribed; TTS: audio synthesized).
+    pub audio_ms: u64,
+    /// Characters in or out (STT: transcript; TTS: text synthesized).
+    pub characters: u64,
 }
 
 impl Usage {

@@ -12,10 +12,12 @@
 //! the provider keeps what it must replay: configuration, conversation history, resumption
 //! handles.
 
+use std::any::Any;
 use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::stream::LocalBoxStream;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -138,7 +140,37 @@ pub enum ProtocolSignal {
     Fatal(LiveError),
 }
 
-/// Collects what a protocol step produced: frames to send, events to publish, signals.
+/// Identifies a [`ProtocolTask`] of one protocol.
+pub type TaskId = u64;
+
+/// One item a [`ProtocolTask`] produced, handed back to
+/// [`RealtimeProtocol::on_task_item`]. The protocol that made the task knows its item type
+/// and downcasts it (`item.downcast::<MyItem>()`).
+pub type TaskItem = Box<dyn Any>;
+
+/// I/O a protocol cannot do through its WebSocket (an HTTP request whose body streams, a side
+/// socket, a backoff timer), as a lazy stream the runtime drives on the session's own
+/// task. Every item goes to [`RealtimeProtocol::on_task_item`], the end to
+/// [`RealtimeProtocol::on_task_end`]; [`Outbox::cancel`] drops it. The cascade provider
+/// (speech-to-text → LLM → text-to-speech) runs its stages this way, so its state machine
+/// stays free of I/O and the session runtime stays the same for every provider.
+pub struct ProtocolTask {
+    /// The protocol's id for it (unique among its live tasks).
+    pub id: TaskId,
+    /// The work. Dropping it cancels it.
+    pub stream: LocalBoxStream<'static, TaskItem>,
+}
+
+impl fmt::Debug for ProtocolTask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProtocolTask")
+            .field("id", &self.id)
+            .finish()
+    }
+}
+
+/// Collects what a protocol step produced: frames to send, events to publish, signals, and
+/// tasks to start or cancel.
 #[derive(Debug, Default)]
 pub struct Outbox {
     /// Frames to send, in order.
@@ -147,6 +179,10 @@ pub struct Outbox {
     pub events: Vec<LiveEvent>,
     /// Signals for the runtime.
     pub signals: Vec<ProtocolSignal>,
+    /// Tasks to start.
+    pub tasks: Vec<ProtocolTask>,
+    /// Tasks to cancel (started earlier; unknown or finished ids are ignored).
+    pub cancelled: Vec<TaskId>,
 }
 
 impl Outbox {
@@ -186,9 +222,25 @@ impl Outbox {
         self.signals.push(signal);
     }
 
+    /// Asks the runtime to run `stream` as task `id` (see [`ProtocolTask`]).
+    pub fn spawn(&mut self, id: TaskId, stream: LocalBoxStream<'static, TaskItem>) {
+        self.tasks.push(ProtocolTask { id, stream });
+    }
+
+    /// Asks the runtime to drop task `id`. A cancelled task reports nothing more, not even
+    /// its end.
+    pub fn cancel(&mut self, id: TaskId) {
+        self.tasks.retain(|t| t.id != id);
+        self.cancelled.push(id);
+    }
+
     /// True when nothing was produced.
     pub fn is_empty(&self) -> bool {
-        self.frames.is_empty() && self.events.is_empty() && self.signals.is_empty()
+        self.frames.is_empty()
+            && self.events.is_empty()
+            && self.signals.is_empty()
+            && self.tasks.is_empty()
+            && self.cancelled.is_empty()
     }
 }
 
@@ -241,6 +293,24 @@ pub trait RealtimeProtocol: Send + 'static {
     /// 60 minutes). `None`: no known limit.
     fn max_connection_age(&self) -> Option<Duration> {
         None
+    }
+
+    /// False for a protocol that has no session WebSocket of its own (the cascade provider
+    /// talks to its stages through [`ProtocolTask`]s): the runtime then skips
+    /// [`connect_request`](Self::connect_request), calls [`on_open`](Self::on_open) at once
+    /// and never reconnects.
+    fn uses_socket(&self) -> bool {
+        true
+    }
+
+    /// An item of task `id` (see [`Outbox::spawn`]).
+    fn on_task_item(&mut self, id: TaskId, item: TaskItem, out: &mut Outbox) {
+        let _ = (id, item, out);
+    }
+
+    /// Task `id` ended by itself (not when cancelled).
+    fn on_task_end(&mut self, id: TaskId, out: &mut Outbox) {
+        let _ = (id, out);
     }
 }
 

@@ -525,6 +525,7 @@ fn audio_turn_maps_to_events() {
             input_audio_tokens: Some(724),
             output_audio_tokens: Some(256),
             cached_tokens: None,
+            stages: Vec::new(),
         })
     );
     // history: the user's words, then the model's

@@ -1,5 +1,6 @@
 //! [`SessionActor`]: the supervised actor between a provider protocol and the event bus.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actix::io::{SinkWrite, WriteHandler};
@@ -11,9 +12,9 @@ use bytes::BytesMut;
 use futures_util::stream::{SplitSink, StreamExt};
 use liveagent_core::{
     AudioDropped, ConversationContext, ErrorEvent, LatencySamples, LiveError, LiveEvent,
-    ModelMessageChunk, Outbox, PlaybackStopped, ProtocolSignal, RealtimeProtocol, RecordedAudio,
-    SessionClosed, SessionCommand, SessionControl, SessionReconnected, SessionReconnecting,
-    SubscriberId, ToolResult, UserText, WireFrame,
+    ModelMessageChunk, Outbox, PlaybackStopped, ProtocolSignal, ProtocolTask, RealtimeProtocol,
+    RecordedAudio, SessionClosed, SessionCommand, SessionControl, SessionReconnected,
+    SessionReconnecting, SubscriberId, TaskId, ToolResult, UserText, WireFrame,
 };
 
 use crate::buffer::PendingCommands;
@@ -119,6 +120,8 @@ pub struct SessionActor {
     secret: Option<liveagent_core::Secret>,
     /// Callers of `stop_and_wait`, answered once the close handshake is over.
     stop_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// The protocol's running tasks (see `ProtocolTask`).
+    tasks: HashMap<TaskId, SpawnHandle>,
 }
 
 impl SessionActor {
@@ -159,6 +162,7 @@ impl SessionActor {
             peer_closed: false,
             secret: None,
             stop_waiters: Vec::new(),
+            tasks: HashMap::new(),
         }
     }
 
@@ -169,6 +173,14 @@ impl SessionActor {
     fn open_connection(&mut self, ctx: &mut Context<Self>) {
         if self.stopping || self.fatal.is_some() {
             return;
+        }
+        if !self.protocol.uses_socket() {
+            // No session socket (the cascade): the protocol does its I/O through tasks.
+            self.connected_at = Some(Instant::now());
+            self.state = SessionState::Handshaking;
+            let mut out = Outbox::new();
+            self.protocol.on_open(self.has_been_ready, &mut out);
+            return self.flush(out, ctx);
         }
         let request = match self.protocol.connect_request() {
             Ok(r) => r,
@@ -225,7 +237,17 @@ impl SessionActor {
             frames,
             events,
             signals,
+            tasks,
+            cancelled,
         } = out;
+        for id in cancelled {
+            if let Some(handle) = self.tasks.remove(&id) {
+                ctx.cancel_future(handle);
+            }
+        }
+        for task in tasks {
+            self.start_task(task, ctx);
+        }
         for frame in frames {
             self.write(frame);
         }
@@ -254,6 +276,31 @@ impl SessionActor {
                 ProtocolSignal::Fatal(e) => self.fail(e, ctx),
             }
         }
+    }
+
+    /// Runs a protocol task on this actor's context: its items and its end go back to the
+    /// protocol, and what the protocol answers is flushed like any other step.
+    fn start_task(&mut self, task: ProtocolTask, ctx: &mut Context<Self>) {
+        use actix::fut::{ActorFutureExt, ActorStreamExt};
+        let ProtocolTask { id, stream } = task;
+        if let Some(old) = self.tasks.remove(&id) {
+            ctx.cancel_future(old);
+        }
+        let fut = actix::fut::wrap_stream::<_, Self>(stream)
+            .map(move |item, act, ctx| {
+                let mut out = Outbox::new();
+                act.protocol.on_task_item(id, item, &mut out);
+                act.flush(out, ctx);
+            })
+            .finish()
+            .map(move |_, act, ctx| {
+                act.tasks.remove(&id);
+                let mut out = Outbox::new();
+                act.protocol.on_task_end(id, &mut out);
+                act.flush(out, ctx);
+            });
+        let handle = ctx.spawn(fut);
+        self.tasks.insert(id, handle);
     }
 
     fn publish(&self, event: LiveEvent) {
@@ -696,6 +743,8 @@ impl SessionActor {
 
 impl Supervised for SessionActor {
     fn restarting(&mut self, _: &mut Context<Self>) {
+        // The old context dropped its futures, tasks included.
+        self.tasks.clear();
         self.writer = None;
         self.connected = false;
         self.fragments = None;

@@ -32,6 +32,7 @@ pub(super) fn to_usage(u: &UsageMetadata) -> Usage {
         input_audio_tokens: audio(&u.prompt_tokens_details),
         output_audio_tokens: audio(&u.response_tokens_details),
         cached_tokens: u.cached_content_token_count,
+        stages: Vec::new(),
     }
 }
 

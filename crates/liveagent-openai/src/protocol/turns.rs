@@ -45,6 +45,7 @@ impl OpenAiProtocol {
             input_audio_tokens: u.input_token_details.as_ref().and_then(|d| d.audio_tokens),
             output_audio_tokens: u.output_token_details.as_ref().and_then(|d| d.audio_tokens),
             cached_tokens: u.input_token_details.as_ref().and_then(|d| d.cached_tokens),
+            stages: Vec::new(),
         });
         out.publish(ResponseDone {
             response_id: id.clone(),
