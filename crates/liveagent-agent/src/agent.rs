@@ -33,13 +33,13 @@ const MAX_BODY: usize = 4 * 1024 * 1024;
 pub struct Agent {
     name: Arc<str>,
     prompt: Arc<str>,
-    model: Arc<str>,
-    base_url: Arc<str>,
-    api_key: Option<Secret>,
+    pub(crate) model: Arc<str>,
+    pub(crate) base_url: Arc<str>,
+    pub(crate) api_key: Option<Secret>,
     toolbox: Toolbox,
     max_rounds: u32,
-    timeout: Duration,
-    temperature: Option<f32>,
+    pub(crate) timeout: Duration,
+    pub(crate) temperature: Option<f32>,
 }
 
 impl fmt::Debug for Agent {
@@ -215,6 +215,8 @@ impl Agent {
                 tool_choice: None,
                 temperature: self.temperature,
                 max_completion_tokens: None,
+                stream: None,
+                stream_options: None,
             };
             let response = self.post(&request).await?;
             reply.requests += 1;
@@ -331,14 +333,14 @@ impl Agent {
         .timeout(limit)
     }
 
-    fn err(&self, kind: ErrorKind, message: String) -> LiveError {
+    pub(crate) fn err(&self, kind: ErrorKind, message: String) -> LiveError {
         LiveError::new(
             kind,
             format!("agent `{}`: {}", self.name, self.redact(&message)),
         )
     }
 
-    fn redact(&self, text: &str) -> String {
+    pub(crate) fn redact(&self, text: &str) -> String {
         match &self.api_key {
             Some(key) => key.redact(text),
             None => text.to_owned(),
@@ -353,7 +355,7 @@ impl Agent {
         }
     }
 
-    fn timed_out(&self, url: &str) -> LiveError {
+    pub(crate) fn timed_out(&self, url: &str) -> LiveError {
         self.err(
             ErrorKind::Connection,
             format!(
@@ -364,19 +366,24 @@ impl Agent {
         .with_code("timeout")
     }
 
+    /// An HTTP client for this agent's requests; `timeout` bounds the whole request (use a
+    /// long one for streams).
+    pub(crate) fn client(&self, timeout: Duration) -> awc::Client {
+        // rustls needs a process-wide crypto provider when several could be compiled in.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        awc::Client::builder()
+            .connector(awc::Connector::new().timeout(self.timeout))
+            .timeout(timeout)
+            .disable_redirects()
+            .finish()
+    }
+
     async fn post_inner(
         &self,
         url: &str,
         request: &ChatRequest,
     ) -> Result<ChatResponse, LiveError> {
-        // rustls needs a process-wide crypto provider when several could be compiled in.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = awc::Client::builder()
-            .connector(awc::Connector::new().timeout(self.timeout))
-            .timeout(self.timeout)
-            .disable_redirects()
-            .finish();
-        let mut builder = client.post(url);
+        let mut builder = self.client(self.timeout).post(url);
         if let Some(key) = &self.api_key {
             builder = builder.bearer_auth(key.expose());
         }
@@ -406,7 +413,7 @@ impl Agent {
         })
     }
 
-    fn http_error(&self, status: u16, body: &[u8]) -> LiveError {
+    pub(crate) fn http_error(&self, status: u16, body: &[u8]) -> LiveError {
         let parsed = serde_json::from_slice::<ErrorBody>(body)
             .ok()
             .map(|b| b.error);

@@ -25,6 +25,9 @@
 #![warn(missing_docs)]
 
 mod agent;
+pub mod sse;
+pub mod stream;
 pub mod wire;
 
 pub use agent::{Agent, AgentReply, HandoffRequest, ToolRun, DEFAULT_BASE_URL};
+pub use stream::ChatStreamEvent;

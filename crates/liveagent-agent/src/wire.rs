@@ -152,6 +152,93 @@ pub struct ChatRequest {
     /// A cap on generated tokens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_completion_tokens: Option<u32>,
+    /// `true`: answer as server-sent events of [`ChatChunk`]s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+    /// Streaming options (`include_usage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_options: Option<StreamOptions>,
+}
+
+/// `stream_options` of a streaming request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamOptions {
+    /// Ask for a last chunk with the usage (and `choices: []`).
+    pub include_usage: bool,
+}
+
+/// One `chat.completion.chunk` of a streaming response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChatChunk {
+    /// The completion id.
+    #[serde(default)]
+    pub id: String,
+    /// The choices' deltas (empty in the final usage chunk).
+    #[serde(default)]
+    pub choices: Vec<ChunkChoice>,
+    /// Usage, in the final chunk when `include_usage` was asked.
+    #[serde(default)]
+    pub usage: Option<ChatUsage>,
+}
+
+/// One choice of a [`ChatChunk`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChunkChoice {
+    /// Its index.
+    #[serde(default)]
+    pub index: u32,
+    /// What this chunk adds.
+    #[serde(default)]
+    pub delta: ChunkDelta,
+    /// Set on the choice's last chunk.
+    #[serde(default)]
+    pub finish_reason: Option<String>,
+}
+
+/// The delta of a [`ChunkChoice`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChunkDelta {
+    /// More text.
+    #[serde(default)]
+    pub content: Option<String>,
+    /// More refusal text.
+    #[serde(default)]
+    pub refusal: Option<String>,
+    /// Tool-call fragments.
+    #[serde(default, deserialize_with = "null_as_empty_fragments")]
+    pub tool_calls: Vec<ToolCallFragment>,
+}
+
+fn null_as_empty_fragments<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Vec<ToolCallFragment>, D::Error> {
+    Ok(Option::<Vec<ToolCallFragment>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A piece of a streamed tool call: the first carries `id` and the name, later ones only
+/// pieces of `arguments`, all with the call's `index`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ToolCallFragment {
+    /// Which call (several indexes: parallel calls).
+    #[serde(default)]
+    pub index: u32,
+    /// The call id (first fragment).
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The function name and an arguments piece.
+    #[serde(default)]
+    pub function: Option<FunctionFragment>,
+}
+
+/// The function part of a [`ToolCallFragment`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FunctionFragment {
+    /// The name (first fragment).
+    #[serde(default)]
+    pub name: Option<String>,
+    /// A piece of the arguments' JSON text.
+    #[serde(default)]
+    pub arguments: Option<String>,
 }
 
 /// The body of a successful response.
