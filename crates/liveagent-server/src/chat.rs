@@ -20,6 +20,8 @@ struct ChatRequest {
     messages: Vec<ChatMessage>,
     #[serde(default)]
     stream: Option<bool>,
+    #[serde(default)]
+    stream_options: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,13 +94,6 @@ pub(crate) async fn completions(
             )
         }
     };
-    if request.stream == Some(true) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "unsupported_value",
-            "stream=true is not supported by the local server.",
-        );
-    }
     let key = req
         .match_info()
         .get("scenario")
@@ -200,6 +195,25 @@ pub(crate) async fn completions(
     } else {
         "tool_calls"
     };
+    if request.stream == Some(true) {
+        let include_usage = request
+            .stream_options
+            .as_ref()
+            .and_then(|o| o.get("include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let calls = serde_json::to_value(&calls).unwrap_or_default();
+        let id = shared.new_id("chatcmpl");
+        let usage = (prompt_tokens, completion_tokens);
+        return crate::cascade::chat_stream::respond(
+            &id,
+            &model,
+            &content,
+            &calls,
+            usage,
+            include_usage,
+        );
+    }
     let message = if calls.is_empty() {
         json!({"role": "assistant", "content": content})
     } else {

@@ -24,7 +24,10 @@
 //! - `GET /v1/realtime?model=…` — OpenAI Realtime GA WebSocket.
 //! - `GET /ws/google.ai.generativelanguage.{v1beta|v1|v1alpha}.GenerativeService.BidiGenerateContent`
 //!   — Gemini Live WebSocket.
-//! - `POST /v1/chat/completions` — OpenAI Chat Completions.
+//! - `POST /v1/chat/completions` — OpenAI Chat Completions (`stream: true` too).
+//! - cascade fakes: `POST /v1/audio/transcriptions`, `POST /v1/audio/speech` (OpenAI and
+//!   Mistral shapes), `POST /v1/speech-to-text`, `POST /v1/text-to-speech/{voice}/stream`
+//!   (ElevenLabs).
 //! - the same under `/s/{scenario}/…` to pick a named scenario per connection.
 //! - `GET /debug/sessions`, `GET /debug/stats`, `GET /healthz`.
 
@@ -32,6 +35,7 @@
 
 pub mod audio;
 pub mod brain;
+mod cascade;
 mod chat;
 mod conn;
 mod gemini;

@@ -316,6 +316,7 @@ fn routes(cfg: &mut web::ServiceConfig) {
             "/s/{scenario}/v1/chat/completions",
             web::post().to(crate::chat::completions),
         )
+        .configure(crate::cascade::routes)
         .route("/debug/sessions", web::get().to(debug_sessions))
         .route("/debug/stats", web::get().to(debug_stats))
         .route(

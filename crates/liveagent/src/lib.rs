@@ -22,7 +22,8 @@
 //! - [`LiveAgent::run`] → [`Conversation`] (derefs to [`ConversationContext`]): publish,
 //!   subscribe, `stream().only::<E>()` / `stream().union::<(A, B)>()`.
 //! - [`LiveAgentSystem`]: run conversations inside your actix app, with your observers.
-//! - The provider configurations: [`openai::RealtimeConfig`], [`gemini::RealtimeConfig`].
+//! - The provider configurations: [`openai::RealtimeConfig`], [`gemini::RealtimeConfig`],
+//!   and [`cascade::CascadeConfig`] (speech-to-text → LLM → text-to-speech).
 //! - Audio peers: [`audio::SoundDeviceRecorder`], [`audio::SoundDevicePlayer`], and the WAV
 //!   peers for headless use.
 //! - Every event type: [`events`].
@@ -59,6 +60,12 @@ pub mod openai {
 /// Gemini Live: `gemini::RealtimeConfig::new("gemini-3.1-flash-live-preview")` and its options.
 pub mod gemini {
     pub use liveagent_gemini::*;
+}
+
+/// Cascade mode: speech-to-text → any Chat Completions LLM → text-to-speech, as one
+/// provider configuration: `cascade::CascadeConfig::new(stt, llm, tts)`.
+pub mod cascade {
+    pub use liveagent_cascade::*;
 }
 
 /// Audio peers: microphone recorder, speaker player (cpal), WAV source and sink.

@@ -1,0 +1,105 @@
+//! The three stage interfaces of a cascade: [`Stt`] (speech-to-text), [`Llm`] and [`Tts`]
+//! (text-to-speech), each with its capabilities and a streaming result.
+//!
+//! A stage does not run anything itself: each call returns a lazy stream (an HTTP request
+//! whose response streams, or a WebSocket session) that the session runtime drives as a
+//! [`ProtocolTask`](liveagent_core::ProtocolTask). Dropping the stream cancels the request,
+//! which is how barge-in stops the LLM and the TTS at once.
+
+use std::fmt;
+use std::sync::Arc;
+
+use futures_util::stream::LocalBoxStream;
+use liveagent_agent::wire::{ChatMessage, ChatTool};
+use liveagent_agent::ChatStreamEvent;
+use liveagent_core::LiveError;
+
+/// What a speech-to-text stage can do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SttCapabilities {
+    /// It yields partial transcripts before the final one.
+    pub interim_results: bool,
+    /// The sample rate it wants (PCM16 mono). The cascade resamples the microphone audio.
+    pub sample_rate: u32,
+}
+
+/// What a speech-to-text stage yields for one utterance.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SttEvent {
+    /// More of the transcript (a delta, appended to what came before).
+    Partial(String),
+    /// The whole transcript, last.
+    Final {
+        /// The transcript.
+        text: String,
+        /// Tokens in, when the provider reports them.
+        input_tokens: u64,
+        /// Tokens out, when the provider reports them.
+        output_tokens: u64,
+    },
+}
+
+/// A speech-to-text provider.
+pub trait Stt: fmt::Debug + Send + Sync + 'static {
+    /// `openai`, `elevenlabs`, `mistral`...
+    fn provider(&self) -> &'static str;
+    /// The model.
+    fn model(&self) -> &str;
+    /// What it can do.
+    fn capabilities(&self) -> SttCapabilities;
+    /// Transcribes one utterance (PCM16 mono at [`SttCapabilities::sample_rate`]). The
+    /// stream ends after [`SttEvent::Final`] or after an error.
+    fn transcribe(&self, audio: Arc<[i16]>)
+        -> LocalBoxStream<'static, Result<SttEvent, LiveError>>;
+}
+
+/// A language model stage: streams one completion of a conversation.
+pub trait Llm: fmt::Debug + Send + Sync + 'static {
+    /// `openai`, or whatever the base URL serves.
+    fn provider(&self) -> &'static str;
+    /// The model.
+    fn model(&self) -> &str;
+    /// Streams a completion of `messages` (system message first) offering `tools`.
+    fn complete(
+        &self,
+        messages: Vec<ChatMessage>,
+        tools: Vec<ChatTool>,
+    ) -> LocalBoxStream<'static, Result<ChatStreamEvent, LiveError>>;
+}
+
+/// What a text-to-speech stage can do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TtsCapabilities {
+    /// Audio arrives while it is being synthesized (not only at the end).
+    pub streaming: bool,
+    /// The sample rate of the PCM16 mono audio it yields.
+    pub sample_rate: u32,
+    /// The longest text one request may carry; longer pieces are split at word boundaries.
+    pub max_chars: usize,
+}
+
+/// What a text-to-speech stage yields for one piece of text.
+#[derive(Clone, Debug, PartialEq)]
+pub enum TtsEvent {
+    /// More audio (PCM16 mono at [`TtsCapabilities::sample_rate`]).
+    Audio(Vec<i16>),
+    /// The synthesis is complete, last.
+    Done {
+        /// Tokens in, when the provider reports them.
+        input_tokens: u64,
+        /// Tokens out, when the provider reports them.
+        output_tokens: u64,
+    },
+}
+
+/// A text-to-speech provider.
+pub trait Tts: fmt::Debug + Send + Sync + 'static {
+    /// `openai`, `elevenlabs`, `mistral`...
+    fn provider(&self) -> &'static str;
+    /// The model.
+    fn model(&self) -> &str;
+    /// What it can do.
+    fn capabilities(&self) -> TtsCapabilities;
+    /// Synthesizes `text`. The stream ends after [`TtsEvent::Done`] or after an error.
+    fn synthesize(&self, text: String) -> LocalBoxStream<'static, Result<TtsEvent, LiveError>>;
+}
