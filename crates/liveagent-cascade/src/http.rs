@@ -359,10 +359,8 @@ impl Pcm16Carry {
 
 /// Turns float32 LE byte chunks split anywhere into PCM16 samples, carrying partial samples.
 #[derive(Debug, Default)]
-#[allow(dead_code)] // for Mistral's float32 speech
 pub(crate) struct F32Carry(Vec<u8>);
 
-#[allow(dead_code)]
 impl F32Carry {
     pub(crate) fn push(&mut self, bytes: &[u8]) -> Vec<i16> {
         self.0.extend_from_slice(bytes);

@@ -29,7 +29,7 @@
 //! - [`config`]: [`CascadeConfig`], the provider configuration.
 //! - [`protocol`]: [`CascadeProtocol`], the state machine the session runtime drives.
 //! - [`llm`]: [`ChatLlm`], any Chat Completions server (through `liveagent-agent`).
-//! - [`openai`]: OpenAI's STT and TTS stages.
+//! - [`openai`], [`elevenlabs`], [`mistral`]: the providers' STT and TTS stages.
 //! - `http`: what the HTTP stages share (errors, streamed bodies, multipart, WAV).
 //!
 //! ## How it plugs in
@@ -42,8 +42,10 @@
 //! their results back as items. The session actor never branches on the provider.
 
 pub mod config;
+pub mod elevenlabs;
 mod http;
 pub mod llm;
+pub mod mistral;
 pub mod openai;
 pub mod protocol;
 pub mod sentence;
