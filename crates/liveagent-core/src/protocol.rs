@@ -335,4 +335,11 @@ pub trait RealtimeConfig: fmt::Debug + Send + Sync + 'static {
 
     /// Builds the protocol state machine for one conversation.
     fn build_protocol(&self, setup: SessionSetup) -> Result<Box<dyn RealtimeProtocol>, LiveError>;
+
+    /// The (redacted) URL when this configuration would send an API key in cleartext
+    /// (`ws://`, `http://`) to a host that is not loopback and the user did not opt in with
+    /// `allow_insecure_transport()`; `None` when the transport is fine.
+    fn insecure_transport(&self) -> Option<String> {
+        None
+    }
 }

@@ -68,3 +68,40 @@ impl From<String> for Secret {
         Secret(s)
     }
 }
+
+/// True when `url` would carry data in cleartext (`ws://`, `http://`) to a host that is not
+/// loopback (`localhost`, `127.0.0.0/8`, `::1`). Provider configurations refuse such a URL
+/// when an API key is set, unless the user opts in with `allow_insecure_transport()`.
+///
+/// ```
+/// use liveagent_core::secret::is_cleartext_to_remote;
+/// assert!(is_cleartext_to_remote("ws://10.0.0.5/v1"));
+/// assert!(is_cleartext_to_remote("http://api.example.com"));
+/// assert!(!is_cleartext_to_remote("wss://api.openai.com/v1"));
+/// assert!(!is_cleartext_to_remote("ws://127.0.0.1:8080/v1"));
+/// assert!(!is_cleartext_to_remote("ws://localhost/v1"));
+/// assert!(!is_cleartext_to_remote("ws://[::1]:9000"));
+/// ```
+pub fn is_cleartext_to_remote(url: &str) -> bool {
+    let url = url.trim();
+    let lower = url.to_ascii_lowercase();
+    let Some(rest) = lower
+        .strip_prefix("ws://")
+        .or_else(|| lower.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host_port = authority.rsplit('@').next().unwrap_or("");
+    let host = if let Some(v6) = host_port.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        host_port.split(':').next().unwrap_or("")
+    };
+    let loopback = host == "localhost"
+        || host.ends_with(".localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    !loopback
+}

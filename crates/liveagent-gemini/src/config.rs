@@ -376,6 +376,10 @@ pub struct RealtimeConfig {
     pub max_output_tokens: Option<u32>,
     /// Most history entries kept for replay after a reconnect without resumption.
     pub max_history_entries: usize,
+    /// Allow a cleartext `ws://` base URL to a host that is not loopback even though an API
+    /// key is set (default false: refused; see
+    /// [`allow_insecure_transport`](Self::allow_insecure_transport)).
+    pub allow_insecure_transport: bool,
 }
 
 impl RealtimeConfig {
@@ -394,6 +398,7 @@ impl RealtimeConfig {
             temperature: None,
             max_output_tokens: None,
             max_history_entries: 500,
+            allow_insecure_transport: false,
         }
     }
 
@@ -449,6 +454,15 @@ impl RealtimeConfig {
     /// Sets the API key.
     pub fn api_key(mut self, key: impl Into<Secret>) -> Self {
         self.api_key = Some(key.into());
+        self
+    }
+
+    /// Allows a cleartext (`ws://`, `http://`) base URL to a host that is not loopback
+    /// while an API key is set. Without it such a configuration is refused (the key would
+    /// travel as a plain header): `LiveAgent::builder(..).build()` fails with
+    /// `BuildError::InsecureTransport`. Loopback hosts (the local server) never need it.
+    pub fn allow_insecure_transport(mut self) -> Self {
+        self.allow_insecure_transport = true;
         self
     }
 
@@ -509,6 +523,9 @@ impl RealtimeConfig {
                 self.base_url
             )));
         }
+        if let Some(url) = liveagent_core::RealtimeConfig::insecure_transport(self) {
+            return Err(insecure_error("gemini", &url));
+        }
         if let Some(c) = self.compression {
             if let (Some(trigger), Some(target)) = (c.trigger_tokens, c.target_tokens) {
                 if target > trigger {
@@ -548,7 +565,25 @@ impl liveagent_core::RealtimeConfig for RealtimeConfig {
         self.is_audio_output()
     }
 
+    fn insecure_transport(&self) -> Option<String> {
+        let key = self.resolve_api_key()?;
+        if self.allow_insecure_transport
+            || !liveagent_core::secret::is_cleartext_to_remote(&self.base_url)
+        {
+            return None;
+        }
+        Some(key.redact(&self.base_url))
+    }
+
     fn build_protocol(&self, setup: SessionSetup) -> Result<Box<dyn RealtimeProtocol>, LiveError> {
         Ok(Box::new(GeminiProtocol::new(self.clone(), setup)?))
     }
+}
+
+/// The error for a key that would travel in cleartext.
+fn insecure_error(provider: &str, url: &str) -> LiveError {
+    LiveError::config(format!(
+        "{provider}: refusing to send the API key in cleartext to {url}: use wss:// (or a \
+         loopback host), or opt in with .allow_insecure_transport()"
+    ))
 }

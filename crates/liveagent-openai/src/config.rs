@@ -461,6 +461,10 @@ pub struct RealtimeConfig {
     pub input_format: AudioFormat,
     /// Encoding of the speech the provider sends (default PCM16 24 kHz).
     pub output_format: AudioFormat,
+    /// Allow a cleartext `ws://` / `http://` base URL to a host that is not loopback even
+    /// though an API key is set (default false: refused; see
+    /// [`allow_insecure_transport`](Self::allow_insecure_transport)).
+    pub allow_insecure_transport: bool,
 }
 
 impl RealtimeConfig {
@@ -482,6 +486,7 @@ impl RealtimeConfig {
             history_limit: 400,
             input_format: AudioFormat::Pcm16,
             output_format: AudioFormat::Pcm16,
+            allow_insecure_transport: false,
         }
     }
 
@@ -533,6 +538,15 @@ impl RealtimeConfig {
     /// Sets the API key or ephemeral client secret.
     pub fn api_key(mut self, key: impl Into<Secret>) -> Self {
         self.api_key = Some(key.into());
+        self
+    }
+
+    /// Allows a cleartext (`ws://`, `http://`) base URL to a host that is not loopback
+    /// while an API key is set. Without it such a configuration is refused (the key would
+    /// travel as a plain header): `LiveAgent::builder(..).build()` fails with
+    /// `BuildError::InsecureTransport`. Loopback hosts (the local server) never need it.
+    pub fn allow_insecure_transport(mut self) -> Self {
+        self.allow_insecure_transport = true;
         self
     }
 
@@ -613,6 +627,9 @@ impl RealtimeConfig {
             }
         }
         crate::protocol::websocket_base(&self.base_url)?;
+        if let Some(url) = liveagent_core::RealtimeConfig::insecure_transport(self) {
+            return Err(insecure_error("openai", &url));
+        }
         Ok(())
     }
 
@@ -661,7 +678,25 @@ impl liveagent_core::RealtimeConfig for RealtimeConfig {
         matches!(self.output, Output::Audio(_))
     }
 
+    fn insecure_transport(&self) -> Option<String> {
+        let key = self.resolve_api_key()?;
+        if self.allow_insecure_transport
+            || !liveagent_core::secret::is_cleartext_to_remote(&self.base_url)
+        {
+            return None;
+        }
+        Some(key.redact(&self.base_url))
+    }
+
     fn build_protocol(&self, setup: SessionSetup) -> Result<Box<dyn RealtimeProtocol>, LiveError> {
         Ok(Box::new(self.protocol(setup)?))
     }
+}
+
+/// The error for a key that would travel in cleartext.
+fn insecure_error(provider: &str, url: &str) -> LiveError {
+    LiveError::config(format!(
+        "{provider}: refusing to send the API key in cleartext to {url}: use wss:// (or a \
+         loopback host), or opt in with .allow_insecure_transport()"
+    ))
 }

@@ -44,6 +44,11 @@ pub enum BuildError {
     /// A tool name providers would reject (they allow `^[a-zA-Z0-9_-]{{1,64}}$`).
     #[error("tool name `{0}` is invalid: use 1 to 64 letters, digits, `_` or `-`")]
     InvalidToolName(String),
+    /// The provider URL is cleartext (`ws://`, `http://`) to a host that is not loopback
+    /// while an API key is set: the key would travel as a plain header. Use `wss://`, or
+    /// opt in with the configuration's `allow_insecure_transport()`.
+    #[error("refusing to send the API key in cleartext to {0}: use wss:// (or a loopback host), or opt in with allow_insecure_transport()")]
+    InsecureTransport(String),
 }
 
 impl From<BuildError> for LiveError {
@@ -646,6 +651,9 @@ impl LiveAgentBuilder {
             return Err(BuildError::EmptyName);
         }
         let config = self.config.ok_or(BuildError::MissingConfig)?;
+        if let Some(url) = config.insecure_transport() {
+            return Err(BuildError::InsecureTransport(url));
+        }
         if let Some((name, error)) = self.bad_variable {
             return Err(BuildError::InvalidVariable(name, error));
         }
