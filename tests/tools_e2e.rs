@@ -155,16 +155,20 @@ async fn a_panicking_tool_is_an_error_result_the_model_reads() {
     ready(&run).await;
     run.speak(question()).await;
     let said = wait_said(&run, "Weather tool said").await;
-    assert!(said.contains("under water"), "{said}");
+    assert!(!said.contains("under water"), "{said}");
     let results = results(&run);
     assert_eq!(results.len(), 1);
-    assert!(results[0].output.as_ref().unwrap_err().contains("panic"));
+    assert!(results[0]
+        .output
+        .as_ref()
+        .unwrap_err()
+        .contains("failed unexpectedly"));
     let (outputs, _) = outputs_on_the_wire(&client_frames(&server));
     let sent: Value = serde_json::from_str(outputs[0]["output"].as_str().unwrap()).unwrap();
-    assert!(sent["error"]
-        .as_str()
-        .unwrap()
-        .contains("the weather service is under water"));
+    // The panic text stays in the logs; the model reads a generic error (issue 13).
+    let error = sent["error"].as_str().unwrap();
+    assert!(error.contains("failed unexpectedly"), "{error}");
+    assert!(!error.contains("under water"), "{error}");
     // The conversation is still alive: the session did not end.
     assert_eq!(
         run.count(|e| matches!(e, LiveEvent::SessionClosed(_))),

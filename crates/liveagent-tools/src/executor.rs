@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 use actix::prelude::*;
 use liveagent_core::{
-    ConversationContext, ErrorEvent, ErrorKind, Id, LiveError, ToolCallCancelled,
+    ConversationContext, ErrorEvent, ErrorKind, Id, LiveError, ToolCall, ToolCallCancelled,
     ToolCallRequested, ToolResult,
 };
 
@@ -15,7 +15,8 @@ const REMEMBERED_CALLS: usize = 4096;
 
 struct Running {
     batch: u64,
-    handle: SpawnHandle,
+    /// `None` while the call waits for a free slot.
+    handle: Option<SpawnHandle>,
 }
 
 /// The tool executor actor of one conversation.
@@ -26,8 +27,14 @@ struct Running {
 /// ## Semantics
 ///
 /// - **Concurrency**: the calls of one request (one model response) run concurrently, each
-///   through the [`Toolbox`] pipeline (middleware → approval → tool under its timeout).
-///   Results are published as each call finishes, in completion order.
+///   through the [`Toolbox`] pipeline (middleware → approval → tool under its timeout),
+///   each tool on a thread of its own (so a tool that blocks is still answered at its
+///   timeout). At most [`Toolbox::max_concurrent_calls`] run at once per conversation; the
+///   others wait in order. Results are published as each call finishes, in completion order.
+/// - **Floods**: at most [`Toolbox::max_calls_per_response`] calls of one request run; each
+///   call past it is answered at once with an error output (never dropped), and one
+///   [`ErrorEvent`] says how many were refused. Lookups are hash-based: a request of tens of
+///   thousands of calls costs linear time.
 /// - **`request_response`**: true on the last result of a request's batch only, so the
 ///   session asks the model to go on once, when all results of that response are in.
 /// - **Exactly once**: each `call_id` gets exactly one result. A request for a call id that
@@ -79,7 +86,16 @@ pub struct ToolExecutor {
     next_batch: u64,
     done: HashSet<Id>,
     done_order: VecDeque<Id>,
+    /// Calls waiting for a free slot, oldest first (entries cancelled meanwhile are skipped).
+    queue: VecDeque<ToolCall>,
+    /// Calls running now.
+    active: usize,
+    /// Refused calls (past the per-response cap) still to answer, with their batch.
+    refusals: VecDeque<(ToolCall, u64, std::sync::Arc<str>)>,
 }
+
+/// Error results of refused calls published per 5 ms (about 50,000 a second).
+const REFUSALS_PER_TICK: usize = 256;
 
 impl ToolExecutor {
     /// Starts an executor for `toolbox` on `context`'s bus, on the current arbiter (call
@@ -136,6 +152,74 @@ impl ToolExecutor {
             next_batch: 0,
             done: HashSet::new(),
             done_order: VecDeque::new(),
+            queue: VecDeque::new(),
+            active: 0,
+            refusals: VecDeque::new(),
+        }
+    }
+
+    /// Starts `call` (part of `batch`) now.
+    fn start_call(&mut self, call: ToolCall, batch: u64, ctx: &mut Context<Self>) {
+        let call_id = call.call_id.clone();
+        let name = call.name.clone();
+        tracing::debug!(tool = %name, %call_id, "tool call started");
+        let toolbox = self.toolbox.clone();
+        let conversation = self.context.clone();
+        let id = call_id.clone();
+        let handle = ctx.spawn(
+            async move { toolbox.run(call, Some(conversation)).await }
+                .into_actor(self)
+                .map(move |output, act, ctx| act.finished(id, name, output, ctx)),
+        );
+        self.active += 1;
+        self.running.insert(
+            call_id,
+            Running {
+                batch,
+                handle: Some(handle),
+            },
+        );
+    }
+
+    /// Publishes the error results of refused calls, [`REFUSALS_PER_TICK`] at a time, so a
+    /// flood does not fill the bus queues of the session (which would then be unsubscribed
+    /// as stuck).
+    fn answer_refusals(&mut self, ctx: &mut Context<Self>) {
+        for _ in 0..REFUSALS_PER_TICK {
+            let Some((call, batch, text)) = self.refusals.pop_front() else {
+                return;
+            };
+            let last = self.settle(batch);
+            self.remember(call.call_id.clone());
+            self.context.publish(ToolResult {
+                call_id: call.call_id,
+                name: call.name,
+                output: Err(text.to_string()),
+                request_response: last,
+            });
+        }
+        if !self.refusals.is_empty() {
+            ctx.run_later(std::time::Duration::from_millis(5), |act, ctx| {
+                act.answer_refusals(ctx)
+            });
+        }
+    }
+
+    /// Starts waiting calls while there are free slots.
+    fn start_queued(&mut self, ctx: &mut Context<Self>) {
+        let limit = self.toolbox.concurrent_call_limit();
+        while self.active < limit {
+            let Some(call) = self.queue.pop_front() else {
+                return;
+            };
+            let batch = match self.running.get(&call.call_id) {
+                Some(Running {
+                    batch,
+                    handle: None,
+                }) => *batch,
+                _ => continue, // cancelled while waiting
+            };
+            self.start_call(call, batch, ctx);
         }
     }
 
@@ -176,11 +260,21 @@ impl ToolExecutor {
         }
     }
 
-    fn finished(&mut self, call_id: Id, name: std::sync::Arc<str>, output: crate::ToolOutcome) {
+    fn finished(
+        &mut self,
+        call_id: Id,
+        name: std::sync::Arc<str>,
+        output: crate::ToolOutcome,
+        ctx: &mut Context<Self>,
+    ) {
         let Some(running) = self.running.remove(&call_id) else {
             // Cancelled meanwhile: the provider withdrew it, no result.
             return;
         };
+        if running.handle.is_some() {
+            self.active = self.active.saturating_sub(1);
+        }
+        self.start_queued(ctx);
         let last = self.settle(running.batch);
         self.remember(call_id.clone());
         match &output {
@@ -244,6 +338,12 @@ impl Handler<ToolCallRequested> for ToolExecutor {
         let batch = self.next_batch;
         self.next_batch += 1;
         self.batches.insert(batch, fresh.len() + adopted.len());
+        let limit = self.toolbox.calls_per_response_limit();
+        let refused = if fresh.len() > limit {
+            fresh.split_off(limit)
+        } else {
+            Vec::new()
+        };
         // A running call requested again belongs to the new batch from now on, so the new
         // batch's last result (and only it) asks the model to go on.
         for call_id in adopted {
@@ -256,19 +356,48 @@ impl Handler<ToolCallRequested> for ToolExecutor {
                 running.batch = batch;
             }
         }
-        for call in fresh {
-            let call_id = call.call_id.clone();
-            let name = call.name.clone();
-            tracing::debug!(tool = %name, %call_id, "tool call started");
-            let toolbox = self.toolbox.clone();
-            let conversation = self.context.clone();
-            let id = call_id.clone();
-            let handle = ctx.spawn(
-                async move { toolbox.run(call, Some(conversation)).await }
-                    .into_actor(self)
-                    .map(move |output, act, _| act.finished(id, name, output)),
+        if !refused.is_empty() {
+            let total = limit + refused.len();
+            tracing::warn!(
+                calls = total,
+                limit,
+                "a model response asked for more tool calls than allowed; the excess is answered with an error"
             );
-            self.running.insert(call_id, Running { batch, handle });
+            self.context.publish(ErrorEvent::new(
+                "tools",
+                LiveError::new(
+                    ErrorKind::Tool,
+                    format!(
+                        "a model response asked for {total} tool calls; {} past the limit of {limit} were answered with an error and not run",
+                        refused.len()
+                    ),
+                ),
+            ));
+            let text: std::sync::Arc<str> = format!(
+                "not run: the response asked for {total} tool calls and at most {limit} are run per response; ask again for fewer"
+            )
+            .into();
+            let was_idle = self.refusals.is_empty();
+            self.refusals
+                .extend(refused.into_iter().map(|c| (c, batch, text.clone())));
+            if was_idle {
+                self.answer_refusals(ctx);
+            }
+        }
+        let slots = self.toolbox.concurrent_call_limit();
+        for call in fresh {
+            if self.active < slots {
+                self.start_call(call, batch, ctx);
+            } else {
+                self.running.insert(
+                    call.call_id.clone(),
+                    Running {
+                        batch,
+                        handle: None,
+                    },
+                );
+                self.queue.push_back(call);
+            }
         }
     }
 }
@@ -279,7 +408,10 @@ impl Handler<ToolCallCancelled> for ToolExecutor {
     fn handle(&mut self, msg: ToolCallCancelled, ctx: &mut Context<Self>) {
         for call_id in msg.call_ids {
             if let Some(running) = self.running.remove(&call_id) {
-                ctx.cancel_future(running.handle);
+                if let Some(handle) = running.handle {
+                    ctx.cancel_future(handle);
+                    self.active = self.active.saturating_sub(1);
+                }
                 self.settle(running.batch);
                 tracing::info!(%call_id, "tool call cancelled by the provider; aborted, no result");
             } else if !self.done.contains(&call_id) {
@@ -287,5 +419,6 @@ impl Handler<ToolCallCancelled> for ToolExecutor {
             }
             self.remember(call_id);
         }
+        self.start_queued(ctx);
     }
 }

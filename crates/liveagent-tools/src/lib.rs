@@ -58,7 +58,10 @@ pub use human::HumanInputHook;
 pub use middleware::{middleware_fn, FnMiddleware, Next, ToolMiddleware};
 pub use schema::{provider_friendly, schema_for};
 pub use tool::{NoArgs, Tool, ToolContext, ToolOutcome};
-pub use toolbox::{Plugin, Toolbox, DEFAULT_APPROVAL_TIMEOUT, DEFAULT_TIMEOUT};
+pub use toolbox::{
+    Plugin, Toolbox, DEFAULT_APPROVAL_TIMEOUT, DEFAULT_MAX_CALLS_PER_RESPONSE,
+    DEFAULT_MAX_CONCURRENT_CALLS, DEFAULT_TIMEOUT,
+};
 
 /// Turns a documented `async fn` into a function returning a [`Tool`] (the form of the
 /// Python seed's `@agent.tool`).

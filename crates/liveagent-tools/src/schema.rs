@@ -42,18 +42,25 @@ use serde_json::{Map, Value};
 /// assert!(schema.get("$schema").is_none() && schema.get("title").is_none());
 /// ```
 pub fn schema_for<T: JsonSchema>() -> Value {
+    let mut value = exact_schema_for::<T>();
+    provider_friendly(&mut value);
+    value
+}
+
+/// The schema of `T` as schemars generates it (draft 2020-12, subschemas inlined), before
+/// the provider-friendly rewrite: what arguments are validated against (it still says,
+/// for example, that an `Option` field may be `null`).
+pub(crate) fn exact_schema_for<T: JsonSchema>() -> Value {
     let settings = SchemaSettings::draft2020_12()
         .with(|s| {
             s.inline_subschemas = true;
             s.meta_schema = None;
         })
         .for_deserialize();
-    let mut value = settings
+    settings
         .into_generator()
         .into_root_schema_for::<T>()
-        .to_value();
-    provider_friendly(&mut value);
-    value
+        .to_value()
 }
 
 /// Rewrites a JSON schema in place into the provider-friendly shape described in the

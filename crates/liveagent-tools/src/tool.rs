@@ -19,7 +19,7 @@ use serde_json::Value;
 use crate::deps::Dependencies;
 use crate::error::ToolError;
 use crate::human::{HumanInput, SharedClock};
-use crate::schema::{provider_friendly, schema_for};
+use crate::schema::{exact_schema_for, provider_friendly, schema_for};
 
 /// The outcome of a tool call: the value the model receives, or an error text it reads.
 /// The same shape as [`ToolResult::output`](liveagent_core::ToolResult::output).
@@ -210,7 +210,20 @@ pub struct NoArgs {}
 ///
 /// Failures never crash anything: an `Err`, a panic (in the closure or its future),
 /// arguments that do not match the schema, or a result that cannot be serialized all
-/// become an error result the model can read.
+/// become an error result the model can read. A panic's own text is logged, never sent to
+/// the model.
+///
+/// ## Argument validation
+///
+/// Before the function runs, the arguments are checked against the tool's JSON schema
+/// (with the `jsonschema` crate, draft 2020-12): ranges, lengths, patterns, enums,
+/// required fields. Arguments must be a JSON object (a JSON-encoded string holding an
+/// object is accepted; `null` counts as `{}`); an array is never spread into fields. For
+/// tools made with [`Tool::new`] / [`Tool::with_context`] (derived schemas), fields the
+/// schema does not declare are rejected too, unless the tool opts out with
+/// [`allow_unknown_fields`](Tool::allow_unknown_fields). [`Tool::raw`] tools are validated
+/// against the schema they declare, as declared. The model gets an error output listing
+/// the violations (at most 10, values not echoed).
 ///
 /// ```
 /// use liveagent_tools::{Tool, ToolContext, ToolError};
@@ -248,6 +261,11 @@ pub struct Tool {
     timeout: Option<Duration>,
     handler: Arc<Handler>,
     middleware: Vec<Arc<dyn crate::middleware::ToolMiddleware>>,
+    /// The schema arguments are checked against.
+    validation_schema: Arc<Value>,
+    /// True for derived schemas (unknown fields rejected unless opted out).
+    derived: bool,
+    validator: Arc<ArgsValidator>,
 }
 
 impl fmt::Debug for Tool {
@@ -329,6 +347,8 @@ impl Tool {
                 }
                 .boxed_local()
             };
+        let exact = Arc::new(exact_schema_for::<A>());
+        let validator = Arc::new(ArgsValidator::new(&name, &exact, true));
         Tool {
             name,
             description: description.into(),
@@ -336,6 +356,9 @@ impl Tool {
             timeout: None,
             handler: Arc::new(handler),
             middleware: Vec::new(),
+            validation_schema: exact,
+            derived: true,
+            validator,
         }
     }
 
@@ -373,14 +396,34 @@ impl Tool {
         Fut: Future<Output = ToolOutcome> + 'static,
     {
         provider_friendly(&mut parameters);
+        let name = name.into();
+        let validator = Arc::new(ArgsValidator::new(&name, &parameters, false));
+        let parameters = Arc::new(parameters);
         Tool {
-            name: name.into(),
+            name,
             description: description.into(),
-            parameters: Arc::new(parameters),
+            parameters: parameters.clone(),
             timeout: None,
             handler: Arc::new(move |args, cx| function(args, cx).boxed_local()),
             middleware: Vec::new(),
+            validation_schema: parameters.clone(),
+            derived: false,
+            validator,
         }
+    }
+
+    /// Lets the model pass fields the derived schema does not declare (they are ignored),
+    /// instead of the call failing. Only meaningful for [`Tool::new`] /
+    /// [`Tool::with_context`]; [`Tool::raw`] schemas are validated as declared.
+    pub fn allow_unknown_fields(mut self) -> Self {
+        if self.derived {
+            self.validator = Arc::new(ArgsValidator::new(
+                &self.name,
+                &self.validation_schema,
+                false,
+            ));
+        }
+        self
     }
 
     /// Overrides the executor's default timeout for this tool.
@@ -431,8 +474,12 @@ impl Tool {
     }
 
     /// Runs the function on `arguments` (no timeout, middleware or approval: the
-    /// [`Toolbox`](crate::Toolbox) adds those). Panics become an error outcome.
+    /// [`Toolbox`](crate::Toolbox) adds those), after checking them against the schema
+    /// (see [argument validation](Tool#argument-validation)). Panics become an error
+    /// outcome.
     pub async fn call(&self, arguments: Value, cx: ToolContext) -> ToolOutcome {
+        let arguments = object_arguments(&self.name, arguments)?;
+        self.validator.check(&self.name, &arguments)?;
         let handler = self.handler.clone();
         let started = std::panic::catch_unwind(AssertUnwindSafe(move || handler(arguments, cx)));
         let fut = match started {
@@ -456,7 +503,117 @@ pub(crate) fn panic_message(name: &str, panic: Box<dyn Any + Send>) -> String {
         "unknown panic".to_owned()
     };
     tracing::error!(tool = %name, panic = %what, "tool panicked");
-    format!("tool `{name}` failed unexpectedly (panic: {what})")
+    // The panic text may hold internals (paths, SQL, secrets): it stays in the logs.
+    format!("tool `{name}` failed unexpectedly (an internal error; the details are in the application's logs)")
+}
+
+/// Most violations listed in one error output.
+const MAX_VIOLATIONS: usize = 10;
+
+/// A tool's compiled argument schema.
+struct ArgsValidator(Result<jsonschema::Validator, String>);
+
+impl ArgsValidator {
+    /// Compiles `schema` (with `additionalProperties: false` on its objects when `strict`).
+    fn new(tool: &str, schema: &Value, strict: bool) -> ArgsValidator {
+        let mut schema = schema.clone();
+        if strict {
+            reject_unknown_fields(&mut schema);
+        }
+        ArgsValidator(jsonschema::draft202012::new(&schema).map_err(|e| {
+            tracing::error!(%tool, error = %e, "the tool's argument schema is not a valid JSON schema; its calls will fail");
+            format!("tool `{tool}` has an invalid argument schema ({e}); it cannot be called")
+        }))
+    }
+
+    /// `Ok` when `arguments` satisfy the schema; else the violations, for the model.
+    fn check(&self, tool: &str, arguments: &Value) -> Result<(), String> {
+        let validator = self.0.as_ref().map_err(Clone::clone)?;
+        let errors: Vec<String> = validator
+            .iter_errors(arguments)
+            .take(MAX_VIOLATIONS + 1)
+            .map(|e| {
+                let path = e.instance_path().to_string();
+                let path = if path.is_empty() {
+                    "/".to_owned()
+                } else {
+                    path
+                };
+                let text: String = e.masked().to_string().chars().take(200).collect();
+                format!("{path}: {text}")
+            })
+            .collect();
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let more = if errors.len() > MAX_VIOLATIONS {
+            " (and more)"
+        } else {
+            ""
+        };
+        let listed: Vec<&str> = errors
+            .iter()
+            .take(MAX_VIOLATIONS)
+            .map(String::as_str)
+            .collect();
+        Err(format!(
+            "invalid arguments for tool `{tool}`: {}{more}",
+            listed.join("; ")
+        ))
+    }
+}
+
+/// Adds `additionalProperties: false` to every object schema that lists its properties and
+/// says nothing about other ones (and is not combined with `allOf`/`anyOf`/`oneOf`, where
+/// it would reject the other branches' fields).
+fn reject_unknown_fields(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            let closable = map.contains_key("properties")
+                && !map.contains_key("additionalProperties")
+                && !map.contains_key("unevaluatedProperties")
+                && !map.contains_key("patternProperties")
+                && !["allOf", "anyOf", "oneOf"]
+                    .iter()
+                    .any(|k| map.contains_key(*k));
+            if closable {
+                map.insert("additionalProperties".into(), Value::Bool(false));
+            }
+            map.values_mut().for_each(reject_unknown_fields);
+        }
+        Value::Array(items) => items.iter_mut().for_each(reject_unknown_fields),
+        _ => {}
+    }
+}
+
+/// The arguments as a JSON object: `null` is `{}`, a string must hold a JSON object;
+/// anything else that is not an object is refused.
+fn object_arguments(tool: &str, arguments: Value) -> Result<Value, String> {
+    match arguments {
+        Value::Object(_) => Ok(arguments),
+        Value::Null => Ok(Value::Object(Default::default())),
+        // Arguments that were not valid JSON arrive as the raw text; some providers also
+        // send JSON-encoded strings.
+        Value::String(text) if text.trim().is_empty() => Ok(Value::Object(Default::default())),
+        Value::String(text) => match serde_json::from_str::<Value>(&text) {
+            Ok(v @ Value::Object(_)) => Ok(v),
+            _ => {
+                let shown: String = text.chars().take(200).collect();
+                Err(format!(
+                    "invalid arguments for tool `{tool}`: expected a JSON object, got {shown:?}"
+                ))
+            }
+        },
+        other => Err(format!(
+            "invalid arguments for tool `{tool}`: expected a JSON object, got {}",
+            match other {
+                Value::Array(_) => "an array",
+                Value::Bool(_) => "a boolean",
+                Value::Number(_) => "a number",
+                _ => "something else",
+            }
+        )),
+    }
 }
 
 fn decode_arguments<A: DeserializeOwned>(tool: &str, arguments: Value) -> Result<A, String> {

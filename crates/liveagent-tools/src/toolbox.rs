@@ -20,6 +20,12 @@ use crate::tool::{panic_message, Tool, ToolContext, ToolOutcome};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The default time a [`HitlHook`] may take to decide before the call is denied (5 min).
 pub const DEFAULT_APPROVAL_TIMEOUT: Duration = Duration::from_secs(300);
+/// The default number of tool calls of one conversation running at once (16); the rest
+/// wait their turn.
+pub const DEFAULT_MAX_CONCURRENT_CALLS: usize = 16;
+/// The default number of calls run from one model response (64); the excess is answered
+/// with an error output without running.
+pub const DEFAULT_MAX_CALLS_PER_RESPONSE: usize = 64;
 
 /// A bundle of tools and middleware added in one call (and a hook to start observers).
 ///
@@ -107,6 +113,8 @@ pub(crate) struct Inner {
     pub(crate) human_hook: Option<Arc<dyn HumanInputHook>>,
     pub(crate) human_voice: bool,
     pub(crate) human_timeout: Duration,
+    pub(crate) max_concurrent_calls: usize,
+    pub(crate) max_calls_per_response: usize,
 }
 
 impl Inner {
@@ -167,7 +175,7 @@ impl Inner {
         // Time spent asking a human (`cx.input(..)`) is not the tool's time.
         let run = async {
             if tool.own_middleware().is_empty() {
-                tool.call(call.arguments.clone(), cx).await
+                run_off_thread(tool.clone(), call.arguments.clone(), cx).await
             } else {
                 // The tool's own middleware: a toolbox of just this tool, inside the limit.
                 let mut own = Toolbox::new()
@@ -194,6 +202,47 @@ impl Inner {
             }
         }
     }
+}
+
+/// Stops an arbiter when dropped (the call timed out, was cancelled or finished).
+struct StopOnDrop(actix::ArbiterHandle);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
+/// Runs one tool call on a thread of its own (a fresh actix arbiter), so that a tool that
+/// blocks its thread (CPU work, blocking I/O) cannot stall the executor, the session, the
+/// bus or the audio, and its call is still answered at its timeout: the caller only awaits
+/// a channel. When the caller gives up (timeout, provider cancellation) the arbiter is
+/// stopped: an async tool is dropped at its next await; a blocked one ends when its
+/// blocking call returns, and its late result is discarded. Outside an actix system the
+/// call runs in place.
+async fn run_off_thread(tool: Tool, arguments: serde_json::Value, cx: ToolContext) -> ToolOutcome {
+    if actix::System::try_current().is_none() {
+        return tool.call(arguments, cx).await;
+    }
+    let name = tool.name().clone();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let arbiter = actix::Arbiter::new();
+    let guard = StopOnDrop(arbiter.handle());
+    let spawned = arbiter.spawn_fn(move || {
+        actix::spawn(async move {
+            let outcome = tool.call(arguments, cx).await;
+            let _ = tx.send(outcome);
+            actix::Arbiter::current().stop();
+        });
+    });
+    if !spawned {
+        return Err(format!("tool `{name}` could not be started"));
+    }
+    let outcome = rx
+        .await
+        .unwrap_or_else(|_| Err(format!("tool `{name}` ended without a result")));
+    drop(guard);
+    outcome
 }
 
 impl ToolContext {
@@ -251,6 +300,8 @@ impl Default for Toolbox {
                 human_hook: None,
                 human_voice: false,
                 human_timeout: DEFAULT_APPROVAL_TIMEOUT,
+                max_concurrent_calls: DEFAULT_MAX_CONCURRENT_CALLS,
+                max_calls_per_response: DEFAULT_MAX_CALLS_PER_RESPONSE,
             }),
         }
     }
@@ -408,6 +459,32 @@ impl Toolbox {
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.inner_mut().timeout = timeout;
         self
+    }
+
+    /// How many calls of one conversation the [`ToolExecutor`](crate::ToolExecutor) runs at
+    /// once (default [`DEFAULT_MAX_CONCURRENT_CALLS`], at least 1); the rest wait in order.
+    pub fn max_concurrent_calls(mut self, n: usize) -> Self {
+        self.inner_mut().max_concurrent_calls = n.max(1);
+        self
+    }
+
+    /// How many calls of one model response the [`ToolExecutor`](crate::ToolExecutor) runs
+    /// (default [`DEFAULT_MAX_CALLS_PER_RESPONSE`]); each call past it is answered at once
+    /// with an error output saying so (never dropped), so the model hears back about every
+    /// call it made.
+    pub fn max_calls_per_response(mut self, n: usize) -> Self {
+        self.inner_mut().max_calls_per_response = n;
+        self
+    }
+
+    /// The limit set with [`max_concurrent_calls`](Self::max_concurrent_calls).
+    pub fn concurrent_call_limit(&self) -> usize {
+        self.inner.max_concurrent_calls
+    }
+
+    /// The limit set with [`max_calls_per_response`](Self::max_calls_per_response).
+    pub fn calls_per_response_limit(&self) -> usize {
+        self.inner.max_calls_per_response
     }
 
     /// The time the approval hook may take before the call is denied

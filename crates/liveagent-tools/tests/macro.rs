@@ -127,7 +127,7 @@ async fn generated_tools_run_with_context_and_dependencies() {
         .run(call("c5", "sum_numbers", json!({"a": 1})), None)
         .await
         .unwrap_err();
-    assert!(err.contains("missing field `b`"), "{err}");
+    assert!(err.contains("\"b\" is a required property"), "{err}");
     // Without the dependency: a clear error result.
     let bare = Toolbox::new().tool(greet_person());
     let err = bare
