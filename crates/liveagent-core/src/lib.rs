@@ -71,7 +71,8 @@ pub use observer::{
 pub use output::{Output, TextOutput};
 pub use protocol::{
     ConnectRequest, Outbox, ProtocolSignal, ProtocolTask, RealtimeConfig, RealtimeProtocol,
-    SessionCommand, SessionSetup, TaskId, TaskItem, ToolSchema, WireFrame,
+    RestoreSnapshot, RestoreTurn, SessionCommand, SessionSetup, TaskId, TaskItem, ToolSchema,
+    WireFrame,
 };
 pub use secret::Secret;
 pub use variables::{Var, Variables};

@@ -312,6 +312,59 @@ pub trait RealtimeProtocol: Send + 'static {
     fn on_task_end(&mut self, id: TaskId, out: &mut Outbox) {
         let _ = (id, out);
     }
+
+    /// Seeds a new protocol with a conversation held elsewhere (another instance, via a
+    /// conversation store), before its first connection: the first `on_open` then replays
+    /// it (or resumes with the handle) exactly as after a dropped connection. Calls in
+    /// `turns` without a result are known calls whose results may still be sent; calls
+    /// with one are answered and a second result for them is ignored. Providers that cannot
+    /// restore return an error (the default).
+    fn restore(&mut self, snapshot: &RestoreSnapshot) -> Result<(), LiveError> {
+        let _ = snapshot;
+        Err(LiveError::config(format!(
+            "the {} provider cannot restore a conversation",
+            self.provider()
+        )))
+    }
+}
+
+/// A conversation to restore into a new session ([`RealtimeProtocol::restore`]):
+/// provider-neutral, as a conversation store keeps it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RestoreSnapshot {
+    /// The turns, oldest first.
+    pub turns: Vec<RestoreTurn>,
+    /// The provider's session resumption handle (Gemini), if one was stored.
+    pub resumption_handle: Option<String>,
+}
+
+/// One turn of a [`RestoreSnapshot`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum RestoreTurn {
+    /// What the user said (transcript) or typed.
+    User(String),
+    /// What the model said.
+    Assistant {
+        /// Its item id on the old session.
+        item_id: String,
+        /// The whole text.
+        text: String,
+        /// Milliseconds of audio produced for it (0 in text mode).
+        audio_ms: u64,
+        /// Milliseconds heard when playback was interrupted.
+        heard_ms: Option<u64>,
+    },
+    /// A function call.
+    ToolCall {
+        /// The call id.
+        call_id: String,
+        /// The tool.
+        name: String,
+        /// The arguments.
+        arguments: Value,
+    },
+    /// Its result.
+    ToolResult(ToolResult),
 }
 
 /// A provider configuration: `openai::RealtimeConfig`, `gemini::RealtimeConfig`.

@@ -29,11 +29,12 @@ use std::time::{Duration, Instant};
 
 use liveagent_core::{
     ConnectRequest, ErrorKind, Id, LiveError, Outbox, ProtocolSignal, RealtimeProtocol,
-    ResponseStatus, Secret, SessionCommand, SessionSetup, Usage, WireFrame,
+    ResponseStatus, RestoreSnapshot, RestoreTurn, Secret, SessionCommand, SessionSetup, Usage,
+    WireFrame,
 };
 
 use crate::config::{RealtimeConfig, INPUT_SAMPLE_RATE};
-use crate::history::History;
+use crate::history::{History, HistoryEntry};
 use crate::wire::{self, *};
 
 const PROVIDER: &str = "gemini";
@@ -501,6 +502,81 @@ impl RealtimeProtocol for GeminiProtocol {
             && !self.user_speaking
             && !self.activity_open
             && !recent_input
+    }
+
+    /// Seeds the history (and the resumption handle, when one was stored): the first
+    /// connection resumes with the handle, or replays the history as `clientContent` as
+    /// after a drop. Calls without a result become a batch the new session answers as
+    /// conversation content; calls with one are remembered as answered.
+    fn restore(&mut self, snapshot: &RestoreSnapshot) -> Result<(), LiveError> {
+        let mut pending = Vec::new();
+        let mut pending_seq = None;
+        for turn in &snapshot.turns {
+            match turn {
+                RestoreTurn::User(text) => self.history.push(HistoryEntry::User(text.clone())),
+                RestoreTurn::Assistant {
+                    item_id,
+                    text,
+                    audio_ms,
+                    heard_ms,
+                } => self.history.push(HistoryEntry::Model {
+                    text: text.clone(),
+                    item_id: item_id.clone(),
+                    audio_ms: *audio_ms,
+                    heard_ms: *heard_ms,
+                }),
+                RestoreTurn::ToolCall {
+                    call_id,
+                    name,
+                    arguments,
+                } => {
+                    let wire_id = (!call_id.starts_with("gemini-call-")).then(|| call_id.clone());
+                    pending_seq.get_or_insert(self.history.next_seq());
+                    self.history.push(HistoryEntry::FunctionCall {
+                        id: wire_id.clone(),
+                        name: name.clone(),
+                        args: arguments.clone(),
+                    });
+                    pending.push(PendingCall {
+                        call_id: call_id.clone(),
+                        wire_id,
+                        name: name.clone(),
+                        answered: false,
+                        cancelled: false,
+                    });
+                }
+                RestoreTurn::ToolResult(result) => {
+                    let id: &str = &result.call_id;
+                    let wire_id = pending
+                        .iter()
+                        .find(|c| c.call_id == id)
+                        .and_then(|c| c.wire_id.clone());
+                    pending.retain(|c| c.call_id != id);
+                    self.answered.insert(id.to_owned());
+                    self.history.push(HistoryEntry::FunctionResponse {
+                        id: wire_id,
+                        name: result.name.to_string(),
+                        response: result.output_object(),
+                    });
+                }
+            }
+        }
+        if !pending.is_empty() {
+            self.batches.push(Batch {
+                calls: pending,
+                results: Vec::new(),
+                orphaned: true,
+                history_seq: pending_seq.unwrap_or_else(|| self.history.next_seq()),
+            });
+        }
+        if let Some(value) = &snapshot.resumption_handle {
+            self.handle = Some(Handle {
+                value: value.clone(),
+                received: Instant::now(),
+                history_seq: self.history.next_seq(),
+            });
+        }
+        Ok(())
     }
 }
 

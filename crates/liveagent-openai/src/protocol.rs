@@ -54,11 +54,12 @@ use std::time::Duration;
 
 use liveagent_core::{
     ConnectRequest, ErrorKind, Id, LiveError, Outbox, RealtimeProtocol, ResponseDone,
-    ResponseStatus, Secret, SessionCommand, SessionSetup, ToolCall, ToolCallRequested, WireFrame,
+    ResponseStatus, RestoreSnapshot, RestoreTurn, Secret, SessionCommand, SessionSetup, ToolCall,
+    ToolCallRequested, WireFrame,
 };
 
 use crate::config::RealtimeConfig;
-use crate::history::History;
+use crate::history::{History, HistoryItem};
 use crate::resample::LinearResampler;
 use crate::wire::{ClientEvent, ServerEvent, TypeOnly};
 
@@ -367,5 +368,53 @@ impl RealtimeProtocol for OpenAiProtocol {
 
     fn max_connection_age(&self) -> Option<Duration> {
         Some(self.config.max_connection_age)
+    }
+
+    /// Seeds the replay history: the first `session.created` replays it as after a drop.
+    /// OpenAI has no resumption handle; one in the snapshot is ignored.
+    fn restore(&mut self, snapshot: &RestoreSnapshot) -> Result<(), LiveError> {
+        for turn in &snapshot.turns {
+            let item = match turn {
+                RestoreTurn::User(text) => HistoryItem::UserText { text: text.clone() },
+                RestoreTurn::Assistant {
+                    item_id,
+                    text,
+                    audio_ms,
+                    heard_ms,
+                } => HistoryItem::Assistant {
+                    item_id: item_id.clone(),
+                    text: text.clone(),
+                    done: true,
+                    audio_ms: *audio_ms,
+                    heard_ms: *heard_ms,
+                },
+                RestoreTurn::ToolCall {
+                    call_id,
+                    name,
+                    arguments,
+                } => {
+                    self.known_calls.insert(call_id.clone());
+                    HistoryItem::FunctionCall {
+                        call_id: call_id.clone(),
+                        name: name.clone(),
+                        arguments: match arguments {
+                            serde_json::Value::String(raw) => raw.clone(),
+                            v => v.to_string(),
+                        },
+                    }
+                }
+                RestoreTurn::ToolResult(result) => {
+                    let call_id = result.call_id.to_string();
+                    self.known_calls.insert(call_id.clone());
+                    self.outputs_sent.insert(call_id.clone());
+                    HistoryItem::FunctionCallOutput {
+                        call_id,
+                        output: result.output_text(),
+                    }
+                }
+            };
+            self.history.push(item);
+        }
+        Ok(())
     }
 }

@@ -17,6 +17,8 @@
 //! - [`memory`]: [`InMemoryConversationStore`], the default (one instance, today's
 //!   behaviour).
 //! - `redis_store` (feature `redis`): `RedisConversationStore`, shared by every instance.
+//! - [`resume`]: picking a stored conversation up on this instance
+//!   ([`resume::RestoringConfig`], [`resume::rerun_pending_calls`]).
 //! - [`recorder`]: [`StoreRecorder`], the bus observer that writes a conversation, and keeps
 //!   it going with a warning event when the store is down.
 //! - `acceptance` (feature `acceptance`): `store_acceptance_suite`, the scenarios every
@@ -74,6 +76,7 @@ pub mod memory;
 pub mod recorder;
 #[cfg(feature = "redis")]
 pub mod redis_store;
+pub mod resume;
 pub mod state;
 pub mod store;
 

@@ -216,6 +216,7 @@ pub(crate) fn trim_history(history: &mut Vec<HistoryRecord>, limit: usize) {
 }
 
 /// Drops tool results whose call is not in the history (its call was trimmed away).
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
 pub(crate) fn drop_orphan_results(history: &mut Vec<HistoryRecord>) {
     let calls: std::collections::HashSet<String> = history
         .iter()
