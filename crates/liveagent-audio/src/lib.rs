@@ -14,6 +14,8 @@
 //! - [`WavSource`] / [`WavSink`]: the same two roles backed by WAV files, for headless runs
 //!   and tests. `WavSink` runs the player's own jitter-buffer and interruption logic.
 //! - [`list_input_devices`] / [`list_output_devices`]: device names and default configs.
+//! - [`sound_card_present`] / [`silence_alsa_errors`]: headless machines without alsa-lib's
+//!   stderr noise.
 //! - [`convert`]: the resampling and format conversion all of them share (rubato).
 //!
 //! Audio callbacks never block, lock or allocate: samples cross between the callback and the
@@ -42,6 +44,7 @@ pub mod convert;
 mod device;
 mod playback;
 mod player;
+mod quiet;
 mod recorder;
 mod wav;
 
@@ -49,6 +52,7 @@ pub use cpal::SampleFormat;
 pub use device::{list_input_devices, list_output_devices, DeviceConfig, DeviceInfo, OpenedDevice};
 pub use playback::PlaybackStats;
 pub use player::{GetDevice, SoundDevicePlayer, SoundDevicePlayerBuilder};
+pub use quiet::{silence_alsa_errors, sound_card_present};
 pub use recorder::{
     GetRecorderStats, RecorderStats, SoundDeviceRecorder, SoundDeviceRecorderBuilder,
 };

@@ -5,6 +5,7 @@
 //! `GEMINI_API_KEY` (`--provider gemini`) it talks to the real service. Without a sound card
 //! it speaks a question from a WAV file and writes the answer to a WAV file.
 
+mod serve;
 mod ui;
 
 use std::path::PathBuf;
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use anyhow::{bail, Context as _};
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use futures_util::StreamExt;
 use liveagent::audio::{
     list_input_devices, list_output_devices, CloseSink, GetSourceStats, SoundDevicePlayer,
@@ -71,6 +72,18 @@ struct Args {
     /// Stop after this many seconds (default: run until Ctrl-C; 60 s with WAV input).
     #[arg(long)]
     max_seconds: Option<u64>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the agent to a browser tab on 127.0.0.1 (prints the URL).
+    Serve {
+        /// TCP port (0 picks a free one).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
 }
 
 #[derive(serde::Deserialize, schemars::JsonSchema)]
@@ -211,16 +224,34 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .tools(tools()),
     )
     .build()?;
+    if let Some(Command::Serve { port }) = args.command {
+        return serve::serve(agent, port).await;
+    }
     let conversation = agent.run()?;
     let context = conversation.context().clone();
     let mut events = context.stream().all();
     let audio_out = agent.config().audio_output();
+
+    // No sound card: say so once and keep alsa-lib's per-probe errors off the terminal.
+    let card = liveagent::audio::sound_card_present();
+    if !card {
+        liveagent::audio::silence_alsa_errors();
+        println!("* no sound card: speaking a question from a WAV file, writing the answer to a WAV file");
+    }
 
     // Microphone: a device, or a WAV file.
     let mut source = None;
     let mut temp_dir = None;
     match &args.input_wav {
         Some(path) => source = Some(start_wav_source(&context, path)?),
+        None if !card => {
+            let dir = std::env::temp_dir().join(format!("liveagent-demo-{}", std::process::id()));
+            std::fs::create_dir_all(&dir)?;
+            let wav = dir.join("question.wav");
+            speak_question(&wav)?;
+            source = Some(start_wav_source(&context, &wav)?);
+            temp_dir = Some(dir);
+        }
         None => match with_device(
             SoundDeviceRecorder::new(context.clone()),
             args.input_device.clone(),
@@ -247,6 +278,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if audio_out {
         let wav_out = match &args.output_wav {
             Some(path) => Some(path.clone()),
+            None if !card => Some(PathBuf::from("demo-answer.wav")),
             None => match with_device(
                 SoundDevicePlayer::new(context.clone()),
                 args.output_device.clone(),
