@@ -184,3 +184,13 @@ pub async fn run_until_done(context: &ConversationContext, audio: Audio) -> anyh
     }
     Ok(responses)
 }
+
+/// The HTTP base URL (`http://127.0.0.1:PORT`) of a local server running
+/// `offline_scenario`, for cascade stages that have no key; the same server for the whole
+/// process.
+pub async fn local_cascade_url(offline_scenario: Option<&str>) -> String {
+    match LOCAL.get() {
+        Some(server) => server.http_url(),
+        None => local_server(offline_scenario).await.http_url(),
+    }
+}

@@ -515,20 +515,14 @@ impl CascadeProtocol {
         match item {
             Ok(TtsEvent::Audio(samples)) if !samples.is_empty() => {
                 let ms_before = r.spoken.total_ms;
-                let samples_before = r.spoken.segments.last().map(|s| s.ms).unwrap_or(0);
                 let chunk = AudioChunk::new(samples, out_rate).with_origin(Instant::now());
                 let us = chunk.duration_us();
                 r.spoken.first_audio.get_or_insert_with(Instant::now);
-                // Keep sub-millisecond precision by tracking microseconds per segment.
-                let seg = r.spoken.segments.last_mut();
-                if let Some(seg) = seg {
-                    if samples_before == 0 {
-                        out.publish(OutputTranscriptChunk {
-                            item_id: Some(r.item.clone()),
-                            text: format!("{} ", seg.text).into(),
-                            is_final: false,
-                        });
-                    }
+                // The words are already on the stream as the LLM's `ModelMessageChunk`s;
+                // what was spoken is published once, as the final `OutputTranscriptChunk`
+                // (the session mirrors transcript deltas into `ModelMessageChunk`, which
+                // would say them twice).
+                if let Some(seg) = r.spoken.segments.last_mut() {
                     seg.ms += us.div_ceil(1000);
                 }
                 r.spoken.total_ms = ms_before + us.div_ceil(1000);
