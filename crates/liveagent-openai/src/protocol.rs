@@ -11,10 +11,25 @@
 //! interrupts responses, the protocol publishes `SpeechStarted` and, if a response is running
 //! or audio was produced that the player has not reported as finished, `Interrupted`: the
 //! player flushes its queue and reports `PlaybackStopped { interrupted: true, played_ms }`.
-//! Audio deltas of the interrupted response that still arrive are dropped. The protocol then
-//! sends `conversation.item.truncate` with `audio_end_ms = min(played_ms, audio received for
-//! the item)`, so the model's memory matches what the user heard, and cuts its own history
-//! copy of the transcript proportionally (see [`HistoryItem::replay_text`](crate::HistoryItem::replay_text)).
+//! Audio deltas of the interrupted response that still arrive are dropped, but counted as
+//! audio the provider produced for the item. The protocol then sends
+//! `conversation.item.truncate` so the model's memory matches what the user heard, and cuts
+//! its own history copy of the transcript proportionally (see
+//! [`HistoryItem::replay_text`](crate::HistoryItem::replay_text)).
+//!
+//! ## The truncate rule
+//! Audio the provider produced for an item that the listener did not hear (dropped as late,
+//! flushed by the player, never played) is unheard. With `heard` = the player's `played_ms`
+//! capped at the audio handed to the player, and `produced` = all audio the provider sent
+//! for the item (late deltas included), a truncate to `audio_end_ms = heard` is sent, once
+//! per item, when the player reports the item stopped by a barge-in, or when late audio of
+//! an interrupted response arrives for an item whose playback was already reported, and:
+//! - `heard < produced`, or the item's audio is not complete yet (`output_audio.done` not
+//!   seen: the provider may hold more than we saw);
+//! - the item has audio (`produced > 0`): the API rejects truncating an item without audio;
+//! - the item was produced on the current connection and the session is ready: after a
+//!   reconnect the provider does not know the item (only our history copy is cut);
+//! - `audio_end_ms <= produced` always holds (the API rejects a position past the audio).
 //!
 //! # Tool calls
 //! Calls are collected from `response.function_call_arguments.done`, `output_item.done` and
@@ -88,7 +103,14 @@ pub enum Phase {
 struct AudioTrack {
     item_id: Id,
     response_id: Id,
+    /// Audio the provider produced for the item (late deltas dropped after a barge-in too).
     bytes: u64,
+    /// Audio handed to the player (published as `SynthesizedAudio`).
+    delivered: u64,
+    /// What the player reported as played, once it did.
+    heard_ms: Option<u64>,
+    /// A truncate was sent for the item on this connection.
+    truncated: bool,
     /// The connection it was produced on (truncation only makes sense on that one).
     generation: u64,
     /// The player has finished with it (played out, flushed, or reported stopped).

@@ -35,14 +35,10 @@ impl OpenAiProtocol {
                 return;
             }
         };
-        if self
+        let late = self
             .interrupted_response
             .as_deref()
-            .is_some_and(|r| r == response_id)
-        {
-            tracing::trace!(target: "liveagent::openai", %item_id, "audio of an interrupted response dropped");
-            return;
-        }
+            .is_some_and(|r| r == response_id);
         let generation = self.generation;
         let pos = self.tracks.iter().position(|t| *t.item_id == *item_id);
         let track = match pos {
@@ -55,6 +51,9 @@ impl OpenAiProtocol {
                     item_id: item_id.as_str().into(),
                     response_id: response_id.as_str().into(),
                     bytes: 0,
+                    delivered: 0,
+                    heard_ms: None,
+                    truncated: false,
                     generation,
                     playback_done: false,
                     audio_done: false,
@@ -74,6 +73,16 @@ impl OpenAiProtocol {
             }
         }
         track.bytes += data.len() as u64;
+        if late {
+            // Produced but never heard: counts for the truncate rule (see the module docs).
+            tracing::trace!(target: "liveagent::openai", %item_id, "audio of an interrupted response dropped");
+            let idx = pos.unwrap_or(self.tracks.len() - 1);
+            if self.tracks[idx].heard_ms.is_some() {
+                self.maybe_truncate(idx, out);
+            }
+            return;
+        }
+        track.delivered += data.len() as u64;
         track.playback_done = false;
         let audio_ms = track.bytes / encoding.bytes_per_ms();
         let item: Id = track.item_id.clone();
@@ -159,21 +168,33 @@ impl OpenAiProtocol {
     }
 
     pub(super) fn on_playback_stopped(&mut self, stopped: PlaybackStopped, out: &mut Outbox) {
-        let Some(track) = self
+        let Some(idx) = self
             .tracks
-            .iter_mut()
-            .find(|t| t.item_id == stopped.item_id)
+            .iter()
+            .position(|t| t.item_id == stopped.item_id)
         else {
             tracing::debug!(target: "liveagent::openai", item_id = %stopped.item_id, "playback report for an unknown item");
             return;
         };
+        let per_ms = self.config.output_format.bytes_per_ms();
+        let track = &mut self.tracks[idx];
         track.playback_done = true;
-        if !stopped.interrupted {
+        track.heard_ms = Some(stopped.played_ms.min(track.delivered / per_ms));
+        if stopped.interrupted {
+            self.maybe_truncate(idx, out);
+        }
+    }
+
+    /// Applies the truncate rule of the module docs to track `idx`.
+    fn maybe_truncate(&mut self, idx: usize, out: &mut Outbox) {
+        let per_ms = self.config.output_format.bytes_per_ms();
+        let track = &self.tracks[idx];
+        let Some(end) = track.heard_ms else { return };
+        if track.truncated {
             return;
         }
-        let audio_ms = track.bytes / self.config.output_format.bytes_per_ms();
-        let end = stopped.played_ms.min(audio_ms);
-        let complete = track.audio_done && stopped.played_ms >= audio_ms;
+        let produced = track.bytes / per_ms;
+        let complete = track.audio_done && end >= produced;
         let same_connection = track.generation == self.generation && self.phase == Phase::Ready;
         let item_id = track.item_id.to_string();
         if let Some(HistoryItem::Assistant { heard_ms, .. }) = self.history.assistant_mut(&item_id)
@@ -182,16 +203,19 @@ impl OpenAiProtocol {
         }
         if complete {
             tracing::debug!(target: "liveagent::openai", %item_id, "item was heard in full; no truncation");
+        } else if produced == 0 {
+            tracing::debug!(target: "liveagent::openai", %item_id, "item has no audio; nothing to truncate");
         } else if !same_connection {
             tracing::debug!(target: "liveagent::openai", %item_id, "item belongs to an earlier connection; history trimmed only");
         } else {
-            tracing::debug!(target: "liveagent::openai", %item_id, audio_end_ms = end, audio_ms, "truncating the interrupted item");
+            tracing::debug!(target: "liveagent::openai", %item_id, audio_end_ms = end, produced, "truncating the interrupted item");
+            self.tracks[idx].truncated = true;
             self.send(
                 out,
                 &ClientEvent::ConversationItemTruncate {
                     item_id,
                     content_index: 0,
-                    audio_end_ms: end,
+                    audio_end_ms: end.min(produced),
                 },
             );
         }
