@@ -9,11 +9,33 @@ use super::{GeminiProtocol, PROVIDER};
 use crate::config::{INPUT_SAMPLE_RATE, OUTPUT_SAMPLE_RATE};
 use crate::wire::{self, *};
 
+/// The lowest sample rate accepted for model audio (8 kHz).
+const MIN_AUDIO_RATE: u32 = 8_000;
+/// The highest sample rate accepted for model audio (48 kHz).
+const MAX_AUDIO_RATE: u32 = 48_000;
+
 impl GeminiProtocol {
     pub(super) fn on_inline_data(&mut self, blob: Blob, out: &mut Outbox) {
         let mime = blob.mime_type.to_ascii_lowercase();
         if !(mime.starts_with("audio/pcm") || mime.starts_with("audio/l16") || mime.is_empty()) {
             tracing::debug!(provider = PROVIDER, mime = %blob.mime_type, "inline data that is not PCM audio ignored");
+            return;
+        }
+        // The provider's label is not trusted: a tiny rate would make the player resample
+        // a frame into gigabytes. Checked before the payload is even decoded.
+        let rate = wire::mime_rate(&mime).unwrap_or(OUTPUT_SAMPLE_RATE);
+        if !(MIN_AUDIO_RATE..=MAX_AUDIO_RATE).contains(&rate) {
+            tracing::warn!(
+                provider = PROVIDER,
+                rate,
+                "audio with an unsupported sample rate dropped"
+            );
+            out.error(
+                PROVIDER,
+                LiveError::protocol(format!(
+                    "audio labelled {rate} Hz dropped: only {MIN_AUDIO_RATE} to {MAX_AUDIO_RATE} Hz is accepted"
+                )),
+            );
             return;
         }
         let mut bytes = match wire::decode_base64(&blob.data) {
@@ -27,7 +49,6 @@ impl GeminiProtocol {
                 return;
             }
         };
-        let rate = wire::mime_rate(&mime).unwrap_or(OUTPUT_SAMPLE_RATE);
         let turn = self.ensure_turn(out);
         if let Some(b) = turn.odd_byte.take() {
             bytes.insert(0, b);
