@@ -80,6 +80,16 @@ async fn model_words_arrive_as_model_message_chunks_in_every_mode() {
         said.push_str(&chunk.text);
     }
     assert_eq!(said, spoken);
+    // And the whole of it is the response's text (AG2 `ModelMessage`).
+    run.wait_count("response done", 1, |e| {
+        matches!(e, LiveEvent::ResponseDone(_))
+    })
+    .await;
+    let texts = run.collect(|e| match e {
+        LiveEvent::ResponseDone(d) => d.text.as_deref().map(str::to_owned),
+        _ => None,
+    });
+    assert_eq!(texts, vec![spoken.clone()]);
     run.conversation.stop().await;
 
     // Text output: the same stream, marked as text.
@@ -104,6 +114,50 @@ async fn model_words_arrive_as_model_message_chunks_in_every_mode() {
         run.count(|e| matches!(e, LiveEvent::OutputTranscriptChunk(_))),
         0
     );
+    run.conversation.stop().await;
+    server.stop().await;
+}
+
+/// Item 1 on Gemini: output transcription is on whenever the model speaks (even without
+/// `transcribe`), and its words come as transcript `ModelMessageChunk`s.
+#[actix_rt::test]
+async fn gemini_words_arrive_as_model_message_chunks_without_transcribe() {
+    let server = server(None).await;
+    let run = Run::start(
+        LiveAgent::builder("assistant").prompt("Echo.").config(
+            liveagent::gemini::RealtimeConfig::new("gemini-live-test")
+                .base_url(server.gemini_url())
+                .api_key("local-key"),
+        ),
+    );
+    ready(&run).await;
+    let setup = client_frames(&server)
+        .into_iter()
+        .find(|f| f.get("setup").is_some())
+        .expect("setup");
+    assert!(
+        setup["setup"].get("outputAudioTranscription").is_some(),
+        "{setup}"
+    );
+    run.speak(&speech_pcm("What is two plus three?", 16_000))
+        .await;
+    run.wait_count("response done", 1, |e| {
+        matches!(e, LiveEvent::ResponseDone(_))
+    })
+    .await;
+    let chunks: Vec<ModelMessageChunk> = run.collect(|e| match e {
+        LiveEvent::ModelMessageChunk(c) => Some(c.clone()),
+        _ => None,
+    });
+    assert!(!chunks.is_empty(), "{}", run.summary());
+    assert!(chunks.iter().all(|c| c.is_transcript()));
+    let said: String = chunks.iter().map(|c| &*c.text).collect();
+    let done = run.collect(|e| match e {
+        LiveEvent::ResponseDone(d) => d.text.as_deref().map(str::to_owned),
+        _ => None,
+    });
+    assert_eq!(done, vec![said.trim().to_owned()]);
+    validate_lines(&server.recording(), Protocol::Gemini);
     run.conversation.stop().await;
     server.stop().await;
 }

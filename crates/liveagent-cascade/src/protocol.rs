@@ -606,6 +606,7 @@ impl CascadeProtocol {
             status,
             reason,
             usage: Some(usage_of(&r.usage)),
+            text: None,
         });
         self.last_spoken = Some(r.spoken);
         if self.respond_after_tools && self.tools_ready {
@@ -642,6 +643,7 @@ impl CascadeProtocol {
                 status: ResponseStatus::Cancelled,
                 reason: Some(reason.to_owned()),
                 usage: Some(usage_of(&r.usage)),
+                text: None,
             });
             self.last_spoken = Some(r.spoken);
         } else if let Some(spoken) = self.last_spoken.as_ref().filter(|s| s.may_be_playing()) {
@@ -741,6 +743,7 @@ fn usage_of(stages: &[StageUsage; 3]) -> Usage {
         input_audio_tokens: None,
         output_audio_tokens: None,
         cached_tokens: None,
+        thinking_tokens: None,
         stages: stages.to_vec(),
     }
 }

@@ -296,6 +296,8 @@ pub struct Usage {
     pub output_audio_tokens: Option<u64>,
     /// Cached input tokens, when reported.
     pub cached_tokens: Option<u64>,
+    /// Thinking (reasoning) tokens, when reported (Gemini `thoughtsTokenCount`).
+    pub thinking_tokens: Option<u64>,
     /// Usage of each stage of a cascade (speech-to-text, LLM, text-to-speech); empty for
     /// realtime providers. The token counts above are then the LLM's.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -350,10 +352,29 @@ impl Usage {
         self.input_audio_tokens = opt(self.input_audio_tokens, other.input_audio_tokens);
         self.output_audio_tokens = opt(self.output_audio_tokens, other.output_audio_tokens);
         self.cached_tokens = opt(self.cached_tokens, other.cached_tokens);
+        self.thinking_tokens = opt(self.thinking_tokens, other.thinking_tokens);
+        for stage in &other.stages {
+            match self.stages.iter_mut().find(|s| {
+                s.stage == stage.stage && s.provider == stage.provider && s.model == stage.model
+            }) {
+                Some(s) => {
+                    s.requests += stage.requests;
+                    s.input_tokens += stage.input_tokens;
+                    s.output_tokens += stage.output_tokens;
+                    s.audio_ms += stage.audio_ms;
+                    s.characters += stage.characters;
+                }
+                None => self.stages.push(stage.clone()),
+            }
+        }
     }
 }
 
 /// The model finished (or abandoned) a response.
+///
+/// `text` is everything the model said in it (its written text, or the transcript of its
+/// speech): the session fills it from the response's [`ModelMessageChunk`]s, so it is
+/// AG2's `ModelMessage` content.
 #[derive(Clone, Debug, Serialize)]
 pub struct ResponseDone {
     /// The response id.
@@ -364,6 +385,8 @@ pub struct ResponseDone {
     pub reason: Option<String>,
     /// Token usage, when the provider reports it.
     pub usage: Option<Usage>,
+    /// The full text of the response (see above); `None` when it said nothing.
+    pub text: Option<Arc<str>>,
 }
 
 /// The user barged in: the player must stop and drop queued audio now.

@@ -526,8 +526,10 @@ fn audio_turn_maps_to_events() {
             output_audio_tokens: Some(256),
             cached_tokens: None,
             stages: Vec::new(),
+            thinking_tokens: None,
         })
     );
+    assert_eq!(done.text.as_deref(), Some("It's 21 degrees"));
     // history: the user's words, then the model's
     let h: Vec<_> = p.history().entries().cloned().collect();
     assert_eq!(h[0], crate::HistoryEntry::User("What's the weather".into()));

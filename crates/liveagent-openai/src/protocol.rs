@@ -349,6 +349,7 @@ impl RealtimeProtocol for OpenAiProtocol {
                 status: ResponseStatus::Failed,
                 reason: Some("connection lost".to_owned()),
                 usage: None,
+                text: None,
             });
             // Its complete calls are real decisions of the model: run them; the outputs go
             // into the new session after the replayed calls.

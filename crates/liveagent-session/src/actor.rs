@@ -122,6 +122,8 @@ pub struct SessionActor {
     stop_waiters: Vec<tokio::sync::oneshot::Sender<()>>,
     /// The protocol's running tasks (see `ProtocolTask`).
     tasks: HashMap<TaskId, SpawnHandle>,
+    /// What the model said in the response in progress (`ResponseDone::text`).
+    response_words: String,
 }
 
 impl SessionActor {
@@ -163,6 +165,7 @@ impl SessionActor {
             secret: None,
             stop_waiters: Vec::new(),
             tasks: HashMap::new(),
+            response_words: String::new(),
         }
     }
 
@@ -258,6 +261,20 @@ impl SessionActor {
                 LiveEvent::OutputTranscriptChunk(t) => ModelMessageChunk::from_transcript(t),
                 _ => None,
             };
+            let mut event = event;
+            match &mut event {
+                LiveEvent::ModelMessageChunk(c) => self.response_words.push_str(&c.text),
+                LiveEvent::ResponseDone(done) => {
+                    let said = std::mem::take(&mut self.response_words);
+                    if done.text.is_none() && !said.trim().is_empty() {
+                        done.text = Some(said.into());
+                    }
+                }
+                _ => {}
+            }
+            if let Some(w) = &words {
+                self.response_words.push_str(&w.text);
+            }
             self.publish(event);
             if let Some(words) = words {
                 self.publish(words.into());

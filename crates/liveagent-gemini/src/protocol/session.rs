@@ -114,8 +114,9 @@ impl GeminiProtocol {
             tools,
             realtime_input_config,
             input_audio_transcription: input.transcribe.then(AudioTranscriptionConfig::default),
-            output_audio_transcription: (input.transcribe && audio)
-                .then(AudioTranscriptionConfig::default),
+            // On whenever the model speaks, as AG2 does: the transcript is what
+            // `ModelMessageChunk` carries in audio mode.
+            output_audio_transcription: audio.then(AudioTranscriptionConfig::default),
             session_resumption,
             context_window_compression: c.compression.map(|cc| ContextWindowCompression {
                 trigger_tokens: cc.trigger_tokens,

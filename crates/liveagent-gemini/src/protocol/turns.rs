@@ -33,6 +33,7 @@ pub(super) fn to_usage(u: &UsageMetadata) -> Usage {
         output_audio_tokens: audio(&u.response_tokens_details),
         cached_tokens: u.cached_content_token_count,
         stages: Vec::new(),
+        thinking_tokens: u.thoughts_token_count,
     }
 }
 
@@ -110,6 +111,7 @@ impl GeminiProtocol {
         } else {
             0
         };
+        let said = (!text.trim().is_empty()).then(|| std::sync::Arc::<str>::from(text.as_str()));
         self.history.push(HistoryEntry::Model {
             text,
             item_id: turn.item_id.to_string(),
@@ -121,6 +123,7 @@ impl GeminiProtocol {
             status,
             reason: reason.map(str::to_owned),
             usage: turn.usage,
+            text: said,
         });
         self.last_turn = Some((turn.response_id, turn.item_id));
         self.input_since_turn = false;

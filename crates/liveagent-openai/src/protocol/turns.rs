@@ -46,12 +46,14 @@ impl OpenAiProtocol {
             output_audio_tokens: u.output_token_details.as_ref().and_then(|d| d.audio_tokens),
             cached_tokens: u.input_token_details.as_ref().and_then(|d| d.cached_tokens),
             stages: Vec::new(),
+            thinking_tokens: None,
         });
         out.publish(ResponseDone {
             response_id: id.clone(),
             status,
             reason,
             usage,
+            text: None,
         });
         self.finish_calls(active, status, out);
         if self.response_deferred && self.phase == Phase::Ready {
