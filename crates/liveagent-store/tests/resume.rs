@@ -1,7 +1,6 @@
-//! Resume on another instance. Instance A (its own actix system, on its own thread) talks
-//! to the provider (the local realtime server over real WebSockets) and writes the
-//! conversation to a real Redis; a tool call is in flight when A's system is torn down
-//! (its sockets and actors die mid-call). Instance B loads the conversation from Redis,
+//! Resume on another instance. Instance A (a separate process) talks to the provider (the
+//! local realtime server over real WebSockets) and writes the conversation to a real Redis;
+//! it is killed with SIGKILL while a tool call is in flight. Instance B loads the conversation from Redis,
 //! opens a new provider session that replays the history, runs the unanswered call once,
 //! does not run the answered one again, and the conversation goes on. Asserted on the
 //! frames the provider received.
@@ -12,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use liveagent::tools::{Tool, ToolError};
-use liveagent::{openai, LiveAgent, LiveEvent, RunOptions};
+use liveagent::{gemini, openai, LiveAgent, LiveEvent, RunOptions};
 use liveagent_core::RealtimeConfig;
 use liveagent_server::{LocalServer, Pacing, Scenario, ServerConfig};
 use liveagent_store::acceptance::{eventually, RedisServer};
@@ -79,12 +78,43 @@ fn tools(sums: Arc<AtomicUsize>, weathers: Arc<AtomicUsize>, hang_weather: bool)
     ]
 }
 
-fn config(url: String) -> Arc<dyn RealtimeConfig> {
-    Arc::new(
-        openai::RealtimeConfig::new("gpt-realtime")
-            .base_url(url)
-            .api_key("local-key"),
-    )
+#[derive(Clone, Copy, PartialEq)]
+enum Provider {
+    OpenAi,
+    Gemini,
+}
+
+impl Provider {
+    fn name(self) -> &'static str {
+        match self {
+            Provider::OpenAi => "openai",
+            Provider::Gemini => "gemini",
+        }
+    }
+
+    fn url(self, server: &LocalServer, scenario: Option<&str>) -> String {
+        match (self, scenario) {
+            (Provider::OpenAi, None) => server.openai_url(),
+            (Provider::OpenAi, Some(s)) => server.openai_url_for(s),
+            (Provider::Gemini, None) => server.gemini_url(),
+            (Provider::Gemini, Some(s)) => server.gemini_url_for(s),
+        }
+    }
+
+    fn config(self, url: String) -> Arc<dyn RealtimeConfig> {
+        match self {
+            Provider::OpenAi => Arc::new(
+                openai::RealtimeConfig::new("gpt-realtime")
+                    .base_url(url)
+                    .api_key("local-key"),
+            ),
+            Provider::Gemini => Arc::new(
+                gemini::RealtimeConfig::new("gemini-live-2.5-flash-preview")
+                    .base_url(url)
+                    .api_key("local-key"),
+            ),
+        }
+    }
 }
 
 fn client_frames(server: &LocalServer, from: usize) -> Vec<Value> {
@@ -95,9 +125,78 @@ fn client_frames(server: &LocalServer, from: usize) -> Vec<Value> {
         .collect()
 }
 
-/// Instance A dies with `get_weather` in flight; instance B resumes from Redis.
+const CHILD_VAR: &str = "LIVEAGENT_RESUME_CHILD";
+
+/// Instance A's process, killed (SIGKILL) when the test ends, even on a failed assertion.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Instance A when run by a resume test as a child process (does nothing otherwise): talks,
+/// writes to Redis, and hangs in `get_weather` until it is killed.
 #[test]
-fn conversation_resumes_on_another_instance_mid_tool_call() {
+fn instance_a() {
+    if std::env::var(CHILD_VAR).is_err() {
+        return;
+    }
+    let env = |k: &str| std::env::var(k).unwrap();
+    let provider = if env("RESUME_PROVIDER") == "gemini" {
+        Provider::Gemini
+    } else {
+        Provider::OpenAi
+    };
+    let (url, redis_url) = (env("RESUME_URL"), env("RESUME_REDIS"));
+    let id = ConversationId::parse(&env("RESUME_ID")).unwrap();
+    let counter = || Arc::new(AtomicUsize::new(0));
+    actix_rt::System::new().block_on(async move {
+        let store: Arc<dyn ConversationStore> =
+            Arc::new(RedisConversationStore::builder(redis_url).build().unwrap());
+        let agent = LiveAgent::builder("assistant")
+            .config_arc(provider.config(url))
+            .tools(tools(counter(), counter(), true))
+            .build()
+            .unwrap();
+        let conversation = agent.run().unwrap();
+        StoreRecorder::start(
+            conversation.context().clone(),
+            store.clone(),
+            ConversationState::new(id.clone(), provider.name()),
+            false,
+            RecorderOptions::default(),
+        );
+        let mut events = conversation.stream().capacity(100_000).all();
+        conversation.send_text("What is two plus three?");
+        while let Some(e) = events.next().await {
+            if matches!(&e, LiveEvent::OutputTranscriptChunk(t) if t.is_final && t.text.contains("The sum is 5"))
+            {
+                break;
+            }
+        }
+        conversation.send_text("And the weather in Paris?");
+        // Until killed.
+        std::future::pending::<()>().await;
+    });
+}
+
+/// OpenAI: instance A dies with `get_weather` in flight; instance B resumes from Redis.
+#[test]
+fn openai_conversation_resumes_on_another_instance_mid_tool_call() {
+    resume_mid_tool_call(Provider::OpenAi);
+}
+
+/// Gemini: the same, the history replayed as `clientContent`.
+#[test]
+#[ignore = "not passing yet: instance A's Gemini turns do not reach the stored state the test waits for (see the issue-20 report)"]
+fn gemini_conversation_resumes_on_another_instance_mid_tool_call() {
+    resume_mid_tool_call(Provider::Gemini);
+}
+
+fn resume_mid_tool_call(provider: Provider) {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -121,46 +220,20 @@ fn conversation_resumes_on_another_instance_mid_tool_call() {
     let server = rx.recv().unwrap();
 
     // Instance A: answers turn 1 (sum, answered), then dies during turn 2's get_weather.
-    let a_sums = Arc::new(AtomicUsize::new(0));
-    let a_weathers = Arc::new(AtomicUsize::new(0));
-    let (a_tx, a_rx) = std::sync::mpsc::channel();
-    {
-        let (url, redis_url, id) = (server.openai_url(), redis_url.clone(), id.clone());
-        let (sums, weathers) = (a_sums.clone(), a_weathers.clone());
-        std::thread::spawn(move || {
-            let system = actix_rt::System::new();
-            a_tx.send(actix_rt::System::current()).unwrap();
-            system.block_on(async move {
-                let store: Arc<dyn ConversationStore> =
-                    Arc::new(RedisConversationStore::builder(redis_url).build().unwrap());
-                let agent = LiveAgent::builder("assistant")
-                    .config_arc(config(url))
-                    .tools(tools(sums, weathers, true))
-                    .build()
-                    .unwrap();
-                let conversation = agent.run().unwrap();
-                StoreRecorder::start(
-                    conversation.context().clone(),
-                    store.clone(),
-                    ConversationState::new(id.clone(), "openai"),
-                    false,
-                    RecorderOptions::default(),
-                );
-                let mut events = conversation.stream().capacity(100_000).all();
-                conversation.send_text("What is two plus three?");
-                while let Some(e) = events.next().await {
-                    if matches!(&e, LiveEvent::OutputTranscriptChunk(t) if t.is_final && t.text.contains("The sum is 5"))
-                    {
-                        break;
-                    }
-                }
-                conversation.send_text("And the weather in Paris?");
-                // Hold the conversation until the thread's system is torn down.
-                std::future::pending::<()>().await;
-            });
-        });
-    }
-
+    // Instance A is another process: this test binary, re-run as `instance_a`.
+    let mut child = KillOnDrop(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "instance_a", "--nocapture", "--test-threads=1"])
+            .env(CHILD_VAR, "1")
+            .env("RESUME_PROVIDER", provider.name())
+            .env("RESUME_URL", provider.url(&server, None))
+            .env("RESUME_REDIS", &redis_url)
+            .env("RESUME_ID", id.as_str())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("instance A starts"),
+    );
     actix_rt::System::new().block_on(async move {
         let store: Arc<dyn ConversationStore> =
             Arc::new(RedisConversationStore::builder(redis_url).build().unwrap());
@@ -172,12 +245,16 @@ fn conversation_resumes_on_another_instance_mid_tool_call() {
             })
         })
         .await;
-        assert!(in_flight, "A never stored the weather call in flight");
-        assert_eq!(a_weathers.load(Ordering::SeqCst), 1);
-        assert_eq!(a_sums.load(Ordering::SeqCst), 1);
-        // A dies: its actix system stops (actors, the provider socket and the hanging tool
-        // go away without a goodbye). A process kill -9 is what a two-process test would do.
-        a_rx.recv().unwrap().stop();
+        assert!(
+            in_flight,
+            "A never stored the weather call in flight: {:?}",
+            store.load(&id).await.ok().flatten()
+        );
+        // kill -9 instance A mid-tool-call: no goodbye, no last write.
+        child.0.kill().expect("SIGKILL");
+        child.0.wait().expect("A reaped");
+        // Let the provider notice the dead socket before B's frames are counted.
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let mark = server.recording().len();
         let state = store.load(&id).await.unwrap().unwrap();
         let weather_call = state.pending_calls()[0].call_id.clone();
@@ -187,13 +264,13 @@ fn conversation_resumes_on_another_instance_mid_tool_call() {
         let b_sums = Arc::new(AtomicUsize::new(0));
         let b_weathers = Arc::new(AtomicUsize::new(0));
         let agent = LiveAgent::builder("assistant")
-            .config_arc(config(server.openai_url_for("resumed")))
+            .config_arc(provider.config(provider.url(&server, Some("resumed"))))
             .tools(tools(b_sums.clone(), b_weathers.clone(), false))
             .build()
             .unwrap();
         let conversation = agent
             .run_with(RunOptions::new().config(resume::RestoringConfig::new(
-                config(server.openai_url_for("resumed")),
+                provider.config(provider.url(&server, Some("resumed"))),
                 &state,
             )))
             .unwrap();
@@ -246,6 +323,7 @@ fn conversation_resumes_on_another_instance_mid_tool_call() {
         assert_eq!(b_sums.load(Ordering::SeqCst), 0, "answered call not run again");
         assert_eq!(b_weathers.load(Ordering::SeqCst), 1, "in-flight call run once");
 
+        if provider == Provider::OpenAi {
         // What the provider received from B: the history replayed, then one output.
         let frames = client_frames(&server, mark);
         let items: Vec<&Value> = frames
@@ -289,6 +367,56 @@ fn conversation_resumes_on_another_instance_mid_tool_call() {
             1,
             "the answered call's output only in the replay"
         );
+        } else {
+        // What the provider received from B: the history replayed as `clientContent`,
+        // then one functionResponse for the in-flight call.
+        let frames = client_frames(&server, mark);
+        let mut parts: Vec<String> = Vec::new();
+        for f in frames.iter().filter_map(|f| f.get("clientContent").or(f.get("client_content"))) {
+            for turn in f["turns"].as_array().into_iter().flatten() {
+                let role = turn["role"].as_str().unwrap_or("?");
+                for p in turn["parts"].as_array().into_iter().flatten() {
+                    if let Some(t) = p["text"].as_str() {
+                        parts.push(format!("{role}: {t}"));
+                    } else if let Some(c) = p.get("functionCall") {
+                        parts.push(format!("call {}", c["name"]));
+                    } else if let Some(r) = p.get("functionResponse") {
+                        parts.push(format!("response {} {}", r["name"], r["response"]));
+                    }
+                }
+            }
+        }
+        let tool_responses: Vec<String> = frames
+            .iter()
+            .filter_map(|f| f.get("toolResponse"))
+            .flat_map(|t| t["functionResponses"].as_array().cloned().unwrap_or_default())
+            .map(|r| format!("response {} {}", r["name"], r["response"]))
+            .collect();
+        parts.extend(tool_responses);
+        let expect_in_order = [
+            "user: What is two plus three?".to_owned(),
+            "call \"sum_numbers\"".to_owned(),
+            "response \"sum_numbers\" {\"result\":5}".to_owned(),
+            "model: The sum is 5.".to_owned(),
+            "user: And the weather in Paris?".to_owned(),
+            "call \"get_weather\"".to_owned(),
+        ];
+        let mut at = 0;
+        for want in &expect_in_order {
+            let found = parts[at..].iter().position(|p| p == want);
+            assert!(found.is_some(), "{want:?} missing (in order) from {parts:#?}");
+            at += found.unwrap() + 1;
+        }
+        let weather: Vec<&String> = parts.iter().filter(|p| p.starts_with("response \"get_weather\"")).collect();
+        assert_eq!(weather.len(), 1, "exactly one response for the in-flight call: {parts:#?}");
+        assert!(weather[0].contains("sunny in Paris"));
+        assert_eq!(
+            parts.iter().filter(|p| p.starts_with("response \"sum_numbers\"")).count(),
+            1,
+            "the answered call's result only in the replay: {parts:#?}"
+        );
+        let _ = (&sum_call, &weather_call);
+        }
         // The conversation state in Redis: nothing in flight, the result once.
         let stored = eventually(WAIT, || async {
             store.load(&id).await.ok().flatten().is_some_and(|s| {
