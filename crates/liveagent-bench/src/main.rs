@@ -9,6 +9,7 @@
 //! liveagent-bench barge-in --trials 20                                # needs PulseAudio null sinks
 //! liveagent-bench device-latency                                      # the output device alone
 //! liveagent-bench scale --sessions 100,200,500 --secs 30
+//! liveagent-bench transport --sessions 100 --secs 20                 # browser transport
 //! ```
 //!
 //! Nothing here runs as a test: the binary has `test = false` and asserts nothing.
@@ -18,6 +19,7 @@ mod common;
 mod device;
 mod latency;
 mod scale;
+mod transport;
 
 use std::path::PathBuf;
 
@@ -64,6 +66,14 @@ enum Cmd {
         #[arg(long, default_value_t = 3)]
         secs: u64,
     },
+    /// N browser-transport conversations driven by a WebSocket load generator: the latency
+    /// the transport adds (in and out) and whether N keep real time.
+    Transport {
+        #[arg(long, default_value_t = 100)]
+        sessions: usize,
+        #[arg(long, default_value_t = 20)]
+        secs: u64,
+    },
     /// N concurrent full-duplex sessions (comma-separated list of N).
     Scale {
         #[arg(long, value_delimiter = ',', default_value = "100")]
@@ -101,6 +111,7 @@ fn main() -> anyhow::Result<()> {
                 device_buffer_frames,
             } => bargein::run(server_bin, trials, device_buffer_frames).await?,
             Cmd::DeviceLatency { secs } => device::run(secs)?,
+            Cmd::Transport { sessions, secs } => transport::run(server_bin, sessions, secs).await?,
             Cmd::Scale { sessions, secs } => {
                 if let [n] = sessions[..] {
                     scale::run(server_bin, n, secs).await?.print();

@@ -80,6 +80,9 @@ pub(crate) struct Hub {
     pub gate: Gate,
     connections: Arc<Mutex<HashMap<u64, Recipient<CloseConnection>>>>,
     next_id: Arc<AtomicU64>,
+    /// Provider socket read → frame queued for the remote side, per audio chunk (the most
+    /// recent 100,000), for benchmarks.
+    pub audio_out_latency: Arc<Mutex<liveagent_core::LatencySamples>>,
 }
 
 impl Hub {
@@ -91,6 +94,7 @@ impl Hub {
             gate: Gate::default(),
             connections: Arc::default(),
             next_id: Arc::new(AtomicU64::new(1)),
+            audio_out_latency: Arc::new(Mutex::new(liveagent_core::LatencySamples::new(100_000))),
         }
     }
 

@@ -243,6 +243,7 @@ impl<D: Decoder, E: Encoder> RemoteRecorder<D, E> {
             self.tx.clone(),
             ctx.address().recipient(),
             self.label,
+            self.hub.audio_out_latency.clone(),
         );
         self.context = Some(context);
         self.player = Some(player);
@@ -552,6 +553,7 @@ pub struct RemotePlayer<E: Encoder> {
     sub: Option<SubscriberId>,
     frames: Vec<OutFrame>,
     stuck: bool,
+    latency: std::sync::Arc<std::sync::Mutex<liveagent_core::LatencySamples>>,
 }
 
 impl<E: Encoder> RemotePlayer<E> {
@@ -561,6 +563,7 @@ impl<E: Encoder> RemotePlayer<E> {
         tx: WsTx,
         recorder: Recipient<CloseConnection>,
         label: &'static str,
+        latency: std::sync::Arc<std::sync::Mutex<liveagent_core::LatencySamples>>,
     ) -> Addr<Self> {
         let ctx: Context<Self> = Context::new();
         // Subscribe before the session can say anything.
@@ -586,6 +589,7 @@ impl<E: Encoder> RemotePlayer<E> {
             sub: Some(sub),
             frames: Vec::new(),
             stuck: false,
+            latency,
         };
         player.frames = frames;
         player.flush_frames();
@@ -794,7 +798,14 @@ impl<E: Encoder> Handler<LiveEvent> for RemotePlayer<E> {
     type Result = ();
     fn handle(&mut self, event: LiveEvent, ctx: &mut Context<Self>) {
         match event {
-            LiveEvent::SynthesizedAudio(a) => self.on_audio(a),
+            LiveEvent::SynthesizedAudio(a) => {
+                let origin = a.audio.origin;
+                self.on_audio(a);
+                self.flush_frames();
+                if let (Some(origin), Ok(mut l)) = (origin, self.latency.lock()) {
+                    l.record(origin.elapsed());
+                }
+            }
             LiveEvent::Interrupted(i) => {
                 self.on_interrupted(&i, ctx);
                 self.encoder

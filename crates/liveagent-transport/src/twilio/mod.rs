@@ -172,6 +172,16 @@ impl TwilioTransport {
         self.hub.gate.running()
     }
 
+    /// Provider socket read → audio frame queued for the remote side, per audio chunk (the
+    /// most recent 100,000 measurements), for benchmarks and monitoring.
+    pub fn audio_out_latency(&self) -> liveagent_core::LatencySamples {
+        self.hub
+            .audio_out_latency
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
+    }
+
     /// A handle for [`crate::serve`].
     pub fn shutdown_handle(&self) -> ShutdownHandle {
         ShutdownHandle(self.hub.clone())
