@@ -289,3 +289,40 @@ async fn tts_failure_mid_answer_is_reported_and_the_conversation_goes_on() {
     run.conversation.stop().await;
     server.stop().await;
 }
+
+/// A key the provider refuses cannot work on the next turn either: the first 401 ends the
+/// session with one fatal auth error (no retry every turn), and the key never shows.
+#[actix_rt::test]
+async fn a_refused_key_is_one_fatal_error_that_closes_the_session() {
+    init_tracing();
+    let mut config = liveagent_server::ServerConfig::default().recording_in_memory();
+    config.api_key = Some("the-right-key".into());
+    let server = LocalServer::start(config).await.expect("server");
+    let base = format!("{}/v1", server.http_url());
+    let key = "sk-wrong-key-0123";
+    let run = Run::start(
+        LiveAgent::builder("cascade").config(CascadeConfig::new(
+            OpenAiStt::new("gpt-4o-mini-transcribe")
+                .base_url(&base)
+                .api_key(key),
+            ChatLlm::new("gpt-4o-mini").base_url(&base).api_key(key),
+            OpenAiTts::new("gpt-4o-mini-tts", "marin")
+                .base_url(&base)
+                .api_key(key),
+        )),
+    );
+    run.speak(question()).await;
+    run.wait_count("session closed", 1, |e| {
+        matches!(e, LiveEvent::SessionClosed(_))
+    })
+    .await;
+    let fatal = run.collect(|e| match e {
+        LiveEvent::ErrorEvent(x) if x.fatal => Some(x.error.clone()),
+        _ => None,
+    });
+    assert_eq!(fatal.len(), 1, "{}", run.summary());
+    assert_eq!(fatal[0].kind, liveagent::ErrorKind::Auth);
+    assert!(!format!("{:?}", run.events()).contains(key));
+    run.conversation.stop().await;
+    server.stop().await;
+}

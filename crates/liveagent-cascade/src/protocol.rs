@@ -303,6 +303,10 @@ impl CascadeProtocol {
                 });
                 job.text = Some(text);
             }
+            Err(e) if e.is_permanent() => {
+                job.failed = true;
+                out.signal(ProtocolSignal::Fatal(e));
+            }
             Err(e) => {
                 job.failed = true;
                 tracing::warn!(error = %e, "speech-to-text failed; the turn is dropped");
@@ -410,6 +414,10 @@ impl CascadeProtocol {
             Ok(ChatStreamEvent::ToolCalls(calls)) => r.tool_calls.extend(calls),
             Ok(ChatStreamEvent::Finished { reason }) => r.finish_reason = reason,
             Ok(ChatStreamEvent::Usage(u)) => add_chat_usage(&mut r.usage[1], u),
+            Err(e) if e.is_permanent() => {
+                r.llm_failed = true;
+                out.signal(ProtocolSignal::Fatal(e));
+            }
             Err(e) => {
                 r.llm_failed = true;
                 tracing::warn!(error = %e, "the LLM failed mid-answer");
@@ -543,6 +551,11 @@ impl CascadeProtocol {
                 if let Some(seg) = r.spoken.segments.last_mut() {
                     seg.complete = true;
                 }
+            }
+            Err(e) if e.is_permanent() => {
+                r.tts_failed = true;
+                r.tts_queue.clear();
+                out.signal(ProtocolSignal::Fatal(e));
             }
             Err(e) => {
                 r.tts_failed = true;
