@@ -40,6 +40,18 @@ function transcript(role, itemId, text, isFinal) {
   $('transcript').scrollTop = 1e9;
 }
 
+// The model's words can arrive twice for one item: as `text` (the model's words) and as an
+// assistant `transcript` (of its audio). Show whichever source speaks first for an item.
+const wordSource = new Map();
+function assistantWords(kind, itemId, text, isFinal) {
+  if (itemId) {
+    const first = wordSource.get(itemId);
+    if (first && first !== kind) return;
+    wordSource.set(itemId, kind);
+  }
+  transcript('assistant', itemId, text, isFinal);
+}
+
 function system(text) { addLine('system', '').lastChild.textContent = text; }
 
 function send(obj) {
@@ -141,8 +153,11 @@ async function start() {
           currentItem = null;
           break;
         }
-        case 'transcript': transcript(m.role, m.item_id, m.text, m.final); break;
-        case 'text': transcript('assistant', m.item_id, m.text, false); break;
+        case 'transcript':
+          if (m.role === 'assistant') assistantWords('transcript', m.item_id, m.text, m.final);
+          else transcript(m.role, m.item_id, m.text, m.final);
+          break;
+        case 'text': assistantWords('text', m.item_id, m.text, false); break;
         case 'speech_started': $('speaking').classList.add('on'); latencyFrom = null; break;
         case 'speech_stopped': $('speaking').classList.remove('on'); latencyFrom = performance.now(); break;
         case 'tool_call': {
