@@ -771,3 +771,112 @@ async fn record_conversation_writes_a_stereo_wav_and_a_jsonl_transcript() {
     let _ = std::fs::remove_dir_all(&dir);
     server.stop().await;
 }
+
+/// Item 8 (part): Gemini `transcription_languages` reach the wire as `languageCodes`, in a
+/// setup the official SDK's models accept; a malformed code is a config error.
+#[actix_rt::test]
+async fn gemini_transcription_languages_reach_the_setup() {
+    let server = server(None).await;
+    let config = liveagent::gemini::RealtimeConfig::new("gemini-live-test")
+        .base_url(server.gemini_url())
+        .api_key("local-key")
+        .input(liveagent::gemini::InputConfig::new(true))
+        .transcription_languages(["pt-PT", "en-US"]);
+    let run = Run::start(
+        LiveAgent::builder("assistant")
+            .prompt("Olá.")
+            .config(config.clone()),
+    );
+    ready(&run).await;
+    let setup = client_frames(&server)
+        .into_iter()
+        .find(|f| f.get("setup").is_some())
+        .expect("setup");
+    for key in ["inputAudioTranscription", "outputAudioTranscription"] {
+        assert_eq!(
+            setup["setup"][key]["languageCodes"],
+            json!(["pt-PT", "en-US"]),
+            "{setup}"
+        );
+    }
+    validate_lines(&server.recording(), Protocol::Gemini);
+    run.conversation.stop().await;
+    assert!(config
+        .transcription_languages(["en US"])
+        .validate()
+        .is_err());
+    server.stop().await;
+}
+
+struct Concierge;
+
+impl liveagent::Plugin for Concierge {
+    fn name(&self) -> &str {
+        "concierge"
+    }
+    fn prompt(&self) -> Vec<String> {
+        vec!["You are the concierge of {hotel}.".into()]
+    }
+    fn prompt_hook(&self, ctx: &liveagent::ConversationContext) -> Option<String> {
+        Some(format!("Guest: {}.", ctx.variables().text("guest")?))
+    }
+    fn variables(&self) -> Vec<(String, Value)> {
+        vec![
+            ("hotel".into(), json!("Grand")),
+            ("guest".into(), json!("nobody")),
+        ]
+    }
+    fn observers(&self) -> Vec<Arc<dyn liveagent::Observer>> {
+        vec![Arc::new(FnObserver::sync(
+            "concierge-log",
+            Condition::of::<ToolResult>(),
+            |_, _| {},
+        ))]
+    }
+    fn human_input_hook(&self) -> Option<Arc<dyn liveagent::HumanInputHook>> {
+        Some(Arc::new(|_req: HumanInputRequest| async {
+            "from the plugin".to_string()
+        }))
+    }
+}
+
+/// Item 10: a plugin contributes prompt parts, variables (the agent's win), an observer and
+/// a human-input hook.
+#[actix_rt::test]
+async fn plugins_contribute_prompt_variables_observers_and_hitl_hooks() {
+    let server = server(Some(BOOK)).await;
+    let run = Run::start(
+        LiveAgent::builder("assistant")
+            .prompt("Be kind.")
+            .variable("guest", "Ada")
+            .config(openai_config(&server))
+            .plugin(Concierge)
+            .tool(book_table()),
+    );
+    ready(&run).await;
+    let update = session_update(&server);
+    assert_eq!(
+        update["session"]["instructions"],
+        "Be kind.\n\nYou are the concierge of Grand.\n\nGuest: Ada."
+    );
+    run.speak(question()).await;
+    run.wait_count("result", 1, |e| matches!(e, LiveEvent::ToolResult(_)))
+        .await;
+    let result = run.collect(|e| match e {
+        LiveEvent::ToolResult(r) => Some(r.output.clone()),
+        _ => None,
+    });
+    assert_eq!(result, vec![Ok(json!("2 people at from the plugin"))]);
+    let started: Vec<String> = run
+        .conversation
+        .history()
+        .iter()
+        .filter_map(|e| match e {
+            LiveEvent::ObserverStarted(s) => Some(s.name.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, vec!["concierge-log"]);
+    run.conversation.stop().await;
+    server.stop().await;
+}

@@ -376,6 +376,9 @@ pub struct RealtimeConfig {
     pub max_output_tokens: Option<u32>,
     /// Most history entries kept for replay after a reconnect without resumption.
     pub max_history_entries: usize,
+    /// The languages the transcriptions should expect (BCP-47, `languageCodes`); empty:
+    /// the server decides.
+    pub transcription_languages: Vec<String>,
     /// Allow a cleartext `ws://` base URL to a host that is not loopback even though an API
     /// key is set (default false: refused; see
     /// [`allow_insecure_transport`](Self::allow_insecure_transport)).
@@ -398,6 +401,7 @@ impl RealtimeConfig {
             temperature: None,
             max_output_tokens: None,
             max_history_entries: 500,
+            transcription_languages: Vec::new(),
             allow_insecure_transport: false,
         }
     }
@@ -478,7 +482,17 @@ impl RealtimeConfig {
         self
     }
 
-    /// Sets how many history entries are kept for replay.
+    /// The languages the input and output transcriptions should expect (BCP-47 codes such
+    /// as `en-US`; Gemini `languageCodes`).
+    pub fn transcription_languages<S: Into<String>>(
+        mut self,
+        codes: impl IntoIterator<Item = S>,
+    ) -> Self {
+        self.transcription_languages = codes.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets how many history entries are kept for replay after a reconnect.
     pub fn max_history_entries(mut self, n: usize) -> Self {
         self.max_history_entries = n.max(1);
         self
@@ -534,6 +548,13 @@ impl RealtimeConfig {
                     )));
                 }
             }
+        }
+        if let Some(bad) = self.transcription_languages.iter().find(|c| {
+            c.trim().is_empty() || !c.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
+        }) {
+            return Err(LiveError::config(format!(
+                "gemini: transcription language {bad:?} is not a BCP-47 code such as \"en-US\""
+            )));
         }
         if let Output::Audio(a) = &self.output {
             if a.voice.as_deref().is_some_and(|v| v.trim().is_empty()) {

@@ -276,9 +276,14 @@ pub struct AutomaticActivityDetection {
     pub silence_duration_ms: Option<u32>,
 }
 
-/// `{}`: transcription on.
+/// `{}`: transcription on; `languageCodes` names the languages to expect.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct AudioTranscriptionConfig {}
+#[serde(rename_all = "camelCase")]
+pub struct AudioTranscriptionConfig {
+    /// BCP-47 codes of the spoken languages (`en-US`, `pt-PT`), when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language_codes: Option<Vec<String>>,
+}
 
 /// `setup.sessionResumption`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -73,6 +73,10 @@ impl GeminiProtocol {
             }])
         };
         let input = &c.input;
+        let transcription = AudioTranscriptionConfig {
+            language_codes: (!c.transcription_languages.is_empty())
+                .then(|| c.transcription_languages.clone()),
+        };
         let aad = &input.activity_detection;
         let realtime_input_config = if c.activity_detection_is_default()
             && input.activity_handling.is_none()
@@ -113,10 +117,10 @@ impl GeminiProtocol {
                 .then(|| Content::text(None, instructions)),
             tools,
             realtime_input_config,
-            input_audio_transcription: input.transcribe.then(AudioTranscriptionConfig::default),
+            input_audio_transcription: input.transcribe.then(|| transcription.clone()),
             // On whenever the model speaks, as AG2 does: the transcript is what
             // `ModelMessageChunk` carries in audio mode.
-            output_audio_transcription: audio.then(AudioTranscriptionConfig::default),
+            output_audio_transcription: audio.then(|| transcription.clone()),
             session_resumption,
             context_window_compression: c.compression.map(|cc| ContextWindowCompression {
                 trigger_tokens: cc.trigger_tokens,
