@@ -371,8 +371,14 @@ impl Agent {
     pub(crate) fn client(&self, timeout: Duration) -> awc::Client {
         // rustls needs a process-wide crypto provider when several could be compiled in.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // HTTP/1.1 only (as the WebSocket client): ALPN never offers h2, so the h2 0.3 code
+        // reachable through actix-http (and its advisories) is never used for our requests.
         awc::Client::builder()
-            .connector(awc::Connector::new().timeout(self.timeout))
+            .connector(
+                awc::Connector::new()
+                    .max_http_version(awc::http::Version::HTTP_11)
+                    .timeout(self.timeout),
+            )
             .timeout(timeout)
             .disable_redirects()
             .finish()
