@@ -293,7 +293,7 @@ async fn as_tool_hands_off_through_a_conversations_tool_executor() {
         .output
         .as_ref()
         .unwrap_err()
-        .contains("missing field `request`"));
+        .contains("\"request\" is a required property"));
     assert_eq!(got.iter().filter(|r| r.request_response).count(), 1);
 
     // A specialist that cannot be reached is an error result, not a crash.

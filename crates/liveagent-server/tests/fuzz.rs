@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use liveagent_server::{LocalServer, Pacing, ServerConfig};
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use rand::{RngExt, SeedableRng};
 use serde_json::{json, Value};
 
 fn mutate(v: &Value, rng: &mut StdRng, depth: u32) -> Value {
