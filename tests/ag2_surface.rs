@@ -880,3 +880,43 @@ async fn plugins_contribute_prompt_variables_observers_and_hitl_hooks() {
     run.conversation.stop().await;
     server.stop().await;
 }
+
+/// Item 7 (OpenAI half): raw `session` fields are merged last into `session.update`, and the
+/// frame still matches the official SDK's models.
+#[actix_rt::test]
+async fn raw_openai_session_fields_are_merged_last() {
+    let server = server(None).await;
+    let run = Run::start(
+        LiveAgent::builder("assistant")
+            .prompt("Typed prompt.")
+            .config(openai_config(&server).raw_session(json!({
+                "truncation": "disabled",
+                "tracing": "auto",
+                "include": ["item.input_audio_transcription.logprobs"],
+                "audio": {"output": {"speed": 1.1}},
+            }))),
+    );
+    ready(&run).await;
+    let update = session_update(&server);
+    assert_eq!(update["session"]["truncation"], "disabled");
+    assert_eq!(update["session"]["tracing"], "auto");
+    assert_eq!(update["session"]["audio"]["output"]["speed"], 1.1);
+    // Merged, not replaced: the typed settings are still there.
+    assert_eq!(update["session"]["instructions"], "Typed prompt.");
+    assert!(
+        update["session"]["audio"]["output"]["voice"].is_string(),
+        "{update}"
+    );
+    validate_lines(&server.recording(), Protocol::OpenAi);
+    run.conversation.stop().await;
+    server.stop().await;
+    let bad = LiveAgent::builder("a")
+        .config(openai::RealtimeConfig::new("gpt-realtime").raw_session(json!({"trunc": 1})))
+        .build()
+        .unwrap()
+        .run();
+    assert!(bad
+        .unwrap_err()
+        .to_string()
+        .contains("unknown field `trunc`"));
+}

@@ -23,6 +23,7 @@
 //!   [`TokenMonitor`].
 //! - [`error`]: [`LiveError`], the typed error every component reports.
 //! - [`secret`]: [`Secret`], an API key that never prints.
+//! - [`raw`]: raw provider overrides (unstable): JSON merging and checking.
 //! - [`variables`]: [`Variables`], the conversation's typed variables, and [`Var`].
 //!
 //! ```
@@ -50,6 +51,7 @@ pub mod middleware;
 pub mod observer;
 pub mod output;
 pub mod protocol;
+pub mod raw;
 pub mod secret;
 pub mod variables;
 

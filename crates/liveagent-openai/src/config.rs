@@ -457,6 +457,9 @@ pub struct RealtimeConfig {
     /// Most conversation items kept for replay after a reconnect (default 400; the oldest
     /// are dropped first; the model's own context is 32k tokens anyway).
     pub history_limit: usize,
+    /// Raw `session` fields merged last into every `session.update` (**unstable** escape
+    /// hatch; see [`raw_session`](Self::raw_session)).
+    pub raw_session: Option<serde_json::Value>,
     /// Encoding of the microphone audio sent to the provider (default PCM16 24 kHz).
     pub input_format: AudioFormat,
     /// Encoding of the speech the provider sends (default PCM16 24 kHz).
@@ -468,6 +471,22 @@ pub struct RealtimeConfig {
 }
 
 impl RealtimeConfig {
+    /// The `session` fields [`RealtimeConfig::raw_session`] may set (GA Realtime API).
+    pub const RAW_SESSION_FIELDS: &[&str] = &[
+        "type",
+        "model",
+        "instructions",
+        "output_modalities",
+        "audio",
+        "tools",
+        "tool_choice",
+        "max_output_tokens",
+        "tracing",
+        "truncation",
+        "include",
+        "prompt",
+    ];
+
     /// A configuration for `model` with the defaults: audio output (voice `marin`), semantic
     /// VAD with interruption, `gpt-4o-mini-transcribe` input transcription, the public API.
     pub fn new(model: impl Into<String>) -> Self {
@@ -484,6 +503,7 @@ impl RealtimeConfig {
             project: None,
             max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
             history_limit: 400,
+            raw_session: None,
             input_format: AudioFormat::Pcm16,
             output_format: AudioFormat::Pcm16,
             allow_insecure_transport: false,
@@ -574,6 +594,25 @@ impl RealtimeConfig {
         self
     }
 
+    /// Raw `session` fields merged last into every `session.update` (objects merge key by
+    /// key, `null` removes a field): options without a typed setting yet, such as
+    /// `tracing`, `truncation`, `include` or a stored `prompt` reference. **Unstable**: the
+    /// fields are the provider's and may change with it. Checked by
+    /// [`validate`](Self::validate): an object with known `session` fields only.
+    ///
+    /// ```
+    /// let c = liveagent_openai::RealtimeConfig::new("gpt-realtime")
+    ///     .raw_session(serde_json::json!({"truncation": "disabled", "tracing": "auto"}));
+    /// assert!(c.validate().is_ok());
+    /// let bad = liveagent_openai::RealtimeConfig::new("gpt-realtime")
+    ///     .raw_session(serde_json::json!({"trunc": "auto"}));
+    /// assert!(bad.validate().unwrap_err().to_string().contains("unknown field `trunc`"));
+    /// ```
+    pub fn raw_session(mut self, session: serde_json::Value) -> Self {
+        self.raw_session = Some(session);
+        self
+    }
+
     /// Sets how many conversation items are kept for replay after a reconnect.
     pub fn history_limit(mut self, items: usize) -> Self {
         self.history_limit = items;
@@ -584,6 +623,13 @@ impl RealtimeConfig {
     pub fn validate(&self) -> Result<(), LiveError> {
         if self.model.trim().is_empty() {
             return Err(LiveError::config("openai: the model name is empty"));
+        }
+        if let Some(raw) = &self.raw_session {
+            liveagent_core::raw::check_object(
+                "openai: raw_session",
+                raw,
+                Self::RAW_SESSION_FIELDS,
+            )?;
         }
         if let Output::Audio(a) = &self.output {
             if !(0.25..=1.5).contains(&a.speed) {

@@ -177,7 +177,15 @@ impl OpenAiProtocol {
         self.update_seq += 1;
         self.update_event_id = Some(format!("liveagent_session_update_{}", self.update_seq));
         let update = self.session_update();
-        self.send(out, &update);
+        match &self.config.raw_session {
+            Some(raw) => {
+                // The unstable raw fields, merged last.
+                let mut frame = serde_json::to_value(&update).unwrap_or_default();
+                liveagent_core::raw::merge_json(&mut frame["session"], raw);
+                out.send_text(frame.to_string());
+            }
+            None => self.send(out, &update),
+        }
         let items = self.history.replay();
         if !items.is_empty() {
             tracing::info!(target: "liveagent::openai", items = items.len(), "replaying conversation history");
