@@ -1,5 +1,6 @@
 //! The seed's Gemini example: Gemini Live with input and output transcription, printing the
-//! model's text and both transcripts. Gemini takes 16 kHz microphone audio; the recorder
+//! model's words (`ModelMessageChunk`: the transcript of its speech) and the user's transcript,
+//! like the seed's `stream.where(ModelMessageChunk | TranscriptionChunkEvent)`. Gemini takes 16 kHz microphone audio; the recorder
 //! resamples to the session's input rate by itself.
 //!
 //! ```sh
@@ -10,9 +11,7 @@
 mod common;
 
 use futures_util::StreamExt;
-use liveagent::{
-    gemini, InputTranscriptChunk, LiveAgent, ModelMessageChunk, OutputTranscriptChunk,
-};
+use liveagent::{gemini, InputTranscriptChunk, LiveAgent, ModelMessageChunk};
 
 #[actix::main]
 async fn main() -> anyhow::Result<()> {
@@ -30,11 +29,9 @@ async fn main() -> anyhow::Result<()> {
     let audio = common::attach_audio(conversation.context(), true)?;
     println!("Starting...");
 
-    let mut events = conversation.stream().union::<(
-        ModelMessageChunk,
-        InputTranscriptChunk,
-        OutputTranscriptChunk,
-    )>();
+    let mut events = conversation
+        .stream()
+        .union::<(ModelMessageChunk, InputTranscriptChunk)>();
     let printer = actix::spawn(async move {
         let mut n = 0;
         while let Some(event) = events.next().await {

@@ -1,12 +1,12 @@
 //! The seed's second example: print what the model says while it talks, with
-//! `stream().union::<(..)>()`, the Rust form of `stream.where(A | B).join()`.
-//! With audio output the words arrive as output transcripts; with text output as
-//! `ModelMessageChunk`s: this prints both.
+//! `stream().only::<ModelMessageChunk>()`, the Rust form of
+//! `context.stream.where(ModelMessageChunk).join()`. With audio output the chunks are the
+//! transcript of the model's speech (`source: Transcript`); with text output its written text.
 
 mod common;
 
 use futures_util::StreamExt;
-use liveagent::{LiveAgent, LiveEvent, ModelMessageChunk, OutputTranscriptChunk};
+use liveagent::{LiveAgent, ModelMessageChunk};
 
 #[actix::main]
 async fn main() -> anyhow::Result<()> {
@@ -18,17 +18,11 @@ async fn main() -> anyhow::Result<()> {
     let audio = common::attach_audio(conversation.context(), true)?;
     println!("Starting...");
 
-    let mut words = conversation
-        .stream()
-        .union::<(ModelMessageChunk, OutputTranscriptChunk)>();
+    let mut words = conversation.stream().only::<ModelMessageChunk>();
     let printer = actix::spawn(async move {
         let mut printed = 0;
-        while let Some(event) = words.next().await {
-            match event {
-                LiveEvent::ModelMessageChunk(chunk) => println!("{chunk:?}"),
-                LiveEvent::OutputTranscriptChunk(chunk) if !chunk.is_final => println!("{chunk:?}"),
-                _ => continue,
-            }
+        while let Some(chunk) = words.next().await {
+            println!("{chunk:?}");
             printed += 1;
         }
         printed

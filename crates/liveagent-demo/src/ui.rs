@@ -123,7 +123,8 @@ impl Ui {
             LiveEvent::InputTranscriptChunk(t) if t.is_final => {
                 self.line(format!("you said: {}", t.text.trim()))
             }
-            LiveEvent::OutputTranscriptChunk(t) if !t.is_final => self.agent_text(&t.text),
+            // The model's words, spoken or written: transcripts of its speech are mirrored
+            // into `ModelMessageChunk`, so `OutputTranscriptChunk` is not printed as well.
             LiveEvent::ModelMessageChunk(t) => {
                 self.first_audio();
                 self.agent_text(&t.text)
