@@ -629,42 +629,43 @@ pub(crate) const VOICES: &[&str] = &[
     "alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar",
 ];
 
-fn range_int(v: Option<i64>, path: &str, min: i64, max: i64) -> Result<(), SchemaError> {
+/// Checks `min <= v <= max` for an optional number; `kind` names it in the error as the real
+/// API does (`integer`, `decimal`).
+fn range<T: PartialOrd + std::fmt::Display>(
+    kind: &str,
+    v: Option<T>,
+    path: &str,
+    min: T,
+    max: T,
+) -> Result<(), SchemaError> {
     let Some(v) = v else { return Ok(()) };
-    if v < min {
-        return Err(err(
-            "integer_below_min_value",
-            format!("Invalid '{path}': integer below minimum value. Expected a value >= {min}, but got {v} instead."),
-            Some(path.into()),
-        ));
-    }
-    if v > max {
-        return Err(err(
-            "integer_above_max_value",
-            format!("Invalid '{path}': integer above maximum value. Expected a value <= {max}, but got {v} instead."),
-            Some(path.into()),
-        ));
-    }
-    Ok(())
+    let (code, word, op, bound) = if v < min {
+        ("below_min", "below minimum", ">=", min)
+    } else if v > max {
+        ("above_max", "above maximum", "<=", max)
+    } else {
+        return Ok(());
+    };
+    // The codes are `integer_below_min_value`, `decimal_above_max_value`, ...: leak-free statics.
+    let code: &'static str = match (kind, code) {
+        ("integer", "below_min") => "integer_below_min_value",
+        ("integer", _) => "integer_above_max_value",
+        (_, "below_min") => "decimal_below_min_value",
+        _ => "decimal_above_max_value",
+    };
+    Err(err(
+        code,
+        format!("Invalid '{path}': {kind} {word} value. Expected a value {op} {bound}, but got {v} instead."),
+        Some(path.into()),
+    ))
+}
+
+fn range_int(v: Option<i64>, path: &str, min: i64, max: i64) -> Result<(), SchemaError> {
+    range("integer", v, path, min, max)
 }
 
 fn range_dec(v: Option<f64>, path: &str, min: f64, max: f64) -> Result<(), SchemaError> {
-    let Some(v) = v else { return Ok(()) };
-    if v < min {
-        return Err(err(
-            "decimal_below_min_value",
-            format!("Invalid '{path}': decimal below minimum value. Expected a value >= {min}, but got {v} instead."),
-            Some(path.into()),
-        ));
-    }
-    if v > max {
-        return Err(err(
-            "decimal_above_max_value",
-            format!("Invalid '{path}': decimal above maximum value. Expected a value <= {max}, but got {v} instead."),
-            Some(path.into()),
-        ));
-    }
-    Ok(())
+    range("decimal", v, path, min, max)
 }
 
 fn not_for(kind: &str, present: bool, path: &str) -> Result<(), SchemaError> {
