@@ -50,7 +50,18 @@ struct FakeTwilio {
 
 impl FakeTwilio {
     async fn call(url: &str, params: Value) -> FakeTwilio {
-        let ws = ws_connect(url, &[]).await.expect("media stream upgrade");
+        Self::try_call(url, &[], params)
+            .await
+            .expect("media stream upgrade")
+    }
+
+    /// Like [`call`](Self::call) with upgrade `headers`; `Err(status)` when refused.
+    async fn try_call(
+        url: &str,
+        headers: &[(&str, &str)],
+        params: Value,
+    ) -> Result<FakeTwilio, u16> {
+        let ws = ws_connect(url, headers).await?;
         let mut t = FakeTwilio {
             ws,
             seq: 0,
@@ -80,7 +91,7 @@ impl FakeTwilio {
             "streamSid": STREAM
         }))
         .await;
-        t
+        Ok(t)
     }
 
     async fn send_event(&mut self, mut v: Value) {
@@ -449,8 +460,7 @@ async fn post_form(url: &str, form: &[(&str, &str)], signature: Option<&str>) ->
 }
 
 /// The webhook answers `<Connect><Stream>` with the call's parameters; with an auth token it
-/// refuses unsigned and wrongly signed requests with 403, and a stream whose `start` lacks
-/// the per-call token is closed.
+/// refuses unsigned and wrongly signed requests with 403, and so does the stream's upgrade.
 #[actix_rt::test]
 async fn webhook_twiml_and_signatures() {
     let server = local_server(None, Pacing::AsFastAsPossible).await;
@@ -506,13 +516,22 @@ async fn webhook_twiml_and_signatures() {
     );
     assert!(xml.contains(r#"name="liveagent_token""#), "{xml}");
 
-    // A stream without the token is refused at `start`; with it, the call starts.
+    // The stream's upgrade must be signed too (tests/twilio_signatures.rs has the cases);
+    // signed over the `wss://` URL of the <Stream>, the call starts.
     let media = format!("ws://127.0.0.1:{port}/signed/media");
-    let mut bad = FakeTwilio::call(&media, json!({"From": "+14155550100"})).await;
-    let (close, _) = bad.ws.until_close().await;
-    assert_eq!(close.map(|c| c.0), Some(1008));
-    let token = signature::stream_token("12345", CALL);
-    let mut ok = FakeTwilio::call(&media, json!({"liveagent_token": token})).await;
+    let none: [(&str, &str); 0] = [];
+    let upgrade_sig = signature::compute("12345", "wss://agent.example.com/signed/media", &none);
+    assert_eq!(
+        FakeTwilio::try_call(&media, &[], json!({})).await.err(),
+        Some(403)
+    );
+    let mut ok = FakeTwilio::try_call(
+        &media,
+        &[("X-Twilio-Signature", &upgrade_sig)],
+        json!({"From": "+14155550100"}),
+    )
+    .await
+    .expect("signed upgrade");
     wait_for("the signed call to start", || {
         signed.conversations() == 1 && !server.sessions().is_empty()
     })

@@ -9,8 +9,10 @@
 //! | `GET {prefix}media` | the Media Streams WebSocket (`connected`/`start`/`media`/`mark`/`dtmf`/`stop` in; `media`/`mark`/`clear` out) |
 //!
 //! With an auth token set, the webhook must carry a valid `X-Twilio-Signature` (403
-//! otherwise) and the stream must either carry a valid signature on its upgrade or present
-//! the per-call token the webhook put in its `<Parameter>`s (closed with 1008 otherwise).
+//! otherwise; form-encoded and JSON bodies, see [`signature`]) and so must the stream's
+//! WebSocket upgrade (403 otherwise), unless
+//! [`accept_stream_token`](TwilioTransport::accept_stream_token) lets a stream present the
+//! per-call token the webhook put in its `<Parameter>`s instead (closed with 1008 without it).
 //!
 //! Audio: when the agent's session takes 8 kHz audio (OpenAI with `audio/pcmu`), the
 //! caller's μ-law goes to the provider with no resampling, and back the same way: G.711
@@ -77,6 +79,7 @@ pub struct TwilioTransport {
     forwarded: Vec<String>,
     parameters: Vec<(String, String)>,
     on_dtmf: Option<DtmfHook>,
+    accept_stream_token: bool,
 }
 
 impl TwilioTransport {
@@ -91,6 +94,7 @@ impl TwilioTransport {
             forwarded: DEFAULT_FORWARDED.iter().map(|s| s.to_string()).collect(),
             parameters: Vec::new(),
             on_dtmf: None,
+            accept_stream_token: false,
         }
     }
 
@@ -110,6 +114,16 @@ impl TwilioTransport {
     pub fn auth_token(mut self, token: impl Into<String>) -> Self {
         let token: String = token.into();
         self.auth_token = (!token.is_empty()).then(|| Secret::new(token));
+        self
+    }
+
+    /// With an auth token, also accept a media stream whose upgrade carries no valid
+    /// `X-Twilio-Signature` when its `start` presents the per-call token the webhook put in
+    /// its `<Parameter name="liveagent_token">` (default false: such upgrades get 403). For
+    /// proxies that drop or rewrite the signature header; the token binds the stream to a
+    /// call whose webhook was signed.
+    pub fn accept_stream_token(mut self, on: bool) -> Self {
+        self.accept_stream_token = on;
         self
     }
 
@@ -251,13 +265,31 @@ impl TwilioTransport {
         let mut form: Vec<(String, String)> =
             serde_urlencoded::from_str(req.query_string()).unwrap_or_default();
         let is_post = req.method() == actix_web::http::Method::POST;
-        let body_params: Vec<(String, String)> = if is_post {
+        // Twilio signs application/json webhooks over the URL, to which it adds
+        // `bodySHA256=<hex SHA-256 of the body>`, and form webhooks over the URL plus the
+        // sorted form fields.
+        let body_signed = form.iter().any(|(k, _)| k == "bodySHA256");
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| {
+                c.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("application/json")
+            });
+        let body_params: Vec<(String, String)> = if !is_post {
+            Vec::new()
+        } else if is_json {
+            match json_fields(&body) {
+                Ok(p) => p,
+                Err(e) => return HttpResponse::BadRequest().body(format!("bad JSON body: {e}")),
+            }
+        } else {
             match serde_urlencoded::from_bytes(&body) {
                 Ok(p) => p,
                 Err(e) => return HttpResponse::BadRequest().body(format!("bad form body: {e}")),
             }
-        } else {
-            Vec::new()
         };
         if let Some(token) = &self.auth_token {
             let url = self.request_url(&req, "https", "http");
@@ -266,10 +298,18 @@ impl TwilioTransport {
                 .get("x-twilio-signature")
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
-            // POST: the URL (with its query) plus the body's fields; GET: the URL alone.
-            if signature.is_empty()
-                || !signature::validate(token.expose(), &url, &body_params, signature)
-            {
+            let valid = !signature.is_empty()
+                && if body_signed {
+                    // JSON: the URL alone is signed; the body must match its hash.
+                    signature::validate_with_body(token.expose(), &url, &body, signature)
+                } else if is_json {
+                    // Twilio always adds bodySHA256 to JSON webhooks.
+                    false
+                } else {
+                    // POST: the URL (with its query) plus the body's fields; GET: the URL.
+                    signature::validate(token.expose(), &url, &body_params, signature)
+                };
+            if !valid {
                 tracing::warn!(transport = "twilio", %url, "webhook with a missing or wrong X-Twilio-Signature refused");
                 return HttpResponse::Forbidden().body("invalid X-Twilio-Signature");
             }
@@ -330,6 +370,7 @@ impl TwilioTransport {
     fn media(&self, req: HttpRequest, body: web::Payload) -> HttpResponse {
         let mut codec = TwilioCodec::new();
         if let Some(token) = &self.auth_token {
+            // Twilio signs the upgrade request over the `wss://` URL of the `<Stream>`.
             let url = self.request_url(&req, "wss", "ws");
             let none: [(&str, &str); 0] = [];
             let signed = req
@@ -337,8 +378,12 @@ impl TwilioTransport {
                 .get("x-twilio-signature")
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|s| signature::validate(token.expose(), &url, &none, s));
+            if !signed && !self.accept_stream_token {
+                tracing::warn!(transport = "twilio", %url, "media stream upgrade with a missing or wrong X-Twilio-Signature refused");
+                return HttpResponse::Forbidden().body("invalid X-Twilio-Signature");
+            }
             if !signed {
-                // Fall back to the per-call token from the webhook's <Parameter>.
+                // Opted in: the per-call token from the webhook's <Parameter> instead.
                 let token = token.clone();
                 codec = codec.check_start(Arc::new(move |start| {
                     start.params.get(TOKEN_PARAM).is_some_and(|t| {
@@ -388,6 +433,21 @@ impl std::fmt::Debug for TwilioTransport {
             .field("public_url", &self.public_url)
             .finish()
     }
+}
+
+/// The fields of a JSON webhook body (an object): strings as they are, numbers and booleans
+/// as text; nested values are left out.
+fn json_fields(body: &[u8]) -> Result<Vec<(String, String)>, serde_json::Error> {
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(body)?;
+    Ok(map
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::String(s) => Some((k, s)),
+            serde_json::Value::Number(n) => Some((k, n.to_string())),
+            serde_json::Value::Bool(b) => Some((k, b.to_string())),
+            _ => None,
+        })
+        .collect())
 }
 
 fn xml_escape(s: &str) -> String {
