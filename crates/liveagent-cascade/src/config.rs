@@ -22,6 +22,7 @@ pub struct CascadeConfig {
     detector: DetectorFactory,
     pub(crate) barge_in: bool,
     pub(crate) min_chars: usize,
+    pub(crate) text_only: bool,
 }
 
 impl fmt::Debug for CascadeConfig {
@@ -32,6 +33,7 @@ impl fmt::Debug for CascadeConfig {
             .field("tts", &self.tts)
             .field("barge_in", &self.barge_in)
             .field("min_chars", &self.min_chars)
+            .field("text_only", &self.text_only)
             .finish()
     }
 }
@@ -48,6 +50,7 @@ impl CascadeConfig {
             detector: Arc::new(|| Box::new(SilenceTurnDetector::default())),
             barge_in: true,
             min_chars: 20,
+            text_only: false,
         }
     }
 
@@ -76,6 +79,13 @@ impl CascadeConfig {
     /// (default 20; AG2's `min_chars`).
     pub fn min_chars(mut self, min_chars: usize) -> Self {
         self.min_chars = min_chars;
+        self
+    }
+
+    /// Answer in text only: the LLM's words stream as `ModelMessageChunk`s and nothing is
+    /// synthesized (like the realtime providers' text output; the TTS stage is not used).
+    pub fn text_only(mut self, text_only: bool) -> Self {
+        self.text_only = text_only;
         self
     }
 

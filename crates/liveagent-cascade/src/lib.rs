@@ -27,7 +27,8 @@
 //! - [`turn`]: client-side turn detection, [`TurnDetector`] and [`SilenceTurnDetector`].
 //! - [`sentence`]: [`SentenceBuffer`], which cuts the LLM stream into pieces to speak.
 //! - [`config`]: [`CascadeConfig`], the provider configuration.
-//! - [`protocol`]: [`CascadeProtocol`], the state machine the session runtime drives.
+//! - [`protocol`]: [`CascadeProtocol`], the state machine the session runtime drives;
+//!   `heard` keeps what of a response was synthesized and heard (barge-in cuts).
 //! - [`llm`]: [`ChatLlm`], any Chat Completions server (through `liveagent-agent`).
 //! - [`openai`], [`elevenlabs`], [`mistral`]: the providers' STT and TTS stages.
 //! - `http`: what the HTTP stages share (errors, streamed bodies, multipart, WAV).
@@ -43,6 +44,7 @@
 
 pub mod config;
 pub mod elevenlabs;
+mod heard;
 mod http;
 pub mod llm;
 pub mod mistral;

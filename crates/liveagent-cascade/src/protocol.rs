@@ -20,7 +20,7 @@
 //! how much it played ([`PlaybackStopped`]), to the text actually heard.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use futures_util::stream::{LocalBoxStream, StreamExt};
 use liveagent_agent::wire::{ChatMessage, ChatTool, ChatToolCall, ChatUsage};
@@ -35,6 +35,7 @@ use liveagent_core::{
 use serde_json::Value;
 
 use crate::config::CascadeConfig;
+use crate::heard::{Segment, Spoken};
 use crate::sentence::SentenceBuffer;
 use crate::stage::{SttEvent, TtsEvent};
 use crate::turn::{TurnDetector, TurnEvent};
@@ -64,9 +65,6 @@ pub struct CascadeProtocol {
     last_spoken: Option<Spoken>,
     /// Calls of the last tool round still without a result.
     waiting_calls: Vec<String>,
-    /// Answer the tool results with a new response once they are all in.
-    respond_after_tools: bool,
-    tools_ready: bool,
     placeholders: Vec<String>,
 }
 
@@ -76,89 +74,31 @@ struct SttJob {
     failed: bool,
 }
 
+/// A response: one LLM round, or several when the model calls tools (the round asking
+/// for the calls, then one continuing with their results, in the same response, as Gemini
+/// Live's model turn spans its `toolCall`). Each round is one assistant message.
 struct Response {
     id: Id,
     item: Id,
     llm_task: Option<TaskId>,
     tts_task: Option<TaskId>,
     sentences: SentenceBuffer,
-    tts_queue: VecDeque<String>,
+    /// Pieces to synthesize, with the round they belong to.
+    tts_queue: VecDeque<(usize, String)>,
+    /// The LLM round in progress (0, then 1 after the first tool results...).
+    round: usize,
+    /// The current round's text.
     text: String,
+    /// Every round's text (`ResponseDone::text`).
+    all_text: String,
     tool_calls: Vec<ChatToolCall>,
     finish_reason: Option<String>,
+    /// The round asked for tools: the response goes on when their results are all in.
+    awaiting_tools: bool,
     llm_failed: bool,
     tts_failed: bool,
     spoken: Spoken,
     usage: [StageUsage; 3],
-}
-
-#[derive(Clone, Debug)]
-struct Spoken {
-    item: Id,
-    response: Id,
-    segments: Vec<Segment>,
-    total_ms: u64,
-    first_audio: Option<Instant>,
-    played_out: bool,
-    history_index: Option<usize>,
-}
-
-#[derive(Clone, Debug)]
-struct Segment {
-    text: String,
-    start_ms: u64,
-    ms: u64,
-    complete: bool,
-}
-
-impl Spoken {
-    /// The text whose audio was synthesized (an upper bound of what was heard).
-    fn synthesized_text(&self) -> String {
-        let parts: Vec<&str> = self
-            .segments
-            .iter()
-            .filter(|s| s.ms > 0)
-            .map(|s| s.text.as_str())
-            .collect();
-        parts.join(" ")
-    }
-
-    /// The text heard after `played_ms` of this item's audio: whole pieces, then the
-    /// played share of the piece in progress, cut back to a word boundary.
-    fn heard_text(&self, played_ms: u64) -> String {
-        let mut parts: Vec<String> = Vec::new();
-        for s in self.segments.iter().filter(|s| s.ms > 0) {
-            if s.start_ms + s.ms <= played_ms {
-                parts.push(s.text.clone());
-                continue;
-            }
-            if played_ms > s.start_ms {
-                let chars: Vec<char> = s.text.chars().collect();
-                let n = (chars.len() as u64 * (played_ms - s.start_ms) / s.ms.max(1)) as usize;
-                let mut cut: String = chars[..n.min(chars.len())].iter().collect();
-                if n < chars.len() && chars[n].is_alphanumeric() {
-                    // Mid-word: keep only whole words.
-                    cut = match cut.rfind(char::is_whitespace) {
-                        Some(i) => cut[..i].to_owned(),
-                        None => String::new(),
-                    };
-                }
-                let cut = cut.trim_end().to_owned();
-                if !cut.is_empty() {
-                    parts.push(cut);
-                }
-            }
-            break;
-        }
-        parts.join(" ")
-    }
-
-    fn may_be_playing(&self) -> bool {
-        !self.played_out
-            && self.first_audio.is_some_and(|t| {
-                t.elapsed() < Duration::from_millis(self.total_ms) + Duration::from_millis(1500)
-            })
-    }
 }
 
 fn stage_usage(stage: Stage, provider: &str, model: &str) -> StageUsage {
@@ -197,8 +137,6 @@ impl CascadeProtocol {
             response: None,
             last_spoken: None,
             waiting_calls: Vec::new(),
-            respond_after_tools: false,
-            tools_ready: false,
             placeholders: Vec::new(),
             config,
         }
@@ -305,7 +243,7 @@ impl CascadeProtocol {
             }
             Err(e) if e.is_permanent() => {
                 job.failed = true;
-                out.signal(ProtocolSignal::Fatal(e));
+                self.fatal(e, out);
             }
             Err(e) => {
                 job.failed = true;
@@ -324,6 +262,10 @@ impl CascadeProtocol {
         }
         match job.text {
             Some(text) if !text.trim().is_empty() => {
+                // The answer being cut goes into the history before the new question.
+                if self.response.is_some() {
+                    self.interrupt("new_turn", out);
+                }
                 self.history.push(ChatMessage::user(text));
                 self.start_response(out);
             }
@@ -347,16 +289,13 @@ impl CascadeProtocol {
             });
             self.placeholders.push(call);
         }
-        self.respond_after_tools = false;
-        self.tools_ready = false;
         let id = self.new_item("resp");
         let item = self.new_item("item");
         let cfg = &self.config;
-        let mut stt = std::mem::replace(
+        let stt = std::mem::replace(
             &mut self.stt_usage,
             stage_usage(Stage::Stt, cfg.stt.provider(), cfg.stt.model()),
         );
-        stt.stage = Stage::Stt;
         let response = Response {
             id: id.clone(),
             item: item.clone(),
@@ -364,9 +303,12 @@ impl CascadeProtocol {
             tts_task: None,
             sentences: SentenceBuffer::new(cfg.min_chars),
             tts_queue: VecDeque::new(),
+            round: 0,
             text: String::new(),
+            all_text: String::new(),
             tool_calls: Vec::new(),
             finish_reason: None,
+            awaiting_tools: false,
             llm_failed: false,
             tts_failed: false,
             spoken: Spoken {
@@ -376,7 +318,7 @@ impl CascadeProtocol {
                 total_ms: 0,
                 first_audio: None,
                 played_out: false,
-                history_index: None,
+                messages: vec![None],
             },
             usage: [
                 stt,
@@ -386,6 +328,11 @@ impl CascadeProtocol {
         };
         self.response = Some(response);
         out.publish(ResponseStarted { response_id: id });
+        self.start_llm(out);
+    }
+
+    /// Runs the LLM on the history for the response's current round.
+    fn start_llm(&mut self, out: &mut Outbox) {
         let mut messages = Vec::with_capacity(self.history.len() + 1);
         if !self.instructions.is_empty() {
             messages.push(ChatMessage::system(self.instructions.clone()));
@@ -400,6 +347,26 @@ impl CascadeProtocol {
         out.spawn(task, boxed(stream));
     }
 
+    /// Every tool result of the round is in: the response goes on with a new LLM round
+    /// (its text is spoken after whatever of the previous round is still queued).
+    fn continue_response(&mut self, out: &mut Outbox) {
+        let min_chars = self.config.min_chars;
+        let Some(r) = self.response.as_mut() else {
+            return;
+        };
+        r.awaiting_tools = false;
+        r.round += 1;
+        r.text.clear();
+        r.tool_calls.clear();
+        r.finish_reason = None;
+        if !r.all_text.is_empty() {
+            r.all_text.push(' ');
+        }
+        r.sentences = SentenceBuffer::new(min_chars);
+        r.spoken.messages.push(None);
+        self.start_llm(out);
+    }
+
     fn on_llm(&mut self, item: Result<ChatStreamEvent, LiveError>, out: &mut Outbox) {
         let Some(r) = self.response.as_mut() else {
             return;
@@ -409,23 +376,22 @@ impl CascadeProtocol {
             Ok(ChatStreamEvent::Text(t)) => {
                 out.publish(ModelMessageChunk::new(r.item.clone(), t.as_str()));
                 r.text.push_str(&t);
+                r.all_text.push_str(&t);
                 pieces = r.sentences.push(&t);
             }
             Ok(ChatStreamEvent::ToolCalls(calls)) => r.tool_calls.extend(calls),
             Ok(ChatStreamEvent::Finished { reason }) => r.finish_reason = reason,
             Ok(ChatStreamEvent::Usage(u)) => add_chat_usage(&mut r.usage[1], u),
-            Err(e) if e.is_permanent() => {
-                r.llm_failed = true;
-                out.signal(ProtocolSignal::Fatal(e));
-            }
+            Err(e) if e.is_permanent() => return self.fatal(e, out),
             Err(e) => {
                 r.llm_failed = true;
                 tracing::warn!(error = %e, "the LLM failed mid-answer");
                 out.publish(ErrorEvent::new("cascade-llm", e));
             }
         }
+        let round = r.round;
         for piece in pieces {
-            self.enqueue_tts(piece, out);
+            self.enqueue_tts(round, piece, out);
         }
     }
 
@@ -445,8 +411,9 @@ impl CascadeProtocol {
         } else {
             std::mem::take(&mut r.tool_calls)
         };
+        let round = r.round;
         if content.is_some() || !calls.is_empty() {
-            r.spoken.history_index = Some(self.history.len());
+            r.spoken.messages[round] = Some(self.history.len());
             self.history.push(ChatMessage::Assistant {
                 content,
                 tool_calls: calls.clone(),
@@ -455,12 +422,15 @@ impl CascadeProtocol {
         }
         let response_id = r.id.clone();
         if let Some(rest) = rest {
-            self.enqueue_tts(rest, out);
+            self.enqueue_tts(round, rest, out);
         }
         if !calls.is_empty() {
+            // Published now, inside the running response (the text before the calls is
+            // spoken while they run); the response goes on with their results.
             self.waiting_calls = calls.iter().map(|c| c.id.clone()).collect();
-            self.respond_after_tools = true;
-            self.tools_ready = false;
+            if let Some(r) = self.response.as_mut() {
+                r.awaiting_tools = true;
+            }
             out.publish(ToolCallRequested {
                 calls: calls
                     .into_iter()
@@ -477,7 +447,10 @@ impl CascadeProtocol {
         self.maybe_finish(out);
     }
 
-    fn enqueue_tts(&mut self, piece: String, out: &mut Outbox) {
+    fn enqueue_tts(&mut self, round: usize, piece: String, out: &mut Outbox) {
+        if self.config.text_only {
+            return;
+        }
         let max = self.config.tts.capabilities().max_chars.max(16);
         let Some(r) = self.response.as_mut() else {
             return;
@@ -485,7 +458,8 @@ impl CascadeProtocol {
         if r.tts_failed {
             return;
         }
-        r.tts_queue.extend(split_long(&piece, max));
+        r.tts_queue
+            .extend(split_long(&piece, max).into_iter().map(|p| (round, p)));
         self.pump_tts(out);
     }
 
@@ -500,12 +474,13 @@ impl CascadeProtocol {
         let Some(r) = self.response.as_mut() else {
             return;
         };
-        let Some(text) = r.tts_queue.pop_front() else {
+        let Some((round, text)) = r.tts_queue.pop_front() else {
             return;
         };
         r.usage[2].requests += 1;
         r.usage[2].characters += text.chars().count() as u64;
         r.spoken.segments.push(Segment {
+            round,
             text: text.clone(),
             start_ms: r.spoken.total_ms,
             ms: 0,
@@ -552,11 +527,7 @@ impl CascadeProtocol {
                     seg.complete = true;
                 }
             }
-            Err(e) if e.is_permanent() => {
-                r.tts_failed = true;
-                r.tts_queue.clear();
-                out.signal(ProtocolSignal::Fatal(e));
-            }
+            Err(e) if e.is_permanent() => self.fatal(e, out),
             Err(e) => {
                 r.tts_failed = true;
                 r.tts_queue.clear();
@@ -574,10 +545,14 @@ impl CascadeProtocol {
         self.maybe_finish(out);
     }
 
-    /// Ends the response once the LLM is done and everything queued was spoken.
+    /// Ends the response once the LLM is done, no tool result is awaited and everything
+    /// queued was spoken.
     fn maybe_finish(&mut self, out: &mut Outbox) {
         let done = self.response.as_ref().is_some_and(|r| {
-            r.llm_task.is_none() && r.tts_task.is_none() && r.tts_queue.is_empty()
+            r.llm_task.is_none()
+                && r.tts_task.is_none()
+                && r.tts_queue.is_empty()
+                && !(r.awaiting_tools && !r.llm_failed && !r.tts_failed)
         });
         if !done {
             return;
@@ -602,10 +577,22 @@ impl CascadeProtocol {
         } else {
             r.finish_reason.clone()
         };
-        if r.tts_failed {
+        if (r.tts_failed || r.llm_failed) && !self.config.text_only {
             // Only what was synthesized reached the user.
-            self.set_history_text(r.spoken.history_index, r.spoken.synthesized_text());
+            self.cut_history(&r.spoken, None);
         }
+        self.end_response(r, status, reason, out);
+    }
+
+    /// Publishes the end of `r`: what was spoken (final output transcript), then
+    /// `ResponseDone`.
+    fn end_response(
+        &mut self,
+        r: Response,
+        status: ResponseStatus,
+        reason: Option<String>,
+        out: &mut Outbox,
+    ) {
         let spoken_text = r.spoken.synthesized_text();
         if !spoken_text.is_empty() {
             out.publish(OutputTranscriptChunk {
@@ -619,18 +606,28 @@ impl CascadeProtocol {
             status,
             reason,
             usage: Some(usage_of(&r.usage)),
-            text: None,
+            text: (!r.all_text.is_empty()).then(|| r.all_text.clone().into()),
         });
         self.last_spoken = Some(r.spoken);
-        if self.respond_after_tools && self.tools_ready {
-            self.respond_after_tools = false;
-            self.tools_ready = false;
-            self.start_response(out);
+    }
+
+    /// An error retrying cannot fix (a refused key, an unknown model, an exhausted quota):
+    /// the response in progress ends as failed, then the session ends with it (one fatal
+    /// `ErrorEvent` and `SessionClosed`, from the runtime).
+    fn fatal(&mut self, e: LiveError, out: &mut Outbox) {
+        if let Some(mut r) = self.response.take() {
+            for task in [r.llm_task.take(), r.tts_task.take()].into_iter().flatten() {
+                out.cancel(task);
+            }
+            self.cut_history(&r.spoken, None);
+            let reason = format!("{:?}", e.kind).to_lowercase();
+            self.end_response(r, ResponseStatus::Failed, Some(reason), out);
         }
+        out.signal(ProtocolSignal::Fatal(e));
     }
 
     /// Barge-in or cancel: stop the LLM and the TTS, tell the player to flush, cut the
-    /// assistant message to what was synthesized.
+    /// assistant messages to what was synthesized.
     fn interrupt(&mut self, reason: &str, out: &mut Outbox) {
         if let Some(mut r) = self.response.take() {
             for task in [r.llm_task.take(), r.tts_task.take()].into_iter().flatten() {
@@ -640,23 +637,29 @@ impl CascadeProtocol {
                 response_id: Some(r.id.clone()),
                 item_id: Some(r.item.clone()),
             });
-            let heard = r.spoken.synthesized_text();
-            match r.spoken.history_index {
-                Some(i) => self.set_history_text(Some(i), heard),
-                None if !heard.is_empty() => {
-                    // The LLM had not finished: its half-made tool calls are dropped.
-                    r.spoken.history_index = Some(self.history.len());
-                    self.history.push(ChatMessage::assistant(heard));
+            let round = r.round;
+            if r.spoken.messages[round].is_none() {
+                // The LLM had not finished this round: its half-made tool calls are
+                // dropped, and the message holds what reached the user.
+                let text = if self.config.text_only {
+                    r.text.clone()
+                } else {
+                    r.spoken.texts(None).remove(&round).unwrap_or_default()
+                };
+                if !text.is_empty() {
+                    r.spoken.messages[round] = Some(self.history.len());
+                    self.history.push(ChatMessage::assistant(text));
                 }
-                None => {}
             }
-            self.respond_after_tools = false;
+            if !self.config.text_only {
+                self.cut_history(&r.spoken, None);
+            }
             out.publish(ResponseDone {
                 response_id: r.id.clone(),
                 status: ResponseStatus::Cancelled,
                 reason: Some(reason.to_owned()),
                 usage: Some(usage_of(&r.usage)),
-                text: None,
+                text: (!r.all_text.is_empty()).then(|| r.all_text.clone().into()),
             });
             self.last_spoken = Some(r.spoken);
         } else if let Some(spoken) = self.last_spoken.as_ref().filter(|s| s.may_be_playing()) {
@@ -665,16 +668,31 @@ impl CascadeProtocol {
                 item_id: Some(spoken.item.clone()),
             });
         }
-        self.respond_after_tools = false;
     }
 
-    fn set_history_text(&mut self, index: Option<usize>, text: String) {
-        let Some(ChatMessage::Assistant { content, .. }) =
-            index.and_then(|i| self.history.get_mut(i))
-        else {
-            return;
-        };
-        *content = (!text.is_empty()).then_some(text);
+    /// Cuts each assistant message of `spoken` to its synthesized text (`played_ms`
+    /// `None`) or to what was heard after `played_ms`.
+    fn cut_history(&mut self, spoken: &Spoken, played_ms: Option<u64>) {
+        let texts = spoken.texts(played_ms);
+        for (round, index) in spoken.messages.iter().enumerate() {
+            let Some(ChatMessage::Assistant {
+                content,
+                tool_calls,
+                ..
+            }) = index.and_then(|i| self.history.get_mut(i))
+            else {
+                continue;
+            };
+            let text = texts.get(&round).cloned().unwrap_or_default();
+            *content = if !text.is_empty() {
+                Some(text)
+            } else if tool_calls.is_empty() {
+                // An assistant message needs content or calls.
+                Some(String::new())
+            } else {
+                None
+            };
+        }
     }
 
     fn on_playback_stopped(&mut self, p: PlaybackStopped) {
@@ -684,13 +702,12 @@ impl CascadeProtocol {
             _ => return,
         };
         spoken.played_out = true;
-        if !p.interrupted {
+        if !p.interrupted || self.config.text_only {
             return;
         }
-        let heard = spoken.heard_text(p.played_ms);
-        let index = spoken.history_index;
-        tracing::debug!(item = %p.item_id, played_ms = p.played_ms, %heard, "cut the assistant message to what was heard");
-        self.set_history_text(index, heard);
+        let spoken = spoken.clone();
+        tracing::debug!(item = %p.item_id, played_ms = p.played_ms, "cut the assistant message to what was heard");
+        self.cut_history(&spoken, Some(p.played_ms));
     }
 
     fn on_tool_result(&mut self, result: ToolResult, out: &mut Outbox) {
@@ -712,11 +729,9 @@ impl CascadeProtocol {
             return;
         }
         let Some(pos) = self.waiting_calls.iter().position(|c| *c == id) else {
-            tracing::warn!(call_id = %id, "a tool result for a call the model did not make");
-            out.publish(ErrorEvent::new(
-                "cascade",
-                LiveError::protocol(format!("tool result for unknown call `{id}` ignored")),
-            ));
+            // A repeated result (a retried executor, say) or one for a call the model did
+            // not make: the model must not get it (again).
+            tracing::warn!(call_id = %id, "a tool result for no pending call is ignored");
             return;
         };
         self.waiting_calls.remove(pos);
@@ -724,17 +739,20 @@ impl CascadeProtocol {
             tool_call_id: id,
             content,
         });
-        if self.waiting_calls.is_empty() && self.respond_after_tools {
-            if self.response.is_none() {
-                self.respond_after_tools = false;
-                self.start_response(out);
-            } else {
-                self.tools_ready = true;
-            }
+        let go_on = self.waiting_calls.is_empty()
+            && self
+                .response
+                .as_ref()
+                .is_some_and(|r| r.awaiting_tools && r.llm_task.is_none());
+        if go_on {
+            self.continue_response(out);
         }
     }
 
     fn on_text(&mut self, text: UserText, out: &mut Outbox) {
+        if text.respond && self.response.is_some() {
+            self.interrupt("new_turn", out);
+        }
         self.history.push(ChatMessage::user(text.text.to_string()));
         if text.respond {
             self.start_response(out);
@@ -905,43 +923,6 @@ impl RealtimeProtocol for CascadeProtocol {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn spoken() -> Spoken {
-        Spoken {
-            item: "i".into(),
-            response: "r".into(),
-            segments: vec![
-                Segment {
-                    text: "It is sunny.".into(),
-                    start_ms: 0,
-                    ms: 1000,
-                    complete: true,
-                },
-                Segment {
-                    text: "Take a hat with you.".into(),
-                    start_ms: 1000,
-                    ms: 2000,
-                    complete: true,
-                },
-            ],
-            total_ms: 3000,
-            first_audio: None,
-            played_out: false,
-            history_index: None,
-        }
-    }
-
-    #[test]
-    fn heard_text_cuts_at_word_boundaries() {
-        let s = spoken();
-        assert_eq!(s.heard_text(0), "");
-        assert_eq!(s.heard_text(999), "It is sunny");
-        assert_eq!(s.heard_text(1000), "It is sunny.");
-        assert_eq!(s.heard_text(1500), "It is sunny. Take");
-        assert_eq!(s.heard_text(1600), "It is sunny. Take a");
-        assert_eq!(s.heard_text(5000), "It is sunny. Take a hat with you.");
-        assert_eq!(s.synthesized_text(), "It is sunny. Take a hat with you.");
-    }
 
     #[test]
     fn long_pieces_split_at_words() {

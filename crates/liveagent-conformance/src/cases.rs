@@ -15,7 +15,8 @@ use liveagent_server::{LocalServer, Pacing, Scenario, ServerConfig};
 use serde_json::{json, Value};
 
 use crate::{
-    Capabilities, ConfigOptions, CutProxy, ProviderHarness, Renewal, Run, ToolTurn, SERVER_KEY,
+    milestones, Capabilities, ConfigOptions, Connection, CutProxy, ProviderHarness, Renewal, Run,
+    ToolTurn, SERVER_KEY,
 };
 
 type Harness = Arc<dyn ProviderHarness>;
@@ -203,14 +204,89 @@ fn validate(h: &Harness, server: &LocalServer) {
     }
 }
 
-/// How many tool outputs for `call_id` each server session holds, oldest session first.
-fn outputs_per_session(server: &LocalServer, call_id: &str) -> Vec<usize> {
-    let mut sessions = server.sessions();
-    sessions.sort_by_key(|s| s.id);
-    sessions
+/// One item of the provider's copy of a conversation.
+struct ProviderItem {
+    /// `message`, `function_call_output`...
+    kind: String,
+    /// `user`, `assistant`... (per-request providers only).
+    role: Option<String>,
+    call_id: Option<String>,
+    text: String,
+}
+
+/// The provider's copies of the conversation, oldest first: the server's sessions (one per
+/// connection) for a [`Connection::Session`] provider; for a [`Connection::PerRequest`]
+/// one, the chat requests the server received (each carries the whole conversation).
+fn provider_conversations(h: &Harness, server: &LocalServer) -> Vec<Vec<ProviderItem>> {
+    match h.capabilities().connection {
+        Connection::Session => {
+            let mut sessions = server.sessions();
+            sessions.sort_by_key(|s| s.id);
+            sessions
+                .into_iter()
+                .map(|s| {
+                    s.items
+                        .into_iter()
+                        .map(|i| ProviderItem {
+                            kind: i.kind.to_string(),
+                            role: None,
+                            call_id: i.call_id,
+                            text: i.text,
+                        })
+                        .collect()
+                })
+                .collect()
+        }
+        Connection::PerRequest => chat_requests(server)
+            .iter()
+            .map(|request| {
+                request["messages"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .map(|m| {
+                        let role = m["role"].as_str().unwrap_or_default().to_owned();
+                        ProviderItem {
+                            kind: if role == "tool" {
+                                "function_call_output".into()
+                            } else {
+                                "message".into()
+                            },
+                            call_id: m["tool_call_id"].as_str().map(str::to_owned),
+                            text: match &m["content"] {
+                                Value::String(s) => s.clone(),
+                                Value::Array(parts) => parts
+                                    .iter()
+                                    .filter_map(|p| p["text"].as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(" "),
+                                _ => String::new(),
+                            },
+                            role: Some(role),
+                        }
+                    })
+                    .collect()
+            })
+            .collect(),
+    }
+}
+
+/// The Chat Completions requests the server received (its `chat request:` notes), parsed.
+fn chat_requests(server: &LocalServer) -> Vec<Value> {
+    server
+        .recording()
         .iter()
-        .map(|s| {
-            s.items
+        .filter_map(|l| l.split_once("chat request: ").map(|(_, j)| j.to_owned()))
+        .filter_map(|j| serde_json::from_str(&j).ok())
+        .collect()
+}
+
+/// How many tool outputs for `call_id` each provider conversation holds, oldest first.
+fn outputs_per_session(h: &Harness, server: &LocalServer, call_id: &str) -> Vec<usize> {
+    provider_conversations(h, server)
+        .iter()
+        .map(|items| {
+            items
                 .iter()
                 .filter(|i| {
                     i.kind == "function_call_output" && i.call_id.as_deref() == Some(call_id)
@@ -221,9 +297,9 @@ fn outputs_per_session(server: &LocalServer, call_id: &str) -> Vec<usize> {
 }
 
 /// The tool output for `call_id` reached the provider's conversation exactly once: never
-/// twice on one connection, and once on the newest.
-fn delivered_once(server: &LocalServer, call_id: &str) {
-    let per_session = outputs_per_session(server, call_id);
+/// twice on one connection (or in one request), and once on the newest.
+fn delivered_once(h: &Harness, server: &LocalServer, call_id: &str) {
+    let per_session = outputs_per_session(h, server, call_id);
     assert!(
         per_session.iter().all(|n| *n <= 1),
         "the output of {call_id} reached one connection twice: {per_session:?}"
@@ -235,13 +311,11 @@ fn delivered_once(server: &LocalServer, call_id: &str) {
     );
 }
 
-/// The texts of the newest server session's items.
-fn newest_session_texts(server: &LocalServer) -> Vec<String> {
-    server
-        .sessions()
-        .into_iter()
-        .max_by_key(|s| s.id)
-        .map(|s| s.items.into_iter().map(|i| i.text).collect())
+/// The texts of the newest provider conversation's items.
+fn newest_session_texts(h: &Harness, server: &LocalServer) -> Vec<String> {
+    provider_conversations(h, server)
+        .pop()
+        .map(|items| items.into_iter().map(|i| i.text).collect())
         .unwrap_or_default()
 }
 
@@ -282,17 +356,20 @@ async fn spoken_turn(h: Harness) -> Vec<String> {
         .sum();
     // The echo brain answers with the voiced part of what was said (over a second).
     assert!(audio_ms > 1000, "{audio_ms} ms of answer audio");
-    assert!(
-        events.iter().any(
-            |e| matches!(e, LiveEvent::InputTranscriptChunk(t) if t.is_final && !t.text.is_empty())
-        ),
-        "a final transcript of the user's speech; {}",
-        run.summary()
-    );
+    let heard = events.iter().find_map(|e| match e {
+        LiveEvent::InputTranscriptChunk(t) if t.is_final && !t.text.is_empty() => {
+            Some(t.text.to_string())
+        }
+        _ => None,
+    });
+    let Some(heard) = heard else {
+        panic!("a final transcript of the user's speech; {}", run.summary())
+    };
+    // The echo brain repeats what it heard (in its own words around it).
     let said = events.iter().rev().find_map(final_transcript);
     assert!(
-        said.as_deref().is_some_and(|s| s.contains("You said")),
-        "final transcript of the answer: {said:?}"
+        said.as_deref().is_some_and(|s| s.contains(heard.trim())),
+        "final transcript of the answer {said:?} repeats what was heard ({heard:?})"
     );
     end_case(&h, run, server, seq).await
 }
@@ -437,7 +514,7 @@ async fn tool_calls(h: Harness, parallel: bool) -> Vec<String> {
     assert_eq!(ran, asked, "each call ran once: {runs:?}");
     assert_eq!(runs[0].1, json!({"city": "Paris"}));
     for c in &calls {
-        delivered_once(&server, &c.call_id);
+        delivered_once(&h, &server, &c.call_id);
     }
     end_case(&h, run, server, seq).await
 }
@@ -514,27 +591,62 @@ async fn barge_in(h: Harness, truncation: bool) -> Vec<String> {
         interrupted: true,
     });
     if truncation {
-        // The provider's copy of the answer holds what the user heard.
-        let deadline = std::time::Instant::now() + crate::FAILSAFE;
-        loop {
-            let heard = server
-                .sessions()
-                .into_iter()
-                .flat_map(|s| s.items)
-                .find(|i| i.id == *item)
-                .map(|i| i.audio_ms);
-            if heard == Some(published_ms / 2) {
-                break;
+        match caps.connection {
+            Connection::Session => truncated_item(&server, &item, published_ms / 2).await,
+            Connection::PerRequest => {
+                // The provider's copy is the next request's history: its assistant message
+                // must hold only the words heard, a strict start of the story.
+                run.conversation.send_text("Go on.");
+                let story = "Once upon a time there was a very long story that nobody ever finished hearing.";
+                let deadline = std::time::Instant::now() + crate::FAILSAFE;
+                let heard = loop {
+                    let next = provider_conversations(&h, &server)
+                        .into_iter()
+                        .find(|items| items.iter().any(|i| i.text == "Go on."));
+                    if let Some(items) = next {
+                        break items
+                            .into_iter()
+                            .find(|i| i.role.as_deref() == Some("assistant"))
+                            .map(|i| i.text)
+                            .unwrap_or_default();
+                    }
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "no request after the barge-in; {}",
+                        run.summary()
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                };
+                assert!(
+                    !heard.is_empty() && story.starts_with(&heard) && heard.len() < story.len(),
+                    "the interrupted answer is cut to the {} ms heard: {heard:?}",
+                    published_ms / 2
+                );
             }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the interrupted item holds {heard:?} ms, not the {} ms heard",
-                published_ms / 2
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
     end_case(&h, run, server, seq).await
+}
+
+/// The server session's copy of `item` holds `heard_ms` of audio (a truncation).
+async fn truncated_item(server: &LocalServer, item: &str, heard_ms: u64) {
+    let deadline = std::time::Instant::now() + crate::FAILSAFE;
+    loop {
+        let heard = server
+            .sessions()
+            .into_iter()
+            .flat_map(|s| s.items)
+            .find(|i| i.id == *item)
+            .map(|i| i.audio_ms);
+        if heard == Some(heard_ms) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the interrupted item holds {heard:?} ms, not the {heard_ms} ms heard"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 const DROP_SECOND: &str = r#"
@@ -559,11 +671,24 @@ async fn drop_mid_answer(h: Harness) -> Vec<String> {
         .wait_for("ResponseDone after the drop", response_done)
         .await;
     assert_eq!(lost.status, ResponseStatus::Failed);
-    assert_eq!(lost.reason.as_deref(), Some("connection lost"));
-    run.wait("SessionReconnected", |e| {
-        matches!(e, LiveEvent::SessionReconnected(_))
-    })
-    .await;
+    let caps = h.capabilities();
+    let outage: &[&str] = match caps.connection {
+        Connection::Session => {
+            assert_eq!(lost.reason.as_deref(), Some("connection lost"));
+            run.wait("SessionReconnected", |e| {
+                matches!(e, LiveEvent::SessionReconnected(_))
+            })
+            .await;
+            &[
+                "ResponseDone(Failed)",
+                "SessionReconnecting",
+                "SessionReconnected",
+            ]
+        }
+        // The broken request is one clear, non-fatal error before the failed response;
+        // there is nothing to reconnect.
+        Connection::PerRequest => &["ErrorEvent(Connection)", "ResponseDone(Failed)"],
+    };
     run.conversation.send_text("Are you there?");
     let (_, said) = run
         .wait_for("the answer in the new connection", final_transcript)
@@ -572,24 +697,17 @@ async fn drop_mid_answer(h: Harness) -> Vec<String> {
     let end = run
         .wait("ResponseDone", is_done(ResponseStatus::Completed))
         .await;
-    let seq = checked(
-        &h,
-        &run,
-        end,
-        &[
-            "SessionOpened",
-            "ResponseStarted",
-            "ResponseDone(Completed)",
-            "ResponseStarted",
-            "ResponseDone(Failed)",
-            "SessionReconnecting",
-            "SessionReconnected",
-            "ResponseStarted",
-            "ResponseDone(Completed)",
-        ],
-    );
+    let mut all = vec![
+        "SessionOpened",
+        "ResponseStarted",
+        "ResponseDone(Completed)",
+        "ResponseStarted",
+    ];
+    all.extend_from_slice(outage);
+    all.extend(["ResponseStarted", "ResponseDone(Completed)"]);
+    let seq = checked(&h, &run, end, &all);
     // The new connection's conversation holds what was said before the drop.
-    let texts = newest_session_texts(&server);
+    let texts = newest_session_texts(&h, &server);
     let mut rest = texts.iter();
     for said in [
         "Hi, I am Ada.",
@@ -636,9 +754,11 @@ async fn drop_mid_tool_call(h: Harness) -> Vec<String> {
             _ => None,
         })
         .await;
-    // The result and the reconnection race; wait for both, then for the answer.
+    // The result and the reconnection race; wait for both, then for the answer. (A
+    // per-request provider had no request open when the network was cut: it has nothing
+    // to reconnect, and its next request must simply work.)
     let mut seen_result = None;
-    let mut seen_reconnect = None;
+    let mut seen_reconnect = (caps.connection == Connection::PerRequest).then_some(());
     run.wait_for("the tool result and a reconnection", |e| {
         match e {
             LiveEvent::ToolResult(r) => seen_result = Some(r.call_id.clone()),
@@ -662,10 +782,13 @@ async fn drop_mid_tool_call(h: Harness) -> Vec<String> {
         .filter(|m| *m != "ToolResult")
         .cloned()
         .collect();
-    let between: &[&str] = match caps.tool_turn {
-        ToolTurn::NewResponse => &["SessionReconnecting", "SessionReconnected"],
+    let between: &[&str] = match (caps.connection, caps.tool_turn) {
+        (Connection::PerRequest, _) => &[],
+        (Connection::Session, ToolTurn::NewResponse) => {
+            &["SessionReconnecting", "SessionReconnected"]
+        }
         // The response that asked for the call is lost with the connection.
-        ToolTurn::SameResponse => &[
+        (Connection::Session, ToolTurn::SameResponse) => &[
             "ResponseDone(Failed)",
             "SessionReconnecting",
             "SessionReconnected",
@@ -677,7 +800,7 @@ async fn drop_mid_tool_call(h: Harness) -> Vec<String> {
     assert_eq!(results, 1, "one result on the bus: {full:?}");
     assert_eq!(log.lock().unwrap().len(), 1, "the tool ran once");
     assert!(proxy.cuts() >= 1);
-    delivered_once(&server, &calls[0].call_id);
+    delivered_once(&h, &server, &calls[0].call_id);
     validate(&h, &server);
     run.finish(server).await;
     seq
@@ -735,7 +858,7 @@ async fn renewal(h: Harness) -> Vec<String> {
             "ResponseDone(Completed)",
         ],
     );
-    let texts = newest_session_texts(&server);
+    let texts = newest_session_texts(&h, &server);
     assert!(
         texts.iter().any(|t| t.contains("banana")),
         "the renewed connection keeps the conversation: {texts:?}"
@@ -752,6 +875,19 @@ async fn auth_error(h: Harness) -> Vec<String> {
         ..Default::default()
     };
     let mut run = Run::start(agent(&h, server.local_addr(), &options, vec![]));
+    let mut want = vec!["ErrorEvent(Auth, fatal)", "SessionClosed"];
+    if caps.connection == Connection::PerRequest {
+        // No socket to refuse: the key meets the provider at the first request.
+        run.wait("SessionOpened", is_opened).await;
+        run.conversation.send_text("Hello?");
+        want = vec![
+            "SessionOpened",
+            "ResponseStarted",
+            "ResponseDone(Failed)",
+            "ErrorEvent(Auth, fatal)",
+            "SessionClosed",
+        ];
+    }
     let (_, fatal) = run
         .wait_for("fatal ErrorEvent", |e| match e {
             LiveEvent::ErrorEvent(e) if e.fatal => Some(e.error.clone()),
@@ -771,21 +907,24 @@ async fn auth_error(h: Harness) -> Vec<String> {
         .await;
     assert_eq!(closed.error.map(|e| e.kind), Some(ErrorKind::Auth));
     let seq = run.milestones(end, &caps);
-    check_sequence(
-        &h,
-        &seq,
-        &expect(&caps, &["ErrorEvent(Auth, fatal)", "SessionClosed"]),
-        &run,
-    );
-    // Give a retry storm the chance to show itself, then count connections.
+    check_sequence(&h, &seq, &expect(&caps, &want), &run);
+    // Give a retry storm the chance to show itself, then count connections (requests).
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let connections = server.stats().sessions_total;
-    assert!(
-        connections <= 1,
-        "no reconnect after an auth error: {connections}"
-    );
     let events = run.events();
-    assert!(!events.iter().any(is_opened), "no SessionOpened");
+    match caps.connection {
+        Connection::Session => {
+            let connections = server.stats().sessions_total;
+            assert!(
+                connections <= 1,
+                "no reconnect after an auth error: {connections}"
+            );
+            assert!(!events.iter().any(is_opened), "no SessionOpened");
+        }
+        Connection::PerRequest => {
+            let after: Vec<String> = milestones(&events[end + 1..], &caps);
+            assert!(after.is_empty(), "nothing after SessionClosed: {after:?}");
+        }
+    }
     for e in &events {
         assert!(
             !format!("{e:?}").contains(WRONG),

@@ -14,7 +14,7 @@
 //! use std::sync::Arc;
 //! use liveagent::{openai, RealtimeConfig};
 //! use liveagent_conformance::{
-//!     run_suite, Capabilities, ConfigOptions, ProviderHarness, Renewal, ToolTurn,
+//!     run_suite, Capabilities, ConfigOptions, Connection, ProviderHarness, Renewal, ToolTurn,
 //! };
 //!
 //! struct OpenAi;
@@ -32,6 +32,7 @@
 //!             tool_turn: ToolTurn::NewResponse,
 //!             renewal: Some(Renewal::MaxConnectionAge),
 //!             renewal_resumes: false,
+//!             connection: Connection::Session,
 //!         }
 //!     }
 //!     fn config(&self, server: SocketAddr, options: &ConfigOptions) -> Arc<dyn RealtimeConfig> {
@@ -128,6 +129,27 @@ pub enum Renewal {
     GoAway,
 }
 
+/// How the provider reaches its model, which decides what a dropped connection and a
+/// refused key look like on the event stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Connection {
+    /// One long-lived session socket (OpenAI Realtime, Gemini Live). A drop loses the
+    /// socket: the response in flight fails (`connection lost`), the session reconnects
+    /// (`SessionReconnecting`, `SessionReconnected`); a refused key fails the connect (no
+    /// `SessionOpened`). The provider's copy of the conversation is the server session's.
+    Session,
+    /// A request per stage and turn, no session socket (a cascade: speech-to-text, Chat
+    /// Completions and text-to-speech over HTTP). A drop breaks a stage request
+    /// mid-stream: the response in flight fails with a non-fatal `ErrorEvent` and the
+    /// conversation goes on with the next request, which carries it whole (there is
+    /// nothing to reconnect); a cut while no request is open must not be noticed. A
+    /// refused key is found at the first request: the session has opened, the response
+    /// fails, then one fatal error and `SessionClosed`. The provider's copy of the
+    /// conversation is what each chat request carries (the server's recorded
+    /// `chat request:` notes), so truncation is checked in the request after it.
+    PerRequest,
+}
+
 /// What a provider can do. A case that needs a missing capability is skipped, and the
 /// runner prints it as skipped with the reason, so nothing is left out silently.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,6 +171,8 @@ pub struct Capabilities {
     /// A renewed connection resumes the provider's session (`SessionReconnected::resumed`)
     /// rather than replaying the history into a new one.
     pub renewal_resumes: bool,
+    /// How the provider reaches its model.
+    pub connection: Connection,
 }
 
 /// What the conformance suite needs from a provider.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use liveagent::{gemini, RealtimeConfig};
 use liveagent_conformance::{
-    run_suite, Capabilities, ConfigOptions, ProviderHarness, Renewal, ToolTurn,
+    run_suite, Capabilities, ConfigOptions, Connection, ProviderHarness, Renewal, ToolTurn,
 };
 use liveagent_testkit::Protocol;
 
@@ -29,6 +29,7 @@ impl ProviderHarness for Gemini {
             tool_turn: ToolTurn::SameResponse,
             renewal: Some(Renewal::GoAway),
             renewal_resumes: true,
+            connection: Connection::Session,
         }
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use liveagent::{openai, RealtimeConfig};
 use liveagent_conformance::{
-    run_suite, Capabilities, ConfigOptions, ProviderHarness, Renewal, ToolTurn,
+    run_suite, Capabilities, ConfigOptions, Connection, ProviderHarness, Renewal, ToolTurn,
 };
 use liveagent_testkit::Protocol;
 
@@ -26,6 +26,7 @@ impl ProviderHarness for OpenAi {
             tool_turn: ToolTurn::NewResponse,
             renewal: Some(Renewal::MaxConnectionAge),
             renewal_resumes: false,
+            connection: Connection::Session,
         }
     }
 

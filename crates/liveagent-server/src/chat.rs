@@ -29,8 +29,6 @@ struct ChatMessage {
     role: String,
     #[serde(default)]
     content: Option<Value>,
-    #[serde(default)]
-    tool_call_id: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -115,11 +113,19 @@ pub(crate) async fn completions(
         .find(|m| m.role == "user")
         .map(|m| content_text(&m.content))
         .unwrap_or_default();
-    let last = request.messages.last();
-    let tool_output = last
-        .filter(|m| m.role == "tool")
-        .map(|m| content_text(&m.content));
-    let _ = last.and_then(|m| m.tool_call_id.as_ref());
+    // The results of the last round of calls (the trailing `tool` messages), one a line,
+    // as the realtime fakes join several outputs.
+    let outputs: Vec<String> = request
+        .messages
+        .iter()
+        .rev()
+        .take_while(|m| m.role == "tool")
+        .map(|m| content_text(&m.content))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    let tool_output = (!outputs.is_empty()).then(|| outputs.join("\n"));
 
     // What to say / call.
     let mut steps: VecDeque<Step> = match &selected.brain {
@@ -158,9 +164,17 @@ pub(crate) async fn completions(
     };
     let mut text = Vec::new();
     let mut calls = Vec::new();
+    let mut cut = false;
     while let Some(step) = steps.pop_front() {
         match step {
-            Step::Say { text: t, .. } => text.push(t),
+            Step::Say {
+                text: t,
+                drop_after_ms,
+                ..
+            } => {
+                cut |= drop_after_ms.is_some();
+                text.push(t)
+            }
             Step::Call { name, args, .. } => {
                 calls.push(ToolCall {
                     id: shared.new_id("call"),
@@ -170,8 +184,11 @@ pub(crate) async fn completions(
                         arguments: serde_json::to_string(&args).unwrap_or_else(|_| "{}".into()),
                     },
                 });
-                // A call ends this completion; the rest follows the tool result.
-                break;
+                // A call ends this completion (with the calls right after it: parallel
+                // calls); the rest follows the tool results.
+                if !matches!(steps.front(), Some(Step::Call { .. })) {
+                    break;
+                }
             }
             Step::Error { message, code } => {
                 return HttpResponse::InternalServerError().json(json!({
@@ -212,6 +229,7 @@ pub(crate) async fn completions(
             &calls,
             usage,
             include_usage,
+            cut,
         );
     }
     let message = if calls.is_empty() {

@@ -6,7 +6,9 @@
 use actix_web::HttpResponse;
 use serde_json::{json, Value};
 
-/// The SSE response for a reply of `content` and `calls` (`[{id, type, function}]`).
+/// The SSE response for a reply of `content` and `calls` (`[{id, type, function}]`); with
+/// `cut`, the connection breaks halfway through the content (a scenario's `drop_after_ms`:
+/// the network failing mid-answer).
 pub(crate) fn respond(
     id: &str,
     model: &str,
@@ -14,6 +16,7 @@ pub(crate) fn respond(
     calls: &Value,
     usage: (usize, usize),
     include_usage: bool,
+    cut: bool,
 ) -> HttpResponse {
     let created = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -36,6 +39,7 @@ pub(crate) fn respond(
     )];
     // A delta every word or two, as a model streams.
     let words: Vec<&str> = content.split_inclusive(' ').collect();
+    let cut_at = cut.then(|| 1 + words.chunks(2).len().div_ceil(2));
     for pair in words.chunks(2) {
         events.push((
             String::new(),
@@ -89,5 +93,5 @@ pub(crate) fn respond(
             }),
         ));
     }
-    super::sse(events, false, true, None)
+    super::sse(events, false, true, cut_at)
 }

@@ -127,5 +127,5 @@ pub(super) async fn text_to_speech(
     };
     HttpResponse::Ok()
         .content_type("audio/basic")
-        .streaming(chunked(bytes, per_ms.max(1), fail))
+        .streaming(chunked(bytes, per_ms.max(1), fail, shared.cfg.pacing))
 }

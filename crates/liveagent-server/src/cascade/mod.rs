@@ -168,26 +168,49 @@ pub(crate) fn speech_pcm(text: &str, rate: u32) -> Vec<i16> {
 }
 
 /// A chunked body of `bytes` in pieces of about 40 ms (`bytes_per_ms`), split at odd
-/// offsets on purpose; with `fail` it breaks the connection after ~100 ms of audio.
+/// offsets on purpose; with `fail` it breaks the connection after ~100 ms of audio. With
+/// [`Pacing::RealTime`](crate::Pacing) the pieces go out at the rate they play (80 ms
+/// ahead), like the realtime fakes' audio, so a client sees a long answer still streaming
+/// when the user speaks over it; otherwise as fast as the socket takes them. A stream that
+/// is to `fail` is never paced: awc reports a chunked body whose connection closes
+/// cleanly after flushed pieces (no last chunk) as a normal end, so the cut goes out with
+/// the audio before it, which the client sees as the broken stream it is.
 pub(crate) fn chunked(
     bytes: Vec<u8>,
     bytes_per_ms: usize,
     fail: bool,
+    pacing: crate::Pacing,
 ) -> impl Stream<Item = Result<Bytes, actix_web::Error>> {
+    use futures_util::StreamExt;
     let piece = (bytes_per_ms * 40).max(2) + 1; // odd on purpose
-    let mut chunks: Vec<Result<Bytes, actix_web::Error>> = Vec::new();
+    let mut chunks: Vec<(u64, Result<Bytes, actix_web::Error>)> = Vec::new();
     let mut sent = 0;
     for c in bytes.chunks(piece) {
+        let at_ms = (sent / bytes_per_ms.max(1)) as u64;
         if fail && sent >= bytes_per_ms * 100 {
-            chunks.push(Err(actix_web::error::ErrorInternalServerError(
-                "fault injected: connection cut mid-stream",
-            )));
+            chunks.push((
+                at_ms,
+                Err(actix_web::error::ErrorInternalServerError(
+                    "fault injected: connection cut mid-stream",
+                )),
+            ));
             break;
         }
         sent += c.len();
-        chunks.push(Ok(Bytes::copy_from_slice(c)));
+        chunks.push((at_ms, Ok(Bytes::copy_from_slice(c))));
     }
-    stream::iter(chunks)
+    let paced = pacing == crate::Pacing::RealTime && !fail;
+    let mut start = None;
+    stream::iter(chunks).then(move |(at_ms, item)| {
+        let start = *start.get_or_insert_with(tokio::time::Instant::now);
+        async move {
+            if paced {
+                let due = std::time::Duration::from_millis(at_ms.saturating_sub(80));
+                tokio::time::sleep_until(start + due).await;
+            }
+            item
+        }
+    })
 }
 
 /// An SSE body of these (event name, JSON) pairs; `named` adds `event:` lines.

@@ -148,7 +148,7 @@ pub(super) async fn speech(
     if !sse_format {
         return HttpResponse::Ok()
             .content_type("application/octet-stream")
-            .streaming(chunked(bytes, 48, fail));
+            .streaming(chunked(bytes, 48, fail, shared.cfg.pacing));
     }
     let mut events = Vec::new();
     for c in bytes.chunks(48 * 40 + 1) {
