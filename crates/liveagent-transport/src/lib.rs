@@ -94,8 +94,11 @@ pub async fn serve(
     for t in &transports {
         t.shutdown().await;
     }
-    handle.stop(true).await;
+    // The server future handles the stop command: keep polling it while the stop completes
+    // (awaiting `stop` first would wait forever).
+    let stopped = handle.stop(true);
     let _ = server.await;
+    stopped.await;
     result
 }
 

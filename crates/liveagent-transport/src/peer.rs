@@ -52,10 +52,16 @@ enum WsOut {
     Close(CloseReason),
 }
 
+/// How long a closing connection's writer may still take to get its close frame out before
+/// it is dropped, with whatever it still queues (a remote side that does not read would
+/// otherwise hold the queue and the socket forever).
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
+
 /// The sending side of a connection: a bounded queue drained by a writer task.
 #[derive(Clone)]
 pub(crate) struct WsTx {
     tx: mpsc::Sender<WsOut>,
+    writer: tokio::task::AbortHandle,
 }
 
 /// Why a frame could not be queued.
@@ -71,7 +77,7 @@ impl WsTx {
     /// Starts the writer task for `session` with room for `capacity` frames.
     pub(crate) fn spawn(mut session: Session, capacity: usize) -> WsTx {
         let (tx, mut rx) = mpsc::channel::<WsOut>(capacity.max(8));
-        actix::spawn(async move {
+        let writer = actix::spawn(async move {
             while let Some(out) = rx.recv().await {
                 let sent = match out {
                     WsOut::Frame(OutFrame::Text(t)) => session.text(t).await,
@@ -87,7 +93,10 @@ impl WsTx {
                 }
             }
         });
-        WsTx { tx }
+        WsTx {
+            tx,
+            writer: writer.abort_handle(),
+        }
     }
 
     pub(crate) fn send(&self, frame: OutFrame) -> Result<(), SendError> {
@@ -101,16 +110,21 @@ impl WsTx {
         let _ = self.tx.try_send(WsOut::Pong(payload));
     }
 
-    /// Queues the close frame, waiting for room (the last thing a connection sends).
+    /// Queues the close frame, waiting for room (the last thing a connection sends); after
+    /// [`CLOSE_GRACE`] the writer is dropped with its queue and the socket's send half,
+    /// whether or not the remote side read it all.
     fn close(&self, code: u16, reason: &str) {
-        let tx = self.tx.clone();
+        let (tx, writer) = (self.tx.clone(), self.writer.clone());
         let reason = CloseReason {
             code: CloseCode::from(code),
             description: Some(truncate(reason, 120)),
         };
         actix::spawn(async move {
-            let _ =
-                tokio::time::timeout(Duration::from_secs(2), tx.send(WsOut::Close(reason))).await;
+            let deadline = tokio::time::Instant::now() + CLOSE_GRACE;
+            let _ = tokio::time::timeout_at(deadline, tx.send(WsOut::Close(reason))).await;
+            drop(tx);
+            tokio::time::sleep_until(deadline).await;
+            writer.abort();
         });
     }
 }
