@@ -10,6 +10,7 @@ use liveagent_core::{LiveError, RealtimeConfig, RealtimeProtocol, SessionSetup};
 use crate::protocol::CascadeProtocol;
 use crate::stage::{Llm, Stt, Tts};
 use crate::turn::{SilenceSettings, SilenceTurnDetector, TurnDetector};
+use crate::vad::{VadSettings, VadTurnDetector};
 
 type DetectorFactory = Arc<dyn Fn() -> Box<dyn TurnDetector> + Send + Sync>;
 
@@ -67,6 +68,12 @@ impl CascadeConfig {
     /// The silence detector with these settings.
     pub fn silence(self, settings: SilenceSettings) -> Self {
         self.turn_detector(move || SilenceTurnDetector::new(settings))
+    }
+
+    /// The voice-activity detector with these settings ([`VadTurnDetector`]): turns start
+    /// on a voice, not on any loud noise.
+    pub fn vad(self, settings: VadSettings) -> Self {
+        self.turn_detector(move || VadTurnDetector::new(settings))
     }
 
     /// Whether the user speaking over the agent interrupts it (default true).

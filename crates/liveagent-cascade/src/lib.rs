@@ -25,6 +25,7 @@
 //!
 //! - [`stage`]: the [`Stt`], [`Llm`] and [`Tts`] traits, their capabilities and events.
 //! - [`turn`]: client-side turn detection, [`TurnDetector`] and [`SilenceTurnDetector`].
+//! - [`vad`]: [`VadTurnDetector`], turn detection by a neural voice activity model.
 //! - [`sentence`]: [`SentenceBuffer`], which cuts the LLM stream into pieces to speak.
 //! - [`config`]: [`CascadeConfig`], the provider configuration.
 //! - [`protocol`]: [`CascadeProtocol`], the state machine the session runtime drives;
@@ -53,6 +54,7 @@ pub mod protocol;
 pub mod sentence;
 pub mod stage;
 pub mod turn;
+pub mod vad;
 
 pub use config::CascadeConfig;
 pub use llm::ChatLlm;
@@ -60,3 +62,4 @@ pub use protocol::CascadeProtocol;
 pub use sentence::SentenceBuffer;
 pub use stage::{Llm, Stt, SttCapabilities, SttEvent, Tts, TtsCapabilities, TtsEvent};
 pub use turn::{SilenceSettings, SilenceTurnDetector, TurnDetector, TurnEvent};
+pub use vad::{Aggressiveness, VadSettings, VadTurnDetector};

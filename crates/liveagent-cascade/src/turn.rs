@@ -78,28 +78,33 @@ impl Default for SilenceSettings {
 /// let events = d.push(&vec![0; 16_000], 16_000); // 1 s of silence
 /// assert!(matches!(&events[0], TurnEvent::Stopped { end_ms: 1000, .. }));
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SilenceTurnDetector {
     settings: SilenceSettings,
-    rate: u32,
     /// Samples of an unfinished 10 ms frame.
     partial: Vec<i16>,
-    /// Input consumed, in samples (whole frames).
-    position: u64,
-    /// Recent frames before a turn (prefix padding plus the speech being confirmed).
-    recent: VecDeque<Vec<i16>>,
-    /// Consecutive speech frames while not in a turn, and where they started.
-    candidate: Option<(u64, u32)>,
-    /// The turn in progress: its audio, and the silence run at its end (frames).
-    turn: Option<(Vec<i16>, u32, u64)>,
+    segmenter: Segmenter,
+}
+
+impl Default for SilenceTurnDetector {
+    fn default() -> Self {
+        SilenceTurnDetector::new(SilenceSettings::default())
+    }
 }
 
 impl SilenceTurnDetector {
     /// A detector with these settings.
     pub fn new(settings: SilenceSettings) -> Self {
         SilenceTurnDetector {
+            segmenter: Segmenter::new(
+                10,
+                settings.min_speech,
+                settings.silence,
+                settings.prefix_padding,
+                settings.max_turn,
+            ),
             settings,
-            ..Default::default()
+            partial: Vec::new(),
         }
     }
 
@@ -107,70 +112,11 @@ impl SilenceTurnDetector {
     pub fn settings(&self) -> &SilenceSettings {
         &self.settings
     }
-
-    fn frames(&self, d: Duration) -> u32 {
-        (d.as_millis() as u32).div_ceil(10).max(1)
-    }
-
-    fn ms(&self, samples: u64) -> u64 {
-        if self.rate == 0 {
-            0
-        } else {
-            samples * 1000 / self.rate as u64
-        }
-    }
-
-    fn frame(&mut self, frame: Vec<i16>, out: &mut Vec<TurnEvent>) {
-        let energy = rms(&frame);
-        let speech = energy >= self.settings.energy_threshold;
-        let frame_len = frame.len() as u64;
-        let start_of_frame = self.position;
-        self.position += frame_len;
-        if let Some((audio, silent, started)) = self.turn.as_mut() {
-            audio.extend_from_slice(&frame);
-            *silent = if speech { 0 } else { *silent + 1 };
-            let silent = *silent;
-            let started = *started;
-            let too_long = self.position - started
-                >= self.settings.max_turn.as_millis() as u64 * self.rate as u64 / 1000;
-            if silent >= self.frames(self.settings.silence) || too_long {
-                let (audio, _, _) = self.turn.take().unwrap_or_default();
-                out.push(TurnEvent::Stopped {
-                    end_ms: self.ms(self.position),
-                    audio,
-                });
-            }
-            return;
-        }
-        let pad_frames = self.frames(self.settings.prefix_padding) as usize;
-        let need = self.frames(self.settings.min_speech);
-        self.recent.push_back(frame);
-        if speech {
-            let (start, n) = self.candidate.unwrap_or((start_of_frame, 0));
-            self.candidate = Some((start, n + 1));
-            if n + 1 >= need {
-                self.candidate = None;
-                let audio: Vec<i16> = self.recent.drain(..).flatten().collect();
-                self.turn = Some((audio, 0, start));
-                out.push(TurnEvent::Started {
-                    start_ms: self.ms(start),
-                });
-                return;
-            }
-        } else {
-            self.candidate = None;
-        }
-        let keep = pad_frames + self.candidate.map(|(_, n)| n as usize).unwrap_or(0);
-        while self.recent.len() > keep {
-            self.recent.pop_front();
-        }
-    }
 }
 
 impl TurnDetector for SilenceTurnDetector {
     fn push(&mut self, samples: &[i16], sample_rate: u32) -> Vec<TurnEvent> {
-        if sample_rate != self.rate {
-            self.rate = sample_rate;
+        if self.segmenter.set_rate(sample_rate) {
             self.partial.clear();
         }
         let frame_len = (sample_rate / 100).max(1) as usize;
@@ -182,29 +128,146 @@ impl TurnDetector for SilenceTurnDetector {
             rest = &rest[take..];
             if self.partial.len() == frame_len {
                 let frame = std::mem::take(&mut self.partial);
-                self.frame(frame, &mut out);
+                let speech = rms(&frame) >= self.settings.energy_threshold;
+                self.segmenter.frame(frame, speech, &mut out);
             }
         }
         out
     }
 
     fn commit(&mut self) -> Option<TurnEvent> {
+        self.segmenter.commit(&mut self.partial)
+    }
+
+    fn clear(&mut self) {
+        self.segmenter.clear();
+    }
+
+    fn in_turn(&self) -> bool {
+        self.segmenter.in_turn()
+    }
+}
+
+/// The turn state machine the detectors share: fed fixed-length frames, each with a
+/// speech or not-speech verdict, it starts a turn after `min_speech` of consecutive speech
+/// (keeping `prefix_padding` of audio from before), ends it after `silence`, and cuts it at
+/// `max_turn`.
+#[derive(Debug)]
+pub(crate) struct Segmenter {
+    min_speech_frames: u32,
+    silence_frames: u32,
+    pad_frames: usize,
+    max_turn: Duration,
+    rate: u32,
+    /// Input consumed, in samples (whole frames).
+    position: u64,
+    /// Recent frames before a turn (prefix padding plus the speech being confirmed).
+    recent: VecDeque<Vec<i16>>,
+    /// Consecutive speech frames while not in a turn, and where they started.
+    candidate: Option<(u64, u32)>,
+    /// The turn in progress: its audio, the silence run at its end (frames), its start.
+    turn: Option<(Vec<i16>, u32, u64)>,
+}
+
+impl Segmenter {
+    /// A segmenter for frames of `frame_ms`.
+    pub(crate) fn new(
+        frame_ms: u32,
+        min_speech: Duration,
+        silence: Duration,
+        prefix_padding: Duration,
+        max_turn: Duration,
+    ) -> Self {
+        let frames = |d: Duration| (d.as_millis() as u32).div_ceil(frame_ms.max(1)).max(1);
+        Segmenter {
+            min_speech_frames: frames(min_speech),
+            silence_frames: frames(silence),
+            pad_frames: frames(prefix_padding) as usize,
+            max_turn,
+            rate: 0,
+            position: 0,
+            recent: VecDeque::new(),
+            candidate: None,
+            turn: None,
+        }
+    }
+
+    /// Sets the input rate; true when it changed (a partial frame must be dropped).
+    pub(crate) fn set_rate(&mut self, rate: u32) -> bool {
+        let changed = rate != self.rate;
+        self.rate = rate;
+        changed
+    }
+
+    fn ms(&self, samples: u64) -> u64 {
+        if self.rate == 0 {
+            0
+        } else {
+            samples * 1000 / self.rate as u64
+        }
+    }
+
+    /// One frame of input audio, `speech` or not.
+    pub(crate) fn frame(&mut self, frame: Vec<i16>, speech: bool, out: &mut Vec<TurnEvent>) {
+        let frame_len = frame.len() as u64;
+        let start_of_frame = self.position;
+        self.position += frame_len;
+        if let Some((audio, silent, started)) = self.turn.as_mut() {
+            audio.extend_from_slice(&frame);
+            *silent = if speech { 0 } else { *silent + 1 };
+            let silent = *silent;
+            let started = *started;
+            let too_long = self.position - started
+                >= self.max_turn.as_millis() as u64 * self.rate as u64 / 1000;
+            if silent >= self.silence_frames || too_long {
+                let (audio, _, _) = self.turn.take().unwrap_or_default();
+                out.push(TurnEvent::Stopped {
+                    end_ms: self.ms(self.position),
+                    audio,
+                });
+            }
+            return;
+        }
+        self.recent.push_back(frame);
+        if speech {
+            let (start, n) = self.candidate.unwrap_or((start_of_frame, 0));
+            self.candidate = Some((start, n + 1));
+            if n + 1 >= self.min_speech_frames {
+                self.candidate = None;
+                let audio: Vec<i16> = self.recent.drain(..).flatten().collect();
+                self.turn = Some((audio, 0, start));
+                out.push(TurnEvent::Started {
+                    start_ms: self.ms(start),
+                });
+                return;
+            }
+        } else {
+            self.candidate = None;
+        }
+        let keep = self.pad_frames + self.candidate.map(|(_, n)| n as usize).unwrap_or(0);
+        while self.recent.len() > keep {
+            self.recent.pop_front();
+        }
+    }
+
+    /// Ends the turn in progress now, with `partial` (an unfinished frame) appended.
+    pub(crate) fn commit(&mut self, partial: &mut Vec<i16>) -> Option<TurnEvent> {
         let (mut audio, _, _) = self.turn.take()?;
-        self.position += self.partial.len() as u64;
-        audio.append(&mut self.partial);
+        self.position += partial.len() as u64;
+        audio.append(partial);
         Some(TurnEvent::Stopped {
             end_ms: self.ms(self.position),
             audio,
         })
     }
 
-    fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         self.turn = None;
         self.candidate = None;
         self.recent.clear();
     }
 
-    fn in_turn(&self) -> bool {
+    pub(crate) fn in_turn(&self) -> bool {
         self.turn.is_some()
     }
 }
