@@ -2,8 +2,11 @@
 //!
 //! Without an API key it starts the bundled local realtime server in-process (its echo brain
 //! answers with your own words) and says so. With `OPENAI_API_KEY` (`--provider openai`) or
-//! `GEMINI_API_KEY` (`--provider gemini`) it talks to the real service. Without a sound card
-//! it speaks a question from a WAV file and writes the answer to a WAV file.
+//! `GEMINI_API_KEY` (`--provider gemini`) it talks to the real service. `--cascade` runs a
+//! cascade instead (speech-to-text → Chat Completions → text-to-speech): offline against
+//! the local server's fake STT, chat and TTS endpoints, or OpenAI's with `OPENAI_API_KEY`.
+//! Without a sound card it speaks a question from a WAV file and writes the answer to a WAV
+//! file.
 
 mod serve;
 mod ui;
@@ -19,6 +22,8 @@ use liveagent::audio::{
     list_input_devices, list_output_devices, CloseSink, GetSourceStats, SoundDevicePlayer,
     SoundDeviceRecorder, WavSink, WavSource,
 };
+use liveagent::cascade::openai::{OpenAiStt, OpenAiTts};
+use liveagent::cascade::{CascadeConfig, ChatLlm, VadSettings};
 use liveagent::{gemini, openai, ConversationContext, LiveAgent, Secret, Tool, ToolError};
 use liveagent_server::{LocalServer, ServerConfig};
 
@@ -26,6 +31,8 @@ use liveagent_server::{LocalServer, ServerConfig};
 enum Provider {
     Openai,
     Gemini,
+    /// Speech-to-text → any Chat Completions LLM → text-to-speech.
+    Cascade,
 }
 
 /// Talk to a full-duplex voice agent (offline against the bundled local server unless an
@@ -36,12 +43,23 @@ struct Args {
     /// Which provider protocol to use.
     #[arg(long, value_enum, default_value = "openai")]
     provider: Provider,
-    /// Model name (default: gpt-realtime-2 / gemini-3.1-flash-live-preview).
+    /// Cascade mode: the same as `--provider cascade`.
+    #[arg(long)]
+    cascade: bool,
+    /// Model name (default: gpt-realtime-2 / gemini-3.1-flash-live-preview; for the
+    /// cascade, the chat model: gpt-4o-mini).
     #[arg(long)]
     model: Option<String>,
-    /// Voice (default: marin / Puck).
+    /// Voice (default: marin / Puck; the cascade's TTS voice: marin).
     #[arg(long)]
     voice: Option<String>,
+    /// Cascade: the Chat Completions base URL of the LLM (a local Ollama, vLLM or
+    /// llama.cpp server, say `http://127.0.0.1:11434/v1`; sent without a key).
+    #[arg(long)]
+    llm_base_url: Option<String>,
+    /// Cascade: detect turns with the voice activity model instead of loudness.
+    #[arg(long)]
+    vad: bool,
     /// Text output instead of audio: the agent's words are printed, nothing is played.
     #[arg(long)]
     text: bool,
@@ -140,9 +158,12 @@ fn list_devices() -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run(args: Args) -> anyhow::Result<()> {
+async fn run(mut args: Args) -> anyhow::Result<()> {
+    if args.cascade {
+        args.provider = Provider::Cascade;
+    }
     let key = match args.provider {
-        Provider::Openai => Secret::from_env("OPENAI_API_KEY"),
+        Provider::Openai | Provider::Cascade => Secret::from_env("OPENAI_API_KEY"),
         Provider::Gemini => {
             Secret::from_env("GEMINI_API_KEY").or_else(|| Secret::from_env("GOOGLE_API_KEY"))
         }
@@ -157,14 +178,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
             let url = match args.provider {
                 Provider::Openai => server.openai_url(),
                 Provider::Gemini => server.gemini_url(),
+                Provider::Cascade => format!("{}/v1", server.http_url()),
             };
-            println!(
-                "* no {} key set (or --local): using the bundled local realtime server at {url}.\n  Its echo brain answers with your own words, so you can hear the whole loop offline.",
-                match args.provider {
-                    Provider::Openai => "OPENAI_API_KEY",
-                    Provider::Gemini => "GEMINI_API_KEY",
-                }
-            );
+            if args.provider == Provider::Cascade {
+                println!(
+                    "* no OPENAI_API_KEY set (or --local): the cascade uses the bundled local server's fake speech-to-text, chat and text-to-speech endpoints at {url}.\n  Its transcript is a label of your speech, its chat echoes it, its voice is tones: the whole loop, offline."
+                );
+            } else {
+                println!(
+                    "* no {} key set (or --local): using the bundled local realtime server at {url}.\n  Its echo brain answers with your own words, so you can hear the whole loop offline.",
+                    match args.provider {
+                        Provider::Gemini => "GEMINI_API_KEY",
+                        _ => "OPENAI_API_KEY",
+                    }
+                );
+            }
             _server = Some(server);
             (Some(url), Secret::new("local"))
         }
@@ -215,6 +243,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
             if let Some(url) = base_url {
                 c = c.base_url(url);
             }
+            Box::new(move |b| b.config(c.clone()))
+        }
+        Provider::Cascade => {
+            let c = cascade_config(&args, base_url, key);
             Box::new(move |b| b.config(c.clone()))
         }
     };
@@ -369,6 +401,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
         bail!("the agent did not answer");
     }
     Ok(())
+}
+
+/// The cascade: OpenAI's speech-to-text, chat and text-to-speech (or the local server's
+/// fakes of them at `base_url`), the chat model by `--llm-base-url` if given.
+fn cascade_config(args: &Args, base_url: Option<String>, key: Secret) -> CascadeConfig {
+    let mut stt = OpenAiStt::new("gpt-4o-mini-transcribe").api_key(key.clone());
+    let mut llm = ChatLlm::new(args.model.clone().unwrap_or_else(|| "gpt-4o-mini".into()))
+        .api_key(key.clone());
+    let mut tts = OpenAiTts::new(
+        "gpt-4o-mini-tts",
+        args.voice.clone().unwrap_or_else(|| "marin".into()),
+    )
+    .api_key(key);
+    if let Some(url) = &base_url {
+        stt = stt.base_url(url);
+        llm = llm.base_url(url);
+        tts = tts.base_url(url);
+    }
+    if let Some(url) = &args.llm_base_url {
+        println!("* cascade LLM: {url}");
+        llm = llm.base_url(url).without_api_key();
+    }
+    let mut config = CascadeConfig::new(stt, llm, tts).text_only(args.text);
+    if args.vad {
+        config = config.vad(VadSettings::default());
+    }
+    config
 }
 
 fn with_device<B>(builder: B, device: Option<String>, set: impl FnOnce(B, String) -> B) -> B {
