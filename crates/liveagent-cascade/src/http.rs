@@ -1,9 +1,11 @@
-//! What every HTTP stage shares: the client, sending a request with the key redacted from
-//! every error, turning an error response into a typed [`LiveError`] whatever the
-//! provider's error shape, reading a streamed body (raw bytes or server-sent events) with a
-//! stall timeout, multipart form bodies and WAV files.
+//! What every stage shares: the [`Endpoint`] (provider, base URL, key, timeout) with the
+//! builder methods every stage type gets from [`endpoint_builders!`], sending a request with
+//! the key redacted from every error, turning an error response into a typed [`LiveError`]
+//! whatever the provider's error shape, reading a streamed body (raw bytes or server-sent
+//! events) with a stall timeout, multipart form bodies, WAV files and sample carries.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,15 +21,30 @@ const MAX_EVENT: usize = 4 << 20;
 /// A response body being read.
 pub(crate) type Body = Pin<Box<dyn Stream<Item = Result<Bytes, awc::error::PayloadError>>>>;
 
-/// Where and how one stage talks HTTP.
+/// A provider's defaults: base URL, where its key comes from and how it is sent.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Provider {
+    /// `openai`, `elevenlabs`, `mistral`.
+    pub name: &'static str,
+    /// The default base URL.
+    pub base_url: &'static str,
+    /// The environment variable the key is read from when none is given.
+    pub key_env: &'static str,
+    /// How to send the key: `None` for `Authorization: Bearer`, or a header name.
+    pub key_header: Option<&'static str>,
+}
+
+/// Where and how one stage talks to its provider (HTTP or WebSocket).
 #[derive(Clone)]
 pub(crate) struct Endpoint {
     /// `openai-stt`, `elevenlabs-tts`...: the error source.
     pub source: &'static str,
+    /// The API base URL, without a trailing `/`.
+    pub base_url: Arc<str>,
     pub key: Option<Secret>,
     /// How to send the key: `Bearer` or a header name (`xi-api-key`).
     pub key_header: Option<&'static str>,
-    /// Bounds the wait for the response head and for each body chunk.
+    /// Bounds the wait for the response head and for each body chunk or message.
     pub timeout: Duration,
 }
 
@@ -35,12 +52,85 @@ impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Endpoint")
             .field("source", &self.source)
+            .field("base_url", &self.base_url)
             .field("key", &self.key)
+            .field("timeout", &self.timeout)
             .finish()
     }
 }
 
+/// The builder methods every stage type shares (`base_url`, `api_key`, `timeout`), for a
+/// type with an `ep: Endpoint` field. `$base` documents the base URL's form.
+macro_rules! endpoint_builders {
+    ($ty:ty, $base:literal) => {
+        impl $ty {
+            #[doc = concat!("The API base URL (", $base, "). `http(s)://` and `ws(s)://` both work.")]
+            pub fn base_url(mut self, url: impl AsRef<str>) -> Self {
+                self.ep.base_url = url.as_ref().trim_end_matches('/').into();
+                self
+            }
+
+            /// The API key (instead of the provider's environment variable). It never
+            /// appears in `Debug` output, logs or errors.
+            pub fn api_key(mut self, key: impl Into<liveagent_core::Secret>) -> Self {
+                self.ep.key = Some(key.into());
+                self
+            }
+
+            /// How long to wait for the connection, the response and each piece of it
+            /// (default 30 s).
+            pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+                self.ep.timeout = timeout;
+                self
+            }
+        }
+    };
+}
+pub(crate) use endpoint_builders;
+
 impl Endpoint {
+    /// The endpoint of `provider`'s stage `source`, key from the provider's variable.
+    pub(crate) fn new(provider: &Provider, source: &'static str) -> Self {
+        Endpoint {
+            source,
+            base_url: provider.base_url.into(),
+            key: Secret::from_env(provider.key_env),
+            key_header: provider.key_header,
+            timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// `path` (starting with `/`) under the base URL, as an HTTP URL.
+    pub(crate) fn url(&self, path: &str) -> String {
+        let base = &*self.base_url;
+        let base = match base.split_once("://") {
+            Some(("ws", rest)) => format!("http://{rest}"),
+            Some(("wss", rest)) => format!("https://{rest}"),
+            _ => base.to_owned(),
+        };
+        format!("{base}{path}")
+    }
+
+    /// `path` (starting with `/`) under the base URL, as a WebSocket URL.
+    pub(crate) fn ws_url(&self, path: &str) -> String {
+        let base = &*self.base_url;
+        let base = match base.split_once("://") {
+            Some(("http", rest)) => format!("ws://{rest}"),
+            Some(("https", rest)) => format!("wss://{rest}"),
+            _ => base.to_owned(),
+        };
+        format!("{base}{path}")
+    }
+
+    /// The auth header (name, value) to send, if there is a key.
+    pub(crate) fn auth_header(&self) -> Option<(&'static str, String)> {
+        let key = self.key.as_ref()?;
+        Some(match self.key_header {
+            None => ("authorization", format!("Bearer {}", key.expose())),
+            Some(h) => (h, key.expose().to_owned()),
+        })
+    }
+
     pub(crate) fn err(&self, kind: ErrorKind, message: impl AsRef<str>) -> LiveError {
         LiveError::new(
             kind,
@@ -73,11 +163,8 @@ impl Endpoint {
             .post(url)
             .insert_header(("content-type", content_type))
             .insert_header(("accept", accept));
-        if let Some(key) = &self.key {
-            req = match self.key_header {
-                None => req.bearer_auth(key.expose()),
-                Some(h) => req.insert_header((h, key.expose())),
-            };
+        if let Some(header) = self.auth_header() {
+            req = req.insert_header(header);
         }
         let shown_url = self.redact(url);
         let mut resp = match tokio::time::timeout(self.timeout, req.send_body(body)).await {
@@ -215,9 +302,13 @@ pub(crate) fn error_text(body: &[u8]) -> (String, Option<String>) {
         Some(Value::Number(n)) => Some(n.to_string()),
         _ => None,
     };
-    if let Some(e) = v.get("error") {
+    if let Some(e) = v.get("error").filter(|e| !e.is_null()) {
         if let Some(m) = s(Some(e)) {
-            return (m, None);
+            // ElevenLabs' sockets: `{"error": "<code>", "message": "..."}`.
+            return match s(v.get("message")) {
+                Some(message) => (message, Some(m)),
+                None => (m, None),
+            };
         }
         let code = s(e.get("code")).or_else(|| s(e.get("type")));
         return (s(e.get("message")).unwrap_or_else(fallback), code);

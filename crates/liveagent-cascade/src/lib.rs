@@ -31,8 +31,12 @@
 //! - [`protocol`]: [`CascadeProtocol`], the state machine the session runtime drives;
 //!   `heard` keeps what of a response was synthesized and heard (barge-in cuts).
 //! - [`llm`]: [`ChatLlm`], any Chat Completions server (through `liveagent-agent`).
-//! - [`openai`], [`elevenlabs`], [`mistral`]: the providers' STT and TTS stages.
-//! - `http`: what the HTTP stages share (errors, streamed bodies, multipart, WAV).
+//! - [`openai`], [`elevenlabs`], [`mistral`]: the providers' STT and TTS stages, over HTTP
+//!   and over their streaming WebSockets (OpenAI's realtime transcription session,
+//!   ElevenLabs' realtime STT and `stream-input` TTS, Mistral's realtime STT and TTS).
+//! - `http`: what every stage shares (the endpoint and its builder methods, errors,
+//!   multipart, WAV); `streams`: bodies and event streams; `ws`: the WebSocket stages'
+//!   connection and stream driver.
 //!
 //! ## How it plugs in
 //!
@@ -53,8 +57,10 @@ pub mod openai;
 pub mod protocol;
 pub mod sentence;
 pub mod stage;
+mod streams;
 pub mod turn;
 pub mod vad;
+mod ws;
 
 pub use config::CascadeConfig;
 pub use llm::ChatLlm;

@@ -143,25 +143,9 @@ impl Conn {
     /// the close timeout), so that the socket closes without a reset.
     pub async fn finish(&mut self) {
         self.tx = None;
-        let Some(sock) = self.sock.take() else { return };
-        let Ok(dup) = sock.try_clone() else { return };
-        drop(sock);
-        if dup.set_nonblocking(true).is_err() {
-            return;
+        if let Some(sock) = self.sock.take() {
+            drain_after_close(sock, self.shared.cfg.close_timeout).await;
         }
-        let Ok(mut s) = tokio::net::TcpStream::from_std(dup) else {
-            return;
-        };
-        let drain = async {
-            use tokio::io::AsyncReadExt;
-            let mut buf = vec![0u8; 16 * 1024];
-            while let Ok(n) = s.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(self.shared.cfg.close_timeout, drain).await;
     }
 
     pub fn is_open(&self) -> bool {
@@ -289,4 +273,32 @@ impl Conn {
             other => return Err(other),
         })
     }
+}
+
+/// Reads and drops what the client still sends after the server's close frame, on a
+/// duplicate of the socket, until the client closes its side or `timeout` passes: without
+/// it the kernel would answer that data with a reset, which can destroy the close frame and
+/// the last messages before the client reads them.
+pub(crate) async fn drain_after_close(
+    sock: Arc<std::net::TcpStream>,
+    timeout: std::time::Duration,
+) {
+    let Ok(dup) = sock.try_clone() else { return };
+    drop(sock);
+    if dup.set_nonblocking(true).is_err() {
+        return;
+    }
+    let Ok(mut s) = tokio::net::TcpStream::from_std(dup) else {
+        return;
+    };
+    let drain = async {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, drain).await;
 }

@@ -11,12 +11,20 @@
 //! - a TTS voice (or model) containing `fail-once` streams ~100 ms of audio and then cuts
 //!   the connection, on its first request only;
 //! - `fail-always` instead of `fail-once`: every request.
+//!
+//! The streaming WebSockets (OpenAI's realtime transcription session, ElevenLabs' realtime
+//! STT and `stream-input`, Mistral's realtime STT and speech) are in `openai_realtime`,
+//! `elevenlabs_ws` and `mistral_realtime`, on the shared plumbing of `ws`.
 
 pub(crate) mod chat_stream;
 mod elevenlabs;
+mod elevenlabs_ws;
 mod mistral;
+mod mistral_realtime;
 mod multipart;
 mod openai;
+pub(crate) mod openai_realtime;
+mod ws;
 
 use std::collections::HashSet;
 use std::sync::{Mutex, OnceLock};
@@ -43,6 +51,22 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             &format!("{prefix}/v1/text-to-speech/{{voice_id}}/stream"),
             web::post().to(elevenlabs::text_to_speech),
+        )
+        .route(
+            &format!("{prefix}/v1/text-to-speech/{{voice_id}}/stream-input"),
+            web::get().to(elevenlabs_ws::stream_input),
+        )
+        .route(
+            &format!("{prefix}/v1/speech-to-text/realtime"),
+            web::get().to(elevenlabs_ws::realtime_stt),
+        )
+        .route(
+            &format!("{prefix}/v1/audio/transcriptions/realtime"),
+            web::get().to(mistral_realtime::transcription),
+        )
+        .route(
+            &format!("{prefix}/v1/audio/speech/realtime"),
+            web::get().to(mistral_realtime::speech),
         );
     }
 }

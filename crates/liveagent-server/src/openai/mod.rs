@@ -1,4 +1,6 @@
-//! OpenAI Realtime GA over WebSocket: `GET /v1/realtime?model=…`.
+//! OpenAI Realtime GA over WebSocket: `GET /v1/realtime?model=…`. With
+//! `?intent=transcription` it is a transcription-only session, served by
+//! `crate::cascade::openai_realtime`.
 //!
 //! Auth: when the server has an API key, a missing or wrong `Authorization: Bearer` key is
 //! answered the way the provider does it in-band: the upgrade succeeds, the server sends an
@@ -21,6 +23,9 @@ pub(crate) async fn ws_route(
     body: web::Payload,
     shared: web::Data<Shared>,
 ) -> Result<HttpResponse, actix_web::Error> {
+    if query_param(&req, "intent").as_deref() == Some("transcription") {
+        return crate::cascade::openai_realtime::route(req, body, shared).await;
+    }
     let shared: Arc<Shared> = shared.into_inner();
     let model = query_param(&req, "model").unwrap_or_else(|| "gpt-realtime".to_owned());
     let key = req

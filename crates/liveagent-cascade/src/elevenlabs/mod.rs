@@ -1,32 +1,40 @@
 //! ElevenLabs stages: [`ElevenLabsStt`] (Scribe, `POST /v1/speech-to-text`, raw 16 kHz
-//! PCM16 as `file_format=pcm_s16le_16`) and [`ElevenLabsTts`] (HTTP streaming,
-//! `POST /v1/text-to-speech/{voice_id}/stream?output_format=pcm_24000`).
+//! PCM16 as `file_format=pcm_s16le_16`), [`ElevenLabsRealtimeStt`] (the realtime STT
+//! WebSocket, see [`realtime`]), [`ElevenLabsTts`] (HTTP streaming,
+//! `POST /v1/text-to-speech/{voice_id}/stream?output_format=pcm_24000`) and
+//! [`ElevenLabsStreamTts`] (the `stream-input` WebSocket, see [`stream_input`]).
 //!
 //! Keys come from `ELEVENLABS_API_KEY` unless given; they travel in the `xi-api-key`
 //! header and never appear in `Debug` output or errors.
 
+pub mod realtime;
+pub mod stream_input;
+
 use std::sync::Arc;
-use std::time::Duration;
 
-use futures_util::stream::{self, LocalBoxStream, StreamExt};
-use liveagent_core::{LiveError, Secret};
-use serde_json::{json, Value};
+use futures_util::stream::{LocalBoxStream, StreamExt};
+use liveagent_core::LiveError;
+use serde_json::json;
 
-use crate::http::{Endpoint, Multipart};
-use crate::openai::{json_body, raw_pcm16};
+use crate::http::{endpoint_builders, Endpoint, Multipart, Provider};
 use crate::stage::{Stt, SttCapabilities, SttEvent, Tts, TtsCapabilities, TtsEvent};
+use crate::streams::{json_body, opened, raw_pcm16, text_of};
+
+pub use realtime::ElevenLabsRealtimeStt;
+pub use stream_input::ElevenLabsStreamTts;
 
 /// ElevenLabs' API base URL.
 pub const ELEVENLABS_BASE_URL: &str = "https://api.elevenlabs.io";
 
-fn endpoint(source: &'static str) -> Endpoint {
-    Endpoint {
-        source,
-        key: Secret::from_env("ELEVENLABS_API_KEY"),
-        key_header: Some("xi-api-key"),
-        timeout: Duration::from_secs(30),
-    }
-}
+pub(crate) const ELEVENLABS: Provider = Provider {
+    name: "elevenlabs",
+    base_url: ELEVENLABS_BASE_URL,
+    key_env: "ELEVENLABS_API_KEY",
+    key_header: Some("xi-api-key"),
+};
+
+/// The PCM rates ElevenLabs offers as `pcm_{rate}`.
+pub(crate) const PCM_RATES: [u32; 6] = [8000, 16000, 22050, 24000, 44100, 48000];
 
 /// ElevenLabs Scribe speech-to-text (`scribe_v1`, `scribe_v2`...).
 ///
@@ -37,32 +45,20 @@ fn endpoint(source: &'static str) -> Endpoint {
 #[derive(Clone, Debug)]
 pub struct ElevenLabsStt {
     model: Arc<str>,
-    base_url: Arc<str>,
     language: Option<Arc<str>>,
     ep: Endpoint,
 }
+
+endpoint_builders!(ElevenLabsStt, "without `/v1`");
 
 impl ElevenLabsStt {
     /// Scribe with `model`, key from `ELEVENLABS_API_KEY`.
     pub fn new(model: impl Into<Arc<str>>) -> Self {
         ElevenLabsStt {
             model: model.into(),
-            base_url: ELEVENLABS_BASE_URL.into(),
             language: None,
-            ep: endpoint("elevenlabs-stt"),
+            ep: Endpoint::new(&ELEVENLABS, "elevenlabs-stt"),
         }
-    }
-
-    /// The API base URL (without `/v1`).
-    pub fn base_url(mut self, url: impl AsRef<str>) -> Self {
-        self.base_url = url.as_ref().trim_end_matches('/').into();
-        self
-    }
-
-    /// The API key.
-    pub fn api_key(mut self, key: impl Into<Secret>) -> Self {
-        self.ep.key = Some(key.into());
-        self
     }
 
     /// The spoken language (ISO-639-1 or -3), when known.
@@ -70,17 +66,11 @@ impl ElevenLabsStt {
         self.language = Some(language.into());
         self
     }
-
-    /// How long to wait for the response (default 30 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.ep.timeout = timeout;
-        self
-    }
 }
 
 impl Stt for ElevenLabsStt {
     fn provider(&self) -> &'static str {
-        "elevenlabs"
+        ELEVENLABS.name
     }
 
     fn model(&self) -> &str {
@@ -99,8 +89,7 @@ impl Stt for ElevenLabsStt {
         audio: Arc<[i16]>,
     ) -> LocalBoxStream<'static, Result<SttEvent, LiveError>> {
         let me = self.clone();
-        let url = format!("{}/v1/speech-to-text", self.base_url);
-        let open = async move {
+        opened(async move {
             let pcm: Vec<u8> = audio.iter().flat_map(|s| s.to_le_bytes()).collect();
             let mut form = Multipart::new()
                 .text("model_id", &me.model)
@@ -111,28 +100,18 @@ impl Stt for ElevenLabsStt {
                 form = form.text("language_code", l);
             }
             let (ctype, body) = form.finish();
+            let url = me.ep.url("/v1/speech-to-text");
             let (body, _) = me.ep.send(&url, &ctype, "application/json", body).await?;
-            Ok::<_, LiveError>(json_body(me.ep.clone(), body))
-        };
-        stream::once(open)
-            .flat_map(|r| match r {
-                Err(e) => stream::iter([Err(e)]).boxed_local(),
-                Ok(values) => values
-                    .map(|v| {
-                        v.map(|v| SttEvent::Final {
-                            text: v
-                                .get("text")
-                                .and_then(Value::as_str)
-                                .unwrap_or_default()
-                                .trim()
-                                .to_owned(),
-                            input_tokens: 0,
-                            output_tokens: 0,
-                        })
+            Ok(json_body(me.ep.clone(), body)
+                .map(|v| {
+                    v.map(|v| SttEvent::Final {
+                        text: text_of(&v, "text"),
+                        input_tokens: 0,
+                        output_tokens: 0,
                     })
-                    .boxed_local(),
-            })
-            .boxed_local()
+                })
+                .boxed_local())
+        })
     }
 }
 
@@ -145,6 +124,17 @@ pub struct VoiceSettings {
     pub similarity_boost: f32,
     /// Speaking speed (default 1.0).
     pub speed: f32,
+}
+
+impl VoiceSettings {
+    /// The `voice_settings` object of a request.
+    pub(crate) fn to_json(self) -> serde_json::Value {
+        json!({
+            "stability": self.stability,
+            "similarity_boost": self.similarity_boost,
+            "speed": self.speed,
+        })
+    }
 }
 
 impl Default for VoiceSettings {
@@ -169,7 +159,6 @@ impl Default for VoiceSettings {
 pub struct ElevenLabsTts {
     model: Arc<str>,
     voice: Arc<str>,
-    base_url: Arc<str>,
     rate: u32,
     settings: VoiceSettings,
     language: Option<Arc<str>>,
@@ -183,24 +172,11 @@ impl ElevenLabsTts {
         ElevenLabsTts {
             model: model.into(),
             voice: voice_id.into(),
-            base_url: ELEVENLABS_BASE_URL.into(),
             rate: 24_000,
             settings: VoiceSettings::default(),
             language: None,
-            ep: endpoint("elevenlabs-tts"),
+            ep: Endpoint::new(&ELEVENLABS, "elevenlabs-tts"),
         }
-    }
-
-    /// The API base URL (without `/v1`).
-    pub fn base_url(mut self, url: impl AsRef<str>) -> Self {
-        self.base_url = url.as_ref().trim_end_matches('/').into();
-        self
-    }
-
-    /// The API key.
-    pub fn api_key(mut self, key: impl Into<Secret>) -> Self {
-        self.ep.key = Some(key.into());
-        self
     }
 
     /// The voice settings.
@@ -217,22 +193,18 @@ impl ElevenLabsTts {
 
     /// The PCM sample rate: 8000, 16000, 22050, 24000 (default), 44100 or 48000.
     pub fn sample_rate(mut self, rate: u32) -> Self {
-        if [8000, 16000, 22050, 24000, 44100, 48000].contains(&rate) {
+        if PCM_RATES.contains(&rate) {
             self.rate = rate;
         }
         self
     }
-
-    /// How long to wait for the response and for each piece of it (default 30 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.ep.timeout = timeout;
-        self
-    }
 }
+
+endpoint_builders!(ElevenLabsTts, "without `/v1`");
 
 impl Tts for ElevenLabsTts {
     fn provider(&self) -> &'static str {
-        "elevenlabs"
+        ELEVENLABS.name
     }
 
     fn model(&self) -> &str {
@@ -249,35 +221,27 @@ impl Tts for ElevenLabsTts {
 
     fn synthesize(&self, text: String) -> LocalBoxStream<'static, Result<TtsEvent, LiveError>> {
         let me = self.clone();
-        let url = format!(
-            "{}/v1/text-to-speech/{}/stream?output_format=pcm_{}",
-            self.base_url, self.voice, self.rate
-        );
-        let open = async move {
+        opened(async move {
             let mut body = json!({
                 "text": text,
                 "model_id": &*me.model,
-                "voice_settings": {
-                    "stability": me.settings.stability,
-                    "similarity_boost": me.settings.similarity_boost,
-                    "speed": me.settings.speed,
-                },
+                "voice_settings": me.settings.to_json(),
             });
             if let Some(l) = &me.language {
                 body["language_code"] = json!(&**l);
             }
             let bytes = serde_json::to_vec(&body).unwrap_or_default();
+            let path = format!(
+                "/v1/text-to-speech/{}/stream?output_format=pcm_{}",
+                crate::ws::path_segment(&me.voice),
+                me.rate
+            );
+            let url = me.ep.url(&path);
             let (body, _) = me
                 .ep
                 .send(&url, "application/json", "audio/*", bytes)
                 .await?;
-            Ok::<_, LiveError>(raw_pcm16(&me.ep, body))
-        };
-        stream::once(open)
-            .flat_map(|r| match r {
-                Err(e) => stream::iter([Err(e)]).boxed_local(),
-                Ok(s) => s,
-            })
-            .boxed_local()
+            Ok(raw_pcm16(&me.ep, body))
+        })
     }
 }

@@ -1,0 +1,155 @@
+//! [`OpenAiRealtimeStt`]: OpenAI's realtime transcription session,
+//! `wss://api.openai.com/v1/realtime?intent=transcription` (no `model` on the URL: that
+//! URL would open a conversation session, which rejects the transcription update).
+//!
+//! One session per utterance:
+//!
+//! ```text
+//! > session.update {session: {type: "transcription", audio: {input: {format: audio/pcm 24 kHz,
+//!                   transcription: {model, language?, prompt?}, turn_detection: null}}}}
+//! > input_audio_buffer.append {audio} …          (100 ms each)
+//! > input_audio_buffer.commit
+//! < conversation.item.input_audio_transcription.delta {delta} …   → SttEvent::Partial
+//! < conversation.item.input_audio_transcription.completed {transcript, usage} → SttEvent::Final
+//! ```
+//!
+//! `…transcription.failed` and `error` events end the stream with the provider's error
+//! (code included). `turn_detection` is `null`: the cascade's own turn detector has already
+//! found the end of the utterance, so the stage commits it.
+
+use std::sync::Arc;
+
+use futures_util::stream::LocalBoxStream;
+use liveagent_core::LiveError;
+use serde_json::{json, Value};
+
+use super::OPENAI;
+use crate::http::{endpoint_builders, Endpoint};
+use crate::stage::{Stt, SttCapabilities, SttEvent};
+use crate::streams::{nothing_said, text_of, usage, SttStreamExt};
+use crate::ws::{ws_stream, Step};
+
+/// The session's input rate (`audio/pcm` is 24 kHz only).
+const RATE: u32 = 24_000;
+
+/// OpenAI realtime transcription (`gpt-4o-transcribe`, `gpt-4o-mini-transcribe`,
+/// `whisper-1`...): partial transcripts over a WebSocket as the model hears the audio.
+///
+/// ```
+/// use liveagent_cascade::openai::OpenAiRealtimeStt;
+/// let stt = OpenAiRealtimeStt::new("gpt-4o-mini-transcribe").language("en");
+/// ```
+#[derive(Clone, Debug)]
+pub struct OpenAiRealtimeStt {
+    model: Arc<str>,
+    language: Option<Arc<str>>,
+    prompt: Option<Arc<str>>,
+    ep: Endpoint,
+}
+
+endpoint_builders!(OpenAiRealtimeStt, "`…/v1`");
+
+impl OpenAiRealtimeStt {
+    /// Realtime transcription with `model`, key from `OPENAI_API_KEY`.
+    pub fn new(model: impl Into<Arc<str>>) -> Self {
+        OpenAiRealtimeStt {
+            model: model.into(),
+            language: None,
+            prompt: None,
+            ep: Endpoint::new(&OPENAI, "openai-realtime-stt"),
+        }
+    }
+
+    /// The spoken language (ISO-639-1), when known.
+    pub fn language(mut self, language: impl Into<Arc<str>>) -> Self {
+        self.language = Some(language.into());
+        self
+    }
+
+    /// A prompt that guides the transcription (names, jargon).
+    pub fn prompt(mut self, prompt: impl Into<Arc<str>>) -> Self {
+        self.prompt = Some(prompt.into());
+        self
+    }
+
+    /// The `session.update` this stage sends first.
+    fn session_update(&self) -> Value {
+        let mut transcription = json!({"model": &*self.model});
+        if let Some(l) = &self.language {
+            transcription["language"] = json!(&**l);
+        }
+        if let Some(p) = &self.prompt {
+            transcription["prompt"] = json!(&**p);
+        }
+        json!({
+            "type": "session.update",
+            "session": {
+                "type": "transcription",
+                "audio": {"input": {
+                    "format": {"type": "audio/pcm", "rate": RATE},
+                    "transcription": transcription,
+                    "turn_detection": null,
+                }},
+            },
+        })
+    }
+}
+
+impl Stt for OpenAiRealtimeStt {
+    fn provider(&self) -> &'static str {
+        OPENAI.name
+    }
+
+    fn model(&self) -> &str {
+        &self.model
+    }
+
+    fn capabilities(&self) -> SttCapabilities {
+        SttCapabilities {
+            interim_results: true,
+            sample_rate: RATE,
+        }
+    }
+
+    fn transcribe(
+        &self,
+        audio: Arc<[i16]>,
+    ) -> LocalBoxStream<'static, Result<SttEvent, LiveError>> {
+        if audio.len() < RATE as usize / 10 {
+            // The API refuses to commit less than 100 ms; nothing was said.
+            return nothing_said();
+        }
+        let me = self.clone();
+        let open = async move {
+            let url = me.ep.ws_url("/realtime?intent=transcription");
+            let mut conn = me.ep.ws_connect(&url).await?;
+            conn.send_json(&me.session_update());
+            conn.send_audio(
+                &audio,
+                RATE,
+                |b64| json!({"type": "input_audio_buffer.append", "audio": b64}),
+            );
+            conn.send_json(&json!({"type": "input_audio_buffer.commit"}));
+            Ok(conn)
+        };
+        ws_stream(open, |v| {
+            Ok(match v.get("type").and_then(Value::as_str) {
+                Some("conversation.item.input_audio_transcription.delta") => {
+                    match v.get("delta").and_then(Value::as_str) {
+                        Some(d) if !d.is_empty() => Step::Yield(SttEvent::Partial(d.to_owned())),
+                        _ => Step::Skip,
+                    }
+                }
+                Some("conversation.item.input_audio_transcription.completed") => {
+                    Step::Last(SttEvent::Final {
+                        text: text_of(&v, "transcript"),
+                        input_tokens: usage(&v, &["input_tokens"]),
+                        output_tokens: usage(&v, &["output_tokens"]),
+                    })
+                }
+                _ => Step::Skip,
+            })
+        })
+        .ended_with_final(self.ep.clone())
+    }
+}
