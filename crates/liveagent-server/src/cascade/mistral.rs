@@ -7,7 +7,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::multipart::Form;
-use super::{should_fail, speech_pcm, sse, transcript_of};
+use super::{f32_le, should_fail, speech_events, speech_pcm, sse, transcript_of, typed};
 use crate::audio::b64_encode;
 use crate::server::{bearer, Shared};
 
@@ -97,26 +97,19 @@ pub(super) async fn speech(
     }
     let model = body.get("model").and_then(Value::as_str).unwrap_or("");
     let fail = should_fail(voice) || should_fail(model);
-    let floats: Vec<u8> = speech_pcm(input, 24_000)
-        .iter()
-        .flat_map(|&s| (s as f32 / 32768.0).to_le_bytes())
-        .collect();
+    let floats = f32_le(&speech_pcm(input, 24_000));
     if body.get("stream").and_then(Value::as_bool) != Some(true) {
         return HttpResponse::Ok().json(json!({"audio_data": b64_encode(&floats)}));
     }
-    let mut events = Vec::new();
-    // Split at offsets that are not multiples of 4 (a float's size) on purpose.
-    for c in floats.chunks(96 * 40 + 2) {
-        events.push((
-            "speech.audio.delta".to_owned(),
-            json!({"type": "speech.audio.delta", "audio_data": b64_encode(c)}),
-        ));
-    }
     let p = (input.chars().count() as u64).div_ceil(4);
     let c = floats.len() as u64 / 960;
-    events.push((
-        "speech.audio.done".to_owned(),
-        json!({"type": "speech.audio.done", "usage": {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}}),
+    let usage = json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c});
+    // Split at offsets that are not multiples of 4 (a float's size) on purpose.
+    let events = typed(speech_events(
+        &floats,
+        96 * 40 + 2,
+        "audio_data",
+        Some(usage),
     ));
     sse(events, true, false, fail.then_some(3))
 }

@@ -24,8 +24,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::ws::{upgrade, FakeWs, Incoming};
-use super::{should_fail, speech_pcm, transcript_of};
-use crate::audio::{b64_decode, b64_encode, pcm_to_bytes, WireAudio, INTERNAL_RATE};
+use super::{f32_le, should_fail, speech_events, speech_pcm, transcript_of};
+use crate::audio::{b64_decode, pcm_to_bytes, WireAudio, INTERNAL_RATE};
 use crate::server::{bearer, query_param, Shared};
 
 /// The checks before the upgrade: the key and the `model` parameter.
@@ -49,17 +49,31 @@ async fn error(ws: &mut FakeWs, message: &str, code: u32) -> bool {
         .await
 }
 
+/// Serves an upgrade that passed [`refused`] with `run(socket, model)`.
+fn serve<F, Fut>(
+    req: HttpRequest,
+    body: web::Payload,
+    shared: web::Data<Shared>,
+    run: F,
+) -> Result<HttpResponse, actix_web::Error>
+where
+    F: FnOnce(FakeWs, String) -> Fut + 'static,
+    Fut: std::future::Future<Output = ()> + 'static,
+{
+    if let Some(r) = refused(&req, &shared) {
+        return Ok(r);
+    }
+    let model = query_param(&req, "model").unwrap_or_default();
+    upgrade(&req, body, shared, move |ws| run(ws, model))
+}
+
 /// `GET /v1/audio/transcriptions/realtime`.
 pub(crate) async fn transcription(
     req: HttpRequest,
     body: web::Payload,
     shared: web::Data<Shared>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    if let Some(r) = refused(&req, &shared) {
-        return Ok(r);
-    }
-    let model = query_param(&req, "model").unwrap_or_default();
-    upgrade(&req, body, shared, move |ws| transcribe(ws, model))
+    serve(req, body, shared, transcribe)
 }
 
 async fn transcribe(mut ws: FakeWs, model: String) {
@@ -171,11 +185,7 @@ pub(crate) async fn speech(
     body: web::Payload,
     shared: web::Data<Shared>,
 ) -> Result<HttpResponse, actix_web::Error> {
-    if let Some(r) = refused(&req, &shared) {
-        return Ok(r);
-    }
-    let model = query_param(&req, "model").unwrap_or_default();
-    upgrade(&req, body, shared, move |ws| speak(ws, model))
+    serve(req, body, shared, speak)
 }
 
 async fn speak(mut ws: FakeWs, model: String) {
@@ -252,21 +262,20 @@ async fn speak(mut ws: FakeWs, model: String) {
                 let fail = voice.as_deref().is_some_and(should_fail) || should_fail(&model);
                 let piece = std::mem::take(&mut text);
                 chars += piece.chars().count() as u64;
-                let floats: Vec<u8> = speech_pcm(piece.trim(), 24_000)
-                    .iter()
-                    .flat_map(|&s| (s as f32 / 32768.0).to_le_bytes())
-                    .collect();
+                let floats = f32_le(&speech_pcm(piece.trim(), 24_000));
                 // Off 4-byte boundaries on purpose.
-                for (i, c) in floats.chunks(96 * 40 + 2).enumerate() {
+                for (i, delta) in speech_events(&floats, 96 * 40 + 2, "audio_data", None)
+                    .into_iter()
+                    .enumerate()
+                {
                     if fail && i >= 3 {
                         ws.note("mistral realtime speech: fault injected, cutting the connection");
                         ws.cut();
                         return;
                     }
-                    bytes_out += c.len() as u64;
-                    ws.send(json!({"type": "speech.audio.delta", "audio_data": b64_encode(c)}))
-                        .await;
+                    ws.send(delta).await;
                 }
+                bytes_out += floats.len() as u64;
                 if kind == "input_text.end" {
                     let p = chars.div_ceil(4);
                     let c = bytes_out / 960;

@@ -237,6 +237,45 @@ pub(crate) fn chunked(
     })
 }
 
+/// PCM16 samples as float32 little-endian bytes (Mistral's `pcm`).
+pub(crate) fn f32_le(pcm: &[i16]) -> Vec<u8> {
+    pcm.iter()
+        .flat_map(|&s| (s as f32 / 32768.0).to_le_bytes())
+        .collect()
+}
+
+/// `speech.audio.delta` events (OpenAI's and Mistral's shape) carrying `bytes` base64 under
+/// `key` in pieces of `piece` bytes (choose an odd size or one off 4 to split samples on
+/// purpose), then `speech.audio.done` with `usage` when given.
+pub(crate) fn speech_events(
+    bytes: &[u8],
+    piece: usize,
+    key: &str,
+    usage: Option<serde_json::Value>,
+) -> Vec<serde_json::Value> {
+    let mut events: Vec<serde_json::Value> = bytes
+        .chunks(piece.max(1))
+        .map(
+            |c| serde_json::json!({"type": "speech.audio.delta", key: crate::audio::b64_encode(c)}),
+        )
+        .collect();
+    if let Some(usage) = usage {
+        events.push(serde_json::json!({"type": "speech.audio.done", "usage": usage}));
+    }
+    events
+}
+
+/// Events paired with their `type` as the SSE event name, for [`sse`].
+pub(crate) fn typed(events: Vec<serde_json::Value>) -> Vec<(String, serde_json::Value)> {
+    events
+        .into_iter()
+        .map(|v| {
+            let name = v["type"].as_str().unwrap_or("message").to_owned();
+            (name, v)
+        })
+        .collect()
+}
+
 /// An SSE body of these (event name, JSON) pairs; `named` adds `event:` lines.
 pub(crate) fn sse(
     events: Vec<(String, serde_json::Value)>,

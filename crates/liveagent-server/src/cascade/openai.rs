@@ -7,8 +7,8 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::multipart::Form;
-use super::{chunked, should_fail, speech_pcm, sse, transcript_of};
-use crate::audio::{b64_encode, pcm_to_bytes};
+use super::{chunked, should_fail, speech_events, speech_pcm, sse, transcript_of, typed};
+use crate::audio::pcm_to_bytes;
 use crate::server::{bearer, Shared};
 
 fn error(status: StatusCode, kind: &str, code: &str, message: &str) -> HttpResponse {
@@ -150,18 +150,9 @@ pub(super) async fn speech(
             .content_type("application/octet-stream")
             .streaming(chunked(bytes, 48, fail, shared.cfg.pacing));
     }
-    let mut events = Vec::new();
-    for c in bytes.chunks(48 * 40 + 1) {
-        events.push((
-            "speech.audio.delta".to_owned(),
-            json!({"type": "speech.audio.delta", "audio": b64_encode(c)}),
-        ));
-    }
     let tokens_in = (input.chars().count() as u64).div_ceil(4);
     let tokens_out = bytes.len() as u64 / 480;
-    events.push((
-        "speech.audio.done".to_owned(),
-        json!({"type": "speech.audio.done", "usage": {"input_tokens": tokens_in, "output_tokens": tokens_out, "total_tokens": tokens_in + tokens_out}}),
-    ));
+    let usage = json!({"input_tokens": tokens_in, "output_tokens": tokens_out, "total_tokens": tokens_in + tokens_out});
+    let events = typed(speech_events(&bytes, 48 * 40 + 1, "audio", Some(usage)));
     sse(events, false, false, fail.then_some(3))
 }
