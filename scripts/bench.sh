@@ -1,22 +1,38 @@
 #!/usr/bin/env bash
 # Runs liveagent's benchmarks against the local realtime server on 127.0.0.1 and prints their
 # figures (RESULT lines; a summary at the end). See docs/performance.md for what each figure
-# means. Bounded: about 12 minutes with the defaults.
+# means. Bounded: about 20 minutes with the defaults (CAPACITY=1 adds about 5 min per framework).
 #
 # Knobs (environment):
 #   SCALE_N=20,100,250,500,750,1000  session counts of the scale sweep (one process per N)
 #   SCALE_SECS=30                measured seconds per scale run (plus ~10 s setup/warm-up)
+#   SCALE_ARBITERS=0             worker arbiters (threads) the scale client spreads its sessions
+#                                over round-robin (0: all on the main arbiter, with the driver)
 #   PY_N=20,100                  session counts of the Python side-by-side runs (0 = skip them)
+#   PY_FRAMEWORKS="ag2 openai-agents pipecat livekit"   the Python frameworks to run
 #   LAT_SESSIONS=20 LAT_SECS=12  latency runs (sessions x seconds of 20 ms chunks)
 #   BARGE_TRIALS=20              barge-in trials
 #   SKIP_AUDIO=1                 skip the benchmarks that need PulseAudio
+#   CAPACITY=1                   also find each framework's capacity: the largest N whose scale
+#                                run is real time (same criteria for all), client pinned to one
+#                                core and the server to another; doubling from CAP_START, then
+#                                bisecting to within 10 % (CAP_SECS=20 measured s per run,
+#                                CAP_MAX=3200, CAP_FRAMEWORKS="liveagent $PY_FRAMEWORKS").
+#                                About 5 min per framework.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
 SCALE_N=${SCALE_N:-20,100,250,500,750,1000}
 SCALE_SECS=${SCALE_SECS:-30}
+SCALE_ARBITERS=${SCALE_ARBITERS:-0}
 PY_N=${PY_N:-20,100}
+PY_FRAMEWORKS=${PY_FRAMEWORKS:-ag2 openai-agents pipecat livekit}
+CAPACITY=${CAPACITY:-0}
+CAP_SECS=${CAP_SECS:-20}
+CAP_START=${CAP_START:-50}
+CAP_MAX=${CAP_MAX:-3200}
+CAP_FRAMEWORKS=${CAP_FRAMEWORKS:-liveagent $PY_FRAMEWORKS}
 LAT_SESSIONS=${LAT_SESSIONS:-20}
 LAT_SECS=${LAT_SECS:-12}
 BARGE_TRIALS=${BARGE_TRIALS:-20}
@@ -69,32 +85,85 @@ else
 fi
 
 echo "== scale: N full-duplex sessions, liveagent-server in its own process"
-run "$BENCH" scale --sessions "$SCALE_N" --secs "$SCALE_SECS"
+run "$BENCH" scale --sessions "$SCALE_N" --secs "$SCALE_SECS" --arbiters "$SCALE_ARBITERS"
+
+VENV=$ROOT/bench/python/.venv
+setup_venv() {
+  if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/pip" -q freeze 2>/dev/null | grep -qi '^livekit-agents'; then
+    [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q -r bench/python/requirements.txt
+  fi
+  for p in ag2 openai-agents pipecat-ai livekit-agents; do
+    printf '%s %s; ' "$p" "$("$VENV/bin/pip" show "$p" 2>/dev/null | awk '/^Version/{print $2}')"
+  done
+  echo
+}
+
+# py_run FRAMEWORK N SECS [CPU]: one side-by-side run against a fresh server process (pinned
+# to the other CPU when CPU is given).
+py_run() {
+  local fw=$1 n=$2 secs=$3 cpu=${4:-} out spid addr pin_c=() pin_s=()
+  if [ -n "$cpu" ]; then pin_c=(taskset -c "$cpu"); pin_s=(taskset -c "$SERVER_CPU"); fi
+  out=$(mktemp)
+  "${pin_s[@]}" "$SERVER" --port 0 --workers 1 >"$out" 2>/dev/null &
+  spid=$!
+  for _ in $(seq 50); do grep -q "listening on" "$out" && break; sleep 0.1; done
+  addr=$(sed -n 's/^liveagent-server listening on //p' "$out")
+  run timeout $((secs + 150)) "${pin_c[@]}" "$VENV/bin/python" bench/python/side_by_side.py \
+    --framework "$fw" --url "ws://$addr/v1" --sessions "$n" --secs "$secs" --server-pid "$spid" || true
+  kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
+  rm -f "$out"
+}
 
 if [ "$PY_N" != 0 ]; then
   echo "== Python frameworks side by side (same server binary, same audio, N in $PY_N)"
-  VENV=$ROOT/bench/python/.venv
-  if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q -r bench/python/requirements.txt
-  fi
-  echo "ag2 $("$VENV/bin/pip" show ag2 2>/dev/null | awk '/^Version/{print $2}'), openai-agents $("$VENV/bin/pip" show openai-agents 2>/dev/null | awk '/^Version/{print $2}')"
+  setup_venv
   for n in ${PY_N//,/ }; do
     if [[ ",$SCALE_N," != *",$n,"* ]]; then
-      run "$BENCH" scale --sessions "$n" --secs "$SCALE_SECS"
+      run "$BENCH" scale --sessions "$n" --secs "$SCALE_SECS" --arbiters "$SCALE_ARBITERS"
     fi
-    for fw in ag2 openai-agents; do
-      out=$(mktemp)
-      "$SERVER" --port 0 --workers 1 >"$out" 2>/dev/null &
-      spid=$!
-      for _ in $(seq 50); do grep -q "listening on" "$out" && break; sleep 0.1; done
-      addr=$(sed -n 's/^liveagent-server listening on //p' "$out")
-      run timeout $((SCALE_SECS + 150)) "$VENV/bin/python" bench/python/side_by_side.py \
-        --framework "$fw" --url "ws://$addr/v1" --sessions "$n" --secs "$SCALE_SECS" --server-pid "$spid" || true
-      kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
-      rm -f "$out"
+    for fw in $PY_FRAMEWORKS; do
+      py_run "$fw" "$n" "$SCALE_SECS"
     done
   done
+fi
+
+# capacity NAME: the largest N whose run is real time (realtime=yes on its RESULT line).
+CLIENT_CPU=1 SERVER_CPU=0
+cap_run() { # cap_run NAME N -> 0 when real time
+  local name=$1 n=$2 line
+  if [ "$name" = liveagent ]; then
+    line=$(LIVEAGENT_BENCH_SERVER_CPUS=$SERVER_CPU run taskset -c "$CLIENT_CPU" "$BENCH" scale \
+      --sessions "$n" --secs "$CAP_SECS" --arbiters "$SCALE_ARBITERS" | grep '^RESULT scale' || true)
+  else
+    line=$(py_run "$name" "$n" "$CAP_SECS" "$CLIENT_CPU" | grep '^RESULT python' || true)
+  fi
+  [[ "$line" == *"realtime=yes"* ]]
+}
+capacity() {
+  local name=$1 lo=0 hi n=$CAP_START
+  while :; do
+    if cap_run "$name" "$n"; then
+      lo=$n; n=$((n * 2))
+      if [ "$n" -gt "$CAP_MAX" ]; then hi=$n; break; fi
+    else
+      hi=$n; break
+    fi
+  done
+  while [ $((hi - lo)) -gt $(( lo / 10 > 2 ? lo / 10 : 2 )) ]; do
+    n=$(( (lo + hi) / 2 ))
+    if cap_run "$name" "$n"; then lo=$n; else hi=$n; fi
+  done
+  echo "RESULT capacity $name: largest N in real time with the client on one core = $lo (first N not in real time: $hi; CAP_SECS=$CAP_SECS)" | tee -a "$LOG"
+}
+if [ "$CAPACITY" = 1 ]; then
+  echo "== capacity: largest N in real time, client pinned to CPU $CLIENT_CPU, server to CPU $SERVER_CPU"
+  if [ "$(nproc)" -lt 2 ] || ! command -v taskset >/dev/null; then
+    echo "(capacity needs 2 CPUs and taskset; skipped)"
+  else
+    [ "$CAP_FRAMEWORKS" = liveagent ] || setup_venv
+    for fw in $CAP_FRAMEWORKS; do capacity "$fw"; done
+  fi
 fi
 
 echo

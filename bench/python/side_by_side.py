@@ -1,12 +1,20 @@
 """The scale workload of `liveagent-bench scale` through a Python framework, for a side-by-side
 comparison on the same server, audio and machine (see docs/performance.md).
 
-    python side_by_side.py --framework ag2|openai-agents --url ws://127.0.0.1:PORT/v1 \
+    python side_by_side.py --framework ag2|openai-agents|pipecat|livekit --url ws://127.0.0.1:PORT/v1 \
         --sessions 50 --secs 30 [--server-pid PID]
 
 Each session streams the same 24 kHz test speech + 3 s of silence (espeak-ng + sox, as the Rust
 bench makes it) in 20 ms chunks on a real-time schedule, and receives the echo brain's spoken
 answers. Everything runs in one asyncio loop on one thread, like the Rust client.
+
+Drivers: AG2 (`ag2.live.LiveAgent`), openai-agents (`RealtimeRunner`), pipecat
+(`OpenAIRealtimeLLMService` in a `PipelineWorker` with no transport: the bench queues
+`InputAudioRawFrame`s into it and a sink processor takes its `TTSAudioRawFrame`s) and LiveKit
+Agents (`livekit.plugins.openai.realtime.RealtimeModel(base_url=...)`; its `RealtimeSession`
+used directly, without a room or a LiveKit server: `push_audio(rtc.AudioFrame)` in, the
+`generation_created` audio streams out). LiveKit's websocket is aiohttp's, so its
+receive-to-app latency is not stamped (recv_samples=0).
 
 Printed figures (one `RESULT` line), measured over `--secs` after a 4 s warm-up:
 - CPU seconds per session-minute of this process (/proc/self/stat) and of the server (--server-pid);
@@ -212,9 +220,100 @@ async def run_openai_agents(url: str, sess: Session, ready: asyncio.Event, go: a
         consumer.cancel()
 
 
+async def run_pipecat(url: str, sess: Session, ready: asyncio.Event, go: asyncio.Future, pattern, phase, done: asyncio.Event):
+    from pipecat.frames.frames import InputAudioRawFrame, TTSAudioRawFrame
+    from pipecat.pipeline.pipeline import Pipeline
+    from pipecat.pipeline.worker import PipelineWorker
+    from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+    from pipecat.services.openai.realtime.llm import OpenAIRealtimeLLMService
+    from pipecat.workers.runner import WorkerRunner
+
+    class Sink(FrameProcessor):
+        async def process_frame(self, frame, direction: FrameDirection) -> None:  # type: ignore[no-untyped-def]
+            await super().process_frame(frame, direction)
+            if isinstance(frame, TTSAudioRawFrame):
+                now = time.perf_counter()
+                q = getattr(llm._websocket, "_bench_audio_stamps", None)
+                stamp = q.popleft() if q else 0.0
+                if sess.measuring and stamp:
+                    sess.recv_lat.append(now - stamp)
+                sess.on_audio(len(frame.audio), now)
+            else:
+                await self.push_frame(frame, direction)
+
+    llm = OpenAIRealtimeLLMService(
+        api_key="local",
+        base_url=f"{url}/realtime",
+        settings=OpenAIRealtimeLLMService.Settings(model="gpt-realtime"),
+    )
+    worker = PipelineWorker(Pipeline([llm, Sink()]), enable_rtvi=False, idle_timeout_secs=None)
+    runner = WorkerRunner(handle_sigint=False)
+    running = asyncio.create_task(runner.run(worker))
+    for _ in range(1000):
+        if llm._websocket is not None or running.done():
+            break
+        await asyncio.sleep(0.01)
+    if llm._websocket is None:
+        raise RuntimeError("pipecat did not connect")
+    ready.set()
+    t0, stop_at = await go
+
+    async def send(chunk: bytes) -> None:
+        await worker.queue_frame(InputAudioRawFrame(audio=chunk, sample_rate=24000, num_channels=1))
+
+    await drive(send, sess, pattern, phase, t0, stop_at)
+    done.set()
+    await worker.cancel()
+    running.cancel()
+
+
+async def run_livekit(url: str, sess: Session, ready: asyncio.Event, go: asyncio.Future, pattern, phase, done: asyncio.Event):
+    import aiohttp
+    from livekit import rtc
+    from livekit.plugins.openai.realtime import RealtimeModel
+
+    http = aiohttp.ClientSession()
+    model = RealtimeModel(model="gpt-realtime", api_key="local", base_url=url, http_session=http)
+    session = model.session()
+    consumers: set[asyncio.Task] = set()
+
+    async def consume_message(msg) -> None:  # type: ignore[no-untyped-def]
+        async for frame in msg.audio_stream:
+            sess.on_audio(frame.samples_per_channel * 2, time.perf_counter())
+
+    async def consume_generation(ev) -> None:  # type: ignore[no-untyped-def]
+        async for msg in ev.message_stream:
+            t = asyncio.create_task(consume_message(msg))
+            consumers.add(t)
+            t.add_done_callback(consumers.discard)
+
+    def on_generation(ev) -> None:  # type: ignore[no-untyped-def]
+        t = asyncio.create_task(consume_generation(ev))
+        consumers.add(t)
+        t.add_done_callback(consumers.discard)
+
+    connected = asyncio.Event()
+    session.on("generation_created", on_generation)
+    session.on("openai_server_event_received", lambda ev: connected.set())
+    await asyncio.wait_for(connected.wait(), 60)
+    ready.set()
+    t0, stop_at = await go
+
+    async def send(chunk: bytes) -> None:
+        session.push_audio(rtc.AudioFrame(data=chunk, sample_rate=24000, num_channels=1, samples_per_channel=len(chunk) // 2))
+
+    try:
+        await drive(send, sess, pattern, phase, t0, stop_at)
+        done.set()
+    finally:
+        await session.aclose()
+        await model.aclose()
+        await http.close()
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--framework", choices=["ag2", "openai-agents"], required=True)
+    ap.add_argument("--framework", choices=["ag2", "openai-agents", "pipecat", "livekit"], required=True)
     ap.add_argument("--url", required=True)
     ap.add_argument("--sessions", type=int, default=50)
     ap.add_argument("--secs", type=int, default=30)
@@ -227,6 +326,20 @@ async def main() -> None:
         import ag2.live  # noqa: F401
 
         runner = run_ag2
+    elif a.framework == "pipecat":
+        from loguru import logger
+
+        # pipecat logs every frame-level event at DEBUG by default: a deployment would not.
+        logger.remove()
+        logger.add(sys.stderr, level="WARNING")
+        import pipecat.pipeline.worker  # noqa: F401
+        import pipecat.services.openai.realtime.llm  # noqa: F401
+
+        runner = run_pipecat
+    elif a.framework == "livekit":
+        import livekit.plugins.openai.realtime  # noqa: F401
+
+        runner = run_livekit
     else:
         import agents.realtime  # noqa: F401
 

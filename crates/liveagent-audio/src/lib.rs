@@ -19,7 +19,8 @@
 //! - [`convert`]: the resampling and format conversion all of them share (rubato).
 //!
 //! Audio callbacks never block, lock or allocate: samples cross between the callback and the
-//! actor through lock-free rings (`ringbuf`), and counters are atomics. cpal streams live on a
+//! actor through lock-free rings (`ringbuf`), counters are atomics, and the recorder's
+//! callback wakes its actor through a lock-free doorbell (no polling timer). cpal streams live on a
 //! dedicated thread owned by the actor and are closed when the actor stops. A missing device
 //! is a [`LiveError`] of kind `Audio` from `start()`; a device that
 //! fails mid-session becomes a fatal [`ErrorEvent`](liveagent_core::ErrorEvent) on the bus
@@ -46,6 +47,7 @@ mod playback;
 mod player;
 mod quiet;
 mod recorder;
+mod wake;
 mod wav;
 
 pub use cpal::SampleFormat;

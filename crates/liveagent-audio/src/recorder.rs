@@ -19,6 +19,7 @@ use crate::device::{
     OpenedDevice, StreamThread, Watchdog,
 };
 use crate::player::GetDevice;
+use crate::wake::{doorbell, BellSocket, Doorbell};
 use crate::{DeviceFailed, StopAudio};
 
 /// Counters of a recorder, from [`GetRecorderStats`].
@@ -73,9 +74,18 @@ pub struct SoundDeviceRecorderBuilder {
     dev_rate: Option<u32>,
     dev_channels: Option<u16>,
     dev_format: Option<SampleFormat>,
+    own_arbiter: bool,
 }
 
 impl SoundDeviceRecorderBuilder {
+    /// Runs the recorder on an arbiter (thread) of its own instead of the current one, so
+    /// that a busy arbiter (many sessions) does not delay its wake-ups (default: off, the
+    /// current arbiter). The arbiter stops with the recorder.
+    pub fn own_arbiter(mut self, yes: bool) -> Self {
+        self.own_arbiter = yes;
+        self
+    }
+
     /// Records from the input device of this name (see [`list_input_devices`](crate::list_input_devices));
     /// default: the host's default input.
     pub fn device(mut self, name: impl Into<String>) -> Self {
@@ -121,12 +131,40 @@ impl SoundDeviceRecorderBuilder {
         self
     }
 
-    /// Opens the device and starts the recorder actor on the current arbiter. Must be called
-    /// inside a running actix `System`.
+    /// Opens the device and starts the recorder actor on the current arbiter (or its own,
+    /// see [`own_arbiter`](Self::own_arbiter)). Must be called inside a running actix
+    /// `System`.
     ///
     /// Errors with a [`LiveError`] of kind `Audio` when there is no such device or it cannot
     /// be opened.
     pub fn start(self) -> Result<Addr<SoundDeviceRecorder>, LiveError> {
+        if !self.own_arbiter {
+            return self.start_here(None);
+        }
+        let arbiter = Arbiter::new();
+        let handle = arbiter.handle();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let own = handle.clone();
+        if !handle.spawn_fn(move || {
+            let _ = tx.send(self.start_here(Some(own)));
+        }) {
+            return Err(audio_err("cannot start the recorder's arbiter"));
+        }
+        let started = rx
+            .recv()
+            .unwrap_or_else(|_| Err(audio_err("the recorder's arbiter stopped while starting")));
+        if started.is_err() {
+            handle.stop();
+        }
+        started
+    }
+
+    /// Opens the device and runs the actor on the current arbiter; `arbiter` (the current
+    /// one, when it is the recorder's own) is stopped with the actor.
+    fn start_here(
+        self,
+        arbiter: Option<ArbiterHandle>,
+    ) -> Result<Addr<SoundDeviceRecorder>, LiveError> {
         let ctx: Context<SoundDeviceRecorder> = Context::new();
         let addr = ctx.address();
         let counters = Arc::new(Counters::default());
@@ -138,6 +176,8 @@ impl SoundDeviceRecorderBuilder {
         );
         let ring_ms = self.ring_ms;
         let cb_counters = counters.clone();
+        let (door, bell) =
+            doorbell().map_err(|e| audio_err(format!("cannot create the wake-up socket: {e}")))?;
         let (tx, rx) = std::sync::mpsc::channel();
         let (thread, opened) = StreamThread::spawn("liveagent-recorder", move || {
             let device = find_device(dev_name.as_deref(), true)?;
@@ -148,7 +188,7 @@ impl SoundDeviceRecorderBuilder {
                 .unwrap_or_else(|_| "?".into());
             let frames = (config.sample_rate as u64 * ring_ms as u64 / 1000).max(1024) as usize;
             let (prod, cons) = HeapRb::<f32>::new(frames).split();
-            let stream = build_input(&device, config, prod, cb_counters, addr)?;
+            let stream = build_input(&device, config, prod, cb_counters, door, addr)?;
             stream
                 .play()
                 .map_err(|e| cpal_err("cannot start the audio input", e))?;
@@ -180,6 +220,8 @@ impl SoundDeviceRecorderBuilder {
             watchdog: Watchdog::new(),
             reported_dropped: 0,
             stats: RecorderStats::default(),
+            bell: Some(bell),
+            arbiter,
         };
         Ok(ctx.run(recorder))
     }
@@ -190,11 +232,12 @@ fn build_input(
     config: DeviceConfig,
     prod: HeapProd<f32>,
     counters: Arc<Counters>,
+    door: Doorbell,
     addr: Addr<SoundDeviceRecorder>,
 ) -> Result<cpal::Stream, LiveError> {
     macro_rules! build {
         ($t:ty) => {
-            build_typed::<$t>(device, config, prod, counters, addr)
+            build_typed::<$t>(device, config, prod, counters, door, addr)
         };
     }
     match config.sample_format {
@@ -219,6 +262,7 @@ fn build_typed<T>(
     config: DeviceConfig,
     mut prod: HeapProd<f32>,
     counters: Arc<Counters>,
+    door: Doorbell,
     addr: Addr<SoundDeviceRecorder>,
 ) -> Result<cpal::Stream, LiveError>
 where
@@ -236,7 +280,7 @@ where
         .build_input_stream::<T, _, _>(
             stream_config,
             move |data: &[T], _: &cpal::InputCallbackInfo| {
-                // Downmix in stack blocks and hand off: no allocation, no lock.
+                // Downmix in stack blocks, hand off and ring: no allocation, no lock.
                 let called_ns = (counters.epoch.elapsed().as_nanos() as u64).max(1);
                 let mut block = [0f32; 512];
                 for part in data.chunks(block.len() * channels) {
@@ -252,6 +296,7 @@ where
                 counters
                     .last_callback_ns
                     .store(called_ns, Ordering::Release);
+                door.ring();
             },
             stream_error_callback("input", addr.recipient(), move || {
                 err_counters
@@ -266,8 +311,9 @@ where
 /// Captures a microphone with cpal, converts whatever the device gives to mono PCM16 at the
 /// session's input rate and publishes it as `RecordedAudio` chunks of fixed length.
 ///
-/// The device callback only downmixes and pushes into a lock-free ring; the actor drains it
-/// every millisecond, resamples (rubato) and publishes.
+/// The device callback only downmixes, pushes into a lock-free ring and rings a lock-free
+/// doorbell that wakes the actor at once (no polling timer); the actor drains the ring,
+/// resamples (rubato) and publishes.
 ///
 /// ```no_run
 /// use liveagent_audio::SoundDeviceRecorder;
@@ -297,6 +343,10 @@ pub struct SoundDeviceRecorder {
     watchdog: Watchdog,
     reported_dropped: u64,
     stats: RecorderStats,
+    /// The callback's wake-ups, until `started` registers them with the arbiter.
+    bell: Option<BellSocket>,
+    /// The recorder's own arbiter (see `own_arbiter`), stopped with it.
+    arbiter: Option<ArbiterHandle>,
 }
 
 impl SoundDeviceRecorder {
@@ -313,6 +363,7 @@ impl SoundDeviceRecorder {
             dev_rate: None,
             dev_channels: None,
             dev_format: None,
+            own_arbiter: false,
         }
     }
 
@@ -334,10 +385,15 @@ impl SoundDeviceRecorder {
             self.acc
                 .extend(self.resampled.iter().map(|x| f32_to_pcm16(*x)));
             while self.acc.len() >= self.chunk {
-                let samples: Vec<i16> = self.acc.drain(..self.chunk).collect();
+                // One allocation per chunk: straight into the shared buffer.
+                let samples: Arc<[i16]> = self.acc.drain(..self.chunk).collect();
                 self.stats.chunks_published += 1;
                 self.stats.published_ms += self.chunk_ms as u64;
-                let audio = AudioChunk::new(samples, self.rate);
+                let audio = AudioChunk {
+                    samples,
+                    sample_rate: self.rate,
+                    origin: None,
+                };
                 self.context.publish(RecordedAudio {
                     audio: match origin {
                         Some(origin) => audio.with_origin(origin),
@@ -364,18 +420,28 @@ impl SoundDeviceRecorder {
     }
 }
 
-/// How often the recorder moves captured samples from the ring buffer to the bus.
-const DRAIN_PERIOD: Duration = Duration::from_millis(1);
+/// How often the recorder checks that the device still delivers (the stall watchdog).
+/// Samples are not polled: the callback wakes the actor.
+const WATCH_PERIOD: Duration = Duration::from_millis(250);
 
 impl Actor for SoundDeviceRecorder {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        // A chunk is published at the first drain after its last samples arrived, so the
-        // drain period bounds the latency the recorder adds (the benchmark's mic-to-socket
-        // figure). 1 ms costs one ring-buffer check per millisecond for the one recorder of a
-        // device, and keeps that latency near 1 ms instead of up to 10.
-        ctx.run_interval(DRAIN_PERIOD, |this, ctx| {
+        // The callback rings after each push; every wake-up drains the ring, so a chunk is
+        // published as soon as its last samples arrive, whatever else the arbiter does.
+        match self.bell.take().map(BellSocket::register) {
+            Some(Ok(bell)) => {
+                ctx.add_stream(bell);
+            }
+            Some(Err(e)) => {
+                // Cannot happen on a running arbiter; degrade to polling rather than fail.
+                tracing::warn!(error = %e, "audio wake-up unavailable; polling the microphone every 1 ms");
+                ctx.run_interval(Duration::from_millis(1), |this, _| this.drain());
+            }
+            None => {}
+        }
+        ctx.run_interval(WATCH_PERIOD, |this, ctx| {
             this.drain();
             this.watch(ctx);
         });
@@ -384,6 +450,20 @@ impl Actor for SoundDeviceRecorder {
     fn stopped(&mut self, _: &mut Context<Self>) {
         self.stream.take();
         tracing::debug!(device = %self.device.name, "audio input closed");
+        if let Some(arbiter) = self.arbiter.take() {
+            arbiter.stop();
+        }
+    }
+}
+
+impl StreamHandler<()> for SoundDeviceRecorder {
+    fn handle(&mut self, _: (), _: &mut Context<Self>) {
+        self.drain();
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        // The wake-up socket failed (logged by the bell): fall back to polling.
+        ctx.run_interval(Duration::from_millis(1), |this, _| this.drain());
     }
 }
 

@@ -25,7 +25,12 @@ fn env_path(key: &str) -> std::path::PathBuf {
         .into()
 }
 
-async fn collect_recorded(ctx: &ConversationContext, samples: usize, rate: u32) -> Vec<i16> {
+async fn collect_recorded(
+    ctx: &ConversationContext,
+    samples: usize,
+    rate: u32,
+    own_arbiter: bool,
+) -> Vec<i16> {
     // Listing works and names the default device; select it by that name.
     let inputs = liveagent_audio::list_input_devices().expect("list input devices");
     println!("input devices: {inputs:?}");
@@ -42,6 +47,7 @@ async fn collect_recorded(ctx: &ConversationContext, samples: usize, rate: u32) 
         .sample_rate(rate)
         .chunk_ms(20)
         .buffer_ms(30_000)
+        .own_arbiter(own_arbiter)
         .start()
         .expect("recorder on the ALSA file device");
     let mut got = Vec::new();
@@ -88,7 +94,8 @@ fn recorder_alsa_file_exact_samples() {
     let n: usize = std::env::var("TEST_LEN").unwrap().parse().unwrap();
     actix::System::new().block_on(async move {
         let ctx = ConversationContext::new(EventBus::start_default(), 24_000, 24_000);
-        let got = collect_recorded(&ctx, n, 24_000).await;
+        // On an arbiter of its own: the callback's doorbell wakes it there.
+        let got = collect_recorded(&ctx, n, 24_000, true).await;
         let first_diff = got.iter().zip(&source).position(|(a, b)| a != b);
         assert_eq!(first_diff, None, "captured audio differs from the source");
     });
@@ -126,7 +133,7 @@ fn recorder_alsa_file_resamples_to_16k() {
     let reference = read_raw(&env_path("TEST_REF"));
     actix::System::new().block_on(async move {
         let ctx = ConversationContext::new(EventBus::start_default(), 16_000, 24_000);
-        let got = collect_recorded(&ctx, reference.len(), 16_000).await;
+        let got = collect_recorded(&ctx, reference.len(), 16_000, false).await;
         let (snr, lag) = snr_db(&reference, &got, 8);
         println!("RESULT snr_db={snr:.1} lag={lag}");
         assert!(

@@ -19,8 +19,19 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     /// Starts the server binary with `args` (port 0 is added) and waits for its address.
+    ///
+    /// With `LIVEAGENT_BENCH_SERVER_CPUS` set (e.g. `0`), the server runs under
+    /// `taskset -c` on those CPUs (bench.sh's capacity runs pin the client to another one).
     pub fn start(bin: &Path, args: &[String]) -> anyhow::Result<Self> {
-        let mut child = Command::new(bin)
+        let mut command = match std::env::var("LIVEAGENT_BENCH_SERVER_CPUS") {
+            Ok(cpus) if !cpus.is_empty() => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", &cpus]).arg(bin);
+                c
+            }
+            _ => Command::new(bin),
+        };
+        let mut child = command
             .args(["--port", "0"])
             .args(args)
             // Extra server arguments for debugging, e.g. `--record frames.jsonl`.

@@ -80,6 +80,10 @@ enum Cmd {
         sessions: Vec<usize>,
         #[arg(long, default_value_t = 30)]
         secs: u64,
+        /// Worker arbiters (threads) to spread the sessions over, round-robin
+        /// (`LiveAgent::run_on`); 0 = every session on the main arbiter, with the driver.
+        #[arg(long, default_value_t = 0)]
+        arbiters: usize,
     },
 }
 
@@ -112,9 +116,13 @@ fn main() -> anyhow::Result<()> {
             } => bargein::run(server_bin, trials, device_buffer_frames).await?,
             Cmd::DeviceLatency { secs } => device::run(secs)?,
             Cmd::Transport { sessions, secs } => transport::run(server_bin, sessions, secs).await?,
-            Cmd::Scale { sessions, secs } => {
+            Cmd::Scale {
+                sessions,
+                secs,
+                arbiters,
+            } => {
                 if let [n] = sessions[..] {
-                    scale::run(server_bin, n, secs).await?.print();
+                    scale::run(server_bin, n, secs, arbiters).await?.print();
                     return anyhow::Ok(());
                 }
                 // One process per N: memory freed by an earlier run would skew RSS deltas.
@@ -129,6 +137,8 @@ fn main() -> anyhow::Result<()> {
                             &n.to_string(),
                             "--secs",
                             &secs.to_string(),
+                            "--arbiters",
+                            &arbiters.to_string(),
                         ])
                         .stderr(std::process::Stdio::inherit())
                         .output()?;

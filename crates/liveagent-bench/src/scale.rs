@@ -123,8 +123,15 @@ impl ScaleFigures {
     }
 }
 
-/// One run with `sessions` sessions, measured over `secs` after a warm-up.
-pub async fn run(server_bin: PathBuf, sessions: usize, secs: u64) -> anyhow::Result<ScaleFigures> {
+/// One run with `sessions` sessions, measured over `secs` after a warm-up; with `arbiters`
+/// > 0 the sessions are spread round-robin over that many worker arbiters.
+pub async fn run(
+    server_bin: PathBuf,
+    sessions: usize,
+    secs: u64,
+    arbiters: usize,
+) -> anyhow::Result<ScaleFigures> {
+    let workers: Vec<actix::Arbiter> = (0..arbiters).map(|_| actix::Arbiter::new()).collect();
     let pattern = common::speech_pattern(3000);
     let server = ServerProcess::start(&server_bin, &["--workers".into(), "1".into()])?;
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -142,7 +149,10 @@ pub async fn run(server_bin: PathBuf, sessions: usize, secs: u64) -> anyhow::Res
     for batch in 0..sessions.div_ceil(50) {
         let start = convs.len();
         for _ in 0..50.min(sessions - batch * 50) {
-            let c = agent.run()?;
+            let c = match workers.get(convs.len() % workers.len().max(1)) {
+                Some(w) => agent.run_on(&w.handle())?,
+                None => agent.run()?,
+            };
             let recv = Rc::new(RefCell::new(Recv::default()));
             let r = recv.clone();
             let mut audio = c.stream().capacity(256).only::<SynthesizedAudio>();
@@ -253,6 +263,9 @@ pub async fn run(server_bin: PathBuf, sessions: usize, secs: u64) -> anyhow::Res
     };
     for c in convs {
         c.stop().await;
+    }
+    for w in &workers {
+        w.stop();
     }
     drop(server);
     Ok(figures)

@@ -167,6 +167,49 @@ impl LiveAgent {
         self.run_with(RunOptions::new())
     }
 
+    /// Like [`run`](Self::run), with the conversation's actors (bus, session, tool executor,
+    /// observers) on `arbiter` instead of the current one. Use several arbiters when one
+    /// thread is the limit (many sessions in one process); [`LiveAgentSystem::arbiters`]
+    /// spreads conversations over a pool this way. Blocks the calling thread until the other
+    /// arbiter has started the conversation (microseconds); do not call it for the current
+    /// arbiter.
+    ///
+    /// ```no_run
+    /// # use liveagent::LiveAgent;
+    /// # fn demo(agent: LiveAgent) -> Result<(), liveagent::LiveError> {
+    /// let worker = actix::Arbiter::new();
+    /// let conversation = agent.run_on(&worker.handle())?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// [`LiveAgentSystem::arbiters`]: crate::LiveAgentSystem::arbiters
+    pub fn run_on(&self, arbiter: &actix::ArbiterHandle) -> Result<Conversation, LiveError> {
+        self.run_on_with_observers(arbiter, &[])
+    }
+
+    pub(crate) fn run_on_with_observers(
+        &self,
+        arbiter: &actix::ArbiterHandle,
+        extra: &[Observer],
+    ) -> Result<Conversation, LiveError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let agent = self.clone();
+        let extra = extra.to_vec();
+        let sent = arbiter.spawn_fn(move || {
+            let _ = tx.send(agent.run_with_observers(&extra));
+        });
+        if !sent {
+            return Err(LiveError::config(
+                "the arbiter to run the conversation on has stopped",
+            ));
+        }
+        rx.recv().unwrap_or_else(|_| {
+            Err(LiveError::config(
+                "the arbiter stopped before it started the conversation",
+            ))
+        })
+    }
+
     /// [`run`](Self::run) with per-conversation overrides (AG2 `run(dependencies=...,
     /// variables=..., prompt=..., config=..., tools=..., middleware=..., observers=...,
     /// hitl_hook=...)`).

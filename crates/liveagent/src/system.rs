@@ -44,12 +44,46 @@ pub struct LiveAgentSystem {
 struct Inner {
     observers: Vec<Observer>,
     conversations: Vec<(ConversationContext, ConversationWatch, Conversation)>,
+    /// Worker arbiters conversations are spread over (empty: the caller's arbiter).
+    arbiters: Vec<Arbiter>,
+    next: usize,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for a in &self.arbiters {
+            a.stop();
+        }
+    }
 }
 
 impl LiveAgentSystem {
     /// A system with no conversations. Create it inside a running actix system.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Runs conversations on `n` worker arbiters (threads) of their own instead of the
+    /// caller's arbiter, spread round-robin: the k-th conversation [`run`](Self::run) starts
+    /// goes to worker `k % n`, and all its actors (bus, session, tools, observers) live there.
+    /// Use it when one thread is the limit (hundreds of sessions per process, or a busy
+    /// application arbiter); `n = 0` (the default) keeps everything on the caller's arbiter.
+    /// The workers stop when the last clone of the system is dropped.
+    ///
+    /// ```no_run
+    /// # #[actix::main] async fn main() {
+    /// let system = liveagent::LiveAgentSystem::new().arbiters(2);
+    /// # }
+    /// ```
+    pub fn arbiters(self, n: usize) -> Self {
+        {
+            let mut inner = self.inner.lock().unwrap();
+            for a in inner.arbiters.drain(..) {
+                a.stop();
+            }
+            inner.arbiters = (0..n).map(|_| Arbiter::new()).collect();
+        }
+        self
     }
 
     /// Adds an observer to every conversation this system starts from now on: for each,
@@ -77,8 +111,21 @@ impl LiveAgentSystem {
     /// keeps it until [`stop`](Self::stop_conversation) or [`shutdown`](Self::shutdown); the
     /// returned context is the conversation's.
     pub fn run(&self, agent: &LiveAgent) -> Result<ConversationContext, LiveError> {
-        let observers = self.inner.lock().unwrap().observers.clone();
-        let conversation = agent.run_with_observers(&observers)?;
+        let (observers, arbiter) = {
+            let mut inner = self.inner.lock().unwrap();
+            let arbiter = if inner.arbiters.is_empty() {
+                None
+            } else {
+                let k = inner.next % inner.arbiters.len();
+                inner.next = inner.next.wrapping_add(1);
+                Some(inner.arbiters[k].handle())
+            };
+            (inner.observers.clone(), arbiter)
+        };
+        let conversation = match arbiter {
+            Some(arbiter) => agent.run_on_with_observers(&arbiter, &observers)?,
+            None => agent.run_with_observers(&observers)?,
+        };
         let context = conversation.context().clone();
         let watch = conversation.watch();
         self.inner
