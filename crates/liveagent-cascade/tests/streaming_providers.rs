@@ -372,6 +372,17 @@ async fn the_fakes_are_strict_about_bad_input() {
     let ws = server.http_url().replace("http://", "ws://");
     let bearer = ("authorization", "Bearer local-key");
 
+    // OpenAI: an empty `model=` (what the official SDK sends without a model) is no model.
+    let mut c = Raw::open(
+        &format!("{ws}/v1/realtime?intent=transcription&model="),
+        bearer,
+    )
+    .await;
+    c.next().await.unwrap();
+    c.send(json!({"type": "session.update", "session": {"type": "transcription"}}))
+        .await;
+    assert_eq!(c.next().await.unwrap()["type"], "session.updated");
+
     // OpenAI: a model on the transcription URL; less than 100 ms committed; bad base64.
     let mut c = Raw::open(
         &format!("{ws}/v1/realtime?intent=transcription&model=gpt-realtime"),

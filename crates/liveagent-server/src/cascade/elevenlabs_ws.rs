@@ -5,7 +5,8 @@
 //! Realtime STT: `session_started` first; `input_audio_chunk`s fill the segment (bad base64
 //! → `input_error`); `partial_transcript`s while speech arrives and as the segment is
 //! finalized, `committed_transcript` on `commit: true` (or, with `commit_strategy=vad`,
-//! after `vad_silence_threshold_secs` of silence); unknown messages → `invalid_request`.
+//! after `vad_silence_threshold_secs` of silence), then
+//! `committed_transcript_with_timestamps` with `include_timestamps=true`; unknown messages → `invalid_request`.
 //! A missing or wrong `xi-api-key` → `auth_error` and close 1008; a `model_id` with
 //! `fail-once`/`fail-always` → `transcriber_error` on commit.
 //!
@@ -58,6 +59,7 @@ pub(crate) async fn realtime_stt(
     let model = q("model_id");
     let format_name = q("audio_format").unwrap_or_else(|| "pcm_16000".into());
     let strategy = q("commit_strategy").unwrap_or_else(|| "manual".into());
+    let timestamps = q("include_timestamps").as_deref() == Some("true");
     let silence_s: f64 = q("vad_silence_threshold_secs")
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.5);
@@ -184,6 +186,24 @@ pub(crate) async fn realtime_stt(
             }
             ws.send(json!({"message_type": "committed_transcript", "text": heard}))
                 .await;
+            if timestamps {
+                // One word entry per label word over the segment, spaces between.
+                let secs = segment.len() as f64 / INTERNAL_RATE as f64;
+                let parts: Vec<&str> = heard.split(' ').collect();
+                let step = secs / parts.len().max(1) as f64;
+                let mut words = Vec::new();
+                for (i, p) in parts.iter().enumerate() {
+                    if i > 0 {
+                        words.push(json!({"text": " ", "start": step * i as f64, "end": step * i as f64, "type": "spacing", "logprob": 0.0}));
+                    }
+                    words.push(json!({"text": p, "start": step * i as f64, "end": step * (i + 1) as f64, "type": "word", "logprob": 0.0}));
+                }
+                ws.send(
+                    json!({"message_type": "committed_transcript_with_timestamps",
+                    "text": heard, "language_code": "en", "words": words}),
+                )
+                .await;
+            }
             segment.clear();
             partial_sent = false;
         }

@@ -193,7 +193,7 @@ async fn speak(mut ws: FakeWs, model: String) {
     let session = |voice: &Option<String>| {
         json!({"request_id": "rt_local", "model": model, "is_ref_audio": false,
                "streaming_mode": "responsive", "response_format": "pcm",
-               "expressiveness": null, "voice": voice})
+               "expressiveness": 1.0, "voice": voice})
     };
     ws.send(json!({"type": "session.created", "session": session(&voice)}))
         .await;

@@ -44,7 +44,8 @@ pub(crate) async fn route(
     shared: web::Data<Shared>,
 ) -> Result<HttpResponse, actix_web::Error> {
     let authorized = shared.key_ok(bearer(&req).as_deref());
-    let url_model = query_param(&req, "model");
+    // The official SDK sends an empty `model=` when none is given: that is no model.
+    let url_model = query_param(&req, "model").filter(|m| !m.is_empty());
     upgrade(&req, body, shared, move |ws| async move {
         Session::new(ws, url_model).run(authorized).await
     })
