@@ -465,3 +465,128 @@ async fn mistral_realtime_needs_a_model() {
     );
     server.stop().await;
 }
+
+/// The next message of type `kind` (skipping others), as the fakes send them.
+async fn until(c: &mut Raw, key: &str, kind: &str) -> Value {
+    loop {
+        let m = c.next().await.expect("a message before the close");
+        if m[key] == kind {
+            return m;
+        }
+    }
+}
+
+/// Speech then a second of silence, PCM16 LE at `rate`, in 100 ms base64 pieces.
+fn spoken_then_silent(rate: u32) -> Vec<String> {
+    use base64::Engine;
+    let mut pcm = liveagent_testkit::speech_pcm("What is the weather in Paris?", rate);
+    pcm.extend(std::iter::repeat_n(0i16, rate as usize));
+    pcm.chunks(rate as usize / 10)
+        .map(|c| {
+            let bytes: Vec<u8> = c.iter().flat_map(|s| s.to_le_bytes()).collect();
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        })
+        .collect()
+}
+
+/// With server-side turn detection (OpenAI `server_vad`, ElevenLabs `commit_strategy=vad`)
+/// the fakes commit by themselves when the speech ends.
+#[actix_rt::test]
+async fn the_fakes_commit_on_silence_with_server_vad() {
+    let server = server().await;
+    let ws = server.http_url().replace("http://", "ws://");
+
+    let mut c = Raw::open(
+        &format!("{ws}/v1/realtime?intent=transcription"),
+        ("authorization", "Bearer local-key"),
+    )
+    .await;
+    until(&mut c, "type", "session.created").await;
+    c.send(json!({"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
+        "format": {"type": "audio/pcm", "rate": 24000},
+        "transcription": {"model": "gpt-4o-transcribe"},
+        "turn_detection": {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 300, "silence_duration_ms": 300}}}}}))
+        .await;
+    let updated = until(&mut c, "type", "session.updated").await;
+    assert_eq!(
+        updated["session"]["audio"]["input"]["turn_detection"]["silence_duration_ms"],
+        300
+    );
+    for audio in spoken_then_silent(24_000) {
+        c.send(json!({"type": "input_audio_buffer.append", "audio": audio}))
+            .await;
+    }
+    until(&mut c, "type", "input_audio_buffer.speech_started").await;
+    until(&mut c, "type", "input_audio_buffer.speech_stopped").await;
+    let committed = until(&mut c, "type", "input_audio_buffer.committed").await;
+    let done = until(
+        &mut c,
+        "type",
+        "conversation.item.input_audio_transcription.completed",
+    )
+    .await;
+    assert_eq!(done["item_id"], committed["item_id"]);
+    assert!(done["transcript"].as_str().unwrap().starts_with("[speech "));
+
+    let mut c = Raw::open(
+        &format!("{ws}/v1/speech-to-text/realtime?model_id=scribe_v2_realtime&audio_format=pcm_16000&commit_strategy=vad&vad_silence_threshold_secs=0.3"),
+        ("xi-api-key", "local-key"),
+    )
+    .await;
+    until(&mut c, "message_type", "session_started").await;
+    for audio in spoken_then_silent(16_000) {
+        c.send(json!({"message_type": "input_audio_chunk", "audio_base_64": audio, "commit": false, "sample_rate": 16000}))
+            .await;
+    }
+    let committed = until(&mut c, "message_type", "committed_transcript").await;
+    assert!(committed["text"].as_str().unwrap().starts_with("[speech "));
+    server.stop().await;
+}
+
+/// `stream-input` speaks μ-law for telephony (`ulaw_8000`: 8 bytes a millisecond) and
+/// closes an idle socket with 1008 after `inactivity_timeout`.
+#[actix_rt::test]
+async fn stream_input_ulaw_and_inactivity() {
+    let server = server().await;
+    let ws = server.http_url().replace("http://", "ws://");
+    let xi = ("xi-api-key", "local-key");
+    let mut c = Raw::open(
+        &format!("{ws}/v1/text-to-speech/v/stream-input?model_id=eleven_flash_v2_5&output_format=ulaw_8000"),
+        xi,
+    )
+    .await;
+    c.send(json!({"text": " "})).await;
+    c.send(json!({"text": "Hello there. "})).await;
+    c.send(json!({"text": ""})).await;
+    let mut bytes = 0;
+    loop {
+        match c.next().await {
+            Ok(m) if m["isFinal"] == true => break,
+            Ok(m) => {
+                use base64::Engine;
+                let a = m["audio"].as_str().unwrap();
+                bytes += base64::engine::general_purpose::STANDARD
+                    .decode(a)
+                    .unwrap()
+                    .len();
+            }
+            Err(code) => panic!("closed early: {code:?}"),
+        }
+    }
+    assert_eq!(bytes, expected_samples("Hello there.", 8000));
+    assert_eq!(c.next().await.unwrap_err(), Some(1000));
+
+    let mut c = Raw::open(
+        &format!("{ws}/v1/text-to-speech/v/stream-input?model_id=eleven_flash_v2_5&output_format=pcm_16000&inactivity_timeout=1"),
+        xi,
+    )
+    .await;
+    c.send(json!({"text": " "})).await;
+    let err = c.next().await.unwrap();
+    assert!(
+        err["message"].as_str().unwrap().contains("1 seconds"),
+        "{err}"
+    );
+    assert_eq!(c.next().await.unwrap_err(), Some(1008));
+    server.stop().await;
+}
