@@ -590,3 +590,63 @@ async fn stream_input_ulaw_and_inactivity() {
     assert_eq!(c.next().await.unwrap_err(), Some(1008));
     server.stop().await;
 }
+
+/// `multi-stream-input`: audio routed by context, `close_context` (barge-in) finals the
+/// context at once, a 6th live context is refused with 1008, `close_socket` speaks what is
+/// left and closes normally.
+#[actix_rt::test]
+async fn multi_stream_input_contexts() {
+    let server = server().await;
+    let url = format!(
+        "{}/v1/text-to-speech/v/multi-stream-input?model_id=eleven_flash_v2_5&output_format=pcm_16000",
+        server.http_url().replace("http://", "ws://")
+    );
+    let xi = ("xi-api-key", "local-key");
+    let mut c = Raw::open(&url, xi).await;
+    c.send(json!({"text": " ", "context_id": "turn-1"})).await;
+    c.send(json!({"text": "It is sunny in Paris. ", "context_id": "turn-1"}))
+        .await;
+    c.send(json!({"context_id": "turn-1", "flush": true})).await;
+    c.send(json!({"context_id": "turn-1", "close_context": true}))
+        .await;
+    let mut bytes = 0;
+    loop {
+        let m = c.next().await.expect("message");
+        assert_eq!(m["contextId"], "turn-1", "{m}");
+        if m["isFinal"] == true {
+            break;
+        }
+        use base64::Engine;
+        bytes += base64::engine::general_purpose::STANDARD
+            .decode(m["audio"].as_str().unwrap())
+            .unwrap()
+            .len();
+    }
+    assert_eq!(bytes, expected_samples("It is sunny in Paris.", 16_000) * 2);
+    for i in 1..=5 {
+        c.send(json!({"text": " ", "context_id": format!("c{i}")}))
+            .await;
+    }
+    c.send(json!({"text": " ", "context_id": "c6"})).await;
+    let e = c.next().await.unwrap();
+    assert_eq!(e["error"], "max_active_conversations", "{e}");
+    assert_eq!(c.next().await.unwrap_err(), Some(1008));
+
+    let mut c = Raw::open(&url, xi).await;
+    c.send(json!({"text": " ", "context_id": "a"})).await;
+    c.send(json!({"text": "Hello. ", "context_id": "a"})).await;
+    c.send(json!({"close_socket": true})).await;
+    let mut finals = 0;
+    loop {
+        match c.next().await {
+            Ok(m) if m["isFinal"] == true => finals += 1,
+            Ok(m) => assert!(m["audio"].is_string(), "{m}"),
+            Err(code) => {
+                assert_eq!(code, Some(1000));
+                break;
+            }
+        }
+    }
+    assert_eq!(finals, 1);
+    server.stop().await;
+}

@@ -32,7 +32,7 @@ use crate::vad::{Vad, VadConfig, VadEvent};
 /// `pcm_N` rates (and `ulaw_8000`) the fakes speak.
 const PCM_RATES: [u32; 6] = [8000, 16000, 22050, 24000, 44100, 48000];
 
-fn api_key(req: &HttpRequest) -> Option<String> {
+pub(super) fn api_key(req: &HttpRequest) -> Option<String> {
     req.headers()
         .get("xi-api-key")
         .and_then(|v| v.to_str().ok())
@@ -40,12 +40,35 @@ fn api_key(req: &HttpRequest) -> Option<String> {
         .or_else(|| crate::server::bearer(req))
 }
 
-fn wire_format(name: &str) -> Option<WireAudio> {
+pub(super) fn wire_format(name: &str) -> Option<WireAudio> {
     if name == "ulaw_8000" {
         return Some(WireAudio::Pcmu);
     }
     let rate: u32 = name.strip_prefix("pcm_")?.parse().ok()?;
     PCM_RATES.contains(&rate).then_some(WireAudio::Pcm(rate))
+}
+
+/// Synthesized speech for `text` in `format` (`pcm_*` or μ-law), and its bytes a millisecond.
+pub(super) fn speech_bytes(text: &str, format: WireAudio) -> (Vec<u8>, usize) {
+    let pcm = speech_pcm(text.trim(), INTERNAL_RATE);
+    match format {
+        WireAudio::Pcm(rate) => (
+            pcm_to_bytes(&crate::audio::resample(&pcm, INTERNAL_RATE, rate)),
+            rate as usize * 2 / 1000,
+        ),
+        _ => (
+            crate::audio::resample(&pcm, INTERNAL_RATE, 8000)
+                .into_iter()
+                .map(ulaw_encode)
+                .collect(),
+            8,
+        ),
+    }
+}
+
+/// The bytes of one audio message: ~40 ms, an odd count on purpose (not sample-aligned).
+pub(super) fn piece_size(per_ms: usize) -> usize {
+    per_ms * 40 + 1
 }
 
 /// `GET /v1/speech-to-text/realtime`.
@@ -374,22 +397,8 @@ impl StreamInput {
             return true;
         }
         self.generations += 1;
-        let pcm = speech_pcm(text.trim(), INTERNAL_RATE);
-        let bytes = match format {
-            WireAudio::Pcm(rate) => {
-                pcm_to_bytes(&crate::audio::resample(&pcm, INTERNAL_RATE, rate))
-            }
-            _ => crate::audio::resample(&pcm, INTERNAL_RATE, 8000)
-                .into_iter()
-                .map(ulaw_encode)
-                .collect(),
-        };
-        let per_ms = match format {
-            WireAudio::Pcm(rate) => rate as usize * 2 / 1000,
-            _ => 8,
-        };
-        // ~40 ms a message, at an odd offset on purpose (not sample-aligned).
-        for chunk in bytes.chunks(per_ms * 40 + 1) {
+        let (bytes, per_ms) = speech_bytes(&text, format);
+        for chunk in bytes.chunks(piece_size(per_ms)) {
             if self.fail && self.sent_bytes >= per_ms * 100 {
                 self.ws
                     .note("elevenlabs stream-input: fault injected, cutting the connection");

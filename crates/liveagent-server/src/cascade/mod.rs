@@ -13,11 +13,13 @@
 //! - `fail-always` instead of `fail-once`: every request.
 //!
 //! The streaming WebSockets (OpenAI's realtime transcription session, ElevenLabs' realtime
-//! STT and `stream-input`, Mistral's realtime STT and speech) are in `openai_realtime`,
-//! `elevenlabs_ws` and `mistral_realtime`, on the shared plumbing of `ws`.
+//! STT and `stream-input`, its multi-context `multi-stream-input`, Mistral's realtime STT and
+//! speech) are in `openai_realtime`, `elevenlabs_ws`, `elevenlabs_multi` and
+//! `mistral_realtime`, on the shared plumbing of `ws`.
 
 pub(crate) mod chat_stream;
 mod elevenlabs;
+mod elevenlabs_multi;
 mod elevenlabs_ws;
 mod mistral;
 mod mistral_realtime;
@@ -55,6 +57,10 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .route(
             &format!("{prefix}/v1/text-to-speech/{{voice_id}}/stream-input"),
             web::get().to(elevenlabs_ws::stream_input),
+        )
+        .route(
+            &format!("{prefix}/v1/text-to-speech/{{voice_id}}/multi-stream-input"),
+            web::get().to(elevenlabs_multi::multi_stream_input),
         )
         .route(
             &format!("{prefix}/v1/speech-to-text/realtime"),
