@@ -19,6 +19,10 @@
 #                                bisecting to within 10 % (CAP_SECS=20 measured s per run,
 #                                CAP_MAX=3200, CAP_FRAMEWORKS="liveagent $PY_FRAMEWORKS").
 #                                About 5 min per framework.
+#   CASCADE_N=10 CASCADE_TURNS=5 cascade conversations x spoken turns (CASCADE_N=0: skip), run
+#                                by liveagent and by AG2's cascade mode side by side
+#
+# `scripts/bench.sh cascade` runs only the cascade benchmark and its AG2 side by side (~2 min).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -36,6 +40,9 @@ CAP_FRAMEWORKS=${CAP_FRAMEWORKS:-liveagent $PY_FRAMEWORKS}
 LAT_SESSIONS=${LAT_SESSIONS:-20}
 LAT_SECS=${LAT_SECS:-12}
 BARGE_TRIALS=${BARGE_TRIALS:-20}
+CASCADE_N=${CASCADE_N:-10}
+CASCADE_TURNS=${CASCADE_TURNS:-5}
+ONLY=${1:-all}
 LOG=$(mktemp /tmp/liveagent-bench.XXXX.log)
 
 echo "== machine"
@@ -48,6 +55,46 @@ BENCH=$CARGO_TARGET_DIR/release/liveagent-bench
 SERVER=$CARGO_TARGET_DIR/release/liveagent-server
 
 run() { echo "+ $*"; "$@" 2>&1 | tee -a "$LOG" || echo "(failed: $*)"; }
+
+VENV=$ROOT/bench/python/.venv
+python_env() {
+  if [ ! -x "$VENV/bin/python" ]; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q -r bench/python/requirements.txt
+  fi
+}
+
+# A liveagent-server process on a free port; sets SPID and ADDR (host:port).
+start_server() {
+  SOUT=$(mktemp)
+  "$SERVER" --port 0 --workers 1 >"$SOUT" 2>/dev/null &
+  SPID=$!
+  for _ in $(seq 50); do grep -q "listening on" "$SOUT" && break; sleep 0.1; done
+  ADDR=$(sed -n 's/^liveagent-server listening on //p' "$SOUT")
+}
+stop_server() { kill "$SPID" 2>/dev/null || true; wait "$SPID" 2>/dev/null || true; rm -f "$SOUT"; }
+
+cascade_bench() {
+  [ "$CASCADE_N" != 0 ] || return 0
+  echo "== cascade: $CASCADE_N conversations x $CASCADE_TURNS spoken turns (STT -> LLM -> TTS, fake stages)"
+  run "$BENCH" cascade --sessions "$CASCADE_N" --turns "$CASCADE_TURNS"
+  echo "== the same workload through AG2's cascade mode (ag2.live.CascadeConfig), same server binary"
+  python_env
+  echo "ag2 $("$VENV/bin/pip" show ag2 2>/dev/null | awk '/^Version/{print $2}')"
+  start_server
+  run timeout 300 "$VENV/bin/python" bench/python/cascade_side_by_side.py \
+    --base "http://$ADDR/v1" --sessions "$CASCADE_N" --turns "$CASCADE_TURNS" || true
+  stop_server
+}
+
+if [ "$ONLY" = cascade ]; then
+  cascade_bench
+  echo
+  echo "== summary"
+  grep '^RESULT' "$LOG" || true
+  rm -f "$LOG"
+  exit 0
+fi
 
 echo "== added latency, WavSink (no audio device needed)"
 run "$BENCH" latency-out --sink wav --sessions "$LAT_SESSIONS" --secs "$LAT_SECS"
@@ -165,6 +212,8 @@ if [ "$CAPACITY" = 1 ]; then
     for fw in $CAP_FRAMEWORKS; do capacity "$fw"; done
   fi
 fi
+
+cascade_bench
 
 echo
 echo "== summary"

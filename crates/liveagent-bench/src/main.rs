@@ -10,11 +10,13 @@
 //! liveagent-bench device-latency                                      # the output device alone
 //! liveagent-bench scale --sessions 100,200,500 --secs 30
 //! liveagent-bench transport --sessions 100 --secs 20                 # browser transport
+//! liveagent-bench cascade --sessions 10 --turns 5                      # cascade mode
 //! ```
 //!
 //! Nothing here runs as a test: the binary has `test = false` and asserts nothing.
 
 mod bargein;
+mod cascade;
 mod common;
 mod device;
 mod latency;
@@ -74,6 +76,14 @@ enum Cmd {
         #[arg(long, default_value_t = 20)]
         secs: u64,
     },
+    /// N cascade conversations (STT -> LLM -> TTS against the local server's fake stages):
+    /// stage timings per turn, the pipeline's added latency per hop, CPU and memory.
+    Cascade {
+        #[arg(long, default_value_t = 10)]
+        sessions: usize,
+        #[arg(long, default_value_t = 5)]
+        turns: usize,
+    },
     /// N concurrent full-duplex sessions (comma-separated list of N).
     Scale {
         #[arg(long, value_delimiter = ',', default_value = "100")]
@@ -116,6 +126,7 @@ fn main() -> anyhow::Result<()> {
             } => bargein::run(server_bin, trials, device_buffer_frames).await?,
             Cmd::DeviceLatency { secs } => device::run(secs)?,
             Cmd::Transport { sessions, secs } => transport::run(server_bin, sessions, secs).await?,
+            Cmd::Cascade { sessions, turns } => cascade::run(server_bin, sessions, turns).await?,
             Cmd::Scale {
                 sessions,
                 secs,
