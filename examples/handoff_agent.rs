@@ -2,7 +2,7 @@
 //! `Agent` through a tool made with `Agent::as_tool()`.
 //!
 //! Offline, the local server plays both parts: its realtime scenario asks the voice agent to
-//! call `ask_expert`, and its `/v1/chat/completions` endpoint answers the turn-based agent.
+//! call `task_expert`, and its `/v1/chat/completions` endpoint answers the turn-based agent.
 
 mod common;
 
@@ -12,8 +12,8 @@ use liveagent_agent::Agent;
 
 const OFFLINE_SCENARIO: &str = r#"
 [[turn]]
-call = "ask_expert"
-args = { request = "Which bread is best for sandwiches?" }
+call = "task_expert"
+args = { objective = "Which bread is best for sandwiches?" }
 then_say = "The expert says: {output}"
 "#;
 
@@ -34,7 +34,7 @@ async fn main() -> anyhow::Result<()> {
     let agent = LiveAgent::builder("assistant")
         .prompt("You are a voice assistant for a bakery. Delegate baking questions to the expert.")
         .config(config)
-        .tool(expert.as_tool("ask_expert", "Ask the master baker a question."))
+        .tool(expert.as_tool("Ask the master baker a question.")) // `task_expert`
         .build()?;
     let conversation = agent.run()?;
     let mut results = conversation.stream().only::<ToolResult>();

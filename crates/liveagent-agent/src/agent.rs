@@ -5,10 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use awc::error::SendRequestError;
-use liveagent_core::{ErrorKind, LiveError, Secret, ToolCall, ToolResult};
-use liveagent_tools::{Tool, ToolError, Toolbox};
-use schemars::JsonSchema;
-use serde::Deserialize;
+use liveagent_core::{ConversationContext, ErrorKind, LiveError, Secret, ToolCall, ToolResult};
+use liveagent_tools::{Tool, Toolbox};
 use serde_json::Value;
 
 use crate::wire::{ChatMessage, ChatRequest, ChatResponse, ChatTool, ChatUsage, ErrorBody};
@@ -31,13 +29,13 @@ const MAX_BODY: usize = 4 * 1024 * 1024;
 /// `Send + Sync`.
 #[derive(Clone)]
 pub struct Agent {
-    name: Arc<str>,
+    pub(crate) name: Arc<str>,
     prompt: Arc<str>,
     pub(crate) model: Arc<str>,
     pub(crate) base_url: Arc<str>,
     pub(crate) api_key: Option<Secret>,
     toolbox: Toolbox,
-    max_rounds: u32,
+    pub(crate) max_rounds: u32,
     pub(crate) timeout: Duration,
     pub(crate) temperature: Option<f32>,
 }
@@ -83,12 +81,14 @@ pub struct AgentReply {
     pub messages: Vec<ChatMessage>,
 }
 
-/// The arguments of the tool made by [`Agent::as_tool`].
-#[derive(Clone, Debug, Deserialize, JsonSchema)]
-pub struct HandoffRequest {
-    /// What to ask the agent, with everything it needs to know (it does not hear the
-    /// conversation).
-    pub request: String,
+/// What [`Agent::ask_observed`] reports while it answers.
+pub(crate) enum Step<'a> {
+    /// A chat completion arrived (`request` counts from 1).
+    Replied { request: u32 },
+    /// The model called a tool; it starts now.
+    ToolCalled { name: &'a str, arguments: &'a Value },
+    /// A tool call finished.
+    ToolFinished { name: &'a str, ok: bool },
 }
 
 impl Agent {
@@ -188,6 +188,18 @@ impl Agent {
         history: Vec<ChatMessage>,
         text: &str,
     ) -> Result<AgentReply, LiveError> {
+        self.ask_observed(history, text, None, &|_| {}).await
+    }
+
+    /// [`ask_with`](Self::ask_with), running the agent's tools in `conversation` (when
+    /// given) and telling `on_step` what happens as it happens.
+    pub(crate) async fn ask_observed(
+        &self,
+        history: Vec<ChatMessage>,
+        text: &str,
+        conversation: Option<ConversationContext>,
+        on_step: &dyn Fn(Step<'_>),
+    ) -> Result<AgentReply, LiveError> {
         let mut messages = history;
         messages.push(ChatMessage::user(text));
         let tools: Vec<ChatTool> = self
@@ -220,6 +232,9 @@ impl Agent {
             };
             let response = self.post(&request).await?;
             reply.requests += 1;
+            on_step(Step::Replied {
+                request: reply.requests,
+            });
             if let Some(u) = response.usage {
                 reply.usage.prompt_tokens += u.prompt_tokens;
                 reply.usage.completion_tokens += u.completion_tokens;
@@ -278,14 +293,24 @@ impl Agent {
                     response_id: None,
                 })
                 .collect();
+            for call in &calls {
+                on_step(Step::ToolCalled {
+                    name: &call.name,
+                    arguments: &call.arguments,
+                });
+            }
             let outcomes = futures_util::future::join_all(
                 calls
                     .iter()
-                    .map(|call| self.toolbox.run(call.clone(), None)),
+                    .map(|call| self.toolbox.run(call.clone(), conversation.clone())),
             )
             .await;
             for (call, output) in calls.into_iter().zip(outcomes) {
                 tracing::debug!(agent = %self.name, tool = %call.name, ok = output.is_ok(), "agent tool call");
+                on_step(Step::ToolFinished {
+                    name: &call.name,
+                    ok: output.is_ok(),
+                });
                 let result = ToolResult {
                     call_id: call.call_id.clone(),
                     name: call.name.clone(),
@@ -303,34 +328,6 @@ impl Agent {
                 });
             }
         }
-    }
-
-    /// This agent as a tool taking `{"request": string}` and returning the agent's text
-    /// answer; an agent failure is the tool's error result. Its timeout is the agent's
-    /// request timeout times `max_rounds + 1` (change it with [`Tool::timeout`]).
-    ///
-    /// ```
-    /// use liveagent_agent::Agent;
-    /// let tool = Agent::new("billing", "You answer billing questions.", "gpt-4o-mini")
-    ///     .as_tool("ask_billing", "Ask the billing specialist a question.");
-    /// assert_eq!(tool.schema().parameters["required"], serde_json::json!(["request"]));
-    /// ```
-    pub fn as_tool(&self, name: impl Into<Arc<str>>, description: impl Into<Arc<str>>) -> Tool {
-        let agent = self.clone();
-        let limit = self
-            .timeout
-            .saturating_mul(self.max_rounds.saturating_add(1));
-        Tool::new(name, description, move |args: HandoffRequest| {
-            let agent = agent.clone();
-            async move {
-                agent
-                    .ask(&args.request)
-                    .await
-                    .map(|reply| reply.text)
-                    .map_err(ToolError::msg)
-            }
-        })
-        .timeout(limit)
     }
 
     pub(crate) fn err(&self, kind: ErrorKind, message: String) -> LiveError {

@@ -2,8 +2,9 @@
 //!
 //! [`Agent`]: a turn-based text agent over OpenAI Chat Completions, with its own tools and
 //! tool-call loop. Use it on its own ([`Agent::ask`]) or hand work off to it from a live
-//! voice agent: [`Agent::as_tool`] makes it a [`Tool`](liveagent_tools::Tool) taking
-//! `{"request": "..."}`.
+//! voice agent: [`Agent::as_tool`] makes it a [`Tool`](liveagent_tools::Tool) named
+//! `task_<agent>` taking `{"objective": "...", "context": "..."}` (AG2's handoff; see
+//! [`handoff`]), which streams the sub-agent's progress on the conversation.
 //!
 //! ```no_run
 //! use liveagent_agent::Agent;
@@ -18,16 +19,18 @@
 //! let reply = orders.ask("Where is order 42?").await?;
 //! println!("{}", reply.text);
 //! // In a live agent: the voice model can now delegate to it.
-//! let handoff = orders.as_tool("ask_orders_agent", "Ask the orders specialist.");
+//! let handoff = orders.as_tool("Ask the orders specialist."); // `task_orders`
 //! # let _ = handoff; Ok(()) }
 //! ```
 
 #![warn(missing_docs)]
 
 mod agent;
+pub mod handoff;
 pub mod sse;
 pub mod stream;
 pub mod wire;
 
-pub use agent::{Agent, AgentReply, HandoffRequest, ToolRun, DEFAULT_BASE_URL};
+pub use agent::{Agent, AgentReply, ToolRun, DEFAULT_BASE_URL};
+pub use handoff::{Handoff, HandoffRequest};
 pub use stream::ChatStreamEvent;

@@ -137,11 +137,11 @@ async fn a_refused_connection_is_a_connection_error_and_a_tool_error_result() {
     assert!(!err.is_permanent());
 
     // As a tool, the failure is an error result the voice model can read.
-    let tool = agent(&url).as_tool("ask_helper", "Ask the helper.");
+    let tool = agent(&url).as_tool("Ask the helper.");
     let out = tool
         .call(
-            serde_json::json!({"request": "hi"}),
-            liveagent_tools::ToolContext::new("c1", "ask_helper"),
+            serde_json::json!({"objective": "hi"}),
+            liveagent_tools::ToolContext::new("c1", "task_helper"),
         )
         .await;
     let text = out.unwrap_err();

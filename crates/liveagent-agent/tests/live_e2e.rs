@@ -63,7 +63,7 @@ async fn server() -> LocalServer {
                 r#"
                 [[turn]]
                 call = "ask_math_agent"
-                args = { request = "what is 2 + 3?" }
+                args = { objective = "what is 2 + 3?" }
                 then_say = "The specialist says: {output}"
                 "#,
             ),
@@ -206,7 +206,11 @@ async fn a_live_agent_hands_off_to_a_turn_based_agent() {
                 .api_key("sk-local")
                 .output(TextOutput),
         )
-        .tool(specialist.as_tool("ask_math_agent", "Ask the math specialist."))
+        .tool(
+            specialist
+                .as_tool("Ask the math specialist.")
+                .rename("ask_math_agent"),
+        )
         .build()
         .expect("agent");
     let (_calls, results, said) = turn(

@@ -253,9 +253,10 @@ async fn the_key_is_sent_as_a_bearer_token_and_a_wrong_one_is_an_auth_error() {
 async fn as_tool_hands_off_through_a_conversations_tool_executor() {
     let server = server().await;
     let specialist = agent(server.http_url_for("sum")).tool(sum_tool());
-    let handoff = specialist.as_tool("ask_math_agent", "Ask the math specialist.");
+    let handoff = specialist.as_tool("Ask the math specialist.");
+    assert_eq!(handoff.name().as_ref(), "task_helper");
     assert_eq!(
-        handoff.parameters()["properties"]["request"]["type"],
+        handoff.parameters()["properties"]["objective"]["type"],
         "string"
     );
 
@@ -266,13 +267,13 @@ async fn as_tool_hands_off_through_a_conversations_tool_executor() {
         calls: vec![
             ToolCall {
                 call_id: "h1".into(),
-                name: "ask_math_agent".into(),
-                arguments: json!({"request": "what is 2 + 3?"}),
+                name: "task_helper".into(),
+                arguments: json!({"objective": "what is 2 + 3?"}),
                 response_id: None,
             },
             ToolCall {
                 call_id: "h2".into(),
-                name: "ask_math_agent".into(),
+                name: "task_helper".into(),
                 arguments: json!({"question": "wrong field"}),
                 response_id: None,
             },
@@ -293,18 +294,18 @@ async fn as_tool_hands_off_through_a_conversations_tool_executor() {
         .output
         .as_ref()
         .unwrap_err()
-        .contains("\"request\" is a required property"));
+        .contains("\"objective\" is a required property"));
     assert_eq!(got.iter().filter(|r| r.request_response).count(), 1);
 
     // A specialist that cannot be reached is an error result, not a crash.
     let dead = Agent::new("dead", "p", "m")
         .base_url("http://127.0.0.1:9/v1")
         .without_api_key()
-        .as_tool("ask_dead", "unreachable");
+        .as_tool("unreachable");
     let out = dead
         .call(
-            json!({"request": "hi"}),
-            liveagent_tools::ToolContext::new("d1", "ask_dead"),
+            json!({"objective": "hi"}),
+            liveagent_tools::ToolContext::new("d1", "task_dead"),
         )
         .await;
     assert!(out.unwrap_err().contains("agent `dead`"));

@@ -13,6 +13,10 @@
 //!   that were really played (counted in the device callback).
 //! - [`WavSource`] / [`WavSink`]: the same two roles backed by WAV files, for headless runs
 //!   and tests. `WavSink` runs the player's own jitter-buffer and interruption logic.
+//! - Both players publish [`AudioPlaybackStarted`](liveagent_core::AudioPlaybackStarted)
+//!   when the first sample of an assistant item reaches the output.
+//! - [`SoundDeviceRecorderBuilder::record`] / [`WavSourceBuilder::record`]: a one-shot
+//!   recording of a given length, returned as one chunk (AG2 `Recorder.record(duration)`).
 //! - [`list_input_devices`] / [`list_output_devices`]: device names and default configs.
 //! - [`sound_card_present`] / [`silence_alsa_errors`]: headless machines without alsa-lib's
 //!   stderr noise.
@@ -46,6 +50,7 @@ mod device;
 mod playback;
 mod player;
 mod quiet;
+mod record;
 mod recorder;
 mod wake;
 mod wav;

@@ -20,7 +20,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use liveagent_core::events::Id;
-use liveagent_core::{Interrupted, LatencySamples, LiveError, PlaybackStopped, SynthesizedAudio};
+use liveagent_core::{
+    AudioPlaybackStarted, Interrupted, LatencySamples, LiveError, LiveEvent, PlaybackStopped,
+    SynthesizedAudio,
+};
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
 
@@ -36,6 +39,8 @@ struct Segment {
 
 #[derive(Clone, Copy, Debug)]
 enum Report {
+    /// The first frames of the item were handed to the output.
+    Started { seq: u64 },
     /// The item ended because the next one started.
     Finished { seq: u64, frames: u64 },
     /// The item was cut by an interruption after `frames` were played.
@@ -167,10 +172,12 @@ impl Renderer {
             }
             Some((seq, frames)) => {
                 self.report(Report::Finished { seq, frames });
+                self.report(Report::Started { seq: seg.seq });
                 self.item = Some((seg.seq, 0));
                 self.dry = None;
             }
             None => {
+                self.report(Report::Started { seq: seg.seq });
                 self.item = Some((seg.seq, 0));
                 self.dry = None;
             }
@@ -267,6 +274,9 @@ struct Item {
     base_frames: u64,
     frames: u64,
     state: ItemState,
+    /// `AudioPlaybackStarted` was published for this item (or for the earlier part of
+    /// the same assistant item).
+    announced: bool,
 }
 
 /// Playback counters, from the player's or the WAV sink's `GetPlaybackStats` message.
@@ -487,6 +497,7 @@ impl PlaybackQueue {
                 base_frames: base,
                 frames: 0,
                 state: ItemState::Active,
+                announced: base > 0,
             });
             while self.items.len() > 32
                 && self
@@ -576,13 +587,41 @@ impl PlaybackQueue {
         }
     }
 
-    /// Periodic work: moves waiting audio into the ring, reads the renderer's reports and
-    /// returns the `PlaybackStopped` events to publish.
+    /// [`tick_events`](Self::tick_events), keeping only the `PlaybackStopped` events.
+    #[cfg(test)]
     pub(crate) fn tick(&mut self, now: Instant) -> Vec<PlaybackStopped> {
-        let mut out = Vec::new();
+        self.tick_events(now)
+            .into_iter()
+            .filter_map(|e| match e {
+                LiveEvent::PlaybackStopped(s) => Some(s),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Periodic work: moves waiting audio into the ring, reads the renderer's reports and
+    /// returns the events to publish, in order: [`AudioPlaybackStarted`] when the first
+    /// sample of an assistant item reached the output, [`PlaybackStopped`] when it ended.
+    pub(crate) fn tick_events(&mut self, now: Instant) -> Vec<LiveEvent> {
+        let mut out: Vec<LiveEvent> = Vec::new();
         let ack = self.shared.cut_ack.load(Ordering::Acquire);
         while let Some(report) = self.reports.try_pop() {
             let (seq, frames) = match report {
+                Report::Started { seq } => {
+                    if let Some(item) = self.items.iter_mut().find(|i| i.seq == seq) {
+                        if !item.announced {
+                            item.announced = true;
+                            out.push(
+                                AudioPlaybackStarted {
+                                    item_id: item.id.clone(),
+                                    response_id: item.response_id.clone(),
+                                }
+                                .into(),
+                            );
+                        }
+                    }
+                    continue;
+                }
                 Report::Finished { seq, frames }
                 | Report::Cut { seq, frames }
                 | Report::Dry { seq, frames } => (seq, frames),
@@ -593,7 +632,7 @@ impl PlaybackQueue {
             self.items[idx].frames = frames;
             match (report, self.items[idx].state) {
                 (Report::Finished { .. }, ItemState::Active | ItemState::Dry(_)) => {
-                    out.push(self.stopped(idx, false));
+                    out.push(self.stopped(idx, false).into());
                 }
                 (Report::Dry { .. }, ItemState::Active | ItemState::Dry(_)) => {
                     self.items[idx].state = ItemState::Dry(now);
@@ -614,7 +653,7 @@ impl PlaybackQueue {
                         if !acked && self.items[idx].seq == cur_seq {
                             self.items[idx].frames = self.items[idx].frames.max(cur_frames);
                         }
-                        out.push(self.stopped(idx, true));
+                        out.push(self.stopped(idx, true).into());
                     }
                 }
                 self.cut_wait = None;
@@ -644,7 +683,7 @@ impl PlaybackQueue {
                     && !pending_seqs.contains(&seq)
                     && self.samples.occupied_len() == 0
                 {
-                    out.push(self.stopped(idx, false));
+                    out.push(self.stopped(idx, false).into());
                 }
             }
         }
@@ -652,9 +691,9 @@ impl PlaybackQueue {
     }
 
     /// The output is going away: reports every unfinished item as interrupted, with the
-    /// frames played so far.
-    pub(crate) fn abandon(&mut self) -> Vec<PlaybackStopped> {
-        let mut out = self.tick(Instant::now());
+    /// frames played so far (after the events still due).
+    pub(crate) fn abandon(&mut self) -> Vec<LiveEvent> {
+        let mut out = self.tick_events(Instant::now());
         let cur_seq = self.shared.cur_seq.load(Ordering::Relaxed);
         let cur_frames = self.shared.cur_frames.load(Ordering::Relaxed);
         for idx in 0..self.items.len() {
@@ -662,7 +701,7 @@ impl PlaybackQueue {
                 if self.items[idx].seq == cur_seq {
                     self.items[idx].frames = self.items[idx].frames.max(cur_frames);
                 }
-                out.push(self.stopped(idx, true));
+                out.push(self.stopped(idx, true).into());
             }
         }
         self.pending.clear();

@@ -286,8 +286,16 @@ impl SoundDevicePlayer {
     }
 
     fn publish_stopped(&mut self) {
-        for ev in self.queue.tick(Instant::now()) {
-            tracing::debug!(item = %ev.item_id, played_ms = ev.played_ms, interrupted = ev.interrupted, "playback stopped");
+        for ev in self.queue.tick_events(Instant::now()) {
+            match &ev {
+                LiveEvent::PlaybackStopped(s) => {
+                    tracing::debug!(item = %s.item_id, played_ms = s.played_ms, interrupted = s.interrupted, "playback stopped")
+                }
+                LiveEvent::AudioPlaybackStarted(s) => {
+                    tracing::debug!(item = %s.item_id, "playback started")
+                }
+                _ => {}
+            }
             self.context.publish(ev);
         }
     }

@@ -78,6 +78,21 @@ pub struct SoundDeviceRecorderBuilder {
 }
 
 impl SoundDeviceRecorderBuilder {
+    /// The rate audio is published at.
+    pub(crate) fn publish_rate(&self) -> u32 {
+        self.rate.unwrap_or(self.context.input_sample_rate())
+    }
+
+    pub(crate) fn context_ref(&self) -> &ConversationContext {
+        &self.context
+    }
+
+    /// The same recorder, publishing into `context`.
+    pub(crate) fn with_context(mut self, context: ConversationContext) -> Self {
+        self.context = context;
+        self
+    }
+
     /// Runs the recorder on an arbiter (thread) of its own instead of the current one, so
     /// that a busy arbiter (many sessions) does not delay its wake-ups (default: off, the
     /// current arbiter). The arbiter stops with the recorder.

@@ -58,11 +58,26 @@ pub struct WavSourceBuilder {
     path: PathBuf,
     realtime: bool,
     chunk_ms: u32,
-    pad_ms: u32,
+    pub(crate) pad_ms: u32,
     rate: Option<u32>,
 }
 
 impl WavSourceBuilder {
+    /// The rate audio is published at.
+    pub(crate) fn publish_rate(&self) -> u32 {
+        self.rate.unwrap_or(self.context.input_sample_rate())
+    }
+
+    pub(crate) fn context_ref(&self) -> &ConversationContext {
+        &self.context
+    }
+
+    /// The same source, publishing into `context`.
+    pub(crate) fn with_context(mut self, context: ConversationContext) -> Self {
+        self.context = context;
+        self
+    }
+
     /// Publish in real time (default true), or as fast as the bus accepts the chunks.
     pub fn realtime(mut self, realtime: bool) -> Self {
         self.realtime = realtime;
@@ -434,7 +449,7 @@ impl WavSink {
                 }
             }
         }
-        for ev in self.queue.tick(now) {
+        for ev in self.queue.tick_events(now) {
             self.context.publish(ev);
         }
     }

@@ -13,7 +13,7 @@
 //! | session → everyone | [`ModelMessageChunk`], [`InputTranscriptChunk`], [`OutputTranscriptChunk`], [`SpeechStarted`], [`SpeechStopped`], [`ResponseStarted`], [`ResponseDone`], [`SessionOpened`], [`SessionUpdated`], [`SessionReconnecting`], [`SessionReconnected`], [`SessionClosed`] |
 //! | session → tool executor | [`ToolCallRequested`], [`ToolCallCancelled`] |
 //! | tool executor → session | [`ToolResult`] |
-//! | tools → everyone | [`ToolProgress`], [`HumanInputRequest`] (answered by [`HumanMessage`]) |
+//! | tools → everyone | [`ToolProgress`], [`HumanInputRequest`] (answered by [`HumanMessage`]), [`TaskStarted`] / [`TaskCompleted`] / [`TaskFailed`] (a handed-off agent) |
 //! | player → everyone | [`AudioPlaybackStarted`] |
 //! | observers → everyone | [`ObserverStarted`], [`ObserverCompleted`], [`ObserverAlert`] |
 //! | application → session | [`UserText`], [`SessionControl`] |
@@ -131,6 +131,9 @@ events! {
     ObserverCompleted: Control,
     ObserverAlert: Control,
     ToolProgress: Control,
+    TaskStarted: Control,
+    TaskCompleted: Control,
+    TaskFailed: Control,
 }
 
 impl actix::Message for LiveEvent {
@@ -671,6 +674,58 @@ pub struct ObserverAlert {
     pub severity: Severity,
     /// What it noticed, for people.
     pub message: String,
+}
+
+/// A handed-off agent started a task (AG2 `TaskStarted`): published by the tool that
+/// `liveagent_agent::Agent::as_tool` makes, before the sub-agent's first request.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskStarted {
+    /// This task (unique per call).
+    pub task_id: Id,
+    /// The tool call that started it.
+    pub call_id: Id,
+    /// The tool.
+    pub tool: Arc<str>,
+    /// The sub-agent's name.
+    pub agent: Arc<str>,
+    /// What it was asked to do.
+    pub objective: Arc<str>,
+}
+
+/// A handed-off agent finished its task (AG2 `TaskCompleted`).
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskCompleted {
+    /// The task.
+    pub task_id: Id,
+    /// The tool call.
+    pub call_id: Id,
+    /// The tool.
+    pub tool: Arc<str>,
+    /// The sub-agent's name.
+    pub agent: Arc<str>,
+    /// What it was asked to do.
+    pub objective: Arc<str>,
+    /// Its answer (what the tool returns to the model).
+    pub result: Arc<str>,
+    /// Tokens the sub-agent used for this task, over all its requests.
+    pub usage: Usage,
+}
+
+/// A handed-off agent failed (AG2 `TaskFailed`); the tool's result is the error.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskFailed {
+    /// The task.
+    pub task_id: Id,
+    /// The tool call.
+    pub call_id: Id,
+    /// The tool.
+    pub tool: Arc<str>,
+    /// The sub-agent's name.
+    pub agent: Arc<str>,
+    /// What it was asked to do.
+    pub objective: Arc<str>,
+    /// Why, for people (keys redacted).
+    pub error: Arc<str>,
 }
 
 /// Progress of a running tool call (a handed-off agent's steps, say).

@@ -10,6 +10,50 @@ use crate::protocol::GeminiProtocol;
 /// The Gemini Developer API host.
 pub const DEFAULT_BASE_URL: &str = "wss://generativelanguage.googleapis.com";
 
+/// Gemini on Vertex AI: the project and location the session runs in (see
+/// [`RealtimeConfig::vertex`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vertex {
+    /// The Google Cloud project id.
+    pub project: String,
+    /// The location (`us-central1`, `europe-west4`, `global`...).
+    pub location: String,
+}
+
+impl Vertex {
+    /// The Vertex AI WebSocket host for this location: `wss://{location}-aiplatform.googleapis.com`
+    /// (`wss://aiplatform.googleapis.com` for `global`).
+    pub fn host(&self) -> String {
+        if self.location == "global" {
+            "wss://aiplatform.googleapis.com".to_owned()
+        } else {
+            format!("wss://{}-aiplatform.googleapis.com", self.location)
+        }
+    }
+
+    /// The full model resource name for `model`:
+    /// `projects/{p}/locations/{l}/publishers/google/models/{model}` (a name that is already
+    /// a full resource name is kept; `publishers/…` gets the project and location prefix).
+    pub fn model_path(&self, model: &str) -> String {
+        let model = model.trim();
+        if model.starts_with("projects/") {
+            model.to_owned()
+        } else if model.starts_with("publishers/") {
+            format!(
+                "projects/{}/locations/{}/{model}",
+                self.project, self.location
+            )
+        } else {
+            format!(
+                "projects/{}/locations/{}/publishers/google/models/{}",
+                self.project,
+                self.location,
+                model.strip_prefix("models/").unwrap_or(model)
+            )
+        }
+    }
+}
+
 /// Sample rate of microphone audio Gemini takes (16 kHz mono PCM16).
 pub const INPUT_SAMPLE_RATE: u32 = 16_000;
 
@@ -383,6 +427,16 @@ pub struct RealtimeConfig {
     /// key is set (default false: refused; see
     /// [`allow_insecure_transport`](Self::allow_insecure_transport)).
     pub allow_insecure_transport: bool,
+    /// Raw `setup` fields merged last into every `setup` frame (**unstable** escape hatch;
+    /// see [`raw_setup`](Self::raw_setup)).
+    pub raw_setup: Option<serde_json::Value>,
+    /// Gemini on Vertex AI (see [`vertex`](Self::vertex)); `None`: the Developer API.
+    pub vertex: Option<Vertex>,
+    /// The OAuth 2 access token for Vertex AI, sent as `Authorization: Bearer`.
+    pub access_token: Option<Secret>,
+    /// An ephemeral token (`auth_tokens/…`) used instead of the API key (see
+    /// [`ephemeral_token`](Self::ephemeral_token)).
+    pub ephemeral_token: Option<Secret>,
 }
 
 impl RealtimeConfig {
@@ -403,7 +457,262 @@ impl RealtimeConfig {
             max_history_entries: 500,
             transcription_languages: Vec::new(),
             allow_insecure_transport: false,
+            raw_setup: None,
+            vertex: None,
+            access_token: None,
+            ephemeral_token: None,
         }
+    }
+
+    /// Runs on Vertex AI in `project` / `location` instead of the Developer API: the
+    /// endpoint becomes `{host}/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent`
+    /// (host `wss://{location}-aiplatform.googleapis.com` unless [`base_url`](Self::base_url)
+    /// says otherwise), the model `projects/{project}/locations/{location}/publishers/google/models/{model}`,
+    /// and the credential an OAuth 2 access token ([`access_token`](Self::access_token), e.g.
+    /// from `gcloud auth print-access-token`), sent as `Authorization: Bearer`. The API key
+    /// is not used.
+    ///
+    /// ```
+    /// let c = liveagent_gemini::RealtimeConfig::new("gemini-live-2.5-flash")
+    ///     .vertex("my-project", "us-central1")
+    ///     .access_token("ya29.token");
+    /// assert_eq!(
+    ///     c.url(),
+    ///     "wss://us-central1-aiplatform.googleapis.com/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent"
+    /// );
+    /// assert_eq!(
+    ///     c.model_path(),
+    ///     "projects/my-project/locations/us-central1/publishers/google/models/gemini-live-2.5-flash"
+    /// );
+    /// assert!(!format!("{c:?}").contains("ya29"));
+    /// ```
+    pub fn vertex(mut self, project: impl Into<String>, location: impl Into<String>) -> Self {
+        let vertex = Vertex {
+            project: project.into().trim().to_owned(),
+            location: location.into().trim().to_owned(),
+        };
+        if self.base_url == DEFAULT_BASE_URL {
+            self.base_url = vertex.host();
+        }
+        self.vertex = Some(vertex);
+        self
+    }
+
+    /// The OAuth 2 access token for Vertex AI (`Authorization: Bearer`). It expires (about
+    /// an hour for `gcloud` tokens): a conversation that outlives it needs a new
+    /// configuration.
+    pub fn access_token(mut self, token: impl Into<Secret>) -> Self {
+        self.access_token = Some(token.into());
+        self
+    }
+
+    /// Connects with an ephemeral token (`auth_tokens/…`, minted with the API key by a
+    /// backend through `POST /v1alpha/auth_tokens`, see `liveagent-ephemeral`) instead of
+    /// the API key: the session opens `BidiGenerateContentConstrained` on `v1alpha` with the
+    /// token as the `access_token` query parameter. Tokens are short-lived and usually
+    /// single-use: a reconnect needs a token with uses left.
+    ///
+    /// ```
+    /// let c = liveagent_gemini::RealtimeConfig::new("gemini-live-2.5-flash")
+    ///     .ephemeral_token("auth_tokens/abc");
+    /// assert!(c.url().ends_with(
+    ///     "v1alpha.GenerativeService.BidiGenerateContentConstrained?access_token=auth_tokens/abc"
+    /// ));
+    /// ```
+    pub fn ephemeral_token(mut self, token: impl Into<Secret>) -> Self {
+        self.ephemeral_token = Some(token.into());
+        self
+    }
+
+    /// The credential the session presents: the Vertex access token, the ephemeral token,
+    /// or the API key (see [`resolve_api_key`](Self::resolve_api_key)).
+    pub fn credential(&self) -> Option<Secret> {
+        let set = |s: &Option<Secret>| s.clone().filter(|k| !k.expose().trim().is_empty());
+        if self.vertex.is_some() {
+            set(&self.access_token)
+        } else if self.ephemeral_token.is_some() {
+            set(&self.ephemeral_token)
+        } else {
+            self.resolve_api_key()
+        }
+    }
+
+    /// The `setup.model` value: `models/{model}`, or on Vertex AI the full resource name.
+    pub fn model_path(&self) -> String {
+        match &self.vertex {
+            Some(v) => v.model_path(&self.model),
+            None if self.model.starts_with("models/") => self.model.clone(),
+            None => format!("models/{}", self.model),
+        }
+    }
+
+    /// Raw `setup` fields merged last into every `setup` frame (objects merge key by key,
+    /// `null` removes a field), for options without a typed setting: `generationConfig`
+    /// fields such as `thinkingConfig`, `enableAffectiveDialog`, `mediaResolution`, `topP`,
+    /// `topK`, `seed`; `proactivity`; `safetySettings`... **Unstable**: the fields are the
+    /// provider's (lowerCamelCase wire names) and may change with it. Checked by
+    /// [`validate`](Self::validate): known `setup` and `generationConfig` fields only, and
+    /// the type of the fields named above.
+    ///
+    /// ```
+    /// use serde_json::json;
+    /// let c = liveagent_gemini::RealtimeConfig::new("gemini-live-2.5-flash-preview").raw_setup(json!({
+    ///     "generationConfig": {"thinkingConfig": {"thinkingBudget": 0}, "topP": 0.9, "seed": 7},
+    ///     "proactivity": {"proactiveAudio": true},
+    /// }));
+    /// assert!(c.validate().is_ok());
+    /// let bad = liveagent_gemini::RealtimeConfig::new("m")
+    ///     .raw_setup(json!({"generationConfig": {"top_p": 0.9}}));
+    /// assert!(bad.validate().unwrap_err().to_string().contains("unknown field `top_p`"));
+    /// ```
+    pub fn raw_setup(mut self, setup: serde_json::Value) -> Self {
+        self.raw_setup = Some(setup);
+        self
+    }
+
+    /// The `setup` fields [`raw_setup`](Self::raw_setup) may set (google-genai 3.6.1
+    /// `LiveClientSetup`, plus `realtimeInputConfig`).
+    pub const RAW_SETUP_FIELDS: &[&str] = &[
+        "model",
+        "generationConfig",
+        "systemInstruction",
+        "tools",
+        "realtimeInputConfig",
+        "sessionResumption",
+        "contextWindowCompression",
+        "inputAudioTranscription",
+        "outputAudioTranscription",
+        "proactivity",
+        "explicitVadSignal",
+        "historyConfig",
+        "avatarConfig",
+        "safetySettings",
+        "labels",
+    ];
+
+    /// The `generationConfig` fields [`raw_setup`](Self::raw_setup) may set.
+    pub const RAW_GENERATION_CONFIG_FIELDS: &[&str] = &[
+        "modelSelectionConfig",
+        "responseJsonSchema",
+        "audioTimestamp",
+        "candidateCount",
+        "enableAffectiveDialog",
+        "frequencyPenalty",
+        "logprobs",
+        "maxOutputTokens",
+        "mediaResolution",
+        "presencePenalty",
+        "responseLogprobs",
+        "responseMimeType",
+        "responseModalities",
+        "responseSchema",
+        "routingConfig",
+        "seed",
+        "speechConfig",
+        "stopSequences",
+        "temperature",
+        "thinkingConfig",
+        "topK",
+        "topP",
+        "enableEnhancedCivicAnswers",
+        "translationConfig",
+    ];
+
+    fn validate_raw_setup(raw: &serde_json::Value) -> Result<(), LiveError> {
+        use liveagent_core::raw::check_object;
+        use serde_json::Value;
+        check_object("gemini: raw_setup", raw, Self::RAW_SETUP_FIELDS)?;
+        let bad = |field: &str, want: &str, got: &Value| {
+            LiveError::config(format!(
+                "gemini: raw_setup: `{field}` must be {want}, not {got}"
+            ))
+        };
+        if let Some(p) = raw.get("proactivity").filter(|v| !v.is_null()) {
+            check_object(
+                "gemini: raw_setup.proactivity",
+                p,
+                &["proactiveAudio", "proactiveVideo"],
+            )?;
+            for (k, v) in p.as_object().into_iter().flatten() {
+                if !v.is_boolean() && !v.is_null() {
+                    return Err(bad(&format!("proactivity.{k}"), "a boolean", v));
+                }
+            }
+        }
+        let Some(g) = raw.get("generationConfig").filter(|v| !v.is_null()) else {
+            return Ok(());
+        };
+        check_object(
+            "gemini: raw_setup.generationConfig",
+            g,
+            Self::RAW_GENERATION_CONFIG_FIELDS,
+        )?;
+        for (k, v) in g.as_object().into_iter().flatten() {
+            if v.is_null() {
+                continue;
+            }
+            let field = format!("generationConfig.{k}");
+            match k.as_str() {
+                "topP" | "temperature" | "presencePenalty" | "frequencyPenalty"
+                    if !v.is_number() =>
+                {
+                    return Err(bad(&field, "a number", v));
+                }
+                "topK" | "seed" | "maxOutputTokens" | "candidateCount"
+                    if !(v.is_i64() || v.is_u64()) =>
+                {
+                    return Err(bad(&field, "an integer", v));
+                }
+                "enableAffectiveDialog" | "audioTimestamp" if !v.is_boolean() => {
+                    return Err(bad(&field, "a boolean", v));
+                }
+                "mediaResolution"
+                    if !matches!(
+                        v.as_str(),
+                        Some(
+                            "MEDIA_RESOLUTION_UNSPECIFIED"
+                                | "MEDIA_RESOLUTION_LOW"
+                                | "MEDIA_RESOLUTION_MEDIUM"
+                                | "MEDIA_RESOLUTION_HIGH"
+                        )
+                    ) =>
+                {
+                    return Err(bad(
+                        &field,
+                        "one of MEDIA_RESOLUTION_LOW, MEDIA_RESOLUTION_MEDIUM, \
+                         MEDIA_RESOLUTION_HIGH, MEDIA_RESOLUTION_UNSPECIFIED",
+                        v,
+                    ));
+                }
+                "thinkingConfig" => {
+                    check_object(
+                        "gemini: raw_setup.generationConfig.thinkingConfig",
+                        v,
+                        &["includeThoughts", "thinkingBudget", "thinkingLevel"],
+                    )?;
+                    if let Some(b) = v.get("thinkingBudget").filter(|b| !b.is_null()) {
+                        if !b.is_i64() {
+                            return Err(bad(
+                                "generationConfig.thinkingConfig.thinkingBudget",
+                                "an integer",
+                                b,
+                            ));
+                        }
+                    }
+                    if let Some(b) = v.get("includeThoughts").filter(|b| !b.is_null()) {
+                        if !b.is_boolean() {
+                            return Err(bad(
+                                "generationConfig.thinkingConfig.includeThoughts",
+                                "a boolean",
+                                b,
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 
     /// Sets the output: [`AudioOutput`] or [`TextOutput`].
@@ -508,11 +817,25 @@ impl RealtimeConfig {
         self.input.activity_detection.disabled
     }
 
-    /// The WebSocket URL: `{base}/ws/google.ai.generativelanguage.{version}.GenerativeService.BidiGenerateContent`.
+    /// The WebSocket URL: `{base}/ws/google.ai.generativelanguage.{version}.GenerativeService.BidiGenerateContent`;
+    /// on Vertex AI `{base}/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent`;
+    /// with an ephemeral token `{base}/ws/google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContentConstrained?access_token={token}`
+    /// (so the URL holds a secret: log it only through `ConnectRequest`'s redacting `Debug`).
     pub fn url(&self) -> String {
+        let base = self.base_url.trim_end_matches('/');
+        if self.vertex.is_some() {
+            return format!(
+                "{base}/ws/google.cloud.aiplatform.v1beta1.LlmBidiService/BidiGenerateContent"
+            );
+        }
+        if let Some(token) = &self.ephemeral_token {
+            return format!(
+                "{base}/ws/google.ai.generativelanguage.v1alpha.GenerativeService.BidiGenerateContentConstrained?access_token={}",
+                encode_query(token.expose())
+            );
+        }
         format!(
-            "{}/ws/google.ai.generativelanguage.{}.GenerativeService.BidiGenerateContent",
-            self.base_url.trim_end_matches('/'),
+            "{base}/ws/google.ai.generativelanguage.{}.GenerativeService.BidiGenerateContent",
             self.api_version.as_str()
         )
     }
@@ -530,6 +853,37 @@ impl RealtimeConfig {
     pub fn validate(&self) -> Result<(), LiveError> {
         if self.model.trim().is_empty() {
             return Err(LiveError::config("gemini: the model id is empty"));
+        }
+        if let Some(raw) = &self.raw_setup {
+            Self::validate_raw_setup(raw)?;
+        }
+        if let Some(v) = &self.vertex {
+            let ok = |s: &str| {
+                !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+            };
+            if !ok(&v.project) || !ok(&v.location) {
+                return Err(LiveError::config(format!(
+                    "gemini: Vertex AI project {:?} and location {:?} must be plain ids such as \
+                     \"my-project\" and \"us-central1\"",
+                    v.project, v.location
+                )));
+            }
+            if self.ephemeral_token.is_some() {
+                return Err(LiveError::config(
+                    "gemini: ephemeral tokens are a Developer API feature; Vertex AI takes an \
+                     OAuth access token (.access_token)",
+                ));
+            }
+        }
+        if let Some(t) = &self.ephemeral_token {
+            if !t.expose().starts_with("auth_tokens/") || t.expose().len() <= "auth_tokens/".len() {
+                return Err(LiveError::config(
+                    "gemini: an ephemeral token is the `name` POST v1alpha/auth_tokens returns \
+                     (\"auth_tokens/…\")",
+                ));
+            }
         }
         if !(self.base_url.starts_with("ws://") || self.base_url.starts_with("wss://")) {
             return Err(LiveError::config(format!(
@@ -587,7 +941,7 @@ impl liveagent_core::RealtimeConfig for RealtimeConfig {
     }
 
     fn insecure_transport(&self) -> Option<String> {
-        let key = self.resolve_api_key()?;
+        let key = self.credential()?;
         if self.allow_insecure_transport
             || !liveagent_core::secret::is_cleartext_to_remote(&self.base_url)
         {
@@ -607,4 +961,19 @@ fn insecure_error(provider: &str, url: &str) -> LiveError {
         "{provider}: refusing to send the API key in cleartext to {url}: use wss:// (or a \
          loopback host), or opt in with .allow_insecure_transport()"
     ))
+}
+
+/// Percent-encodes a query parameter value: everything but unreserved characters and `/`
+/// (legal in a query, and kept so that the token appears verbatim in the URL, where
+/// redaction finds it).
+fn encode_query(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

@@ -45,7 +45,7 @@ pub mod wire;
 pub use config::{
     ActivityDetection, ActivityHandling, ApiVersion, AudioOutput, ContextCompression,
     EndSensitivity, InputConfig, Output, RealtimeConfig, SessionResumption, StartSensitivity,
-    TextOutput, TurnCoverage, DEFAULT_BASE_URL, INPUT_SAMPLE_RATE, OUTPUT_SAMPLE_RATE,
+    TextOutput, TurnCoverage, Vertex, DEFAULT_BASE_URL, INPUT_SAMPLE_RATE, OUTPUT_SAMPLE_RATE,
 };
 pub use errors::classify_close;
 pub use history::{History, HistoryEntry};

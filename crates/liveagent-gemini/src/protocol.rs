@@ -173,11 +173,20 @@ impl GeminiProtocol {
     /// default Google endpoint is used without an API key.
     pub fn new(config: RealtimeConfig, setup: SessionSetup) -> Result<Self, LiveError> {
         config.validate()?;
-        let api_key = config.resolve_api_key();
-        if api_key.is_none() && config.base_url == crate::config::DEFAULT_BASE_URL {
+        let api_key = config.credential();
+        let google_host = config.base_url == crate::config::DEFAULT_BASE_URL
+            || config
+                .vertex
+                .as_ref()
+                .is_some_and(|v| config.base_url == v.host());
+        if api_key.is_none() && google_host {
             return Err(LiveError::new(
                 ErrorKind::Auth,
-                "gemini: no API key (set RealtimeConfig::api_key, GEMINI_API_KEY or GOOGLE_API_KEY)",
+                if config.vertex.is_some() {
+                    "gemini: Vertex AI needs an OAuth access token (RealtimeConfig::access_token)"
+                } else {
+                    "gemini: no API key (set RealtimeConfig::api_key, GEMINI_API_KEY or GOOGLE_API_KEY)"
+                },
             ));
         }
         let history = History::new(config.max_history_entries);
@@ -275,7 +284,15 @@ impl RealtimeProtocol for GeminiProtocol {
     fn connect_request(&self) -> Result<ConnectRequest, LiveError> {
         let mut headers = Vec::new();
         if let Some(key) = &self.api_key {
-            headers.push(("x-goog-api-key".to_owned(), key.expose().to_owned()));
+            if self.config.vertex.is_some() {
+                headers.push((
+                    "Authorization".to_owned(),
+                    format!("Bearer {}", key.expose()),
+                ));
+            } else if self.config.ephemeral_token.is_none() {
+                headers.push(("x-goog-api-key".to_owned(), key.expose().to_owned()));
+            }
+            // An ephemeral token travels as the `access_token` query parameter (in the URL).
         }
         Ok(ConnectRequest {
             url: self.config.url(),
@@ -326,7 +343,17 @@ impl RealtimeProtocol for GeminiProtocol {
         );
         let setup = self.setup_message(handle.as_ref().map(|h| h.value.as_str()));
         self.using_handle = handle;
-        self.send(ClientMessage::Setup(setup), out);
+        match &self.config.raw_setup {
+            Some(raw) => {
+                // The unstable raw fields, merged last.
+                let mut frame: serde_json::Value =
+                    serde_json::from_str(&ClientMessage::Setup(setup).to_json())
+                        .unwrap_or_default();
+                liveagent_core::raw::merge_json(&mut frame["setup"], raw);
+                self.send_text(frame.to_string(), out);
+            }
+            None => self.send(ClientMessage::Setup(setup), out),
+        }
     }
 
     fn on_frame(&mut self, frame: WireFrame, out: &mut Outbox) {

@@ -207,7 +207,12 @@ impl Conn {
             self.shared
                 .recorder
                 .note(&format!("server closed the WebSocket: {code} {reason}"));
-            let _ = self.push(Cmd::Close(code, reason.to_owned()));
+            // A close frame's reason is at most 123 bytes (RFC 6455 5.5).
+            let mut end = reason.len().min(123);
+            while !reason.is_char_boundary(end) {
+                end -= 1;
+            }
+            let _ = self.push(Cmd::Close(code, reason[..end].to_owned()));
         }
         self.tx = None;
     }

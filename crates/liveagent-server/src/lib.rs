@@ -47,6 +47,7 @@ mod registry;
 mod resume;
 mod server;
 mod stats;
+mod tokens;
 pub mod vad;
 
 use std::collections::HashMap;
@@ -135,6 +136,9 @@ pub struct ServerConfig {
     /// Conversation bytes (audio and text) kept over all resumable Gemini states (default
     /// 256 MiB); the oldest states are dropped first. Each session keeps one state: its latest.
     pub resumption_bytes: usize,
+    /// The shortest lifetime `POST /v1/realtime/client_secrets` accepts in
+    /// `expires_after.seconds` (default 10, as OpenAI; tests lower it to see expiry fast).
+    pub min_client_secret_seconds: u64,
 }
 
 impl Default for ServerConfig {
@@ -162,6 +166,7 @@ impl Default for ServerConfig {
             closed_sessions_bytes: 8 * 1024 * 1024,
             resumption_ttl: Duration::from_secs(2 * 3600),
             resumption_bytes: 256 * 1024 * 1024,
+            min_client_secret_seconds: 10,
         }
     }
 }

@@ -32,6 +32,8 @@ pub(crate) struct Shared {
     pub resumption: ResumeStore,
     /// Open TCP connections per client address.
     pub conns: ConnCounts,
+    /// Minted ephemeral credentials (OpenAI client secrets, Gemini auth tokens).
+    pub tokens: crate::tokens::TokenStore,
 }
 
 /// The brain a connection uses, with the state shared across its reconnects.
@@ -48,6 +50,7 @@ impl Shared {
             registry: Registry::new(cfg.closed_sessions_kept, cfg.closed_sessions_bytes),
             resumption: ResumeStore::new(cfg.resumption_ttl, cfg.resumption_bytes),
             conns: ConnCounts::default(),
+            tokens: crate::tokens::TokenStore::default(),
             cfg,
             recorder,
             stats: Stats::default(),
@@ -303,7 +306,19 @@ fn routes(cfg: &mut web::ServiceConfig) {
             "/s/{scenario}/v1/realtime",
             web::get().to(crate::openai::ws_route),
         )
+        .route(
+            "/v1/realtime/client_secrets",
+            web::post().to(crate::tokens::openai_client_secrets),
+        )
+        .route(
+            "/v1alpha/auth_tokens",
+            web::post().to(crate::tokens::gemini_auth_tokens),
+        )
         .route("/ws/{method}", web::get().to(crate::gemini::ws_route))
+        .route(
+            "/ws/{service}/{method}",
+            web::get().to(crate::gemini::ws_route),
+        )
         .route(
             "/s/{scenario}/ws/{method}",
             web::get().to(crate::gemini::ws_route),

@@ -7,9 +7,10 @@
 //!   conversation when the remote side is ready and ends everything when the remote side
 //!   leaves, misbehaves or idles.
 //! - [`RemotePlayer`] consumes `SynthesizedAudio` / `Interrupted` (and whatever events the
-//!   [`Encoder`] forwards), writes them with the encoder, and publishes `PlaybackStopped`
-//!   with the milliseconds the remote listener actually heard, from the remote side's own
-//!   reports (the page's played-sample counts, Twilio's mark echoes).
+//!   [`Encoder`] forwards), writes them with the encoder, and publishes
+//!   `AudioPlaybackStarted` when the remote side first reports hearing an item and
+//!   `PlaybackStopped` with the milliseconds the remote listener actually heard, from the
+//!   remote side's own reports (the page's played-sample counts, Twilio's mark echoes).
 //!
 //! Both write through one bounded queue to a writer task that owns the socket's send half.
 //! A remote side that stops reading fills the queue and is disconnected; nothing grows
@@ -24,9 +25,9 @@ use bytes::Bytes;
 use liveagent_audio::convert::{f32_to_pcm16, MonoResampler};
 use liveagent_core::events::Id;
 use liveagent_core::{
-    AudioChunk, ConversationContext, ErrorEvent, ErrorKind, EventFilter, Interrupted, LiveError,
-    LiveEvent, PlaybackStopped, RecordedAudio, ResponseDone, SessionClosed, Subscribe,
-    SubscriberId, SynthesizedAudio, UserText,
+    AudioChunk, AudioPlaybackStarted, ConversationContext, ErrorEvent, ErrorKind, EventFilter,
+    Interrupted, LiveError, LiveEvent, PlaybackStopped, RecordedAudio, ResponseDone, SessionClosed,
+    Subscribe, SubscriberId, SynthesizedAudio, UserText,
 };
 use tokio::sync::mpsc;
 
@@ -547,9 +548,12 @@ struct StopPlayer;
 #[derive(Debug)]
 struct Track {
     item: Id,
+    response_id: Option<Id>,
     sent_samples: u64,
     played_ms: u64,
     reported: bool,
+    /// `AudioPlaybackStarted` was published (the remote side reported hearing some of it).
+    announced: bool,
 }
 
 /// Plays the conversation's speech on the remote side and reports what was heard. Started
@@ -650,9 +654,11 @@ impl<E: Encoder> RemotePlayer<E> {
         }
         self.tracks.push_back(Track {
             item: item.clone(),
+            response_id: None,
             sent_samples: 0,
             played_ms: 0,
             reported: false,
+            announced: false,
         });
         self.tracks.back_mut().expect("just pushed")
     }
@@ -705,6 +711,9 @@ impl<E: Encoder> RemotePlayer<E> {
         let track = self.track(&a.item_id);
         track.sent_samples += samples.len() as u64;
         track.reported = false;
+        if track.response_id.is_none() {
+            track.response_id = a.response_id.clone();
+        }
         if !samples.is_empty() {
             self.encoder.audio(
                 &a.item_id,
@@ -772,9 +781,19 @@ impl<E: Encoder> RemotePlayer<E> {
             if known {
                 let t = self.track(&item);
                 t.played_ms = t.played_ms.max(played_ms);
-                if state == PlayState::Drained
-                    && !t.reported
-                    && self.current.as_ref() != Some(&item)
+                let started = (t.played_ms > 0 && !t.announced).then(|| {
+                    // The remote listener has heard the first of this item.
+                    t.announced = true;
+                    AudioPlaybackStarted {
+                        item_id: item.clone(),
+                        response_id: t.response_id.clone(),
+                    }
+                });
+                if let Some(started) = started {
+                    self.context.publish(started);
+                }
+                let reported = self.track(&item).reported;
+                if state == PlayState::Drained && !reported && self.current.as_ref() != Some(&item)
                 {
                     let t = self.track(&item);
                     t.reported = true;

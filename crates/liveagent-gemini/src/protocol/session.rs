@@ -107,11 +107,7 @@ impl GeminiProtocol {
             None
         };
         Setup {
-            model: if c.model.starts_with("models/") {
-                c.model.clone()
-            } else {
-                format!("models/{}", c.model)
-            },
+            model: c.model_path(),
             generation_config: Some(generation_config),
             system_instruction: (!instructions.is_empty())
                 .then(|| Content::text(None, instructions)),

@@ -1,10 +1,17 @@
 //! Gemini Live (BidiGenerateContent) over WebSocket:
 //! `/ws/google.ai.generativelanguage.{v1beta|v1|v1alpha}.GenerativeService.BidiGenerateContent`.
 //!
+//! Vertex AI's path, `/ws/google.cloud.aiplatform.{v1beta1|v1}.LlmBidiService/BidiGenerateContent`,
+//! speaks the same protocol with an OAuth `Authorization: Bearer` token (the server's API key
+//! stands for it) and a model named `projects/{p}/locations/{l}/publishers/google/models/{m}`.
+//!
 //! Auth: when the server has an API key, the key must come in the `x-goog-api-key` header or
 //! the `key` query parameter (`BidiGenerateContentConstrained` on v1alpha also takes it as
-//! `access_token` or `Authorization: Token …`). A wrong or missing key is answered like the
-//! provider does: the upgrade succeeds and the server closes with code 1008 and a reason.
+//! `access_token` or `Authorization: Token …`). `BidiGenerateContentConstrained` takes the
+//! ephemeral tokens minted at `POST /v1alpha/auth_tokens` (see [`crate::tokens`]): an expired
+//! or used-up one is refused whether the server has a key or not, and a minted token is
+//! refused on the other paths. A wrong or missing key is answered like the provider does: the
+//! upgrade succeeds and the server closes with code 1008 and a reason.
 
 mod session;
 mod wire;
@@ -15,6 +22,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use crate::server::{query_param, Shared};
+use crate::tokens::{Provider, Refusal};
 
 const VERSIONS: &[&str] = &["v1beta", "v1", "v1alpha"];
 
@@ -28,6 +36,15 @@ fn method_ok(method: &str) -> bool {
     VERSIONS.contains(&version)
         && (m == "GenerativeService.BidiGenerateContent"
             || (version == "v1alpha" && m == "GenerativeService.BidiGenerateContentConstrained"))
+}
+
+/// Vertex AI's service path segment: `google.cloud.aiplatform.{v1beta1|v1}.LlmBidiService`.
+fn vertex_service_ok(service: &str, method: &str) -> bool {
+    matches!(
+        service,
+        "google.cloud.aiplatform.v1beta1.LlmBidiService"
+            | "google.cloud.aiplatform.v1.LlmBidiService"
+    ) && method == "BidiGenerateContent"
 }
 
 fn presented_key(req: &HttpRequest) -> Option<String> {
@@ -53,12 +70,27 @@ pub(crate) async fn ws_route(
 ) -> Result<HttpResponse, actix_web::Error> {
     let shared: Arc<Shared> = shared.into_inner();
     let method = req.match_info().get("method").unwrap_or_default();
-    if !method_ok(method) {
-        return Ok(HttpResponse::NotFound().json(json!({
-            "error": {"code": 404, "status": "NOT_FOUND",
-                      "message": format!("Method not found: {method}")}
-        })));
-    }
+    let vertex = match req.match_info().get("service") {
+        Some(service) => {
+            if !vertex_service_ok(service, method) {
+                return Ok(HttpResponse::NotFound().json(json!({
+                    "error": {"code": 404, "status": "NOT_FOUND",
+                              "message": format!("Method not found: {service}/{method}")}
+                })));
+            }
+            true
+        }
+        None => {
+            if !method_ok(method) {
+                return Ok(HttpResponse::NotFound().json(json!({
+                    "error": {"code": 404, "status": "NOT_FOUND",
+                              "message": format!("Method not found: {method}")}
+                })));
+            }
+            false
+        }
+    };
+    let constrained = method.ends_with(".BidiGenerateContentConstrained");
     let key = req
         .match_info()
         .get("scenario")
@@ -79,7 +111,7 @@ pub(crate) async fn ws_route(
                       "message": "The server is refusing connections (scripted)."}
         })));
     }
-    let authorized = shared.key_ok(presented_key(&req).as_deref());
+    let authorized = authorize(&shared, &req, vertex, constrained);
     let (response, ws, stream) = actix_ws::handle(&req, body)?;
     let stream = stream
         .max_frame_size(shared.cfg.max_frame_bytes)
@@ -93,9 +125,49 @@ pub(crate) async fn ws_route(
         selected,
         key.is_some(),
         authorized,
+        vertex,
         sock,
     ));
     Ok(response)
+}
+
+/// Checks the credential of a new connection: an OAuth bearer (the server's key) on Vertex,
+/// a minted auth token (or the key) on the constrained method, the key elsewhere.
+fn authorize(
+    shared: &Shared,
+    req: &HttpRequest,
+    vertex: bool,
+    constrained: bool,
+) -> Result<(), Refusal> {
+    let bad = || Err(Refusal::bad_key(Provider::Gemini));
+    if vertex {
+        return if shared.key_ok(crate::server::bearer(req).as_deref()) {
+            Ok(())
+        } else {
+            Err(Refusal {
+                code: "invalid_api_key",
+                message: "Request had invalid authentication credentials (expected an OAuth 2 \
+                          access token)."
+                    .into(),
+            })
+        };
+    }
+    let presented = presented_key(req);
+    if let Some(token) = presented.as_deref() {
+        if constrained {
+            if let Some(verdict) = shared.tokens.admit(Provider::Gemini, token) {
+                return verdict;
+            }
+        } else if shared.tokens.knows(Provider::Gemini, token) {
+            // Ephemeral tokens only open the constrained method.
+            return bad();
+        }
+    }
+    if shared.key_ok(presented.as_deref()) {
+        Ok(())
+    } else {
+        bad()
+    }
 }
 
 #[cfg(test)]

@@ -72,6 +72,17 @@ pub(crate) struct Setup {
 pub(crate) struct GenerationConfig {
     #[serde(default)]
     pub response_modalities: Option<Vec<String>>,
+    #[serde(default)]
+    pub thinking_config: Option<ThinkingConfig>,
+}
+
+/// `generationConfig.thinkingConfig`: a budget other than 0 makes the fake model "think"
+/// (it reports `thoughtsTokenCount` in its usage).
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ThinkingConfig {
+    #[serde(default)]
+    pub thinking_budget: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -299,6 +310,8 @@ pub(crate) struct ResumptionUpdate {
 pub(crate) struct UsageMetadata {
     pub prompt_token_count: u64,
     pub response_token_count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thoughts_token_count: Option<u64>,
     pub total_token_count: u64,
     pub prompt_tokens_details: Vec<ModalityCount>,
     pub response_tokens_details: Vec<ModalityCount>,

@@ -5,6 +5,9 @@
 //! Auth: when the server has an API key, a missing or wrong `Authorization: Bearer` key is
 //! answered the way the provider does it in-band: the upgrade succeeds, the server sends an
 //! `error` event (`invalid_request_error` / `invalid_api_key`) and closes with code 1008.
+//! An ephemeral client secret minted at `POST /v1/realtime/client_secrets` (see
+//! [`crate::tokens`]) is a valid Bearer until it expires; an expired one is refused the same
+//! way (whether the server has a key or not).
 
 mod schema;
 mod session;
@@ -16,6 +19,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use crate::server::{bearer, query_param, Shared};
+use crate::tokens::{Provider, Refusal};
 
 /// The WebSocket route (also under `/s/{scenario}/v1/realtime`).
 pub(crate) async fn ws_route(
@@ -51,7 +55,15 @@ pub(crate) async fn ws_route(
     if req.headers().contains_key("openai-beta") {
         tracing::warn!("client sent an OpenAI-Beta header; this server speaks the GA protocol");
     }
-    let authorized = shared.key_ok(bearer(&req).as_deref());
+    let token = bearer(&req);
+    let authorized = match token
+        .as_deref()
+        .and_then(|t| shared.tokens.admit(Provider::OpenAi, t))
+    {
+        Some(verdict) => verdict,
+        None if shared.key_ok(token.as_deref()) => Ok(()),
+        None => Err(Refusal::bad_key(Provider::OpenAi)),
+    };
     let (response, ws, stream) = actix_ws::handle(&req, body)?;
     let stream = stream
         .max_frame_size(shared.cfg.max_frame_bytes)

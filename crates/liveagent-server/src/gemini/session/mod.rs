@@ -22,6 +22,7 @@ use crate::conn::{Conn, End};
 use crate::items::{Content, Item, ItemKind, ProtocolKind, Role, SessionInfo};
 use crate::registry::SnapshotReceiver;
 use crate::server::{Selected, Shared};
+use crate::tokens::Refusal;
 use crate::vad::{Vad, VadEvent};
 use crate::Pacing;
 
@@ -62,6 +63,25 @@ struct Run {
     out_text_chars: usize,
 }
 
+/// Thinking tokens the fake model reports per turn when thinking is on.
+const THINKING_TOKENS: u64 = 24;
+
+/// `projects/{p}/locations/{l}/publishers/google/models/{m}`, every part non-empty.
+fn vertex_model_ok(model: &str) -> bool {
+    let parts: Vec<&str> = model.split('/').collect();
+    parts.len() == 8
+        && parts[0] == "projects"
+        && parts[2] == "locations"
+        && parts[4] == "publishers"
+        && parts[5] == "google"
+        && parts[6] == "models"
+        && [parts[1], parts[3], parts[7]].iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '@'))
+        })
+}
+
 struct GSession {
     shared: Arc<Shared>,
     conn: Conn,
@@ -69,7 +89,11 @@ struct GSession {
     selected: Selected,
     explicit_scenario: bool,
     model: String,
+    /// Opened on the Vertex AI path (the model must be a full resource name).
+    vertex: bool,
     text_only: bool,
+    /// Thinking tokens reported per turn (`thinkingConfig` with a budget other than 0).
+    thinking: Option<u64>,
     auto_vad: bool,
     interrupts: bool,
     in_transcription: bool,
@@ -107,13 +131,15 @@ impl Drop for GSession {
 }
 
 /// Runs a session until the client goes away or the server closes it.
+#[allow(clippy::too_many_arguments)] // one call site, each argument a distinct fact of the connection
 pub(crate) async fn run(
     shared: Arc<Shared>,
     ws: actix_ws::Session,
     mut stream: AggregatedMessageStream,
     selected: Selected,
     explicit_scenario: bool,
-    authorized: bool,
+    authorized: Result<(), Refusal>,
+    vertex: bool,
     sock: Option<Arc<std::net::TcpStream>>,
 ) {
     shared.stats.sessions_total.fetch_add(1, Ordering::Relaxed);
@@ -129,7 +155,9 @@ pub(crate) async fn run(
         selected,
         explicit_scenario,
         model: String::new(),
+        vertex,
         text_only: false,
+        thinking: None,
         auto_vad: true,
         interrupts: true,
         in_transcription: false,
@@ -252,14 +280,12 @@ impl GSession {
     async fn main(
         &mut self,
         stream: &mut AggregatedMessageStream,
-        authorized: bool,
+        authorized: Result<(), Refusal>,
         asks: &mut SnapshotReceiver,
     ) -> R {
         self.publish(true);
-        if !authorized {
-            self.conn
-                .close(1008, "API key not valid. Please pass a valid API key.")
-                .await;
+        if let Err(refusal) = authorized {
+            self.conn.close(1008, &refusal.message).await;
             return Err(End::Closed);
         }
         let mut setup_done = false;
@@ -391,12 +417,27 @@ impl GSession {
 
     async fn on_setup(&mut self, setup: Setup) -> R {
         self.model = setup.model.clone().unwrap_or_default();
+        if self.vertex && !vertex_model_ok(&self.model) {
+            let msg = "Invalid argument: the model must be \
+                       projects/{p}/locations/{l}/publishers/google/models/{m}."
+                .to_owned();
+            return self.reject(&msg).await;
+        }
         if !self.explicit_scenario {
             if let Ok(sel) = self.shared.select(None, Some(&self.model)) {
                 self.selected = sel;
             }
         }
         if let Some(gc) = &setup.generation_config {
+            // A fixed, budget-capped amount of "thinking" per turn (-1: dynamic budget).
+            self.thinking = gc
+                .thinking_config
+                .as_ref()
+                .and_then(|t| match t.thinking_budget {
+                    Some(0) => None,
+                    Some(b) if b > 0 => Some((b as u64).min(THINKING_TOKENS)),
+                    _ => Some(THINKING_TOKENS),
+                });
             if let Some(m) = &gc.response_modalities {
                 match m.iter().map(String::as_str).collect::<Vec<_>>()[..] {
                     ["TEXT"] => self.text_only = true,

@@ -346,6 +346,7 @@ impl GSession {
             resp_audio
         };
         let prompt = prompt_text + prompt_audio;
+        let thoughts = self.thinking;
         self.conn
             .send_json(&ServerMessage {
                 server_content: Some(ServerContent {
@@ -355,7 +356,8 @@ impl GSession {
                 usage_metadata: Some(UsageMetadata {
                     prompt_token_count: prompt,
                     response_token_count,
-                    total_token_count: prompt + response_token_count,
+                    thoughts_token_count: thoughts,
+                    total_token_count: prompt + response_token_count + thoughts.unwrap_or(0),
                     prompt_tokens_details: vec![
                         ModalityCount {
                             modality: "TEXT",

@@ -33,6 +33,7 @@ use crate::conn::{Conn, End};
 use crate::items::{Item, ProtocolKind, SessionInfo};
 use crate::registry::SnapshotReceiver;
 use crate::server::{Selected, Shared};
+use crate::tokens::Refusal;
 use crate::vad::{Vad, VadConfig};
 
 type R = Result<(), End>;
@@ -195,7 +196,7 @@ pub(crate) async fn run(
     mut stream: AggregatedMessageStream,
     selected: Selected,
     model: String,
-    authorized: bool,
+    authorized: Result<(), Refusal>,
     sock: Option<Arc<std::net::TcpStream>>,
 ) {
     shared.stats.sessions_total.fetch_add(1, Ordering::Relaxed);
@@ -324,22 +325,22 @@ impl OaSession {
     async fn main(
         &mut self,
         stream: &mut AggregatedMessageStream,
-        authorized: bool,
+        authorized: Result<(), Refusal>,
         asks: &mut SnapshotReceiver,
     ) -> R {
         self.publish(true);
-        if !authorized {
+        if let Err(refusal) = authorized {
             self.emit(ServerEvent::Error {
                 error: ErrorBody {
                     kind: "invalid_request_error",
-                    code: Some("invalid_api_key".into()),
-                    message: "Incorrect API key provided.".into(),
+                    code: Some(refusal.code.into()),
+                    message: refusal.message,
                     param: None,
                     event_id: None,
                 },
             })
             .await?;
-            self.conn.close(1008, "invalid_api_key").await;
+            self.conn.close(1008, refusal.code).await;
             return Err(End::Closed);
         }
         self.emit(ServerEvent::SessionCreated {
