@@ -24,7 +24,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::ws::{upgrade, FakeWs, Incoming};
-use super::{should_fail, speech_pcm, transcript_of};
+use super::{should_fail, speech_pcm, transcript_of, MAX_SEGMENT_SAMPLES};
 use crate::audio::{b64_decode, b64_encode, pcm_to_bytes, ulaw_encode, WireAudio, INTERNAL_RATE};
 use crate::server::{query_param, Shared};
 use crate::vad::{Vad, VadConfig, VadEvent};
@@ -175,6 +175,14 @@ pub(crate) async fn realtime_stt(
                 }
             }
             let samples = format.decode(&bytes);
+            if segment.len() + samples.len() > MAX_SEGMENT_SAMPLES {
+                ws.send(fail(
+                    "chunk_size_exceeded",
+                    "more than 10 minutes of audio without a commit".into(),
+                ))
+                .await;
+                continue;
+            }
             segment.extend_from_slice(&samples);
             let mut commit = msg.get("commit").and_then(Value::as_bool) == Some(true);
             if let Some(vad) = &mut vad {
@@ -183,10 +191,14 @@ pub(crate) async fn realtime_stt(
                     .iter()
                     .any(|e| matches!(e, VadEvent::SpeechStopped { .. }));
             }
-            let heard = transcript_of(&pcm_to_bytes(&segment), Some(INTERNAL_RATE)).0;
             if !commit {
-                // Speech so far: an interim transcript that the final one extends.
-                if !heard.is_empty() && !partial_sent {
+                // Speech so far: an interim transcript that the final one extends (the
+                // segment is measured once per new chunk only until speech is heard).
+                if !partial_sent
+                    && !transcript_of(&pcm_to_bytes(&samples), Some(INTERNAL_RATE))
+                        .0
+                        .is_empty()
+                {
                     partial_sent = true;
                     ws.send(json!({"message_type": "partial_transcript", "text": "[speech"}))
                         .await;
@@ -203,6 +215,7 @@ pub(crate) async fn realtime_stt(
                 partial_sent = false;
                 continue;
             }
+            let heard = transcript_of(&pcm_to_bytes(&segment), Some(INTERNAL_RATE)).0;
             if let Some(cut) = heard.rfind(' ') {
                 ws.send(json!({"message_type": "partial_transcript", "text": &heard[..cut]}))
                     .await;

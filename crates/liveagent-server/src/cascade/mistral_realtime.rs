@@ -24,7 +24,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::ws::{upgrade, FakeWs, Incoming};
-use super::{f32_le, should_fail, speech_events, speech_pcm, transcript_of};
+use super::{f32_le, should_fail, speech_events, speech_pcm, transcript_of, MAX_SEGMENT_SAMPLES};
 use crate::audio::{b64_decode, pcm_to_bytes, WireAudio, INTERNAL_RATE};
 use crate::server::{bearer, query_param, Shared};
 
@@ -139,7 +139,17 @@ async fn transcribe(mut ws: FakeWs, model: String) {
                         continue;
                     }
                 };
-                segment.extend(format.decode(&bytes));
+                let samples = format.decode(&bytes);
+                if segment.len() + samples.len() > MAX_SEGMENT_SAMPLES {
+                    error(
+                        &mut ws,
+                        "more than 10 minutes of audio without a flush",
+                        4000,
+                    )
+                    .await;
+                    continue;
+                }
+                segment.extend(samples);
             }
             kind @ ("input_audio.flush" | "input_audio.end") => {
                 let end = kind == "input_audio.end";

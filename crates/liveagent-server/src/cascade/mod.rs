@@ -116,6 +116,10 @@ async fn speech(
     }
 }
 
+/// The most audio a fake transcription segment holds (10 minutes at the internal 24 kHz);
+/// more is refused with the provider's error, so that a client cannot grow it without end.
+pub(crate) const MAX_SEGMENT_SAMPLES: usize = 10 * 60 * crate::audio::INTERNAL_RATE as usize;
+
 /// Root-mean-square level of PCM16 samples.
 fn rms(samples: &[i16]) -> f64 {
     if samples.is_empty() {

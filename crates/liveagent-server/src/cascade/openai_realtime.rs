@@ -20,7 +20,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::ws::{upgrade, FakeWs, Incoming};
-use super::{should_fail, transcript_of};
+use super::{should_fail, transcript_of, MAX_SEGMENT_SAMPLES};
 use crate::audio::{b64_decode, pcm_to_bytes, WireAudio, INTERNAL_RATE};
 use crate::server::{bearer, query_param, Shared};
 use crate::vad::{Vad, VadConfig, VadEvent};
@@ -180,6 +180,11 @@ impl Session {
                     }
                 };
                 let samples = self.format.decode(&bytes);
+                if self.buffer.len() + samples.len() > MAX_SEGMENT_SAMPLES {
+                    return self
+                        .error("input_audio_buffer_too_large", "The input audio buffer holds more than 10 minutes of audio: commit or clear it.", Some("audio"))
+                        .await;
+                }
                 let events = match &mut self.vad {
                     Some(vad) => vad.push(&samples),
                     None => Vec::new(),
