@@ -13,6 +13,12 @@
 //!
 //! Played milliseconds are counted where samples are handed to the device, not when they are
 //! queued.
+//!
+//! The queue (ring plus what waits in the actor) is capped by duration
+//! ([`QueueOptions::max_queued`]): audio arriving while it is full is dropped, with the rest
+//! of its item (so the played position stays a prefix of what the provider produced and a
+//! truncation stays exact), the item is reported `interrupted` with what was played, and an
+//! `AudioDropped` event says how much was dropped.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -21,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use liveagent_core::events::Id;
 use liveagent_core::{
-    AudioPlaybackStarted, Interrupted, LatencySamples, LiveError, LiveEvent, PlaybackStopped,
-    SynthesizedAudio,
+    AudioDropped, AudioPlaybackStarted, Interrupted, LatencySamples, LiveError, LiveEvent,
+    PlaybackStopped, SynthesizedAudio,
 };
 use ringbuf::traits::{Consumer, Observer, Producer, Split};
 use ringbuf::{HeapCons, HeapProd, HeapRb};
@@ -277,6 +283,9 @@ struct Item {
     /// `AudioPlaybackStarted` was published for this item (or for the earlier part of
     /// the same assistant item).
     announced: bool,
+    /// Audio of this item was dropped because the queue was full: the rest of it is dropped
+    /// too, and it is reported interrupted.
+    overflowed: bool,
 }
 
 /// Playback counters, from the player's or the WAV sink's `GetPlaybackStats` message.
@@ -303,6 +312,9 @@ pub struct PlaybackStats {
     pub chunks_received: u64,
     /// Chunks dropped because they belonged to an interrupted item or response.
     pub chunks_dropped_late: u64,
+    /// Milliseconds of audio dropped because the queue was full (audio arriving far faster
+    /// than it plays; see `max_queue_ms` on the player and the WAV sink).
+    pub dropped_full_ms: u64,
     /// Items whose playback ended (played out or interrupted).
     pub items_finished: u64,
     /// Interruptions that cut audio.
@@ -331,7 +343,18 @@ pub(crate) struct QueueOptions {
     pub item_end: Duration,
     /// How long to wait for the renderer to acknowledge a cut before reporting anyway.
     pub cut_timeout: Duration,
+    /// Most audio waiting to be played (ring plus what waits in the actor); audio arriving
+    /// past it is dropped.
+    pub max_queued: Duration,
 }
+
+/// Default of [`QueueOptions::max_queued`] beyond the prebuffer: 20 s. Real providers send a
+/// long answer several times faster than real time, so the queue legitimately holds many
+/// seconds; a flood (audio at 50x real time) is cut there.
+pub(crate) const DEFAULT_MAX_QUEUED_BEYOND_PREBUFFER: Duration = Duration::from_secs(20);
+
+/// At most one `AudioDropped` report per this interval while the queue overflows.
+const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
 
 /// The actor half of the playback logic.
 pub(crate) struct PlaybackQueue {
@@ -343,6 +366,11 @@ pub(crate) struct PlaybackQueue {
     resampler: MonoResampler,
     scratch: Vec<f32>,
     pending: VecDeque<(u64, Vec<f32>, usize, bool)>,
+    /// Frames in `pending` not yet pushed into the ring.
+    pending_frames: usize,
+    /// Frames dropped because the queue was full, not reported yet.
+    unreported_drop: u64,
+    last_drop_report: Option<Instant>,
     items: VecDeque<Item>,
     next_seq: u64,
     last_enqueue: Option<Instant>,
@@ -352,6 +380,7 @@ pub(crate) struct PlaybackQueue {
     cut_wait: Option<(u64, Instant)>,
     interrupt_at: Option<Instant>,
     stats: PlaybackStats,
+    dropped_full_frames: u64,
 }
 
 const DEAD_MEMORY: usize = 64;
@@ -391,6 +420,9 @@ impl PlaybackQueue {
             resampler: MonoResampler::new(source_rate, opts.output_rate)?,
             scratch: Vec::with_capacity(8192),
             pending: VecDeque::new(),
+            pending_frames: 0,
+            unreported_drop: 0,
+            last_drop_report: None,
             items: VecDeque::new(),
             next_seq: 0,
             last_enqueue: None,
@@ -399,6 +431,7 @@ impl PlaybackQueue {
             dead_responses: VecDeque::new(),
             cut_wait: None,
             interrupt_at: None,
+            dropped_full_frames: 0,
             stats: PlaybackStats {
                 output_rate: opts.output_rate,
                 ..Default::default()
@@ -427,6 +460,12 @@ impl PlaybackQueue {
         self.scratch.clear();
         self.resampler.flush(&mut self.scratch);
         if !self.scratch.is_empty() {
+            let overflowed = self.items.back().is_some_and(|i| i.overflowed);
+            if overflowed {
+                self.scratch.clear();
+                return;
+            }
+            self.pending_frames += self.scratch.len();
             self.pending
                 .push_back((seq, std::mem::take(&mut self.scratch), 0, true));
             self.scratch = Vec::with_capacity(8192);
@@ -449,6 +488,7 @@ impl PlaybackQueue {
                 tail: *tail,
             });
             *off += n;
+            self.pending_frames -= n;
             if *off == data.len() {
                 self.pending.pop_front();
             } else {
@@ -498,6 +538,7 @@ impl PlaybackQueue {
                 frames: 0,
                 state: ItemState::Active,
                 announced: base > 0,
+                overflowed: false,
             });
             while self.items.len() > 32
                 && self
@@ -525,8 +566,10 @@ impl PlaybackQueue {
         self.resampler
             .process_i16(&ev.audio.samples, &mut self.scratch);
         self.tail_flushed = self.resampler.is_passthrough();
+        self.cap_scratch();
         if !self.scratch.is_empty() {
             let data = std::mem::replace(&mut self.scratch, Vec::with_capacity(8192));
+            self.pending_frames += data.len();
             self.pending.push_back((seq, data, 0, false));
         }
         self.last_enqueue = Some(now);
@@ -535,6 +578,71 @@ impl PlaybackQueue {
         if let (Some(origin), true) = (ev.audio.origin, self.pending.is_empty()) {
             self.stats.socket_to_output.record(origin.elapsed());
         }
+    }
+
+    /// Frames waiting to be played (ring plus pending).
+    fn queued_frames(&self) -> usize {
+        self.samples.occupied_len() + self.pending_frames
+    }
+
+    /// Applies the duration cap to the freshly resampled `scratch` of the newest item: keeps
+    /// what fits, drops the rest (and, once the item overflowed, all of its later audio).
+    fn cap_scratch(&mut self) {
+        if self.scratch.is_empty() {
+            return;
+        }
+        let max =
+            (self.opts.output_rate as u128 * self.opts.max_queued.as_millis() / 1000) as usize;
+        let room = max.saturating_sub(self.queued_frames());
+        let Some(item) = self.items.back_mut() else {
+            return;
+        };
+        let keep = if item.overflowed {
+            0
+        } else {
+            room.min(self.scratch.len())
+        };
+        if keep == self.scratch.len() {
+            return;
+        }
+        if !item.overflowed {
+            item.overflowed = true;
+            tracing::warn!(
+                item = %item.id,
+                max_queued_ms = self.opts.max_queued.as_millis() as u64,
+                "playback queue full (audio arrives far faster than it plays); dropping the rest of the item"
+            );
+        }
+        let dropped = (self.scratch.len() - keep) as u64;
+        self.scratch.truncate(keep);
+        self.unreported_drop += dropped;
+        self.dropped_full_frames += dropped;
+        self.stats.dropped_full_ms = self.ms(self.dropped_full_frames);
+    }
+
+    /// The `AudioDropped` report for audio dropped because the queue was full, at most one
+    /// per second while it overflows.
+    pub(crate) fn take_dropped(&mut self, now: Instant) -> Option<AudioDropped> {
+        if self.unreported_drop == 0 {
+            return None;
+        }
+        if self
+            .last_drop_report
+            .is_some_and(|t| now.saturating_duration_since(t) < DROP_REPORT_EVERY)
+        {
+            return None;
+        }
+        self.last_drop_report = Some(now);
+        let frames = std::mem::take(&mut self.unreported_drop);
+        let dropped_ms = self.ms(frames);
+        Some(AudioDropped {
+            source: "player".into(),
+            dropped_ms,
+            reason: format!(
+                "the playback queue was full ({} ms): synthesized audio arrives far faster than it plays",
+                self.opts.max_queued.as_millis()
+            ),
+        })
     }
 
     /// Stops playback at once and drops the audio of every item queued so far.
@@ -561,6 +669,7 @@ impl PlaybackQueue {
         }
         self.stats.interruptions += 1;
         self.pending.clear();
+        self.pending_frames = 0;
         self.resampler.reset();
         self.tail_flushed = true;
         self.last_enqueue = None;
@@ -577,6 +686,8 @@ impl PlaybackQueue {
     fn stopped(&mut self, idx: usize, interrupted: bool) -> PlaybackStopped {
         let item = &mut self.items[idx];
         item.state = ItemState::Done;
+        // An item whose audio was dropped for a full queue was not heard in full.
+        let interrupted = interrupted || item.overflowed;
         let frames = item.base_frames + item.frames;
         let id = item.id.clone();
         self.stats.items_finished += 1;
@@ -705,6 +816,7 @@ impl PlaybackQueue {
             }
         }
         self.pending.clear();
+        self.pending_frames = 0;
         out
     }
 
@@ -718,8 +830,7 @@ impl PlaybackQueue {
         stats.underrun_ms = self.ms(s.underrun_frames.load(Ordering::Relaxed));
         stats.device_xruns = s.xruns.load(Ordering::Relaxed);
         stats.periods = s.renders.load(Ordering::Relaxed);
-        let pending: usize = self.pending.iter().map(|p| p.1.len() - p.2).sum();
-        stats.queued_ms = self.ms((self.samples.occupied_len() + pending) as u64);
+        stats.queued_ms = self.ms(self.queued_frames() as u64);
         stats
     }
 }
@@ -736,6 +847,7 @@ mod tests {
             ring: Duration::from_secs(10),
             item_end: Duration::from_millis(100),
             cut_timeout: Duration::from_millis(500),
+            max_queued: Duration::from_secs(10),
         }
     }
 

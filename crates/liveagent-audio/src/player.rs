@@ -16,7 +16,9 @@ use crate::device::{
     audio_err, cpal_err, find_device, resolve_config, stream_error_callback, DeviceConfig,
     OpenedDevice, StreamThread, Watchdog,
 };
-use crate::playback::{PlaybackQueue, QueueOptions, Renderer, Shared};
+use crate::playback::{
+    PlaybackQueue, QueueOptions, Renderer, Shared, DEFAULT_MAX_QUEUED_BEYOND_PREBUFFER,
+};
 use crate::{DeviceFailed, GetPlaybackStats, StopAudio};
 
 /// Builds and starts a [`SoundDevicePlayer`]; from [`SoundDevicePlayer::new`].
@@ -27,6 +29,7 @@ pub struct SoundDevicePlayerBuilder {
     prebuffer: Duration,
     ring: Duration,
     item_end: Duration,
+    max_queue: Option<Duration>,
     rate: Option<u32>,
     channels: Option<u16>,
     format: Option<SampleFormat>,
@@ -69,6 +72,17 @@ impl SoundDevicePlayerBuilder {
     /// it waits in the actor.
     pub fn buffer_ms(mut self, ms: u32) -> Self {
         self.ring = Duration::from_millis(ms.max(100) as u64);
+        self
+    }
+
+    /// Most audio the player holds waiting to be played (default: the prebuffer plus 20 s).
+    /// Real providers send answers several times faster than real time, so the queue
+    /// legitimately holds seconds of audio; audio arriving past this bound (a provider
+    /// flooding at 50x real time) is dropped with the rest of its item, the item is reported
+    /// interrupted with what was played (so the model is told what was heard), and an
+    /// `AudioDropped` event (source `player`) says how much was dropped.
+    pub fn max_queue_ms(mut self, ms: u32) -> Self {
+        self.max_queue = Some(Duration::from_millis(ms.max(100) as u64));
         self
     }
 
@@ -116,6 +130,9 @@ impl SoundDevicePlayerBuilder {
             ring: self.ring,
             item_end: self.item_end,
             cut_timeout: Duration::from_millis(500),
+            max_queued: self
+                .max_queue
+                .unwrap_or(self.prebuffer + DEFAULT_MAX_QUEUED_BEYOND_PREBUFFER),
         };
         let (tx, rx) = std::sync::mpsc::channel();
         let err_addr = addr.clone();
@@ -277,6 +294,7 @@ impl SoundDevicePlayer {
             prebuffer: Duration::from_millis(60),
             ring: Duration::from_millis(2000),
             item_end: Duration::from_millis(300),
+            max_queue: None,
             rate: None,
             channels: None,
             format: None,
@@ -286,7 +304,8 @@ impl SoundDevicePlayer {
     }
 
     fn publish_stopped(&mut self) {
-        for ev in self.queue.tick_events(Instant::now()) {
+        let now = Instant::now();
+        for ev in self.queue.tick_events(now) {
             match &ev {
                 LiveEvent::PlaybackStopped(s) => {
                     tracing::debug!(item = %s.item_id, played_ms = s.played_ms, interrupted = s.interrupted, "playback stopped")
@@ -297,6 +316,9 @@ impl SoundDevicePlayer {
                 _ => {}
             }
             self.context.publish(ev);
+        }
+        if let Some(dropped) = self.queue.take_dropped(now) {
+            self.context.publish(dropped);
         }
     }
 }

@@ -14,7 +14,7 @@ use liveagent_core::{
 
 use crate::convert::{f32_to_pcm16, MonoResampler};
 use crate::device::audio_err;
-use crate::playback::{PlaybackQueue, QueueOptions, Renderer};
+use crate::playback::{PlaybackQueue, QueueOptions, Renderer, DEFAULT_MAX_QUEUED_BEYOND_PREBUFFER};
 use crate::{GetPlaybackStats, StopAudio};
 
 /// Reads a WAV file of any rate, channel count and sample format (PCM 8/16/24/32 bit or
@@ -255,6 +255,7 @@ pub struct WavSinkBuilder {
     realtime: bool,
     prebuffer: Duration,
     item_end: Duration,
+    max_queue: Option<Duration>,
     rate: Option<u32>,
     time_aligned: bool,
     latency: usize,
@@ -278,6 +279,14 @@ impl WavSinkBuilder {
     /// Prebuffer of the jitter buffer (default 60 ms), as for the player.
     pub fn prebuffer_ms(mut self, ms: u32) -> Self {
         self.prebuffer = Duration::from_millis(ms as u64);
+        self
+    }
+
+    /// See [`SoundDevicePlayerBuilder::max_queue_ms`](crate::SoundDevicePlayerBuilder::max_queue_ms)
+    /// (default: the prebuffer plus 20 s; in non-real-time mode audio is written as it
+    /// arrives, so the queue does not fill).
+    pub fn max_queue_ms(mut self, ms: u32) -> Self {
+        self.max_queue = Some(Duration::from_millis(ms.max(100) as u64));
         self
     }
 
@@ -323,6 +332,9 @@ impl WavSinkBuilder {
             ring: Duration::from_secs(if self.realtime { 2 } else { 30 }),
             item_end: self.item_end,
             cut_timeout: Duration::from_millis(500),
+            max_queued: self
+                .max_queue
+                .unwrap_or(self.prebuffer + DEFAULT_MAX_QUEUED_BEYOND_PREBUFFER),
         };
         let (mut queue, renderer) = PlaybackQueue::new(self.context.output_sample_rate(), opts)?;
         queue.measure_latency(self.latency);
@@ -398,6 +410,7 @@ impl WavSink {
             realtime: true,
             prebuffer: Duration::from_millis(60),
             item_end: Duration::from_millis(300),
+            max_queue: None,
             rate: None,
             time_aligned: false,
             latency: 0,
@@ -451,6 +464,9 @@ impl WavSink {
         }
         for ev in self.queue.tick_events(now) {
             self.context.publish(ev);
+        }
+        if let Some(dropped) = self.queue.take_dropped(now) {
+            self.context.publish(dropped);
         }
     }
 

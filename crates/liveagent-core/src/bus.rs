@@ -17,10 +17,12 @@
 //!   the *oldest* waiting audio event is dropped. Audio that is seconds late is worth less
 //!   than audio that is current. Drops are counted in [`BusStats::dropped_audio`], logged, and
 //!   reported once per lagging episode as an [`AudioDropped`] event.
-//! - **Control** (everything else): never dropped. A subscriber that lets more than
-//!   [`BusConfig::control_queue_limit`] events pile up is considered stuck: it is
-//!   unsubscribed and an [`ErrorEvent`] says so. Memory stays bounded
-//!   either way.
+//! - **Control** (everything else): never dropped. A subscriber that has more than
+//!   [`BusConfig::control_queue_limit`] events or [`BusConfig::control_queue_bytes`] bytes
+//!   waiting and has not taken an event for [`BusConfig::stuck_after`] is considered
+//!   stuck: it is unsubscribed and an [`ErrorEvent`] says so. A subscriber that keeps
+//!   taking events may fall further behind during a burst (a flood of tool results), up to
+//!   8 times either bound. Memory stays bounded either way.
 //!
 //! A subscriber is removed when its actor stops or its stream is dropped (noticed on the
 //! next delivery, or by a sweep every 500 ms).
@@ -51,23 +53,66 @@ impl SubscriberId {
     }
 }
 
-/// Bounds of the per-subscriber queues.
+/// Bounds of the per-subscriber queues, by count and by bytes
+/// ([`LiveEvent::approx_bytes`]).
 #[derive(Clone, Debug)]
 pub struct BusConfig {
     /// Audio events a subscriber may have waiting before the oldest is dropped
     /// (default 250: five seconds of 20 ms chunks).
     pub audio_queue_limit: usize,
-    /// Events of any kind a subscriber may have waiting before it is disconnected as stuck
-    /// (default 10,000).
+    /// Bytes of audio a subscriber may have waiting before the oldest is dropped
+    /// (default 4 MiB: about 87 s of 24 kHz PCM16, whatever the chunk size).
+    pub audio_queue_bytes: usize,
+    /// Events of any kind a subscriber may have waiting before it is disconnected as stuck,
+    /// when it has not taken one for [`stuck_after`](Self::stuck_after) (default 10,000).
+    /// A subscriber that keeps taking events is disconnected past 8 times this count.
     pub control_queue_limit: usize,
+    /// How long a subscriber over `control_queue_limit` may go without taking an event
+    /// before it is disconnected as stuck (default 2 s).
+    pub stuck_after: Duration,
+    /// Bytes of events of any kind a subscriber may have waiting before it is disconnected
+    /// as stuck, when it has not taken one for [`stuck_after`](Self::stuck_after) (default
+    /// 32 MiB). A subscriber that keeps taking events is disconnected past 8 times this.
+    pub control_queue_bytes: usize,
 }
 
 impl Default for BusConfig {
     fn default() -> Self {
         BusConfig {
             audio_queue_limit: 250,
+            audio_queue_bytes: 4 * 1024 * 1024,
             control_queue_limit: 10_000,
+            stuck_after: Duration::from_secs(2),
+            control_queue_bytes: 32 * 1024 * 1024,
         }
+    }
+}
+
+/// How far past its bounds a subscriber that keeps taking events may fall during a burst.
+const BURST_FACTOR: usize = 8;
+
+/// How often the bus sweeps its subscribers (gone ones, stuck ones).
+const SWEEP: Duration = Duration::from_millis(500);
+
+impl BusConfig {
+    /// Past 8 times a bound: stuck even if it still takes events.
+    fn is_over_hard(&self, sub: &Sub) -> bool {
+        let waiting = sub.queue.len();
+        waiting > self.control_queue_limit.saturating_mul(BURST_FACTOR)
+            || (sub.queued_bytes > self.control_queue_bytes.saturating_mul(BURST_FACTOR)
+                && waiting > 1)
+    }
+
+    /// The stuck rule (see the [module docs](self)), checked by the sweep: over a bound and
+    /// no event taken over the last `stuck_after` worth of sweeps. Counting sweeps rather
+    /// than reading a clock keeps a bus that was itself busy (a burst of publishes) from
+    /// blaming its subscribers.
+    fn is_stuck(&self, sub: &Sub) -> bool {
+        let waiting = sub.queue.len();
+        let over = waiting > self.control_queue_limit
+            || (sub.queued_bytes > self.control_queue_bytes && waiting > 1);
+        let stalled = SWEEP * sub.stalled_sweeps >= self.stuck_after;
+        self.is_over_hard(sub) || (over && stalled)
     }
 }
 
@@ -225,9 +270,18 @@ struct Sub {
     filter: EventFilter,
     sink: Box<dyn EventSink>,
     label: String,
-    queue: VecDeque<LiveEvent>,
+    /// Events waiting, each with its size.
+    queue: VecDeque<(LiveEvent, usize)>,
     queued_audio: usize,
+    queued_audio_bytes: usize,
+    queued_bytes: usize,
     busy: bool,
+    /// Deliveries completed.
+    taken: u64,
+    /// `taken` at the last sweep that saw progress.
+    taken_at_sweep: u64,
+    /// Sweeps in a row that found events waiting and none taken.
+    stalled_sweeps: u32,
     lagging: bool,
 }
 
@@ -282,12 +336,14 @@ impl EventBus {
         if sub.busy {
             return;
         }
-        let Some(event) = sub.queue.pop_front() else {
+        let Some((event, size)) = sub.queue.pop_front() else {
             sub.lagging = false;
             return;
         };
+        sub.queued_bytes -= size;
         if event.kind().class() == EventClass::Audio {
             sub.queued_audio -= 1;
+            sub.queued_audio_bytes -= size;
         }
         sub.busy = true;
         let id = sub.id;
@@ -308,6 +364,7 @@ impl EventBus {
         }
         self.stats.delivered += 1;
         self.subs[idx].busy = false;
+        self.subs[idx].taken += 1;
         self.pump(idx, ctx);
         if self.closing && self.subs.iter().all(|s| !s.busy && s.queue.is_empty()) {
             self.subs.clear();
@@ -318,6 +375,7 @@ impl EventBus {
     fn publish_local(&mut self, event: LiveEvent, ctx: &mut Context<Self>) {
         self.stats.published += 1;
         let class = event.kind().class();
+        let size = event.approx_bytes();
         let mut notices: Vec<LiveEvent> = Vec::new();
         let mut stuck: Vec<SubscriberId> = Vec::new();
         for idx in 0..self.subs.len() {
@@ -325,48 +383,72 @@ impl EventBus {
             if !sub.filter.matches(&event) {
                 continue;
             }
-            sub.queue.push_back(event.clone());
+            sub.queue.push_back((event.clone(), size));
+            sub.queued_bytes += size;
             if class == EventClass::Audio {
                 sub.queued_audio += 1;
-                if sub.queued_audio > self.config.audio_queue_limit {
-                    if let Some(pos) = sub
+                sub.queued_audio_bytes += size;
+                let mut dropped_ms = 0;
+                let mut dropped_any = false;
+                // The newest audio event always stays (one chunk larger than the byte bound
+                // is still delivered).
+                while sub.queued_audio > 1
+                    && (sub.queued_audio > self.config.audio_queue_limit
+                        || sub.queued_audio_bytes > self.config.audio_queue_bytes)
+                {
+                    let Some(pos) = sub
                         .queue
                         .iter()
-                        .position(|e| e.kind().class() == EventClass::Audio)
-                    {
-                        let dropped = sub.queue.remove(pos);
-                        sub.queued_audio -= 1;
-                        self.stats.dropped_audio += 1;
-                        if !sub.lagging {
-                            sub.lagging = true;
-                            tracing::warn!(subscriber = %sub.label, limit = self.config.audio_queue_limit,
-                                "subscriber lags behind the audio stream; dropping its oldest audio");
-                            let ms = match dropped {
-                                Some(LiveEvent::RecordedAudio(a)) => a.audio.duration_ms(),
-                                Some(LiveEvent::SynthesizedAudio(a)) => a.audio.duration_ms(),
-                                _ => 0,
-                            };
-                            notices.push(
-                                AudioDropped {
-                                    source: "bus".into(),
-                                    dropped_ms: ms,
-                                    reason: format!(
-                                        "subscriber '{}' lags behind the audio stream",
-                                        sub.label
-                                    ),
-                                }
-                                .into(),
-                            );
+                        .position(|(e, _)| e.kind().class() == EventClass::Audio)
+                    else {
+                        break;
+                    };
+                    let Some((dropped, dsize)) = sub.queue.remove(pos) else {
+                        break;
+                    };
+                    sub.queued_audio -= 1;
+                    sub.queued_audio_bytes -= dsize;
+                    sub.queued_bytes -= dsize;
+                    self.stats.dropped_audio += 1;
+                    dropped_any = true;
+                    dropped_ms += match dropped {
+                        LiveEvent::RecordedAudio(a) => a.audio.duration_ms(),
+                        LiveEvent::SynthesizedAudio(a) => a.audio.duration_ms(),
+                        _ => 0,
+                    };
+                }
+                if dropped_any && !sub.lagging {
+                    sub.lagging = true;
+                    tracing::warn!(subscriber = %sub.label, limit = self.config.audio_queue_limit,
+                        bytes = self.config.audio_queue_bytes,
+                        "subscriber lags behind the audio stream; dropping its oldest audio");
+                    notices.push(
+                        AudioDropped {
+                            source: "bus".into(),
+                            dropped_ms,
+                            reason: format!(
+                                "subscriber '{}' lags behind the audio stream",
+                                sub.label
+                            ),
                         }
-                    }
+                        .into(),
+                    );
                 }
             }
-            if sub.queue.len() > self.config.control_queue_limit {
+            if self.config.is_over_hard(sub) {
                 stuck.push(sub.id);
                 continue;
             }
             self.pump(idx, ctx);
         }
+        self.unsubscribe_stuck(stuck, &mut notices);
+        for notice in notices {
+            self.publish_local(notice, ctx);
+        }
+    }
+
+    /// Unsubscribes the `stuck` subscribers, each with an `ErrorEvent` in `notices`.
+    fn unsubscribe_stuck(&mut self, stuck: Vec<SubscriberId>, notices: &mut Vec<LiveEvent>) {
         for id in stuck {
             if let Some(idx) = self.position(id) {
                 let sub = self.subs.swap_remove(idx);
@@ -378,17 +460,18 @@ impl EventBus {
                         LiveError::new(
                             ErrorKind::Internal,
                             format!(
-                                "subscriber '{}' had {} events waiting and was unsubscribed",
-                                sub.label, self.config.control_queue_limit
+                                "subscriber '{}' had {} events ({} bytes) waiting, past the bound of {} events or {} bytes, and was unsubscribed",
+                                sub.label,
+                                sub.queue.len(),
+                                sub.queued_bytes,
+                                self.config.control_queue_limit,
+                                self.config.control_queue_bytes
                             ),
                         ),
                     )
                     .into(),
                 );
             }
-        }
-        for notice in notices {
-            self.publish_local(notice, ctx);
         }
     }
 }
@@ -397,8 +480,31 @@ impl Actor for EventBus {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(Duration::from_millis(500), |bus, _| {
+        ctx.run_interval(SWEEP, |bus, ctx| {
             bus.subs.retain(|s| s.busy || !s.sink.is_closed());
+            for s in bus.subs.iter_mut() {
+                if s.queue.is_empty() || s.taken != s.taken_at_sweep {
+                    s.taken_at_sweep = s.taken;
+                    s.stalled_sweeps = 0;
+                } else {
+                    s.stalled_sweeps += 1;
+                }
+            }
+            // A subscriber over the count bound that stopped taking events is stuck even
+            // when nothing new is published.
+            let stuck: Vec<SubscriberId> = bus
+                .subs
+                .iter()
+                .filter(|s| bus.config.is_stuck(s))
+                .map(|s| s.id)
+                .collect();
+            if !stuck.is_empty() {
+                let mut notices = Vec::new();
+                bus.unsubscribe_stuck(stuck, &mut notices);
+                for notice in notices {
+                    bus.publish_local(notice, ctx);
+                }
+            }
         });
     }
 }
@@ -414,7 +520,12 @@ impl Handler<Subscribe> for EventBus {
             label: msg.label,
             queue: VecDeque::new(),
             queued_audio: 0,
+            queued_audio_bytes: 0,
+            queued_bytes: 0,
             busy: false,
+            taken: 0,
+            taken_at_sweep: 0,
+            stalled_sweeps: 0,
             lagging: false,
         });
     }

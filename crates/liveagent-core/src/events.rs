@@ -17,7 +17,7 @@
 //! | player → everyone | [`AudioPlaybackStarted`] |
 //! | observers → everyone | [`ObserverStarted`], [`ObserverCompleted`], [`ObserverAlert`] |
 //! | application → session | [`UserText`], [`SessionControl`] |
-//! | anyone → everyone | [`ErrorEvent`], [`AudioDropped`] |
+//! | anyone → everyone | [`ErrorEvent`], [`AudioDropped`], [`TextDropped`] |
 
 use std::sync::Arc;
 
@@ -124,6 +124,7 @@ events! {
     SessionClosed: Control,
     ErrorEvent: Control,
     AudioDropped: Control,
+    TextDropped: Control,
     AudioPlaybackStarted: Control,
     HumanInputRequest: Control,
     HumanMessage: Control,
@@ -138,6 +139,35 @@ events! {
 
 impl actix::Message for LiveEvent {
     type Result = ();
+}
+
+impl LiveEvent {
+    /// About how many bytes this event holds: its samples for audio, the length of its JSON
+    /// form otherwise (counted without building it). The bus bounds its queues with this.
+    pub fn approx_bytes(&self) -> usize {
+        match self {
+            LiveEvent::RecordedAudio(a) => a.audio.samples.len() * 2 + 64,
+            LiveEvent::SynthesizedAudio(a) => a.audio.samples.len() * 2 + 64,
+            other => {
+                let mut counter = ByteCounter(0);
+                let _ = serde_json::to_writer(&mut counter, other);
+                counter.0
+            }
+        }
+    }
+}
+
+/// An `io::Write` that only counts.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Identifiers (item, response, call ids) are shared strings: cloning one per audio chunk and
@@ -598,6 +628,26 @@ pub struct AudioDropped {
     /// Milliseconds of audio dropped in this report.
     pub dropped_ms: u64,
     /// Why.
+    pub reason: String,
+}
+
+/// Text was dropped on purpose to keep memory bounded against a provider that sends too
+/// much: an item's transcript or text grew past its byte cap (the rest of it is neither kept
+/// nor published), or the oldest turns of the history kept to restore a session were
+/// dropped past its byte bound.
+#[derive(Clone, Debug, Serialize)]
+pub struct TextDropped {
+    /// Who dropped it (the provider protocol, or the session).
+    pub source: Arc<str>,
+    /// The item whose text was cut, for a per-item cap; `None` when history turns were
+    /// dropped.
+    pub item_id: Option<Id>,
+    /// History items dropped (0 for a per-item cap).
+    pub items: usize,
+    /// Bytes of text dropped in this report (for a per-item cap: of the delta that crossed
+    /// it; later deltas of the item are dropped silently).
+    pub bytes: u64,
+    /// Why, naming the bound.
     pub reason: String,
 }
 

@@ -17,6 +17,7 @@
 //!   publishing helpers and filtered async streams.
 //! - [`protocol`]: the sans-IO [`RealtimeProtocol`] interface that the OpenAI and Gemini
 //!   crates implement, and [`RealtimeConfig`], the provider configuration that builds one.
+//! - [`limits`]: byte caps on provider-supplied text (per item, for the restore history).
 //! - [`metrics`]: [`LatencySamples`], latency measurements for the benchmarks.
 //! - [`middleware`]: [`EventMiddleware`], hooks on the event flow.
 //! - [`observer`]: closure [`Observer`]s and the built-in [`LoopDetector`] and
@@ -46,6 +47,7 @@ pub mod error;
 pub mod events;
 pub mod filter;
 pub mod g711;
+pub mod limits;
 pub mod metrics;
 pub mod middleware;
 pub mod observer;

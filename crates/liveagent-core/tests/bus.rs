@@ -217,6 +217,7 @@ async fn lagging_subscriber_loses_oldest_audio_but_no_control_event() {
     let bus = EventBus::new(BusConfig {
         audio_queue_limit: limit,
         control_queue_limit: 10_000,
+        ..BusConfig::default()
     })
     .start();
     let ctx = ConversationContext::new(bus.clone(), 24_000, 24_000);
@@ -313,6 +314,7 @@ async fn stuck_subscriber_is_disconnected_with_an_error_event() {
     let bus = EventBus::new(BusConfig {
         audio_queue_limit: 10,
         control_queue_limit: 20,
+        ..BusConfig::default()
     })
     .start();
     let ctx = ConversationContext::new(bus.clone(), 24_000, 24_000);

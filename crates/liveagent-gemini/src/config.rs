@@ -420,6 +420,13 @@ pub struct RealtimeConfig {
     pub max_output_tokens: Option<u32>,
     /// Most history entries kept for replay after a reconnect without resumption.
     pub max_history_entries: usize,
+    /// Most bytes of text kept in that history (default 1 MiB); past it the oldest entries
+    /// are dropped and a `TextDropped` event says how many.
+    pub history_max_bytes: usize,
+    /// Most bytes of one turn's input transcript, output transcript or text (default
+    /// 64 KiB); pieces past it are neither kept nor published, and one `TextDropped` event
+    /// per turn says so.
+    pub max_item_text_bytes: usize,
     /// The languages the transcriptions should expect (BCP-47, `languageCodes`); empty:
     /// the server decides.
     pub transcription_languages: Vec<String>,
@@ -455,6 +462,8 @@ impl RealtimeConfig {
             temperature: None,
             max_output_tokens: None,
             max_history_entries: 500,
+            history_max_bytes: liveagent_core::limits::DEFAULT_MAX_HISTORY_BYTES,
+            max_item_text_bytes: liveagent_core::limits::DEFAULT_MAX_ITEM_TEXT_BYTES,
             transcription_languages: Vec::new(),
             allow_insecure_transport: false,
             raw_setup: None,
@@ -804,6 +813,18 @@ impl RealtimeConfig {
     /// Sets how many history entries are kept for replay after a reconnect.
     pub fn max_history_entries(mut self, n: usize) -> Self {
         self.max_history_entries = n.max(1);
+        self
+    }
+
+    /// Sets how many bytes of text the replay history keeps (default 1 MiB).
+    pub fn history_max_bytes(mut self, bytes: usize) -> Self {
+        self.history_max_bytes = bytes;
+        self
+    }
+
+    /// Sets the cap on one turn's transcript or text, in bytes (default 64 KiB).
+    pub fn max_item_text_bytes(mut self, bytes: usize) -> Self {
+        self.max_item_text_bytes = bytes;
         self
     }
 

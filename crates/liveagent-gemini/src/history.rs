@@ -122,6 +122,10 @@ pub struct History {
     /// Sequence number of `entries[0]`.
     first_seq: u64,
     max_entries: usize,
+    max_bytes: usize,
+    bytes: usize,
+    trimmed_items: usize,
+    trimmed_bytes: usize,
 }
 
 impl History {
@@ -131,6 +135,42 @@ impl History {
             entries: VecDeque::new(),
             first_seq: 0,
             max_entries: max_entries.max(1),
+            max_bytes: liveagent_core::limits::DEFAULT_MAX_HISTORY_BYTES,
+            bytes: 0,
+            trimmed_items: 0,
+            trimmed_bytes: 0,
+        }
+    }
+
+    /// Bounds the text kept to `max_bytes` (the newest entry is always kept).
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes.max(1);
+        self
+    }
+
+    /// Bytes of text kept (what the byte bound counts).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Entries and bytes dropped by the bounds since the last call.
+    pub fn take_trimmed(&mut self) -> Option<(usize, usize)> {
+        if self.trimmed_items == 0 {
+            return None;
+        }
+        let r = (self.trimmed_items, self.trimmed_bytes);
+        self.trimmed_items = 0;
+        self.trimmed_bytes = 0;
+        Some(r)
+    }
+
+    fn pop_oldest(&mut self) {
+        if let Some(e) = self.entries.pop_front() {
+            let size = e.chars();
+            self.bytes -= size;
+            self.first_seq += 1;
+            self.trimmed_items += 1;
+            self.trimmed_bytes += size;
         }
     }
 
@@ -163,10 +203,16 @@ impl History {
             }
             _ => {}
         }
+        self.bytes += entry.chars();
         self.entries.push_back(entry);
-        while self.entries.len() > self.max_entries {
-            self.entries.pop_front();
-            self.first_seq += 1;
+        self.enforce();
+    }
+
+    fn enforce(&mut self) {
+        while self.entries.len() > self.max_entries
+            || (self.bytes > self.max_bytes && self.entries.len() > 1)
+        {
+            self.pop_oldest();
         }
         while self.entries.len() > 1
             && matches!(
@@ -174,8 +220,7 @@ impl History {
                 Some(HistoryEntry::FunctionResponse { .. })
             )
         {
-            self.entries.pop_front();
-            self.first_seq += 1;
+            self.pop_oldest();
         }
     }
 
@@ -185,6 +230,8 @@ impl History {
             if let HistoryEntry::Model { item_id, text, .. } = e {
                 if item_id == item {
                     text.push_str(piece);
+                    self.bytes += piece.len();
+                    self.enforce();
                     return;
                 }
             }

@@ -150,6 +150,10 @@ pub struct GeminiProtocol {
     // manual activity
     activity_open: bool,
     history: History,
+    /// Byte caps per turn on transcripts and text.
+    text_caps: liveagent_core::limits::ItemTextCaps,
+    /// When the last `TextDropped` for the history bound was published.
+    trim_reported_at: Option<Instant>,
     frames_received: u64,
     /// Connections closed before `setupComplete`, in a row.
     setup_failures: u32,
@@ -169,6 +173,169 @@ impl std::fmt::Debug for GeminiProtocol {
 }
 
 impl GeminiProtocol {
+    /// Provider-supplied `text` with the API key redacted, for logs and errors.
+    pub(crate) fn redact(&self, text: &str) -> String {
+        match &self.api_key {
+            Some(k) => k.redact(text),
+            None => text.to_owned(),
+        }
+    }
+
+    /// Decodes one server frame and handles what it carries.
+    fn handle_frame(&mut self, frame: WireFrame, out: &mut Outbox) {
+        self.frames_received += 1;
+        let msg = match wire::decode_server(frame.as_bytes()) {
+            Ok(m) => m,
+            Err(e) => {
+                let excerpt = self.excerpt(frame.as_bytes());
+                // serde's message can quote the frame: redacted like the excerpt.
+                let e = self.redact(&e.to_string());
+                tracing::warn!(provider = PROVIDER, error = %e, %excerpt, "undecodable frame");
+                out.error(
+                    PROVIDER,
+                    LiveError::protocol(format!("undecodable Gemini frame ({e}): {excerpt}")),
+                );
+                return;
+            }
+        };
+        if !msg.other.is_empty() {
+            let keys: Vec<String> = msg.other.keys().map(|k| self.redact(k)).collect();
+            tracing::debug!(
+                provider = PROVIDER,
+                ?keys,
+                "unknown server message keys ignored"
+            );
+        }
+        if let Some(done) = msg.setup_complete {
+            self.on_setup_complete(done, out);
+        }
+        if let Some(u) = msg.usage_metadata {
+            let usage = to_usage(&u);
+            match self.turn.as_mut() {
+                Some(t) => t.usage = Some(usage),
+                None => self.pending_usage = Some(usage),
+            }
+        }
+        if let Some(sc) = msg.server_content {
+            if let Some(t) = sc.input_transcription {
+                self.on_input_transcription(t, out);
+            }
+            if let Some(mt) = sc.model_turn {
+                self.on_model_turn(mt, out);
+            }
+            if let Some(t) = sc.output_transcription {
+                self.on_output_transcription(t, out);
+            }
+            if sc.interrupted == Some(true) {
+                self.on_interrupted(out);
+            }
+            if sc.generation_complete == Some(true) {
+                tracing::trace!(provider = PROVIDER, "generation complete");
+            }
+            if sc.turn_complete == Some(true) {
+                self.on_turn_complete(sc.turn_complete_reason, out);
+            }
+            if sc.waiting_for_input == Some(true) {
+                tracing::trace!(provider = PROVIDER, "model waits for input");
+            }
+        }
+        if let Some(tc) = msg.tool_call {
+            self.on_tool_call(tc, out);
+        }
+        if let Some(c) = msg.tool_call_cancellation {
+            self.on_tool_call_cancellation(c, out);
+        }
+        if let Some(u) = msg.session_resumption_update {
+            self.on_resumption_update(u);
+        }
+        if let Some(v) = msg.voice_activity.and_then(|v| v.voice_activity_type) {
+            match v.as_str() {
+                "ACTIVITY_START" => self.on_voice_activity(true, out),
+                "ACTIVITY_END" => self.on_voice_activity(false, out),
+                _ => {}
+            }
+        }
+        if let Some(v) = msg
+            .voice_activity_detection_signal
+            .and_then(|v| v.vad_signal_type)
+        {
+            match v.as_str() {
+                "VAD_SIGNAL_TYPE_SOS" => self.on_voice_activity(true, out),
+                "VAD_SIGNAL_TYPE_EOS" => self.on_voice_activity(false, out),
+                _ => {}
+            }
+        }
+        if let Some(g) = msg.go_away {
+            let reason = match g.time_left {
+                Some(t) => format!(
+                    "goAway (the server closes the connection in {:.1}s)",
+                    t.as_secs_f64()
+                ),
+                None => "goAway".to_owned(),
+            };
+            tracing::info!(provider = PROVIDER, %reason, "server asked to reconnect");
+            out.signal(ProtocolSignal::Reconnect { reason });
+        }
+    }
+
+    /// Publishes a `TextDropped` event when the history bounds dropped entries.
+    pub(crate) fn report_trimmed(&mut self, out: &mut Outbox) {
+        // At most one report a second: a flood trims one entry per message.
+        let now = Instant::now();
+        if self
+            .trim_reported_at
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        if let Some((items, bytes)) = self.history.take_trimmed() {
+            self.trim_reported_at = Some(now);
+            tracing::debug!(
+                provider = PROVIDER,
+                items,
+                bytes,
+                "oldest history entries dropped"
+            );
+            out.publish(liveagent_core::TextDropped {
+                source: PROVIDER.into(),
+                item_id: None,
+                items,
+                bytes: bytes as u64,
+                reason: format!(
+                    "the history kept to restore the session passed its bound ({} entries, {} bytes); its oldest entries were dropped",
+                    self.config.max_history_entries, self.config.history_max_bytes
+                ),
+            });
+        }
+    }
+
+    /// The part of a provider's text `piece` for `item` on `stream` that fits under the
+    /// per-turn cap; the first piece past it publishes a `TextDropped` event.
+    pub(crate) fn admit_text<'a>(
+        &mut self,
+        stream: &str,
+        item: &str,
+        piece: &'a str,
+        out: &mut Outbox,
+    ) -> &'a str {
+        let (kept, dropped) = self.text_caps.admit(PROVIDER, stream, item, piece);
+        if let Some(ev) = dropped {
+            let reason = self.redact(&ev.reason);
+            tracing::warn!(provider = PROVIDER, "{reason}");
+            out.publish(liveagent_core::TextDropped {
+                reason,
+                item_id: ev.item_id.map(|i| self.redact(&i).into()),
+                ..ev
+            });
+        }
+        kept
+    }
+
+    /// An excerpt of a frame for logs and errors, redacted.
+    fn excerpt(&self, bytes: &[u8]) -> String {
+        excerpt(bytes, self.api_key.as_ref())
+    }
+
     /// A protocol for one conversation. Fails on an invalid configuration, or when the
     /// default Google endpoint is used without an API key.
     pub fn new(config: RealtimeConfig, setup: SessionSetup) -> Result<Self, LiveError> {
@@ -189,7 +356,9 @@ impl GeminiProtocol {
                 },
             ));
         }
-        let history = History::new(config.max_history_entries);
+        let history =
+            History::new(config.max_history_entries).with_max_bytes(config.history_max_bytes);
+        let text_caps = liveagent_core::limits::ItemTextCaps::new(config.max_item_text_bytes);
         Ok(GeminiProtocol {
             config,
             setup,
@@ -220,6 +389,8 @@ impl GeminiProtocol {
             call_seq: 0,
             activity_open: false,
             history,
+            text_caps,
+            trim_reported_at: None,
             frames_received: 0,
             setup_failures: 0,
         })
@@ -357,97 +528,8 @@ impl RealtimeProtocol for GeminiProtocol {
     }
 
     fn on_frame(&mut self, frame: WireFrame, out: &mut Outbox) {
-        self.frames_received += 1;
-        let msg = match wire::decode_server(frame.as_bytes()) {
-            Ok(m) => m,
-            Err(e) => {
-                let excerpt = excerpt(frame.as_bytes());
-                tracing::warn!(provider = PROVIDER, error = %e, %excerpt, "undecodable frame");
-                out.error(
-                    PROVIDER,
-                    LiveError::protocol(format!("undecodable Gemini frame ({e}): {excerpt}")),
-                );
-                return;
-            }
-        };
-        if !msg.other.is_empty() {
-            let keys: Vec<&String> = msg.other.keys().collect();
-            tracing::debug!(
-                provider = PROVIDER,
-                ?keys,
-                "unknown server message keys ignored"
-            );
-        }
-        if let Some(done) = msg.setup_complete {
-            self.on_setup_complete(done, out);
-        }
-        if let Some(u) = msg.usage_metadata {
-            let usage = to_usage(&u);
-            match self.turn.as_mut() {
-                Some(t) => t.usage = Some(usage),
-                None => self.pending_usage = Some(usage),
-            }
-        }
-        if let Some(sc) = msg.server_content {
-            if let Some(t) = sc.input_transcription {
-                self.on_input_transcription(t, out);
-            }
-            if let Some(mt) = sc.model_turn {
-                self.on_model_turn(mt, out);
-            }
-            if let Some(t) = sc.output_transcription {
-                self.on_output_transcription(t, out);
-            }
-            if sc.interrupted == Some(true) {
-                self.on_interrupted(out);
-            }
-            if sc.generation_complete == Some(true) {
-                tracing::trace!(provider = PROVIDER, "generation complete");
-            }
-            if sc.turn_complete == Some(true) {
-                self.on_turn_complete(sc.turn_complete_reason, out);
-            }
-            if sc.waiting_for_input == Some(true) {
-                tracing::trace!(provider = PROVIDER, "model waits for input");
-            }
-        }
-        if let Some(tc) = msg.tool_call {
-            self.on_tool_call(tc, out);
-        }
-        if let Some(c) = msg.tool_call_cancellation {
-            self.on_tool_call_cancellation(c, out);
-        }
-        if let Some(u) = msg.session_resumption_update {
-            self.on_resumption_update(u);
-        }
-        if let Some(v) = msg.voice_activity.and_then(|v| v.voice_activity_type) {
-            match v.as_str() {
-                "ACTIVITY_START" => self.on_voice_activity(true, out),
-                "ACTIVITY_END" => self.on_voice_activity(false, out),
-                _ => {}
-            }
-        }
-        if let Some(v) = msg
-            .voice_activity_detection_signal
-            .and_then(|v| v.vad_signal_type)
-        {
-            match v.as_str() {
-                "VAD_SIGNAL_TYPE_SOS" => self.on_voice_activity(true, out),
-                "VAD_SIGNAL_TYPE_EOS" => self.on_voice_activity(false, out),
-                _ => {}
-            }
-        }
-        if let Some(g) = msg.go_away {
-            let reason = match g.time_left {
-                Some(t) => format!(
-                    "goAway (the server closes the connection in {:.1}s)",
-                    t.as_secs_f64()
-                ),
-                None => "goAway".to_owned(),
-            };
-            tracing::info!(provider = PROVIDER, %reason, "server asked to reconnect");
-            out.signal(ProtocolSignal::Reconnect { reason });
-        }
+        self.handle_frame(frame, out);
+        self.report_trimmed(out);
     }
 
     fn on_command(&mut self, command: SessionCommand, out: &mut Outbox) {
@@ -473,6 +555,7 @@ impl RealtimeProtocol for GeminiProtocol {
             SessionCommand::ToolResult(r) => self.on_tool_result(r, out),
             SessionCommand::PlaybackStopped(p) => self.on_playback_stopped(p),
         }
+        self.report_trimmed(out);
     }
 
     fn on_close_frame(&mut self, code: Option<u16>, reason: &str, out: &mut Outbox) {
@@ -607,11 +690,21 @@ impl RealtimeProtocol for GeminiProtocol {
     }
 }
 
-fn excerpt(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(160)]);
-    if bytes.len() > 160 {
-        format!("{text}…")
+/// The first 160 bytes of a frame, for logs and errors, with `key` redacted. The window
+/// read is longer than the excerpt by the key's length, so that a key straddling the cut is
+/// redacted whole rather than half shown.
+fn excerpt(bytes: &[u8], key: Option<&Secret>) -> String {
+    const SHOWN: usize = 160;
+    let window = SHOWN + key.map_or(0, |k| k.expose().len());
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(window)]);
+    let text = match key {
+        Some(k) => k.redact(&text),
+        None => text.into_owned(),
+    };
+    let cut = liveagent_core::limits::cut_to(&text, SHOWN);
+    if bytes.len() > SHOWN {
+        format!("{cut}…")
     } else {
-        text.into_owned()
+        cut.to_owned()
     }
 }

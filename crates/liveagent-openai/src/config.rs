@@ -457,6 +457,13 @@ pub struct RealtimeConfig {
     /// Most conversation items kept for replay after a reconnect (default 400; the oldest
     /// are dropped first; the model's own context is 32k tokens anyway).
     pub history_limit: usize,
+    /// Most bytes of text kept in that history (default 1 MiB); past it the oldest items are
+    /// dropped and a `TextDropped` event says how many.
+    pub history_max_bytes: usize,
+    /// Most bytes of one item's input transcript, output transcript or text (default
+    /// 64 KiB); deltas past it are neither kept nor published, and one `TextDropped` event
+    /// per item says so.
+    pub max_item_text_bytes: usize,
     /// Raw `session` fields merged last into every `session.update` (**unstable** escape
     /// hatch; see [`raw_session`](Self::raw_session)).
     pub raw_session: Option<serde_json::Value>,
@@ -503,6 +510,8 @@ impl RealtimeConfig {
             project: None,
             max_connection_age: DEFAULT_MAX_CONNECTION_AGE,
             history_limit: 400,
+            history_max_bytes: liveagent_core::limits::DEFAULT_MAX_HISTORY_BYTES,
+            max_item_text_bytes: liveagent_core::limits::DEFAULT_MAX_ITEM_TEXT_BYTES,
             raw_session: None,
             input_format: AudioFormat::Pcm16,
             output_format: AudioFormat::Pcm16,
@@ -616,6 +625,18 @@ impl RealtimeConfig {
     /// Sets how many conversation items are kept for replay after a reconnect.
     pub fn history_limit(mut self, items: usize) -> Self {
         self.history_limit = items;
+        self
+    }
+
+    /// Sets how many bytes of text the replay history keeps (default 1 MiB).
+    pub fn history_max_bytes(mut self, bytes: usize) -> Self {
+        self.history_max_bytes = bytes;
+        self
+    }
+
+    /// Sets the cap on one item's transcript or text, in bytes (default 64 KiB).
+    pub fn max_item_text_bytes(mut self, bytes: usize) -> Self {
+        self.max_item_text_bytes = bytes;
         self
     }
 

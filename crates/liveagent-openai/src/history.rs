@@ -7,7 +7,9 @@
 //! transcript of what the model said, cut to what the user actually heard when playback was
 //! interrupted), function calls with their arguments, and their outputs.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
+
+use liveagent_core::limits::cut_to;
 
 use crate::wire::Item;
 
@@ -134,21 +136,72 @@ pub(crate) fn trim_proportional(text: &str, fraction: f64) -> String {
         .to_owned()
 }
 
-/// The ordered conversation history, bounded to `limit` items (oldest dropped first; a
-/// function output whose call was dropped is dropped with it).
+/// The ordered conversation history, bounded to `limit` items and to `max_bytes` bytes of
+/// text (oldest dropped first; a function output whose call was dropped is dropped with it).
+/// Drops are counted until [`History::take_trimmed`] reads them, so the protocol can say so
+/// with a `TextDropped` event.
 #[derive(Clone, Debug)]
 pub struct History {
     items: VecDeque<HistoryItem>,
     limit: usize,
+    max_bytes: usize,
+    bytes: usize,
+    /// Call ids of the kept `FunctionCall` items: one lookup per tool result.
+    calls: HashSet<String>,
+    trimmed_items: usize,
+    trimmed_bytes: usize,
+}
+
+/// Bytes of text an item holds (what the byte bound counts).
+fn item_bytes(item: &HistoryItem) -> usize {
+    match item {
+        HistoryItem::UserText { text } => text.len(),
+        HistoryItem::UserAudio {
+            item_id,
+            transcript,
+        } => item_id.len() + transcript.as_ref().map_or(0, String::len),
+        HistoryItem::Assistant { item_id, text, .. } => item_id.len() + text.len(),
+        HistoryItem::FunctionCall {
+            call_id,
+            name,
+            arguments,
+        } => call_id.len() + name.len() + arguments.len(),
+        HistoryItem::FunctionCallOutput { call_id, output } => call_id.len() + output.len(),
+    }
+}
+
+/// Appends `delta` to `text` without letting it grow past `cap` bytes (cut at a character
+/// boundary). Returns the bytes of `delta` that did not fit.
+pub(crate) fn push_capped(text: &mut String, delta: &str, cap: usize) -> usize {
+    let room = cap.saturating_sub(text.len());
+    if delta.len() <= room {
+        text.push_str(delta);
+        return 0;
+    }
+    let kept = cut_to(delta, room);
+    text.push_str(kept);
+    delta.len() - kept.len()
 }
 
 impl History {
-    /// An empty history keeping at most `limit` items.
+    /// An empty history keeping at most `limit` items (and at most 1 MiB of text; see
+    /// [`History::with_max_bytes`]).
     pub fn new(limit: usize) -> Self {
         History {
             items: VecDeque::new(),
             limit: limit.max(1),
+            max_bytes: 1024 * 1024,
+            bytes: 0,
+            calls: HashSet::new(),
+            trimmed_items: 0,
+            trimmed_bytes: 0,
         }
+    }
+
+    /// Bounds the text kept to `max_bytes` (the newest item is always kept).
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes.max(1);
+        self
     }
 
     /// The items, oldest first.
@@ -166,19 +219,66 @@ impl History {
         self.items.is_empty()
     }
 
-    /// Appends an item, dropping the oldest past the limit.
-    pub fn push(&mut self, item: HistoryItem) {
-        self.items.push_back(item);
-        while self.items.len() > self.limit {
-            if let Some(HistoryItem::FunctionCall { call_id, .. }) = self.items.pop_front() {
-                self.items.retain(|i| {
-                    !matches!(i, HistoryItem::FunctionCallOutput { call_id: c, .. } if *c == call_id)
-                });
-            }
+    /// Bytes of text kept (what the byte bound counts).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Items and bytes dropped by the bounds since the last call.
+    pub fn take_trimmed(&mut self) -> Option<(usize, usize)> {
+        if self.trimmed_items == 0 {
+            return None;
+        }
+        let r = (self.trimmed_items, self.trimmed_bytes);
+        self.trimmed_items = 0;
+        self.trimmed_bytes = 0;
+        Some(r)
+    }
+
+    fn pop_oldest(&mut self) {
+        let Some(item) = self.items.pop_front() else {
+            return;
+        };
+        let size = item_bytes(&item);
+        self.bytes -= size;
+        self.trimmed_items += 1;
+        self.trimmed_bytes += size;
+        if let HistoryItem::FunctionCall { call_id, .. } = item {
+            self.calls.remove(&call_id);
+            let before = self.items.len();
+            let mut freed = 0;
+            self.items.retain(|i| {
+                let output = matches!(i, HistoryItem::FunctionCallOutput { call_id: c, .. } if *c == call_id);
+                if output {
+                    freed += item_bytes(i);
+                }
+                !output
+            });
+            self.trimmed_items += before - self.items.len();
+            self.trimmed_bytes += freed;
+            self.bytes -= freed;
         }
     }
 
-    /// The assistant item `item_id`, if kept.
+    fn enforce(&mut self) {
+        while self.items.len() > self.limit || (self.bytes > self.max_bytes && self.items.len() > 1)
+        {
+            self.pop_oldest();
+        }
+    }
+
+    /// Appends an item, dropping the oldest past the bounds.
+    pub fn push(&mut self, item: HistoryItem) {
+        self.bytes += item_bytes(&item);
+        if let HistoryItem::FunctionCall { call_id, .. } = &item {
+            self.calls.insert(call_id.clone());
+        }
+        self.items.push_back(item);
+        self.enforce();
+    }
+
+    /// The assistant item `item_id`, if kept. Do not change its text through this (the
+    /// byte count would go stale): use [`History::append_text`] / [`History::set_text`].
     pub(crate) fn assistant_mut(&mut self, id: &str) -> Option<&mut HistoryItem> {
         self.items
             .iter_mut()
@@ -186,26 +286,85 @@ impl History {
             .find(|i| matches!(i, HistoryItem::Assistant { item_id, .. } if item_id == id))
     }
 
+    /// Appends to the text of the (kept, unfinished) assistant item `id`, capped at `cap`
+    /// bytes; returns the bytes that did not fit.
+    pub(crate) fn append_text(&mut self, id: &str, delta: &str, cap: usize) -> usize {
+        let mut added = 0;
+        let mut lost = 0;
+        if let Some(HistoryItem::Assistant { text, done, .. }) = self.assistant_mut(id) {
+            if !*done {
+                let before = text.len();
+                lost = push_capped(text, delta, cap);
+                added = text.len() - before;
+            }
+        }
+        self.bytes += added;
+        self.enforce();
+        lost
+    }
+
+    /// Sets the final text of the assistant item `id` (capped at `cap` bytes) and marks it
+    /// done; returns the bytes that did not fit.
+    pub(crate) fn set_text(&mut self, id: &str, full: &str, cap: usize) -> usize {
+        let kept = cut_to(full, cap);
+        let mut delta: isize = 0;
+        if let Some(HistoryItem::Assistant { text, done, .. }) = self.assistant_mut(id) {
+            delta = kept.len() as isize - text.len() as isize;
+            *text = kept.to_owned();
+            *done = true;
+        }
+        self.bytes = (self.bytes as isize + delta) as usize;
+        self.enforce();
+        full.len() - kept.len()
+    }
+
     /// The user audio item `item_id`, if kept.
-    pub(crate) fn user_audio_mut(&mut self, id: &str) -> Option<&mut HistoryItem> {
+    pub(crate) fn has_user_audio(&self, id: &str) -> bool {
         self.items
+            .iter()
+            .rev()
+            .any(|i| matches!(i, HistoryItem::UserAudio { item_id, .. } if item_id == id))
+    }
+
+    /// Sets the transcript of the user audio item `id` (capped at `cap` bytes); returns the
+    /// bytes that did not fit.
+    pub(crate) fn set_transcript(&mut self, id: &str, transcript: &str, cap: usize) -> usize {
+        let kept = cut_to(transcript, cap);
+        let mut delta: isize = 0;
+        if let Some(HistoryItem::UserAudio { transcript: t, .. }) = self
+            .items
             .iter_mut()
             .rev()
             .find(|i| matches!(i, HistoryItem::UserAudio { item_id, .. } if item_id == id))
+        {
+            delta = kept.len() as isize - t.as_ref().map_or(0, String::len) as isize;
+            *t = Some(kept.to_owned());
+        }
+        self.bytes = (self.bytes as isize + delta) as usize;
+        self.enforce();
+        transcript.len() - kept.len()
     }
 
-    /// True when a function call `call_id` is kept.
+    /// True when a function call `call_id` is kept (a hash lookup).
     pub(crate) fn has_call(&self, id: &str) -> bool {
-        self.items
-            .iter()
-            .any(|i| matches!(i, HistoryItem::FunctionCall { call_id, .. } if call_id == id))
+        self.calls.contains(id)
     }
 
     /// Removes the calls of a cancelled response.
     pub(crate) fn remove_calls(&mut self, ids: &[String]) {
-        self.items.retain(
-            |i| !matches!(i, HistoryItem::FunctionCall { call_id, .. } if ids.contains(call_id)),
-        );
+        let ids: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        let mut freed = 0;
+        self.items.retain(|i| {
+            let gone = matches!(i, HistoryItem::FunctionCall { call_id, .. } if ids.contains(call_id.as_str()));
+            if gone {
+                freed += item_bytes(i);
+            }
+            !gone
+        });
+        self.bytes -= freed;
+        for id in ids {
+            self.calls.remove(id);
+        }
     }
 
     /// Marks every unfinished assistant item as done (the connection was lost: what arrived
@@ -257,6 +416,27 @@ mod tests {
             h.items().collect::<Vec<_>>(),
             vec![&HistoryItem::UserText { text: "hi".into() }]
         );
+    }
+
+    #[test]
+    fn byte_bound_drops_oldest_and_counts() {
+        let mut h = History::new(100).with_max_bytes(10);
+        h.push(HistoryItem::UserText {
+            text: "aaaa".into(),
+        });
+        h.push(HistoryItem::UserText {
+            text: "bbbb".into(),
+        });
+        assert_eq!((h.len(), h.bytes()), (2, 8));
+        h.push(HistoryItem::UserText {
+            text: "cccc".into(),
+        });
+        assert_eq!((h.len(), h.bytes()), (2, 8));
+        assert_eq!(h.take_trimmed(), Some((1, 4)));
+        assert_eq!(h.take_trimmed(), None);
+        let mut t = String::from("ab");
+        assert_eq!(push_capped(&mut t, "cdé", 4), 2);
+        assert_eq!(t, "abcd");
     }
 
     #[test]

@@ -64,13 +64,14 @@ use session::encode_query;
 pub(crate) use session::websocket_base;
 pub use tools::parse_arguments;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
+use liveagent_core::limits::ItemTextCaps;
 use liveagent_core::{
     ConnectRequest, ErrorKind, Id, LiveError, Outbox, RealtimeProtocol, ResponseDone,
-    ResponseStatus, RestoreSnapshot, RestoreTurn, Secret, SessionCommand, SessionSetup, ToolCall,
-    ToolCallRequested, WireFrame,
+    ResponseStatus, RestoreSnapshot, RestoreTurn, Secret, SessionCommand, SessionSetup,
+    TextDropped, ToolCall, ToolCallRequested, WireFrame,
 };
 
 use crate::config::RealtimeConfig;
@@ -133,6 +134,9 @@ struct PendingCall {
 struct ActiveResponse {
     id: Id,
     calls: Vec<PendingCall>,
+    /// `call_id` → index in `calls`: one lookup per function-call event, so a response
+    /// with tens of thousands of calls is handled in linear time.
+    call_index: HashMap<String, usize>,
     /// The user barged in (or the app cancelled): drop its remaining audio.
     interrupted: bool,
 }
@@ -165,6 +169,10 @@ pub struct OpenAiProtocol {
     interrupted_response: Option<Id>,
     // history and tools
     history: History,
+    /// Byte caps per item on transcripts and text.
+    text_caps: ItemTextCaps,
+    /// When the last `TextDropped` for the history bound was published.
+    trim_reported_at: Option<std::time::Instant>,
     known_calls: HashSet<String>,
     outputs_sent: HashSet<String>,
     awaiting_outputs: HashSet<String>,
@@ -185,7 +193,8 @@ impl OpenAiProtocol {
     /// A protocol for one conversation. Prefer [`RealtimeConfig::protocol`], which validates
     /// the configuration and resolves the key.
     pub fn new(config: RealtimeConfig, setup: SessionSetup, key: Secret) -> Self {
-        let history = History::new(config.history_limit);
+        let history = History::new(config.history_limit).with_max_bytes(config.history_max_bytes);
+        let text_caps = ItemTextCaps::new(config.max_item_text_bytes);
         OpenAiProtocol {
             config,
             setup,
@@ -206,6 +215,8 @@ impl OpenAiProtocol {
             tracks: VecDeque::new(),
             interrupted_response: None,
             history,
+            text_caps,
+            trim_reported_at: None,
             known_calls: HashSet::new(),
             outputs_sent: HashSet::new(),
             awaiting_outputs: HashSet::new(),
@@ -229,6 +240,37 @@ impl OpenAiProtocol {
 
     fn send(&self, out: &mut Outbox, event: &ClientEvent) {
         out.send_text(event.to_json());
+    }
+
+    /// Provider-supplied `text` with the API key redacted, for logs.
+    fn redact(&self, text: &str) -> String {
+        self.key.redact(text)
+    }
+
+    /// Publishes a `TextDropped` event when the history bounds dropped items.
+    fn report_trimmed(&mut self, out: &mut Outbox) {
+        // At most one report a second: a flood of tool outputs trims one item per output.
+        let now = std::time::Instant::now();
+        if self
+            .trim_reported_at
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        if let Some((items, bytes)) = self.history.take_trimmed() {
+            self.trim_reported_at = Some(now);
+            tracing::debug!(target: "liveagent::openai", items, bytes, "oldest history items dropped");
+            out.publish(TextDropped {
+                source: PROVIDER.into(),
+                item_id: None,
+                items,
+                bytes: bytes as u64,
+                reason: format!(
+                    "the history kept to restore the session passed its bound ({} items, {} bytes); its oldest items were dropped",
+                    self.config.history_limit, self.config.history_max_bytes
+                ),
+            });
+        }
     }
 
     fn error(&self, out: &mut Outbox, kind: ErrorKind, message: String) {
@@ -307,9 +349,13 @@ impl RealtimeProtocol for OpenAiProtocol {
                 let kind = serde_json::from_slice::<TypeOnly>(bytes)
                     .ok()
                     .and_then(|t| t.kind);
-                tracing::debug!(target: "liveagent::openai", event = kind.as_deref().unwrap_or("?"), "server event ignored");
+                let event = self.redact(kind.as_deref().unwrap_or("?"));
+                tracing::debug!(target: "liveagent::openai", %event, "server event ignored");
             }
-            Ok(event) => self.handle_event(event, out),
+            Ok(event) => {
+                self.handle_event(event, out);
+                self.report_trimmed(out);
+            }
             Err(e) => {
                 let kind = serde_json::from_slice::<TypeOnly>(bytes)
                     .ok()
@@ -331,6 +377,7 @@ impl RealtimeProtocol for OpenAiProtocol {
             SessionCommand::ToolResult(r) => self.on_tool_result(r, out),
             SessionCommand::PlaybackStopped(p) => self.on_playback_stopped(p, out),
         }
+        self.report_trimmed(out);
     }
 
     fn on_close(&mut self, out: &mut Outbox) {

@@ -263,7 +263,14 @@ impl SessionActor {
             };
             let mut event = event;
             match &mut event {
-                LiveEvent::ModelMessageChunk(c) => self.response_words.push_str(&c.text),
+                // Belt and braces: whatever a protocol put in an error, the key never leaves.
+                LiveEvent::ErrorEvent(e) if self.secret.is_some() => {
+                    e.error.message = self.redact(&e.error.message);
+                    if let Some(code) = e.error.code.as_mut() {
+                        *code = self.redact(code);
+                    }
+                }
+                LiveEvent::ModelMessageChunk(c) => push_words(&mut self.response_words, &c.text),
                 LiveEvent::ResponseDone(done) => {
                     let said = std::mem::take(&mut self.response_words);
                     if done.text.is_none() && !said.trim().is_empty() {
@@ -273,7 +280,7 @@ impl SessionActor {
                 _ => {}
             }
             if let Some(w) = &words {
-                self.response_words.push_str(&w.text);
+                push_words(&mut self.response_words, &w.text);
             }
             self.publish(event);
             if let Some(words) = words {
@@ -961,4 +968,13 @@ impl Handler<GetStatus> for SessionActor {
             mic_to_socket: self.mic_to_socket.clone(),
         })
     }
+}
+
+/// Most bytes of a response's words collected for `ResponseDone.text` (the providers cap each
+/// item's text; this bounds a response with very many items).
+const MAX_RESPONSE_WORDS: usize = 256 * 1024;
+
+fn push_words(words: &mut String, text: &str) {
+    let room = MAX_RESPONSE_WORDS.saturating_sub(words.len());
+    words.push_str(liveagent_core::limits::cut_to(text, room));
 }

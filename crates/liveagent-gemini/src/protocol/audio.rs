@@ -18,7 +18,7 @@ impl GeminiProtocol {
     pub(super) fn on_inline_data(&mut self, blob: Blob, out: &mut Outbox) {
         let mime = blob.mime_type.to_ascii_lowercase();
         if !(mime.starts_with("audio/pcm") || mime.starts_with("audio/l16") || mime.is_empty()) {
-            tracing::debug!(provider = PROVIDER, mime = %blob.mime_type, "inline data that is not PCM audio ignored");
+            tracing::debug!(provider = PROVIDER, mime = %self.redact(&blob.mime_type), "inline data that is not PCM audio ignored");
             return;
         }
         // The provider's label is not trusted: a tiny rate would make the player resample

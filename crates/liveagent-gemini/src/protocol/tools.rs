@@ -40,7 +40,7 @@ impl GeminiProtocol {
                 }
             };
             if self.known_call(&call_id) {
-                tracing::debug!(provider = PROVIDER, %call_id, "repeated tool call ignored");
+                tracing::debug!(provider = PROVIDER, call_id = %self.redact(&call_id), "repeated tool call ignored");
                 continue;
             }
             let args = fc.args.unwrap_or_else(|| Value::Object(Default::default()));
@@ -101,7 +101,7 @@ impl GeminiProtocol {
                 }
             }
             if !found {
-                tracing::debug!(provider = PROVIDER, call_id = %id, "cancellation of an unknown or answered call");
+                tracing::debug!(provider = PROVIDER, call_id = %self.redact(&id), "cancellation of an unknown or answered call");
             }
             self.cancelled.insert(id.clone());
             ids.push(id.into());
@@ -126,11 +126,11 @@ impl GeminiProtocol {
             .position(|b| b.calls.iter().any(|c| c.call_id == id))
         else {
             if self.cancelled.contains(id) {
-                tracing::debug!(provider = PROVIDER, call_id = %id, "result of a cancelled call dropped");
+                tracing::debug!(provider = PROVIDER, call_id = %self.redact(id), "result of a cancelled call dropped");
             } else if self.answered.contains(id) {
-                tracing::debug!(provider = PROVIDER, call_id = %id, "second result for a call dropped");
+                tracing::debug!(provider = PROVIDER, call_id = %self.redact(id), "second result for a call dropped");
             } else {
-                tracing::warn!(provider = PROVIDER, call_id = %id, "result for an unknown call dropped");
+                tracing::warn!(provider = PROVIDER, call_id = %self.redact(id), "result for an unknown call dropped");
                 out.error(
                     PROVIDER,
                     LiveError::new(
@@ -141,6 +141,7 @@ impl GeminiProtocol {
             }
             return;
         };
+        let shown_id = self.redact(id);
         let batch = &mut self.batches[bi];
         let call = batch
             .calls
@@ -148,11 +149,11 @@ impl GeminiProtocol {
             .find(|c| c.call_id == id)
             .expect("position found it");
         if call.cancelled {
-            tracing::debug!(provider = PROVIDER, call_id = %id, "result of a cancelled call dropped");
+            tracing::debug!(provider = PROVIDER, call_id = %shown_id, "result of a cancelled call dropped");
             return;
         }
         if call.answered {
-            tracing::debug!(provider = PROVIDER, call_id = %id, "second result for a call dropped");
+            tracing::debug!(provider = PROVIDER, call_id = %shown_id, "second result for a call dropped");
             return;
         }
         call.answered = true;

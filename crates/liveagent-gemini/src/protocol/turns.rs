@@ -71,6 +71,10 @@ impl GeminiProtocol {
         let rest = self.input.split_off(upto);
         let text = std::mem::replace(&mut self.input, rest);
         self.input_split = 0;
+        if self.input.is_empty() {
+            // The next user turn starts a fresh count against the cap.
+            self.text_caps.forget("input", "user turn");
+        }
         let text = text.trim();
         if text.is_empty() {
             return;
@@ -131,17 +135,36 @@ impl GeminiProtocol {
 
     pub(super) fn on_input_transcription(&mut self, t: Transcription, out: &mut Outbox) {
         if let Some(text) = t.text.filter(|s| !s.is_empty()) {
-            self.input.push_str(&text);
-            self.input_since_turn = true;
-            self.last_input_at = Some(Instant::now());
-            out.publish(InputTranscriptChunk {
-                item_id: None,
-                text: text.into(),
-                is_final: false,
-            });
+            let text = self.admit_text("input", "user turn", &text, out);
+            if !text.is_empty() {
+                self.input.push_str(text);
+                self.input_since_turn = true;
+                self.last_input_at = Some(Instant::now());
+                out.publish(InputTranscriptChunk {
+                    item_id: None,
+                    text: text.into(),
+                    is_final: false,
+                });
+            }
         }
         if t.finished == Some(true) {
             self.flush_input(usize::MAX, out);
+        }
+    }
+
+    /// The output transcript of the open turn is complete: publish it whole, once.
+    fn finish_output_transcript(&mut self, out: &mut Outbox) {
+        if let Some(turn) = self.turn.as_mut() {
+            if !turn.transcript_final && !turn.transcript.trim().is_empty() {
+                turn.transcript_final = true;
+                let whole = turn.transcript.trim().to_owned();
+                let item = turn.item_id.clone();
+                out.publish(OutputTranscriptChunk {
+                    item_id: Some(item),
+                    text: whole.into(),
+                    is_final: true,
+                });
+            }
         }
     }
 
@@ -151,6 +174,10 @@ impl GeminiProtocol {
             // A late piece of the turn that just ended (transcripts are not ordered relative
             // to turnComplete).
             if let (Some((_, item)), Some(text)) = (self.last_turn.clone(), text.clone()) {
+                let text = self.admit_text("output", &item, &text, out).to_owned();
+                if text.is_empty() {
+                    return;
+                }
                 tracing::debug!(
                     provider = PROVIDER,
                     "late output transcript attached to the last turn"
@@ -166,21 +193,19 @@ impl GeminiProtocol {
         }
         let Some(text) = text else {
             if t.finished == Some(true) {
-                if let Some(turn) = self.turn.as_mut() {
-                    if !turn.transcript_final && !turn.transcript.trim().is_empty() {
-                        turn.transcript_final = true;
-                        let whole = turn.transcript.trim().to_owned();
-                        let item = turn.item_id.clone();
-                        out.publish(OutputTranscriptChunk {
-                            item_id: Some(item),
-                            text: whole.into(),
-                            is_final: true,
-                        });
-                    }
-                }
+                self.finish_output_transcript(out);
             }
             return;
         };
+        let item = self.ensure_turn(out).item_id.clone();
+        let text = self.admit_text("output", &item, &text, out).to_owned();
+        if text.is_empty() {
+            // Past the turn's cap: nothing more is kept, but the transcript still ends.
+            if t.finished == Some(true) {
+                self.finish_output_transcript(out);
+            }
+            return;
+        }
         let turn = self.ensure_turn(out);
         turn.transcript.push_str(&text);
         turn.transcript_final = false;
@@ -213,9 +238,13 @@ impl GeminiProtocol {
                 if text.is_empty() {
                     continue;
                 }
+                let item = self.ensure_turn(out).item_id.clone();
+                let text = self.admit_text("text", &item, &text, out);
+                if text.is_empty() {
+                    continue;
+                }
                 let turn = self.ensure_turn(out);
-                turn.text.push_str(&text);
-                let item = turn.item_id.clone();
+                turn.text.push_str(text);
                 out.publish(ModelMessageChunk::new(item, text));
             } else {
                 tracing::debug!(

@@ -75,7 +75,7 @@ impl OpenAiProtocol {
         track.bytes += data.len() as u64;
         if late {
             // Produced but never heard: counts for the truncate rule (see the module docs).
-            tracing::trace!(target: "liveagent::openai", %item_id, "audio of an interrupted response dropped");
+            tracing::trace!(target: "liveagent::openai", item_id = %self.redact(&item_id), "audio of an interrupted response dropped");
             let idx = pos.unwrap_or(self.tracks.len() - 1);
             if self.tracks[idx].heard_ms.is_some() {
                 self.maybe_truncate(idx, out);
@@ -173,7 +173,7 @@ impl OpenAiProtocol {
             .iter()
             .position(|t| t.item_id == stopped.item_id)
         else {
-            tracing::debug!(target: "liveagent::openai", item_id = %stopped.item_id, "playback report for an unknown item");
+            tracing::debug!(target: "liveagent::openai", item_id = %self.redact(&stopped.item_id), "playback report for an unknown item");
             return;
         };
         let per_ms = self.config.output_format.bytes_per_ms();
@@ -202,13 +202,13 @@ impl OpenAiProtocol {
             *heard_ms = Some(end);
         }
         if complete {
-            tracing::debug!(target: "liveagent::openai", %item_id, "item was heard in full; no truncation");
+            tracing::debug!(target: "liveagent::openai", item_id = %self.redact(&item_id), "item was heard in full; no truncation");
         } else if produced == 0 {
-            tracing::debug!(target: "liveagent::openai", %item_id, "item has no audio; nothing to truncate");
+            tracing::debug!(target: "liveagent::openai", item_id = %self.redact(&item_id), "item has no audio; nothing to truncate");
         } else if !same_connection {
-            tracing::debug!(target: "liveagent::openai", %item_id, "item belongs to an earlier connection; history trimmed only");
+            tracing::debug!(target: "liveagent::openai", item_id = %self.redact(&item_id), "item belongs to an earlier connection; history trimmed only");
         } else {
-            tracing::debug!(target: "liveagent::openai", %item_id, audio_end_ms = end, produced, "truncating the interrupted item");
+            tracing::debug!(target: "liveagent::openai", item_id = %self.redact(&item_id), audio_end_ms = end, produced, "truncating the interrupted item");
             self.tracks[idx].truncated = true;
             self.send(
                 out,

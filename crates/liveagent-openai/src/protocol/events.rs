@@ -6,6 +6,8 @@ use liveagent_core::{
     ResponseStarted, SpeechStarted, SpeechStopped,
 };
 
+use liveagent_core::limits::cut_to;
+
 use super::{ActiveResponse, OpenAiProtocol};
 use crate::wire::{ContentPart, Item, Role, ServerEvent};
 
@@ -65,22 +67,26 @@ impl OpenAiProtocol {
                 item_id,
                 audio_end_ms,
             } => {
-                tracing::debug!(target: "liveagent::openai", %item_id, audio_end_ms, "item truncated");
+                tracing::debug!(target: "liveagent::openai", item_id = %self.redact(&item_id), audio_end_ms, "item truncated");
             }
             ServerEvent::InputTranscriptionDelta { item_id, delta } => {
                 if let Some(delta) = delta.filter(|d| !d.is_empty()) {
-                    out.publish(InputTranscriptChunk {
-                        item_id: Some(item_id.into()),
-                        text: delta.into(),
-                        is_final: false,
-                    });
+                    let kept = self.admit_text("input", &item_id, &delta, out);
+                    if !kept.is_empty() {
+                        out.publish(InputTranscriptChunk {
+                            item_id: Some(item_id.into()),
+                            text: kept.into(),
+                            is_final: false,
+                        });
+                    }
                 }
             }
             ServerEvent::InputTranscriptionCompleted {
                 item_id,
                 transcript,
             } => {
-                self.note_user_audio(item_id.clone(), Some(transcript.clone()));
+                let transcript = cut_to(&transcript, self.config.max_item_text_bytes);
+                self.note_user_audio(item_id.clone(), Some(transcript.to_owned()));
                 out.publish(InputTranscriptChunk {
                     item_id: Some(item_id.into()),
                     text: transcript.into(),
@@ -99,11 +105,12 @@ impl OpenAiProtocol {
                 let id: Id = response.id.unwrap_or_default().into();
                 self.response_requested = false;
                 if let Some(prev) = self.active.take() {
-                    tracing::debug!(target: "liveagent::openai", response = %prev.id, "response.created while another was active");
+                    tracing::debug!(target: "liveagent::openai", response = %self.redact(&prev.id), "response.created while another was active");
                 }
                 self.active = Some(ActiveResponse {
                     id: id.clone(),
                     calls: Vec::new(),
+                    call_index: Default::default(),
                     interrupted: false,
                 });
                 out.publish(ResponseStarted { response_id: id });
@@ -125,19 +132,23 @@ impl OpenAiProtocol {
                 }
             }
             ServerEvent::OutputAudioTranscriptDelta { item_id, delta, .. } => {
-                self.append_assistant_text(&item_id, &delta);
-                out.publish(OutputTranscriptChunk {
-                    item_id: Some(item_id.into()),
-                    text: delta.into(),
-                    is_final: false,
-                });
+                let kept = self.admit_text("output", &item_id, &delta, out);
+                if !kept.is_empty() {
+                    self.append_assistant_text(&item_id, kept);
+                    out.publish(OutputTranscriptChunk {
+                        item_id: Some(item_id.into()),
+                        text: kept.into(),
+                        is_final: false,
+                    });
+                }
             }
             ServerEvent::OutputAudioTranscriptDone {
                 item_id,
                 transcript,
                 ..
             } => {
-                self.finish_assistant_text(&item_id, &transcript);
+                let transcript = cut_to(&transcript, self.config.max_item_text_bytes);
+                self.finish_assistant_text(&item_id, transcript);
                 out.publish(OutputTranscriptChunk {
                     item_id: Some(item_id.into()),
                     text: transcript.into(),
@@ -145,8 +156,11 @@ impl OpenAiProtocol {
                 });
             }
             ServerEvent::OutputTextDelta { item_id, delta, .. } => {
-                self.append_assistant_text(&item_id, &delta);
-                out.publish(ModelMessageChunk::new(item_id, delta));
+                let kept = self.admit_text("text", &item_id, &delta, out);
+                if !kept.is_empty() {
+                    self.append_assistant_text(&item_id, kept);
+                    out.publish(ModelMessageChunk::new(item_id, kept));
+                }
             }
             ServerEvent::OutputTextDone { item_id, text, .. } => {
                 self.finish_assistant_text(&item_id, &text);

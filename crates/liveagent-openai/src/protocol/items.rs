@@ -1,22 +1,24 @@
 //! Conversation items: the history copy kept for replay after a reconnect (user audio with
 //! its transcript, assistant text and transcripts, output items).
 
-use super::OpenAiProtocol;
+use liveagent_core::limits::cut_to;
+use liveagent_core::{Outbox, TextDropped};
+
+use super::{OpenAiProtocol, PROVIDER};
 use crate::history::HistoryItem;
 use crate::wire::{ContentPart, Item, Role};
 
 impl OpenAiProtocol {
     pub(super) fn note_user_audio(&mut self, item_id: String, transcript: Option<String>) {
-        if let Some(HistoryItem::UserAudio { transcript: t, .. }) =
-            self.history.user_audio_mut(&item_id)
-        {
-            if transcript.is_some() {
-                *t = transcript;
+        let cap = self.config.max_item_text_bytes;
+        if self.history.has_user_audio(&item_id) {
+            if let Some(t) = transcript {
+                self.history.set_transcript(&item_id, &t, cap);
             }
         } else {
             self.history.push(HistoryItem::UserAudio {
                 item_id,
-                transcript,
+                transcript: transcript.map(|t| cut_to(&t, cap).to_owned()),
             });
         }
     }
@@ -37,18 +39,37 @@ impl OpenAiProtocol {
     }
 
     pub(super) fn append_assistant_text(&mut self, item_id: &str, delta: &str) {
-        if let HistoryItem::Assistant { text, done, .. } = self.ensure_assistant(item_id) {
-            if !*done {
-                text.push_str(delta);
-            }
-        }
+        self.ensure_assistant(item_id);
+        let cap = self.config.max_item_text_bytes;
+        self.history.append_text(item_id, delta, cap);
     }
 
     pub(super) fn finish_assistant_text(&mut self, item_id: &str, full: &str) {
-        if let HistoryItem::Assistant { text, done, .. } = self.ensure_assistant(item_id) {
-            *text = full.to_owned();
-            *done = true;
+        self.ensure_assistant(item_id);
+        let cap = self.config.max_item_text_bytes;
+        self.history.set_text(item_id, full, cap);
+    }
+
+    /// The part of a provider's `delta` for `item_id` on `stream` that fits under the
+    /// per-item cap; the first delta past it publishes a `TextDropped` event.
+    pub(super) fn admit_text<'a>(
+        &mut self,
+        stream: &str,
+        item_id: &str,
+        delta: &'a str,
+        out: &mut Outbox,
+    ) -> &'a str {
+        let (kept, dropped) = self.text_caps.admit(PROVIDER, stream, item_id, delta);
+        if let Some(ev) = dropped {
+            let reason = self.redact(&ev.reason);
+            tracing::warn!(target: "liveagent::openai", "{reason}");
+            out.publish(TextDropped {
+                reason,
+                item_id: ev.item_id.map(|i| self.redact(&i).into()),
+                ..ev
+            });
         }
+        kept
     }
 
     pub(super) fn on_output_item(&mut self, response_id: &str, item: Item, done: bool) {

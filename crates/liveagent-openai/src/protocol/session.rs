@@ -251,7 +251,8 @@ impl OpenAiProtocol {
         ));
         let mut err = LiveError::new(kind, message);
         if let Some(code) = error.code.clone().or(error.kind.clone()) {
-            err = err.with_code(code);
+            // The code is provider-supplied text too.
+            err = err.with_code(self.key.redact(&code));
         }
         if fatal {
             // The session runtime publishes the fatal ErrorEvent and SessionClosed.

@@ -32,12 +32,15 @@ impl OpenAiProtocol {
             return;
         }
         let Some(active) = self.active.as_mut().filter(|a| *a.id == *response_id) else {
-            tracing::debug!(target: "liveagent::openai", %response_id, %call_id, "function call of an unknown response ignored");
+            tracing::debug!(target: "liveagent::openai", response_id = %self.redact(response_id), call_id = %self.redact(&call_id), "function call of an unknown response ignored");
             return;
         };
-        let call = match active.calls.iter_mut().position(|c| c.call_id == call_id) {
-            Some(i) => &mut active.calls[i],
+        let call = match active.call_index.get(&call_id) {
+            Some(&i) => &mut active.calls[i],
             None => {
+                active
+                    .call_index
+                    .insert(call_id.clone(), active.calls.len());
                 active.calls.push(PendingCall {
                     item_id,
                     call_id: call_id.clone(),
@@ -76,14 +79,14 @@ impl OpenAiProtocol {
             .into_iter()
             .partition(|c| c.arguments.is_some());
         for c in &partial {
-            tracing::warn!(target: "liveagent::openai", call_id = %c.call_id, item_id = %c.item_id, "function call without arguments dropped");
+            tracing::warn!(target: "liveagent::openai", call_id = %self.redact(&c.call_id), item_id = %self.redact(&c.item_id), "function call without arguments dropped");
         }
         if complete.is_empty() {
             return;
         }
         if matches!(status, ResponseStatus::Cancelled | ResponseStatus::Failed) {
             let ids: Vec<String> = complete.iter().map(|c| c.call_id.clone()).collect();
-            tracing::info!(target: "liveagent::openai", calls = ?ids, ?status, "calls of an unfinished response dropped");
+            tracing::info!(target: "liveagent::openai", calls = ids.len(), ?status, "calls of an unfinished response dropped");
             self.history.remove_calls(&ids);
             return;
         }
@@ -106,7 +109,7 @@ impl OpenAiProtocol {
     pub(super) fn on_tool_result(&mut self, result: ToolResult, out: &mut Outbox) {
         let call_id = result.call_id.to_string();
         if self.outputs_sent.contains(&call_id) {
-            tracing::warn!(target: "liveagent::openai", %call_id, "a result for this call was already sent; ignoring the duplicate");
+            tracing::warn!(target: "liveagent::openai", call_id = %self.redact(&call_id), "a result for this call was already sent; ignoring the duplicate");
             return;
         }
         if !self.known_calls.contains(&call_id) {

@@ -30,6 +30,7 @@ impl OpenAiProtocol {
             self.active = Some(ActiveResponse {
                 id: id.clone(),
                 calls: Vec::new(),
+                call_index: Default::default(),
                 interrupted: false,
             });
         }

@@ -1,0 +1,125 @@
+//! Byte caps on text a provider sends: per item (input transcript, output transcript, text
+//! deltas) and for the history kept to restore a session. A provider that streams 256 KB
+//! deltas at 50 per second must not grow the client's memory without limit; what passes a
+//! cap is dropped and a [`TextDropped`] event says so.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::events::{Id, TextDropped};
+
+/// Default cap on one item's transcript or text: 64 KiB (about an hour of speech's words
+/// would be ~50 KiB; far more than any real answer).
+pub const DEFAULT_MAX_ITEM_TEXT_BYTES: usize = 64 * 1024;
+
+/// Default bound on the text of the history kept to restore a session: 1 MiB.
+pub const DEFAULT_MAX_HISTORY_BYTES: usize = 1024 * 1024;
+
+/// How many recent items [`ItemTextCaps`] tracks (older ones are forgotten; an item that
+/// comes back starts a fresh count).
+const TRACKED_ITEMS: usize = 64;
+
+/// `text` cut to at most `cap` bytes, at a character boundary.
+///
+/// ```
+/// use liveagent_core::limits::cut_to;
+/// assert_eq!(cut_to("héllo", 2), "h");
+/// assert_eq!(cut_to("hello", 10), "hello");
+/// ```
+pub fn cut_to(text: &str, cap: usize) -> &str {
+    if text.len() <= cap {
+        return text;
+    }
+    let mut end = cap;
+    while end > 0 && !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// Counts the bytes published per item and stream, and cuts deltas past the cap.
+///
+/// ```
+/// use liveagent_core::limits::ItemTextCaps;
+/// let mut caps = ItemTextCaps::new(8);
+/// assert_eq!(caps.admit("openai", "out", "item1", "hello").0, "hello");
+/// let (kept, dropped) = caps.admit("openai", "out", "item1", " world");
+/// assert_eq!(kept, " wo");
+/// assert_eq!(dropped.unwrap().bytes, 3);
+/// let (kept, dropped) = caps.admit("openai", "out", "item1", "more");
+/// assert_eq!((kept, dropped.is_none()), ("", true));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ItemTextCaps {
+    cap: usize,
+    items: VecDeque<(String, String, usize)>,
+}
+
+impl ItemTextCaps {
+    /// Caps each item's text at `cap` bytes.
+    pub fn new(cap: usize) -> Self {
+        ItemTextCaps {
+            cap,
+            items: VecDeque::new(),
+        }
+    }
+
+    /// The cap in bytes.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Forgets the count of item `item_id` of `stream` (its next text starts from zero).
+    pub fn forget(&mut self, stream: &str, item_id: &str) {
+        self.items
+            .retain(|(s, i, _)| !(s == stream && i == item_id));
+    }
+
+    /// Admits `delta` for item `item_id` of stream `stream` (e.g. `"input"`, `"output"`,
+    /// `"text"`): returns the part that fits under the cap, and, when this delta crossed the
+    /// cap, the [`TextDropped`] event to publish (once per item and stream).
+    pub fn admit<'a>(
+        &mut self,
+        source: &str,
+        stream: &str,
+        item_id: &str,
+        delta: &'a str,
+    ) -> (&'a str, Option<TextDropped>) {
+        let idx = match self
+            .items
+            .iter()
+            .position(|(s, i, _)| s == stream && i == item_id)
+        {
+            Some(i) => i,
+            None => {
+                if self.items.len() >= TRACKED_ITEMS {
+                    self.items.pop_front();
+                }
+                self.items
+                    .push_back((stream.to_owned(), item_id.to_owned(), 0));
+                self.items.len() - 1
+            }
+        };
+        let used = self.items[idx].2;
+        let kept = cut_to(delta, self.cap.saturating_sub(used));
+        let dropped = delta.len() - kept.len();
+        let crossed = dropped > 0 && used <= self.cap;
+        // Past the cap the count stays above it, so the event is sent once.
+        self.items[idx].2 = if dropped > 0 {
+            self.cap + 1
+        } else {
+            used + kept.len()
+        };
+        let event = crossed.then(|| TextDropped {
+            source: Arc::from(source),
+            item_id: Some(Id::from(item_id)),
+            items: 0,
+            bytes: dropped as u64,
+            reason: format!(
+                "the {stream} text of item {item_id} passed its cap of {} bytes; the rest is dropped",
+                self.cap
+            ),
+        });
+        (kept, event)
+    }
+}
