@@ -19,9 +19,10 @@
 //!   resumable state, which lives on for the 2 h handle lifetime);
 //! - 4 bad clients: malformed frames, bad session.update, bad Gemini frames.
 //!
-//! The server runs with `--closed-sessions-bytes 1048576 --resumption-ttl-s 60`: the closed
+//! The server runs with `--closed-sessions-bytes 262144 --resumption-ttl-s 5`: the closed
 //! session history and the resumable states are kept on purpose (bounded by those limits), so
-//! the benchmark keeps them small to see what else stays.
+//! the benchmark keeps them small to see what else stays; with a 5 s lifetime, the states
+//! left after a wave are that wave's, as after the first one.
 //!
 //! After the wave the benchmark waits until the server reports no open session and no open
 //! TCP connection, lets it settle for 1 s, and reads VmRSS from /proc. The baseline is the RSS
@@ -68,6 +69,11 @@ fn tone(ms: usize, amp: f32) -> Vec<i16> {
     (0..ms * 24)
         .map(|i| ((i as f32 * 440.0 * std::f32::consts::TAU / 24_000.0).sin() * amp) as i16)
         .collect()
+}
+
+/// A byte count from the stats as KiB ("-" where the allocator reports none).
+fn kib(v: &Value) -> String {
+    v.as_u64().map_or("-".into(), |b| (b / 1024).to_string())
 }
 
 async fn stats(addr: SocketAddr) -> Value {
@@ -272,10 +278,16 @@ fn main() {
         // Retained by design, and bounded: kept small here so that they cannot hide a leak.
         .args([
             "--closed-sessions-bytes",
-            "1048576",
+            "262144",
             "--resumption-ttl-s",
-            "60",
+            "5",
         ])
+        // Extra server arguments, e.g. `--trim-interval-ms 0` to see what trimming does.
+        .args(
+            std::env::var("CHURN_SERVER_ARGS")
+                .unwrap_or_default()
+                .split_whitespace(),
+        )
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .spawn()
@@ -334,8 +346,11 @@ fn main() {
             let s = stats(addr).await;
             println!(
                 "wave {n:>3}: {wave_s:5.1} s, RSS peak {peak:>7} KiB, after {after:>7} KiB = {:5.1} % of baseline; \
+                 heap in use {} KiB, free in arenas {} KiB; \
                  sessions total {}, backlog drops {}, kept closed {}, resumable {} ({} B), refused {}",
                 ratio * 100.0,
+                kib(&s["heap"]["in_use_bytes"]),
+                kib(&s["heap"]["free_bytes"]),
                 s["sessions_total"],
                 s["backlog_drops"],
                 s["sessions_kept_closed"],

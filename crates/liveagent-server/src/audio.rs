@@ -213,6 +213,114 @@ pub fn synth_text(text: &str) -> Vec<i16> {
     out
 }
 
+/// Gives back the spare capacity of a sample buffer that was drained or cleared. A `Vec`
+/// keeps its high-water capacity otherwise: one long utterance (or a flood of appends up to
+/// the input cap) would stay allocated for the rest of the session.
+pub(crate) fn shed_capacity(buf: &mut Vec<i16>) {
+    // Not on every small trim: only when the spare room is well past what the buffer holds,
+    // so that a steady stream does not reallocate back and forth.
+    if buf.capacity() > 4 * buf.len() + 8192 {
+        buf.shrink_to(2 * buf.len());
+    }
+}
+
+/// Samples shared without copying: a range of a reference-counted buffer, which the
+/// conversation can also let go of while keeping the duration.
+///
+/// A user turn's audio item, the part of it the echo brain plays back and the assistant item
+/// that keeps what was played are views of one buffer, not three copies. A conversation
+/// item whose audio no longer fits the session's audio budget is [`Pcm::release`]d: it
+/// still knows how long it was (truncation and snapshots need that), but holds no samples.
+///
+/// ```
+/// use liveagent_server::audio::Pcm;
+/// let all = Pcm::from(vec![1i16, 2, 3, 4]);
+/// let head = all.slice(0, 2);
+/// assert_eq!(head.samples(), Some(&[1i16, 2][..]));
+/// let mut kept = all.clone();
+/// kept.release();
+/// assert_eq!((kept.len(), kept.samples()), (4, None));
+/// assert_eq!(head.len(), 2); // other views keep their samples
+/// ```
+#[derive(Clone, Default)]
+pub struct Pcm {
+    buf: Option<std::sync::Arc<Vec<i16>>>,
+    start: usize,
+    len: usize,
+}
+
+impl Pcm {
+    /// Number of samples (also after [`Pcm::release`]).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The samples, or `None` once released.
+    pub fn samples(&self) -> Option<&[i16]> {
+        self.buf
+            .as_ref()
+            .map(|b| &b[self.start..self.start + self.len])
+    }
+
+    /// The samples, or an empty slice once released.
+    pub fn as_slice(&self) -> &[i16] {
+        self.samples().unwrap_or_default()
+    }
+
+    /// Whether the samples are still held.
+    pub fn is_held(&self) -> bool {
+        self.buf.is_some() || self.len == 0
+    }
+
+    /// Samples `[from, to)` of this view (clamped), sharing the buffer.
+    pub fn slice(&self, from: usize, to: usize) -> Pcm {
+        let to = to.min(self.len);
+        let from = from.min(to);
+        Pcm {
+            buf: self.buf.clone(),
+            start: self.start + from,
+            len: to - from,
+        }
+    }
+
+    /// Lets go of the samples, keeping the length.
+    pub fn release(&mut self) {
+        self.buf = None;
+    }
+}
+
+impl From<Vec<i16>> for Pcm {
+    fn from(v: Vec<i16>) -> Self {
+        Pcm {
+            len: v.len(),
+            start: 0,
+            buf: Some(std::sync::Arc::new(v)),
+        }
+    }
+}
+
+impl PartialEq for Pcm {
+    fn eq(&self, other: &Self) -> bool {
+        self.len == other.len && self.samples() == other.samples()
+    }
+}
+
+impl std::fmt::Debug for Pcm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Pcm({} samples{})",
+            self.len,
+            if self.is_held() { "" } else { ", released" }
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,10 +1,8 @@
 //! The conversation a session keeps (both protocols), and its public snapshot.
 
-use std::sync::Arc;
-
 use serde::Serialize;
 
-use crate::audio::{samples_to_ms, INTERNAL_RATE};
+use crate::audio::{samples_to_ms, Pcm, INTERNAL_RATE};
 
 /// Who wrote a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -37,7 +35,7 @@ pub enum Content {
     /// User audio (24 kHz) and its (honest) transcript.
     InputAudio {
         /// The samples.
-        audio: Arc<Vec<i16>>,
+        audio: Pcm,
         /// "[speech 1.4 s]" when transcription ran, or what the client supplied.
         transcript: Option<String>,
     },
@@ -46,7 +44,7 @@ pub enum Content {
     /// Model audio (24 kHz) and transcript.
     OutputAudio {
         /// The samples.
-        audio: Arc<Vec<i16>>,
+        audio: Pcm,
         /// The transcript.
         transcript: String,
     },
@@ -153,6 +151,37 @@ impl Item {
             call_id,
             name,
             status: self.status,
+        }
+    }
+}
+
+/// Lets go of the audio samples of older items once newer items hold `budget` samples
+/// (`ServerConfig::conversation_audio_ms`). The newest audio always stays, whatever its
+/// length, so that the item just committed or spoken can be retrieved. Released items keep
+/// their duration and transcript. Releasing goes from the oldest side, so the walk stops at
+/// the first item already released: a call costs only the recent items.
+pub(crate) fn keep_recent_audio(items: &mut [Item], budget: usize) {
+    let mut total = 0usize;
+    let mut newest = true;
+    for item in items.iter_mut().rev() {
+        let ItemKind::Message { content, .. } = &mut item.kind else {
+            continue;
+        };
+        for c in content.iter_mut().rev() {
+            let (Content::InputAudio { audio, .. } | Content::OutputAudio { audio, .. }) = c else {
+                continue;
+            };
+            if audio.is_empty() {
+                continue;
+            }
+            if !audio.is_held() {
+                return;
+            }
+            total += audio.len();
+            if total > budget && !newest {
+                audio.release();
+            }
+            newest = false;
         }
     }
 }

@@ -40,6 +40,7 @@ mod chat;
 mod conn;
 mod gemini;
 mod guard;
+mod heap;
 mod items;
 mod openai;
 pub mod record;
@@ -56,6 +57,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use brain::{Brain, Scenario, ScenarioError, Step};
+pub use heap::HeapStats;
 pub use items::{ItemInfo, ProtocolKind, Role, SessionInfo};
 pub use server::LocalServer;
 pub use stats::StatsSnapshot;
@@ -139,6 +141,13 @@ pub struct ServerConfig {
     /// The shortest lifetime `POST /v1/realtime/client_secrets` accepts in
     /// `expires_after.seconds` (default 10, as OpenAI; tests lower it to see expiry fast).
     pub min_client_secret_seconds: u64,
+    /// Audio each session keeps in its conversation for `conversation.item.retrieve`, in
+    /// milliseconds (default 4 000 ≈ 190 KB per session). The newest audio item always keeps
+    /// its samples; older items let go of theirs once the newer ones hold this much, and then
+    /// keep only their duration and transcript (a retrieve returns them without `audio`).
+    /// Without this bound every spoken turn stayed in memory for the whole session (about
+    /// 200 KB per turn with its echo).
+    pub conversation_audio_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -167,6 +176,7 @@ impl Default for ServerConfig {
             resumption_ttl: Duration::from_secs(2 * 3600),
             resumption_bytes: 256 * 1024 * 1024,
             min_client_secret_seconds: 10,
+            conversation_audio_ms: 4_000,
         }
     }
 }
@@ -196,6 +206,11 @@ impl ServerConfig {
     pub fn recording_in_memory(mut self) -> Self {
         self.record_in_memory = true;
         self
+    }
+
+    /// [`ServerConfig::conversation_audio_ms`] in samples at the internal rate.
+    pub(crate) fn conversation_audio_samples(&self) -> usize {
+        audio::ms_to_samples(self.conversation_audio_ms, audio::INTERNAL_RATE)
     }
 
     /// The effective chunk length.
@@ -229,6 +244,7 @@ impl fmt::Debug for ServerConfig {
             .field("closed_sessions_bytes", &self.closed_sessions_bytes)
             .field("resumption_ttl", &self.resumption_ttl)
             .field("resumption_bytes", &self.resumption_bytes)
+            .field("conversation_audio_ms", &self.conversation_audio_ms)
             .finish()
     }
 }

@@ -92,6 +92,14 @@ struct Args {
     /// Bytes kept over all Gemini resumable states.
     #[arg(long, default_value_t = 256 * 1024 * 1024)]
     resumption_bytes: usize,
+    /// Conversation audio each session keeps for conversation.item.retrieve, in ms (the
+    /// newest audio item is always kept whole).
+    #[arg(long, default_value_t = 4_000)]
+    conversation_audio_ms: u64,
+    /// After sessions close, hand the heap memory they freed back to the system (glibc
+    /// malloc_trim) at most once per this many ms (0 = never).
+    #[arg(long, default_value_t = 1000)]
+    trim_interval_ms: u64,
 }
 
 /// Makes glibc return freed memory to the system. By default its mmap threshold grows after
@@ -112,6 +120,41 @@ fn tune_allocator() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune_allocator() {}
+
+/// Returns the free memory inside glibc's heaps to the system. Freeing only returns the top
+/// of a heap; the free chunks between live ones stay resident. After a wave of sessions has
+/// come and gone, their frames, items and buffers leave many such chunks behind: the churn
+/// benchmark measured the heap's live bytes back at their baseline while RSS stayed well
+/// above it (see docs/performance-server.md). `malloc_trim(0)` releases those pages
+/// (`MADV_DONTNEED`); they are refaulted, zeroed, when used again.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn trim_heap() {
+    // SAFETY: malloc_trim takes the arenas' locks itself and only releases free pages.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn trim_heap() {}
+
+/// Trims the heap at most every `every` when sessions have closed since the last trim. It
+/// runs on the main thread, not on a server worker: a trim briefly holds each arena's lock
+/// but never stalls a session's loop for longer than that.
+async fn trimmer(server: &LocalServer, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut trimmed_at = 0;
+    loop {
+        tick.tick().await;
+        let s = server.stats();
+        let closed = s.sessions_total - s.sessions_active;
+        if closed != trimmed_at {
+            trimmed_at = closed;
+            trim_heap();
+        }
+    }
+}
 
 fn main() -> anyhow::Result<()> {
     tune_allocator();
@@ -150,6 +193,7 @@ fn main() -> anyhow::Result<()> {
         closed_sessions_bytes: args.closed_sessions_bytes,
         resumption_ttl: Duration::from_secs(args.resumption_ttl_s),
         resumption_bytes: args.resumption_bytes,
+        conversation_audio_ms: args.conversation_audio_ms,
         ..ServerConfig::default()
     };
     for path in &args.scenario {
@@ -177,7 +221,15 @@ fn main() -> anyhow::Result<()> {
             "  Chat Completions:         {}/v1/chat/completions",
             server.http_url()
         );
-        tokio::signal::ctrl_c().await?;
+        if args.trim_interval_ms > 0 {
+            let every = Duration::from_millis(args.trim_interval_ms);
+            tokio::select! {
+                r = tokio::signal::ctrl_c() => r?,
+                _ = trimmer(&server, every) => {}
+            }
+        } else {
+            tokio::signal::ctrl_c().await?;
+        }
         println!("stopping");
         server.stop().await;
         anyhow::Ok(())

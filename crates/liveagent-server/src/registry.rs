@@ -70,6 +70,9 @@ fn shrink(info: &mut SessionInfo, budget: usize) {
             }
             item.text.truncate(cut);
             item.text.push('…');
+            // Truncating keeps the capacity: without this a cut 4 MiB text still held its
+            // 4 MiB while the history counted a few KiB of it.
+            item.text.shrink_to_fit();
         }
     }
 }
@@ -260,5 +263,13 @@ mod tests {
         let all = r.snapshot_blocking();
         assert_eq!(all.last().unwrap().id, 7);
         assert!(all.iter().map(text_bytes).sum::<usize>() <= 10_000);
+        // What is kept is what is counted: the cut text does not keep its old capacity.
+        let held: usize = r
+            .lock()
+            .closed
+            .iter()
+            .flat_map(|(s, _)| s.items.iter().map(|i| i.text.capacity()))
+            .sum();
+        assert!(held <= 10_000, "closed history holds {held} bytes of text");
     }
 }

@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 use crate::items::{Content, Item, ItemKind};
 
+fn held_bytes(audio: &crate::audio::Pcm) -> usize {
+    audio.samples().map_or(0, |s| s.len() * 2)
+}
+
 /// The bytes an item holds (audio samples and text), as counted against the budget.
 pub(crate) fn item_bytes(item: &Item) -> usize {
     let content = match &item.kind {
@@ -20,9 +24,9 @@ pub(crate) fn item_bytes(item: &Item) -> usize {
             .map(|c| match c {
                 Content::InputText(t) | Content::OutputText(t) => t.len(),
                 Content::InputAudio { audio, transcript } => {
-                    audio.len() * 2 + transcript.as_ref().map_or(0, String::len)
+                    held_bytes(audio) + transcript.as_ref().map_or(0, String::len)
                 }
-                Content::OutputAudio { audio, transcript } => audio.len() * 2 + transcript.len(),
+                Content::OutputAudio { audio, transcript } => held_bytes(audio) + transcript.len(),
             })
             .sum(),
         ItemKind::FunctionCall {

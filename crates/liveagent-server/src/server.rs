@@ -119,6 +119,7 @@ impl Shared {
         let (states, bytes) = self.resumption.usage();
         s.resumable_states = states as u64;
         s.resumable_bytes = bytes as u64;
+        s.heap = crate::heap::heap_stats();
         s
     }
 }

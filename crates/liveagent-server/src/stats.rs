@@ -97,6 +97,7 @@ impl Stats {
             sessions_kept_closed: 0,
             resumable_states: 0,
             resumable_bytes: 0,
+            heap: None,
         }
     }
 }
@@ -151,4 +152,6 @@ pub struct StatsSnapshot {
     pub resumable_states: u64,
     /// Bytes held by the resumable states.
     pub resumable_bytes: u64,
+    /// The allocator's figures for the whole process (glibc only; `None` elsewhere).
+    pub heap: Option<crate::HeapStats>,
 }

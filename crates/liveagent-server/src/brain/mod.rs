@@ -8,7 +8,6 @@ pub mod script;
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -35,7 +34,7 @@ pub enum Step {
         /// Transcript / text output. `{output}` and `{input}` are substituted.
         text: String,
         /// Audio to play instead of synthesized tones.
-        audio: Option<Arc<Vec<i16>>>,
+        audio: Option<crate::audio::Pcm>,
         /// Drop the connection mid-audio.
         drop_after_ms: Option<u64>,
     },
@@ -99,7 +98,7 @@ pub struct TurnInput {
     /// The user's text, or `[speech 1.4 s]` for audio (there is no ASR).
     pub text: String,
     /// The user's audio (24 kHz), when the turn was spoken.
-    pub audio: Option<Arc<Vec<i16>>>,
+    pub audio: Option<crate::audio::Pcm>,
 }
 
 impl TurnInput {
@@ -220,7 +219,7 @@ mod tests {
     #[test]
     fn echo_repeats_text_and_audio() {
         let state = ScenarioState::default();
-        let audio = Arc::new(vec![1i16, 2, 3]);
+        let audio = crate::audio::Pcm::from(vec![1i16, 2, 3]);
         let plan = Brain::Echo.plan(
             &state,
             &TurnInput {

@@ -17,7 +17,6 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -300,7 +299,7 @@ fn say(text: String, audio_ms: Option<u64>, drop_after_ms: Option<u64>) -> Step 
                 0,
             );
         }
-        Arc::new(a)
+        crate::audio::Pcm::from(a)
     });
     Step::Say {
         text,

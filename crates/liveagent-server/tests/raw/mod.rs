@@ -194,6 +194,19 @@ impl Raw {
     pub fn ping_frame(payload: &[u8]) -> Vec<u8> {
         frame(0x9, payload)
     }
+    /// A ready-made masked text frame (to send many times with `send_bytes`).
+    pub fn text_frame(text: &str) -> Vec<u8> {
+        frame(0x1, text.as_bytes())
+    }
+    /// A ready-made masked close frame with `code`.
+    pub fn close_frame(code: u16) -> Vec<u8> {
+        frame(0x8, &code.to_be_bytes())
+    }
+    /// The TCP stream, for a client that reads and writes from separate tasks (frames
+    /// already buffered are dropped).
+    pub fn into_stream(self) -> TcpStream {
+        self.stream
+    }
 
     async fn fill(&mut self, want: usize) -> bool {
         while self.buf.len() < want {

@@ -31,6 +31,7 @@ impl GSession {
             }
             self.manual_active = true;
             self.buf.clear();
+            crate::audio::shed_capacity(&mut self.buf);
             self.buf_start = self.total_samples;
         }
         if ri.activity_end.is_some() && self.manual_active {
@@ -38,6 +39,7 @@ impl GSession {
             let all = std::mem::take(&mut self.buf);
             self.buf_start = self.total_samples;
             let ms = audio::samples_to_ms(all.len(), INTERNAL_RATE);
+            let all = Pcm::from(all);
             self.user_audio_turn(all.clone(), all, ms).await?;
         }
         if ri.audio_stream_end == Some(true) {
@@ -102,6 +104,7 @@ impl GSession {
             if self.buf.len() > keep * 2 {
                 let cut = self.buf.len() - keep;
                 self.buf.drain(..cut);
+                crate::audio::shed_capacity(&mut self.buf);
                 self.buf_start += cut as u64;
             }
         }
@@ -121,19 +124,17 @@ impl GSession {
             Vec::new()
         };
         self.buf.drain(..b);
+        crate::audio::shed_capacity(&mut self.buf);
         self.buf_start += b as u64;
         let voiced = ((last_voiced_ms.saturating_sub(from)) * SPS_MS) as usize;
-        let echo = all[..voiced.min(all.len())].to_vec();
+        // The echo is a view of the item's audio, not a copy.
+        let all = Pcm::from(all);
+        let echo = all.slice(0, voiced);
         self.user_audio_turn(all, echo, last_voiced_ms.saturating_sub(start_ms))
             .await
     }
 
-    pub(super) async fn user_audio_turn(
-        &mut self,
-        all: Vec<i16>,
-        echo: Vec<i16>,
-        speech_ms: u64,
-    ) -> R {
+    pub(super) async fn user_audio_turn(&mut self, all: Pcm, echo: Pcm, speech_ms: u64) -> R {
         if all.is_empty() {
             return Ok(());
         }
@@ -141,7 +142,7 @@ impl GSession {
         self.push_item(
             Role::User,
             Content::InputAudio {
-                audio: Arc::new(all),
+                audio: all,
                 transcript: self.in_transcription.then(|| label.clone()),
             },
         );
@@ -157,7 +158,7 @@ impl GSession {
         }
         self.user_turn(TurnInput {
             text: label,
-            audio: Some(Arc::new(echo)),
+            audio: Some(echo),
         })
         .await
     }
@@ -222,7 +223,7 @@ impl GSession {
                             self.push_item(
                                 role,
                                 Content::InputAudio {
-                                    audio: Arc::new(samples),
+                                    audio: Pcm::from(samples),
                                     transcript: None,
                                 },
                             );

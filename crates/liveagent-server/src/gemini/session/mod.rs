@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::wire::*;
-use crate::audio::{self, WireAudio, INTERNAL_RATE};
+use crate::audio::{self, Pcm, WireAudio, INTERNAL_RATE};
 use crate::brain::{substitute, Plan, Step, TurnInput};
 use crate::conn::{Conn, End};
 use crate::items::{Content, Item, ItemKind, ProtocolKind, Role, SessionInfo};
@@ -40,7 +40,7 @@ const SPS_MS: u64 = (INTERNAL_RATE / 1000) as u64;
 const AUDIO_TOKENS_PER_S: u64 = 32;
 
 struct Say {
-    audio: Arc<Vec<i16>>,
+    audio: Pcm,
     pos: usize,
     text: Vec<char>,
     text_sent: usize,
@@ -341,6 +341,10 @@ impl GSession {
                     self.advance().await?;
                 }
             }
+            crate::items::keep_recent_audio(
+                &mut self.items,
+                self.shared.cfg.conversation_audio_samples(),
+            );
             if !self.conn.is_open() {
                 return Err(End::Closed);
             }

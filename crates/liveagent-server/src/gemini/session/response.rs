@@ -100,9 +100,9 @@ impl GSession {
                         drop_after_ms,
                     } => {
                         let audio = if self.text_only {
-                            Arc::new(Vec::new())
+                            Pcm::default()
                         } else {
-                            audio.unwrap_or_else(|| Arc::new(audio::synth_text(&text)))
+                            audio.unwrap_or_else(|| Pcm::from(audio::synth_text(&text)))
                         };
                         let item_id = self.shared.new_id("item");
                         run.cur = Some(Say {
@@ -243,7 +243,7 @@ impl GSession {
         } else {
             String::new()
         };
-        let data = audio::b64_encode(&audio::pcm_to_bytes(&say.audio[from..end]));
+        let data = audio::b64_encode(&audio::pcm_to_bytes(&say.audio.as_slice()[from..end]));
         if end > from {
             run.out_audio_samples += end - from;
             self.shared.stats.chunk_sent(late);
@@ -291,20 +291,21 @@ impl GSession {
 
     /// Records what was said (all of it, or up to the interruption) as a model item.
     pub(super) fn finalize_say(&mut self, say: &Say, cut: bool) {
-        let (audio, text): (Vec<i16>, String) = if cut {
+        // What was played is a view of the response's audio, not a copy.
+        let (audio, text): (Pcm, String) = if cut {
             (
-                say.audio[..say.pos.min(say.audio.len())].to_vec(),
+                say.audio.slice(0, say.pos),
                 say.text[..say.text_sent].iter().collect(),
             )
         } else {
-            (say.audio.to_vec(), say.text.iter().collect())
+            (say.audio.clone(), say.text.iter().collect())
         };
         let content = if self.text_only {
             let n = say.text.len() - say.words.iter().map(|w| w.chars().count()).sum::<usize>();
             Content::OutputText(say.text[..n.min(say.text.len())].iter().collect())
         } else {
             Content::OutputAudio {
-                audio: Arc::new(audio),
+                audio,
                 transcript: text,
             }
         };

@@ -2,7 +2,6 @@
 //! user audio items they create.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use super::super::wire::*;
 use super::*;
@@ -79,6 +78,7 @@ impl OaSession {
             if self.buf.len() > keep * 2 {
                 let cut = self.buf.len() - keep;
                 self.buf.drain(..cut);
+                crate::audio::shed_capacity(&mut self.buf);
                 self.buf_start += cut as u64;
             }
         }
@@ -96,6 +96,7 @@ impl OaSession {
             Vec::new()
         };
         self.buf.drain(..b);
+        crate::audio::shed_capacity(&mut self.buf);
         self.buf_start += b as u64;
         out
     }
@@ -130,14 +131,15 @@ impl OaSession {
         label: String,
     ) -> R {
         let prev = self.items.last().map(|i| i.id.clone());
-        let mut echo = all.clone();
-        echo.truncate(voiced.max(1).min(all.len()));
+        // The echo is a view of the item's audio, not a copy.
+        let all = Pcm::from(all);
+        let echo = all.slice(0, voiced.max(1));
         let item = Item {
             id: item_id.clone(),
             kind: ItemKind::Message {
                 role: Role::User,
                 content: vec![Content::InputAudio {
-                    audio: Arc::new(all),
+                    audio: all,
                     transcript: None,
                 }],
             },
@@ -146,7 +148,7 @@ impl OaSession {
         self.items.push(item);
         self.unanswered = Some(item_id.clone());
         self.echo_audio
-            .insert(item_id.clone(), (Arc::new(echo), label.clone()));
+            .insert(item_id.clone(), (echo, label.clone()));
         self.emit(ServerEvent::Committed {
             previous_item_id: prev.clone(),
             item_id: item_id.clone(),

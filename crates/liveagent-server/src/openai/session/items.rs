@@ -1,7 +1,5 @@
 //! Conversation items: `conversation.item.create`, `.truncate`, and the wire form of an item.
 
-use std::sync::Arc;
-
 use super::super::wire::*;
 use super::*;
 use crate::audio::{self, WireAudio, INTERNAL_RATE};
@@ -121,7 +119,7 @@ impl OaSession {
                                 None => Vec::new(),
                             };
                             Content::InputAudio {
-                                audio: Arc::new(fmt.decode(&bytes)),
+                                audio: Pcm::from(fmt.decode(&bytes)),
                                 transcript,
                             }
                         }
@@ -137,7 +135,7 @@ impl OaSession {
                                 ));
                             }
                             Content::OutputAudio {
-                                audio: Arc::new(Vec::new()),
+                                audio: Pcm::default(),
                                 transcript: transcript.unwrap_or_default(),
                             }
                         }
@@ -236,7 +234,7 @@ impl OaSession {
         // GA: truncation deletes the server-side transcript, so that no text the user did not
         // hear stays in the context.
         transcript.clear();
-        *audio = Arc::new(audio[..keep].to_vec());
+        *audio = audio.slice(0, keep);
         item.status = "incomplete";
         self.emit(ServerEvent::ItemTruncated {
             item_id,
@@ -258,7 +256,12 @@ pub(super) fn not_found(item_id: &str) -> Invalid {
 
 /// The wire form of an item (audio bytes only when `with_audio`).
 pub(super) fn wire_item(item: &Item, with_audio: bool, fmt: WireAudio) -> WireItem {
-    let enc = |a: &Arc<Vec<i16>>| with_audio.then(|| audio::b64_encode(&fmt.encode(a)));
+    // Audio the session has let go of (see `ServerConfig::conversation_audio_ms`) is left out.
+    let enc = |a: &Pcm| {
+        with_audio
+            .then(|| a.samples().map(|s| audio::b64_encode(&fmt.encode(s))))
+            .flatten()
+    };
     let base = WireItem {
         id: item.id.clone(),
         kind: "message",

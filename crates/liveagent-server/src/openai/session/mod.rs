@@ -27,7 +27,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::wire::*;
-use crate::audio::{self, WireAudio, INTERNAL_RATE};
+use crate::audio::{self, Pcm, WireAudio, INTERNAL_RATE};
 use crate::brain::Step;
 use crate::conn::{Conn, End};
 use crate::items::{Item, ProtocolKind, SessionInfo};
@@ -94,7 +94,7 @@ enum Cur {
     Say {
         item_id: String,
         idx: u32,
-        audio: Arc<Vec<i16>>,
+        audio: Pcm,
         pos: usize,
         text: Vec<char>,
         text_sent: usize,
@@ -163,7 +163,7 @@ struct OaSession {
     pending: Option<Pending>,
     unanswered: Option<String>,
     /// User audio item id -> (the voiced part to echo, its "[speech x s]" label).
-    echo_audio: HashMap<String, (Arc<Vec<i16>>, String)>,
+    echo_audio: HashMap<String, (Pcm, String)>,
     /// A VAD turn ended while a response was running (interrupt_response off).
     deferred_response: bool,
     /// When the idle timeout fires (server_vad `idle_timeout_ms`).
@@ -389,6 +389,10 @@ impl OaSession {
                 _ = sleep_until_opt(self.idle_at), if self.idle_at.is_some() && self.run.is_none() => self.idle_timeout().await?,
                 _ = sleep_until_opt(idle), if idle.is_some() => return self.idle_close().await,
             }
+            crate::items::keep_recent_audio(
+                &mut self.items,
+                self.shared.cfg.conversation_audio_samples(),
+            );
             if !self.conn.is_open() {
                 return Err(End::Closed);
             }
@@ -554,6 +558,7 @@ impl OaSession {
             ClientEvent::Commit {} => return self.manual_commit().await,
             ClientEvent::Clear {} => {
                 self.buf.clear();
+                crate::audio::shed_capacity(&mut self.buf);
                 self.buf_start = self.total_samples;
                 let _ = self.vad.flush();
                 self.speech = None;

@@ -2,7 +2,6 @@
 //! argument deltas, and the `*.done` events that finish the item.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 
 use tokio::time::Instant;
 
@@ -85,7 +84,7 @@ impl OaSession {
                             item_id: item_id.clone(),
                             output_index: idx,
                             content_index: 0,
-                            delta: audio::b64_encode(&fmt.encode(&samples[from..end])),
+                            delta: audio::b64_encode(&fmt.encode(&samples.as_slice()[from..end])),
                         },
                     )
                     .await?;
@@ -183,7 +182,8 @@ impl OaSession {
             Content::OutputText(said.clone())
         } else {
             Content::OutputAudio {
-                audio: Arc::new(samples[..pos.min(samples.len())].to_vec()),
+                // What was played is a view of the response's audio, not a copy.
+                audio: samples.slice(0, pos),
                 transcript: said.clone(),
             }
         };

@@ -3,7 +3,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -277,13 +276,13 @@ impl OaSession {
         &mut self,
         run: &mut Run,
         text: String,
-        audio: Option<Arc<Vec<i16>>>,
+        audio: Option<Pcm>,
         drop_after_ms: Option<u64>,
     ) -> R {
         let audio = if run.text_only {
-            Arc::new(Vec::new())
+            Pcm::default()
         } else {
-            audio.unwrap_or_else(|| Arc::new(audio::synth_text(&text)))
+            audio.unwrap_or_else(|| Pcm::from(audio::synth_text(&text)))
         };
         let item_id = self.shared.new_id("item");
         let idx = run.next_index;
@@ -479,8 +478,7 @@ impl OaSession {
         self.commit_audio(item_id.clone(), all, 0, label.clone())
             .await?;
         // Answer with words, not with the recorded silence.
-        self.echo_audio
-            .insert(item_id, (Arc::new(Vec::new()), label));
+        self.echo_audio.insert(item_id, (Pcm::default(), label));
         self.start_response(ResponseParams::default()).await
     }
 
