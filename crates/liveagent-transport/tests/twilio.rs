@@ -598,3 +598,79 @@ async fn hostile_stream_frames_close_the_call() {
     handle.stop(true).await;
     server.stop().await;
 }
+
+/// The remote player publishes `AudioPlaybackStarted` for an answer once the caller's marks
+/// say some of it was heard, once per item, before its `PlaybackStopped`.
+#[actix_rt::test]
+async fn the_remote_player_announces_what_the_caller_starts_hearing() {
+    use std::sync::{Arc, Mutex};
+    let server = local_server(Some(SCENARIO), Pacing::AsFastAsPossible).await;
+    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let url = server.openai_url();
+    let log = seen.clone();
+    let transport = TwilioTransport::new(AgentSource::factory(move |_call| {
+        let started = log.clone();
+        let stopped = log.clone();
+        LiveAgent::builder("receptionist")
+            .config(
+                openai::RealtimeConfig::new("gpt-realtime")
+                    .base_url(url.clone())
+                    .api_key("local-key")
+                    .audio_formats(openai::AudioFormat::Pcmu, openai::AudioFormat::Pcmu),
+            )
+            .on::<liveagent::AudioPlaybackStarted, _, _>(move |e, _| {
+                started
+                    .lock()
+                    .unwrap()
+                    .push(("started".into(), e.item_id.to_string()));
+                async {}
+            })
+            .on::<liveagent::PlaybackStopped, _, _>(move |e, _| {
+                stopped
+                    .lock()
+                    .unwrap()
+                    .push(("stopped".into(), e.item_id.to_string()));
+                async {}
+            })
+            .build()
+            .map_err(LiveError::from)
+    }));
+    let mount = transport.clone();
+    let (port, handle) = serve(move |cfg| mount.config(cfg));
+    let url = format!("ws://127.0.0.1:{port}/twilio/media");
+    let mut call = FakeTwilio::call(&url, json!({"From": "+15550100"})).await;
+    call.speak(&ulaw_frames("Hello, what are your opening hours?", 900))
+        .await;
+    call.wait("some of the answer heard", |c| {
+        c.echoed_ms.last().copied().unwrap_or(0) >= 200
+    })
+    .await;
+    wait_for("AudioPlaybackStarted", || {
+        seen.lock().unwrap().iter().any(|(k, _)| k == "started")
+    })
+    .await;
+    let events = seen.lock().unwrap().clone();
+    let started: Vec<&String> = events
+        .iter()
+        .filter(|(k, _)| k == "started")
+        .map(|(_, i)| i)
+        .collect();
+    assert_eq!(started.len(), 1, "{events:?}");
+    // Not announced after it stopped.
+    if let Some(stop) = events
+        .iter()
+        .position(|(k, i)| k == "stopped" && i == started[0])
+    {
+        assert!(
+            events.iter().position(|(k, _)| k == "started").unwrap() < stop,
+            "{events:?}"
+        );
+    }
+    call.send_event(json!({"event":"stop","stop":{"accountSid":"AC0123456789abcdef0123456789abcdef","callSid":CALL}}))
+        .await;
+    call.ws.close().await;
+    wait_for("the conversation to end", || transport.conversations() == 0).await;
+    assert!(transport.shutdown().await);
+    handle.stop(true).await;
+    server.stop().await;
+}
