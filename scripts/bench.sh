@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs liveagent's benchmarks against the local realtime server on 127.0.0.1 and prints their
 # figures (RESULT lines; a summary at the end). See docs/performance.md for what each figure
-# means. Bounded: about 20 minutes with the defaults (CAPACITY=1 adds about 5 min per framework).
+# means. Bounded: about 22 minutes with the defaults (CAPACITY=1 adds about 5 min per framework).
 #
 # Knobs (environment):
 #   SCALE_N=20,100,250,500,750,1000  session counts of the scale sweep (one process per N)
@@ -12,6 +12,8 @@
 #   PY_FRAMEWORKS="ag2 openai-agents pipecat livekit"   the Python frameworks to run
 #   LAT_SESSIONS=20 LAT_SECS=12  latency runs (sessions x seconds of 20 ms chunks)
 #   BARGE_TRIALS=20              barge-in trials
+#   TRANSPORT_N=300,400,500      browser-transport conversations on one core (0 = skip)
+#   TRANSPORT_SECS=20            measured seconds per transport run (plus ~12 s setup/warm-up)
 #   SKIP_AUDIO=1                 skip the benchmarks that need PulseAudio
 #   CAPACITY=1                   also find each framework's capacity: the largest N whose scale
 #                                run is real time (same criteria for all), client pinned to one
@@ -43,6 +45,8 @@ BARGE_TRIALS=${BARGE_TRIALS:-20}
 CASCADE_N=${CASCADE_N:-10}
 CASCADE_TURNS=${CASCADE_TURNS:-5}
 ONLY=${1:-all}
+TRANSPORT_N=${TRANSPORT_N:-300,400,500}
+TRANSPORT_SECS=${TRANSPORT_SECS:-20}
 LOG=$(mktemp /tmp/liveagent-bench.XXXX.log)
 
 echo "== machine"
@@ -86,6 +90,26 @@ cascade_bench() {
     --base "http://$ADDR/v1" --sessions "$CASCADE_N" --turns "$CASCADE_TURNS" || true
   stop_server
 }
+
+# Browser transport on one core: `scripts/bench.sh transport` runs only this.
+transport_bench() {
+  if [ "$TRANSPORT_N" != 0 ] && [ "$(nproc)" -ge 2 ]; then
+    echo "== browser transport: the app (transport + conversations) pinned to cpu 0, the WebSocket"
+    echo "   load generator and the local server in other processes pinned to cpu 1"
+    run "$BENCH" transport-scale --sessions "$TRANSPORT_N" --secs "$TRANSPORT_SECS" --app-cpu 0 --load-cpus 1
+  else
+    echo "== skipping the one-core transport benchmark (TRANSPORT_N=0 or fewer than 2 CPUs)"
+  fi
+}
+
+if [ "$ONLY" = transport ]; then
+  transport_bench
+  echo
+  echo "== summary"
+  grep '^RESULT' "$LOG" || true
+  rm -f "$LOG"
+  exit 0
+fi
 
 if [ "$ONLY" = cascade ]; then
   cascade_bench
@@ -161,6 +185,8 @@ py_run() {
   kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
   rm -f "$out"
 }
+
+transport_bench
 
 if [ "$PY_N" != 0 ]; then
   echo "== Python frameworks side by side (same server binary, same audio, N in $PY_N)"

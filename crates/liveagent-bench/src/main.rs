@@ -11,6 +11,7 @@
 //! liveagent-bench scale --sessions 100,200,500 --secs 30
 //! liveagent-bench transport --sessions 100 --secs 20                 # browser transport
 //! liveagent-bench cascade --sessions 10 --turns 5                      # cascade mode
+//! liveagent-bench transport-scale --sessions 300,500 --secs 30       # app pinned to one core
 //! ```
 //!
 //! Nothing here runs as a test: the binary has `test = false` and asserts nothing.
@@ -22,6 +23,7 @@ mod device;
 mod latency;
 mod scale;
 mod transport;
+mod transport_scale;
 
 use std::path::PathBuf;
 
@@ -84,6 +86,30 @@ enum Cmd {
         #[arg(long, default_value_t = 5)]
         turns: usize,
     },
+    /// N browser-transport conversations in an app process pinned to one core, driven by a
+    /// WebSocket load generator (this process) and the local server pinned to other cores.
+    TransportScale {
+        #[arg(long, value_delimiter = ',', default_value = "500")]
+        sessions: Vec<usize>,
+        #[arg(long, default_value_t = 30)]
+        secs: u64,
+        /// The core the app under test runs on.
+        #[arg(long, default_value_t = 0)]
+        app_cpu: usize,
+        /// The cores of the load generator and the local server (comma-separated).
+        #[arg(long, default_value = "1")]
+        load_cpus: String,
+    },
+    /// The app under test of `transport-scale` (started by it).
+    #[command(hide = true)]
+    TransportApp {
+        #[arg(long)]
+        provider_url: String,
+        #[arg(long)]
+        sessions: usize,
+        #[arg(long)]
+        cpu: Option<usize>,
+    },
     /// N concurrent full-duplex sessions (comma-separated list of N).
     Scale {
         #[arg(long, value_delimiter = ',', default_value = "100")]
@@ -106,6 +132,22 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    if let Cmd::TransportApp {
+        provider_url,
+        sessions,
+        cpu,
+    } = args.cmd
+    {
+        // Pin before the runtime starts its threads: they inherit the mask.
+        if let Some(c) = cpu {
+            transport_scale::pin_to(&[c])?;
+        }
+        return actix::System::new().block_on(transport_scale::run_app(
+            provider_url,
+            sessions,
+            cpu,
+        ));
+    }
     let server_bin = common::server_bin(args.server_bin)?;
     let system = actix::System::new();
     system.block_on(async move {
@@ -127,6 +169,13 @@ fn main() -> anyhow::Result<()> {
             Cmd::DeviceLatency { secs } => device::run(secs)?,
             Cmd::Transport { sessions, secs } => transport::run(server_bin, sessions, secs).await?,
             Cmd::Cascade { sessions, turns } => cascade::run(server_bin, sessions, turns).await?,
+            Cmd::TransportScale {
+                sessions,
+                secs,
+                app_cpu,
+                load_cpus,
+            } => transport_scale::run(server_bin, sessions, secs, app_cpu, load_cpus).await?,
+            Cmd::TransportApp { .. } => unreachable!("handled above"),
             Cmd::Scale {
                 sessions,
                 secs,

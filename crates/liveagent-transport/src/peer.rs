@@ -691,8 +691,10 @@ impl<E: Encoder> RemotePlayer<E> {
             self.current = Some(a.item_id.clone());
         }
         let out_rate = self.encoder.output_rate();
-        let samples: Vec<i16> = if a.audio.sample_rate == out_rate {
-            a.audio.samples.to_vec()
+        // At the remote side's rate the chunk's own samples are encoded as they are (no copy).
+        let resampled: Vec<i16>;
+        let samples: &[i16] = if a.audio.sample_rate == out_rate {
+            &a.audio.samples
         } else {
             let rs = match &mut self.resampler {
                 Some(rs) if rs.in_rate() == a.audio.sample_rate && rs.out_rate() == out_rate => rs,
@@ -706,7 +708,8 @@ impl<E: Encoder> RemotePlayer<E> {
             };
             let mut out = Vec::new();
             rs.process_i16(&a.audio.samples, &mut out);
-            out.into_iter().map(f32_to_pcm16).collect()
+            resampled = out.into_iter().map(f32_to_pcm16).collect();
+            &resampled
         };
         let track = self.track(&a.item_id);
         track.sent_samples += samples.len() as u64;
@@ -718,7 +721,7 @@ impl<E: Encoder> RemotePlayer<E> {
             self.encoder.audio(
                 &a.item_id,
                 a.response_id.as_ref(),
-                &samples,
+                samples,
                 &mut self.frames,
             );
         }
