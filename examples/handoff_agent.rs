@@ -29,7 +29,10 @@ async fn main() -> anyhow::Result<()> {
     );
     if Secret::from_env("OPENAI_API_KEY").is_none() {
         let http = common::local_http_url().expect("offline examples run the local server");
-        expert = expert.base_url(format!("{http}/v1")).api_key("local");
+        // The chat endpoint answers with the echo brain (`/s/echo`), not the realtime scenario.
+        expert = expert
+            .base_url(format!("{http}/s/echo/v1"))
+            .api_key("local");
     }
     let agent = LiveAgent::builder("assistant")
         .prompt("You are a voice assistant for a bakery. Delegate baking questions to the expert.")
