@@ -12,6 +12,7 @@
 //! liveagent-bench transport --sessions 100 --secs 20                 # browser transport
 //! liveagent-bench cascade --sessions 10 --turns 5                      # cascade mode
 //! liveagent-bench transport-scale --sessions 300,500 --secs 30       # app pinned to one core
+//! liveagent-bench soak --conversations 100 --secs 600                 # faults, RSS curve
 //! ```
 //!
 //! Nothing here runs as a test: the binary has `test = false` and asserts nothing.
@@ -22,6 +23,7 @@ mod common;
 mod device;
 mod latency;
 mod scale;
+mod soak;
 mod transport;
 mod transport_scale;
 
@@ -110,6 +112,19 @@ enum Cmd {
         #[arg(long)]
         cpu: Option<usize>,
     },
+    /// N conversations for a long time against a server injecting random faults (drops,
+    /// silence, audio floods, late deltas, oversized transcripts, tool calls): the client's
+    /// RSS curve, tool results lost, panics, conversations alive at the end.
+    Soak {
+        #[arg(long, default_value_t = 100)]
+        conversations: usize,
+        #[arg(long, default_value_t = 600)]
+        secs: u64,
+        #[arg(long, default_value_t = 30)]
+        sample_secs: u64,
+        #[arg(long, default_value_t = 13)]
+        seed: u64,
+    },
     /// N concurrent full-duplex sessions (comma-separated list of N).
     Scale {
         #[arg(long, value_delimiter = ',', default_value = "100")]
@@ -176,6 +191,12 @@ fn main() -> anyhow::Result<()> {
                 load_cpus,
             } => transport_scale::run(server_bin, sessions, secs, app_cpu, load_cpus).await?,
             Cmd::TransportApp { .. } => unreachable!("handled above"),
+            Cmd::Soak {
+                conversations,
+                secs,
+                sample_secs,
+                seed,
+            } => soak::run(server_bin, conversations, secs, sample_secs, seed).await?,
             Cmd::Scale {
                 sessions,
                 secs,
