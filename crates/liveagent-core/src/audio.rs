@@ -62,11 +62,16 @@ impl AudioChunk {
 
     /// Decodes little-endian PCM16 bytes (an odd trailing byte is ignored).
     pub fn from_le_bytes(bytes: &[u8], sample_rate: u32) -> Self {
-        let samples: Vec<i16> = bytes
+        // Collected straight into the shared buffer: one allocation.
+        let samples: Arc<[i16]> = bytes
             .chunks_exact(2)
             .map(|b| i16::from_le_bytes([b[0], b[1]]))
             .collect();
-        AudioChunk::new(samples, sample_rate)
+        AudioChunk {
+            samples,
+            sample_rate,
+            origin: None,
+        }
     }
 
     /// Encodes the samples as little-endian PCM16 bytes.

@@ -6,26 +6,30 @@
 //!
 //! ## Delivery and backpressure
 //!
-//! Each subscriber has its own queue and at most one event in flight, so events reach a
-//! subscriber in the order they were published, and a slow subscriber delays nobody but
-//! itself: the bus never waits on it, and the session never waits on the bus.
+//! An event goes straight into the subscriber's mailbox (or stream channel) when it has room
+//! and nothing of that subscriber is waiting in the bus: no future, no allocation beyond
+//! the mailbox envelope. Otherwise it waits in the subscriber's own queue in the bus, which
+//! has at most one delivery in flight to it. Either way events reach a subscriber in the
+//! order they were published, and a slow subscriber delays nobody but itself: the bus never
+//! waits on it, and the session never waits on the bus.
 //!
 //! The queue is bounded, with a policy per [`EventClass`]:
 //!
 //! - **Audio** ([`RecordedAudio`](crate::RecordedAudio), [`SynthesizedAudio`](crate::SynthesizedAudio)):
-//!   when a subscriber has more than [`BusConfig::audio_queue_limit`] audio events waiting,
-//!   the *oldest* waiting audio event is dropped. Audio that is seconds late is worth less
+//!   when a subscriber has more than [`BusConfig::audio_queue_limit`] audio events waiting in
+//!   the bus (beyond what its mailbox holds), the *oldest* waiting audio event is dropped. Audio that is seconds late is worth less
 //!   than audio that is current. Drops are counted in [`BusStats::dropped_audio`], logged, and
 //!   reported once per lagging episode as an [`AudioDropped`] event.
 //! - **Control** (everything else): never dropped. A subscriber that has more than
 //!   [`BusConfig::control_queue_limit`] events or [`BusConfig::control_queue_bytes`] bytes
-//!   waiting and has not taken an event for [`BusConfig::stuck_after`] is considered
+//!   waiting in the bus (beyond what its mailbox holds) and has not taken an event for [`BusConfig::stuck_after`] is considered
 //!   stuck: it is unsubscribed and an [`ErrorEvent`] says so. A subscriber that keeps
 //!   taking events may fall further behind during a burst (a flood of tool results), up to
 //!   8 times either bound. Memory stays bounded either way.
 //!
 //! A subscriber is removed when its actor stops or its stream is dropped (noticed on the
-//! next delivery, or by a sweep every 500 ms).
+//! next delivery, by a sweep at the next subscription and every 1024 publishes, or by the
+//! periodic sweep).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -133,11 +137,28 @@ pub struct BusStats {
 
 type Delivery = Pin<Box<dyn Future<Output = Result<(), ()>>>>;
 
+/// The outcome of [`EventSink::try_deliver`].
+#[derive(Debug)]
+pub enum TryDelivery {
+    /// Delivered (or not meant for this subscriber).
+    Delivered,
+    /// The subscriber is gone.
+    Gone,
+    /// No room now: the event back, to be queued.
+    NoRoom(LiveEvent),
+}
+
 /// Where a subscription's events go. Implemented for actor recipients and stream channels.
 pub trait EventSink: Send + 'static {
     /// Starts delivering `event`; the future resolves when the subscriber took it, or with
     /// `Err` when the subscriber is gone.
     fn deliver(&self, event: LiveEvent) -> Delivery;
+    /// Delivers `event` at once if the subscriber can take it without waiting (room in its
+    /// mailbox or channel). On [`TryDelivery::NoRoom`] the bus queues the event and uses
+    /// [`deliver`](Self::deliver). The default never delivers at once.
+    fn try_deliver(&self, event: LiveEvent) -> TryDelivery {
+        TryDelivery::NoRoom(event)
+    }
     /// True when the subscriber is gone.
     fn is_closed(&self) -> bool;
 }
@@ -151,6 +172,16 @@ impl<E: Event + Message<Result = ()> + Send> EventSink for TypedSink<E> {
             None => Box::pin(std::future::ready(Ok(()))),
         }
     }
+    fn try_deliver(&self, event: LiveEvent) -> TryDelivery {
+        let Some(e) = E::from_event(event) else {
+            return TryDelivery::Delivered;
+        };
+        match self.0.try_send(e) {
+            Ok(()) => TryDelivery::Delivered,
+            Err(SendError::Closed(_)) => TryDelivery::Gone,
+            Err(SendError::Full(e)) => TryDelivery::NoRoom(e.into_event()),
+        }
+    }
     fn is_closed(&self) -> bool {
         !self.0.connected()
     }
@@ -161,6 +192,13 @@ struct AnySink(Recipient<LiveEvent>);
 impl EventSink for AnySink {
     fn deliver(&self, event: LiveEvent) -> Delivery {
         Box::pin(self.0.send(event).map(|r| r.map_err(|_| ())))
+    }
+    fn try_deliver(&self, event: LiveEvent) -> TryDelivery {
+        match self.0.try_send(event) {
+            Ok(()) => TryDelivery::Delivered,
+            Err(SendError::Closed(_)) => TryDelivery::Gone,
+            Err(SendError::Full(event)) => TryDelivery::NoRoom(event),
+        }
     }
     fn is_closed(&self) -> bool {
         !self.0.connected()
@@ -178,6 +216,13 @@ impl EventSink for ChannelSink {
                 let tx = self.0.clone();
                 Box::pin(async move { tx.send(event).await.map_err(|_| ()) })
             }
+        }
+    }
+    fn try_deliver(&self, event: LiveEvent) -> TryDelivery {
+        match self.0.try_send(event) {
+            Ok(()) => TryDelivery::Delivered,
+            Err(mpsc::error::TrySendError::Closed(_)) => TryDelivery::Gone,
+            Err(mpsc::error::TrySendError::Full(event)) => TryDelivery::NoRoom(event),
         }
     }
     fn is_closed(&self) -> bool {
@@ -309,6 +354,8 @@ pub struct EventBus {
     subs: Vec<Sub>,
     stats: BusStats,
     closing: bool,
+    /// Publishes since the last sweep of closed subscribers.
+    since_sweep: u32,
 }
 
 impl EventBus {
@@ -319,7 +366,14 @@ impl EventBus {
             subs: Vec::new(),
             stats: BusStats::default(),
             closing: false,
+            since_sweep: 0,
         }
+    }
+
+    /// Drops subscribers whose actor stopped or whose stream was dropped.
+    fn sweep(&mut self) {
+        self.since_sweep = 0;
+        self.subs.retain(|s| s.busy || !s.sink.is_closed());
     }
 
     /// Starts a bus with the default bounds on the current arbiter.
@@ -374,16 +428,39 @@ impl EventBus {
 
     fn publish_local(&mut self, event: LiveEvent, ctx: &mut Context<Self>) {
         self.stats.published += 1;
+        self.since_sweep += 1;
+        if self.since_sweep >= 1024 {
+            self.sweep();
+        }
         let class = event.kind().class();
         let size = event.approx_bytes();
         let mut notices: Vec<LiveEvent> = Vec::new();
         let mut stuck: Vec<SubscriberId> = Vec::new();
+        let mut gone: Vec<SubscriberId> = Vec::new();
         for idx in 0..self.subs.len() {
             let sub = &mut self.subs[idx];
             if !sub.filter.matches(&event) {
                 continue;
             }
-            sub.queue.push_back((event.clone(), size));
+            let mut copy = event.clone();
+            if !sub.busy && sub.queue.is_empty() {
+                // Nothing of this subscriber waits here: straight into its mailbox if it
+                // has room (order kept: its earlier events are already there).
+                match sub.sink.try_deliver(copy) {
+                    TryDelivery::Delivered => {
+                        self.stats.delivered += 1;
+                        sub.taken += 1;
+                        sub.lagging = false;
+                        continue;
+                    }
+                    TryDelivery::Gone => {
+                        gone.push(sub.id);
+                        continue;
+                    }
+                    TryDelivery::NoRoom(back) => copy = back,
+                }
+            }
+            sub.queue.push_back((copy, size));
             sub.queued_bytes += size;
             if class == EventClass::Audio {
                 sub.queued_audio += 1;
@@ -440,6 +517,12 @@ impl EventBus {
                 continue;
             }
             self.pump(idx, ctx);
+        }
+        for id in gone {
+            if let Some(idx) = self.position(id) {
+                let sub = self.subs.swap_remove(idx);
+                tracing::debug!(subscriber = %sub.label, "subscriber gone, unsubscribing");
+            }
         }
         self.unsubscribe_stuck(stuck, &mut notices);
         for notice in notices {
@@ -513,6 +596,7 @@ impl Handler<Subscribe> for EventBus {
     type Result = ();
     fn handle(&mut self, msg: Subscribe, _: &mut Context<Self>) {
         tracing::trace!(subscriber = %msg.label, "subscribe");
+        self.sweep();
         self.subs.push(Sub {
             id: msg.id,
             filter: msg.filter,

@@ -164,6 +164,8 @@ pub struct OpenAiProtocol {
     input_bytes: u64,
     resampler: Option<LinearResampler>,
     warned_rate: bool,
+    /// Wire bytes of the microphone chunk being sent (reused: no allocation per chunk).
+    audio_scratch: Vec<u8>,
     tracks: VecDeque<AudioTrack>,
     /// The last response the user interrupted (its late audio is dropped).
     interrupted_response: Option<Id>,
@@ -212,6 +214,7 @@ impl OpenAiProtocol {
             input_bytes: 0,
             resampler: None,
             warned_rate: false,
+            audio_scratch: Vec::new(),
             tracks: VecDeque::new(),
             interrupted_response: None,
             history,
@@ -344,6 +347,14 @@ impl RealtimeProtocol for OpenAiProtocol {
 
     fn on_frame(&mut self, frame: WireFrame, out: &mut Outbox) {
         let bytes = frame.as_bytes();
+        // Most frames of a conversation are audio deltas: parse those straight into borrowed
+        // fields (no buffering of the whole object, no copy of the base64 text). Anything
+        // else, or a delta missing a field, takes the full parse below (and its errors).
+        if let Ok(delta) = serde_json::from_slice::<crate::wire::AudioDeltaFrame<'_>>(bytes) {
+            if let Some((response_id, item_id, delta)) = delta.fields() {
+                return self.on_audio_delta(response_id, item_id, delta, out);
+            }
+        }
         match serde_json::from_slice::<ServerEvent>(bytes) {
             Ok(ServerEvent::Unknown) => {
                 let kind = serde_json::from_slice::<TypeOnly>(bytes)

@@ -80,6 +80,30 @@ pub enum ClientEvent {
 }
 
 impl ClientEvent {
+    /// The text of an `input_audio_buffer.append` frame for the audio bytes `audio`, written
+    /// in one pass into one allocation: the same text as
+    /// `ClientEvent::InputAudioBufferAppend { audio: base64(audio) }.to_json()` without the
+    /// intermediate base64 `String` and its copy (base64 needs no JSON escaping).
+    ///
+    /// ```
+    /// use liveagent_openai::wire::ClientEvent;
+    /// let audio = [1u8, 2, 3, 250];
+    /// assert_eq!(
+    ///     ClientEvent::append_json(&audio),
+    ///     ClientEvent::InputAudioBufferAppend { audio: "AQID+g==".into() }.to_json()
+    /// );
+    /// ```
+    pub fn append_json(audio: &[u8]) -> String {
+        use base64::engine::general_purpose::STANDARD as B64;
+        use base64::Engine;
+        const HEAD: &str = r#"{"type":"input_audio_buffer.append","audio":""#;
+        let mut text = String::with_capacity(HEAD.len() + audio.len().div_ceil(3) * 4 + 2);
+        text.push_str(HEAD);
+        B64.encode_string(audio, &mut text);
+        text.push_str("\"}");
+        text
+    }
+
     /// The frame text.
     pub fn to_json(&self) -> String {
         // Serializing these types cannot fail: no maps with non-string keys, no custom
@@ -405,6 +429,41 @@ pub enum ContentPart {
 // ---------------------------------------------------------------------------------------
 // Server events
 // ---------------------------------------------------------------------------------------
+
+/// The fields of a `response.output_audio.delta` frame, borrowed from the frame: the fast
+/// path for the most frequent server event (no intermediate buffering of the object, as the
+/// internally tagged [`ServerEvent`] needs, and no copy of the base64 payload). Other fields
+/// are ignored; see [`fields`](Self::fields).
+#[derive(Debug, Deserialize)]
+pub struct AudioDeltaFrame<'a> {
+    /// The event type.
+    #[serde(rename = "type", borrow)]
+    pub kind: std::borrow::Cow<'a, str>,
+    /// The response.
+    #[serde(default, borrow)]
+    pub response_id: Option<std::borrow::Cow<'a, str>>,
+    /// The assistant item.
+    #[serde(default, borrow)]
+    pub item_id: Option<std::borrow::Cow<'a, str>>,
+    /// Base64 audio.
+    #[serde(default, borrow)]
+    pub delta: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl AudioDeltaFrame<'_> {
+    /// `(response_id, item_id, delta)` when this is a complete audio delta; `None` for any
+    /// other event (parse those as [`ServerEvent`]).
+    pub fn fields(&self) -> Option<(&str, &str, &str)> {
+        if self.kind != "response.output_audio.delta" {
+            return None;
+        }
+        Some((
+            self.response_id.as_deref()?,
+            self.item_id.as_deref()?,
+            self.delta.as_deref()?,
+        ))
+    }
+}
 
 /// An event the server sends. Unknown types decode as [`ServerEvent::Unknown`].
 #[derive(Clone, Debug, PartialEq, Deserialize)]

@@ -609,6 +609,24 @@ impl SessionActor {
         }
     }
 
+    /// How often [`tick`](Self::tick) checks the deadlines: a quarter of the shortest one,
+    /// between 50 ms and 1 s (1 s with the default options: one timer wake-up per session
+    /// per second instead of four).
+    fn tick_period(&self) -> Duration {
+        let o = &self.options;
+        let shortest = [
+            o.ping_interval,
+            o.idle_timeout,
+            o.write_timeout,
+            o.handshake_timeout,
+        ]
+        .into_iter()
+        .filter(|d| !d.is_zero())
+        .min()
+        .unwrap_or(Duration::from_secs(1));
+        (shortest / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))
+    }
+
     fn tick(&mut self, ctx: &mut Context<Self>) {
         if self.connected && !self.closing {
             if let Some(liveness) = self.liveness.as_mut() {
@@ -722,7 +740,7 @@ impl Actor for SessionActor {
             return;
         }
         ctx.set_mailbox_capacity(256);
-        ctx.run_interval(Duration::from_millis(250), |act, ctx| act.tick(ctx));
+        ctx.run_interval(self.tick_period(), |act, ctx| act.tick(ctx));
         self.starts += 1;
         if self.starts == 1 {
             self.open_connection(ctx);

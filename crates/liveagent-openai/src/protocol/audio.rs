@@ -19,8 +19,8 @@ use crate::wire::ClientEvent;
 impl OpenAiProtocol {
     pub(super) fn on_audio_delta(
         &mut self,
-        response_id: String,
-        item_id: String,
+        response_id: &str,
+        item_id: &str,
         delta: &str,
         out: &mut Outbox,
     ) {
@@ -48,8 +48,8 @@ impl OpenAiProtocol {
                     self.tracks.pop_front();
                 }
                 self.tracks.push_back(AudioTrack {
-                    item_id: item_id.as_str().into(),
-                    response_id: response_id.as_str().into(),
+                    item_id: item_id.into(),
+                    response_id: response_id.into(),
                     bytes: 0,
                     delivered: 0,
                     heard_ms: None,
@@ -88,11 +88,10 @@ impl OpenAiProtocol {
         let item: Id = track.item_id.clone();
         let response: Id = track.response_id.clone();
         if let Some(HistoryItem::Assistant { audio_ms: ms, .. }) =
-            self.history.assistant_mut(&item_id)
+            self.history.assistant_mut(item_id)
         {
             *ms = audio_ms;
-        } else if let HistoryItem::Assistant { audio_ms: ms, .. } = self.ensure_assistant(&item_id)
-        {
+        } else if let HistoryItem::Assistant { audio_ms: ms, .. } = self.ensure_assistant(item_id) {
             *ms = audio_ms;
         }
         if data.is_empty() {
@@ -155,16 +154,16 @@ impl OpenAiProtocol {
             }
             r.process(&chunk.samples).into()
         };
-        let bytes = encode_audio(encoding, &samples);
-        for piece in bytes.chunks(MAX_APPEND_BYTES) {
-            self.input_bytes += piece.len() as u64;
-            self.send(
-                out,
-                &ClientEvent::InputAudioBufferAppend {
-                    audio: B64.encode(piece),
-                },
-            );
+        // Samples -> wire bytes (a reused buffer) -> frame text (one allocation per frame).
+        let per_sample = if encoding == Encoding::Pcm16 { 2 } else { 1 };
+        let mut wire = std::mem::take(&mut self.audio_scratch);
+        for piece in samples.chunks(MAX_APPEND_BYTES / per_sample) {
+            wire.clear();
+            encode_audio(encoding, piece, &mut wire);
+            self.input_bytes += wire.len() as u64;
+            out.send_text(ClientEvent::append_json(&wire));
         }
+        self.audio_scratch = wire;
     }
 
     pub(super) fn on_playback_stopped(&mut self, stopped: PlaybackStopped, out: &mut Outbox) {
@@ -241,17 +240,24 @@ fn decode_audio(encoding: Encoding, data: &[u8]) -> AudioChunk {
     }
 }
 
-/// PCM16 samples from the bus to wire bytes of `encoding`.
-fn encode_audio(encoding: Encoding, samples: &[i16]) -> Vec<u8> {
+/// PCM16 samples from the bus to wire bytes of `encoding`, appended to `out`.
+fn encode_audio(encoding: Encoding, samples: &[i16], out: &mut Vec<u8>) {
     match encoding {
-        Encoding::Pcm16 => AudioChunk::new(samples, encoding.sample_rate()).to_le_bytes(),
-        Encoding::Pcmu => samples
-            .iter()
-            .map(|&s| liveagent_core::g711::ulaw_encode(s))
-            .collect(),
-        Encoding::Pcma => samples
-            .iter()
-            .map(|&s| liveagent_core::g711::alaw_encode(s))
-            .collect(),
+        Encoding::Pcm16 => {
+            out.reserve(samples.len() * 2);
+            for s in samples {
+                out.extend_from_slice(&s.to_le_bytes());
+            }
+        }
+        Encoding::Pcmu => out.extend(
+            samples
+                .iter()
+                .map(|&s| liveagent_core::g711::ulaw_encode(s)),
+        ),
+        Encoding::Pcma => out.extend(
+            samples
+                .iter()
+                .map(|&s| liveagent_core::g711::alaw_encode(s)),
+        ),
     }
 }

@@ -125,7 +125,7 @@ impl OpenAiProtocol {
                 response_id,
                 item_id,
                 delta,
-            } => self.on_audio_delta(response_id, item_id, &delta, out),
+            } => self.on_audio_delta(&response_id, &item_id, &delta, out),
             ServerEvent::OutputAudioDone { item_id, .. } => {
                 if let Some(t) = self.tracks.iter_mut().find(|t| *t.item_id == *item_id) {
                     t.audio_done = true;
