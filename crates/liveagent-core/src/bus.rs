@@ -144,8 +144,8 @@ pub enum TryDelivery {
     Delivered,
     /// The subscriber is gone.
     Gone,
-    /// No room now: the event back, to be queued.
-    NoRoom(LiveEvent),
+    /// No room now: the event back, to be queued (boxed: this is the rare path).
+    NoRoom(Box<LiveEvent>),
 }
 
 /// Where a subscription's events go. Implemented for actor recipients and stream channels.
@@ -157,7 +157,7 @@ pub trait EventSink: Send + 'static {
     /// mailbox or channel). On [`TryDelivery::NoRoom`] the bus queues the event and uses
     /// [`deliver`](Self::deliver). The default never delivers at once.
     fn try_deliver(&self, event: LiveEvent) -> TryDelivery {
-        TryDelivery::NoRoom(event)
+        TryDelivery::NoRoom(Box::new(event))
     }
     /// True when the subscriber is gone.
     fn is_closed(&self) -> bool;
@@ -179,7 +179,7 @@ impl<E: Event + Message<Result = ()> + Send> EventSink for TypedSink<E> {
         match self.0.try_send(e) {
             Ok(()) => TryDelivery::Delivered,
             Err(SendError::Closed(_)) => TryDelivery::Gone,
-            Err(SendError::Full(e)) => TryDelivery::NoRoom(e.into_event()),
+            Err(SendError::Full(e)) => TryDelivery::NoRoom(Box::new(e.into_event())),
         }
     }
     fn is_closed(&self) -> bool {
@@ -197,7 +197,7 @@ impl EventSink for AnySink {
         match self.0.try_send(event) {
             Ok(()) => TryDelivery::Delivered,
             Err(SendError::Closed(_)) => TryDelivery::Gone,
-            Err(SendError::Full(event)) => TryDelivery::NoRoom(event),
+            Err(SendError::Full(event)) => TryDelivery::NoRoom(Box::new(event)),
         }
     }
     fn is_closed(&self) -> bool {
@@ -222,7 +222,7 @@ impl EventSink for ChannelSink {
         match self.0.try_send(event) {
             Ok(()) => TryDelivery::Delivered,
             Err(mpsc::error::TrySendError::Closed(_)) => TryDelivery::Gone,
-            Err(mpsc::error::TrySendError::Full(event)) => TryDelivery::NoRoom(event),
+            Err(mpsc::error::TrySendError::Full(event)) => TryDelivery::NoRoom(Box::new(event)),
         }
     }
     fn is_closed(&self) -> bool {
@@ -457,7 +457,7 @@ impl EventBus {
                         gone.push(sub.id);
                         continue;
                     }
-                    TryDelivery::NoRoom(back) => copy = back,
+                    TryDelivery::NoRoom(back) => copy = *back,
                 }
             }
             sub.queue.push_back((copy, size));
