@@ -75,7 +75,7 @@ impl OpenAiProtocol {
         track.bytes += data.len() as u64;
         if late {
             // Produced but never heard: counts for the truncate rule (see the module docs).
-            tracing::trace!(target: "liveagent::openai", item_id = %self.redact(&item_id), "audio of an interrupted response dropped");
+            tracing::trace!(target: "liveagent::openai", item_id = %self.redact(item_id), "audio of an interrupted response dropped");
             let idx = pos.unwrap_or(self.tracks.len() - 1);
             if self.tracks[idx].heard_ms.is_some() {
                 self.maybe_truncate(idx, out);
