@@ -29,6 +29,9 @@ pub enum ErrorKind {
     Config,
     /// A bug or an unexpected state inside liveagent.
     Internal,
+    /// Another instance took the conversation over (a conversation store's lease): this
+    /// one must stop. Retrying cannot help.
+    Conflict,
 }
 
 impl ErrorKind {
@@ -36,7 +39,11 @@ impl ErrorKind {
     pub fn is_permanent(self) -> bool {
         matches!(
             self,
-            ErrorKind::Auth | ErrorKind::NotFound | ErrorKind::Quota | ErrorKind::Config
+            ErrorKind::Auth
+                | ErrorKind::NotFound
+                | ErrorKind::Quota
+                | ErrorKind::Config
+                | ErrorKind::Conflict
         )
     }
 }
@@ -75,6 +82,7 @@ fn kind_name(kind: ErrorKind) -> &'static str {
         ErrorKind::Audio => "audio",
         ErrorKind::Config => "config",
         ErrorKind::Internal => "internal",
+        ErrorKind::Conflict => "conflict",
     }
 }
 

@@ -10,7 +10,7 @@
 //! | microphone → session | [`RecordedAudio`] |
 //! | session → player | [`SynthesizedAudio`], [`Interrupted`] |
 //! | player → session | [`PlaybackStopped`] (how much of an item was heard, for truncation) |
-//! | session → everyone | [`ModelMessageChunk`], [`InputTranscriptChunk`], [`OutputTranscriptChunk`], [`SpeechStarted`], [`SpeechStopped`], [`ResponseStarted`], [`ResponseDone`], [`SessionOpened`], [`SessionUpdated`], [`SessionReconnecting`], [`SessionReconnected`], [`SessionClosed`] |
+//! | session → everyone | [`ModelMessageChunk`], [`InputTranscriptChunk`], [`OutputTranscriptChunk`], [`SpeechStarted`], [`SpeechStopped`], [`ResponseStarted`], [`ResponseDone`], [`SessionOpened`], [`SessionUpdated`], [`SessionReconnecting`], [`SessionReconnected`], [`SessionClosed`], [`ResumptionHandleUpdated`] |
 //! | session → tool executor | [`ToolCallRequested`], [`ToolCallCancelled`] |
 //! | tool executor → session | [`ToolResult`] |
 //! | tools → everyone | [`ToolProgress`], [`HumanInputRequest`] (answered by [`HumanMessage`]), [`TaskStarted`] / [`TaskCompleted`] / [`TaskFailed`] (a handed-off agent) |
@@ -19,6 +19,7 @@
 //! | application → session | [`UserText`], [`SessionControl`] |
 //! | anyone → everyone | [`ErrorEvent`], [`AudioDropped`], [`TextDropped`] |
 
+use std::fmt;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -135,6 +136,7 @@ events! {
     TaskStarted: Control,
     TaskCompleted: Control,
     TaskFailed: Control,
+    ResumptionHandleUpdated: Control,
 }
 
 impl actix::Message for LiveEvent {
@@ -577,6 +579,28 @@ pub struct SessionReconnected {
     pub resumed: bool,
     /// Milliseconds from the drop to the session being usable again.
     pub outage_ms: u64,
+}
+
+/// The provider issued a new session resumption handle (Gemini `sessionResumptionUpdate`
+/// with `resumable: true`), or said the last one is no longer usable (`handle: None`). A
+/// conversation store records it, so that another instance can resume the provider's
+/// session with it instead of replaying the history.
+#[derive(Clone, Serialize)]
+pub struct ResumptionHandleUpdated {
+    /// `gemini`...
+    pub provider: &'static str,
+    /// The new handle (`None`: forget the previous one).
+    pub handle: Option<String>,
+}
+
+impl fmt::Debug for ResumptionHandleUpdated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // A handle resumes the provider's session: not printed in logs.
+        f.debug_struct("ResumptionHandleUpdated")
+            .field("provider", &self.provider)
+            .field("handle", &self.handle.as_ref().map(|_| "***"))
+            .finish()
+    }
 }
 
 /// The session ended for good.

@@ -246,7 +246,7 @@ impl GeminiProtocol {
             self.on_tool_call_cancellation(c, out);
         }
         if let Some(u) = msg.session_resumption_update {
-            self.on_resumption_update(u);
+            self.on_resumption_update(u, out);
         }
         if let Some(v) = msg.voice_activity.and_then(|v| v.voice_activity_type) {
             match v.as_str() {

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::{
-    ConversationId, ConversationState, ConversationStore, HistoryRecord, ResumeToken, StoreOp,
-    ToolCallRecord, UpdateError,
+    ConversationId, ConversationState, ConversationStore, HistoryRecord, ResumeToken, SaveError,
+    StoreOp, ToolCallRecord, UpdateError,
 };
 
 const TTL: Duration = Duration::from_secs(60);
@@ -386,6 +386,92 @@ pub async fn delete_removes(store: &impl ConversationStore) {
         store.touch(&state.id, TTL).await,
         Err(UpdateError::NotFound)
     ));
+}
+
+/// Leases between two clients `a` and `b` of one backend (two connections to one Redis,
+/// or two handles on one in-memory store): instance A owns a conversation; B takes it
+/// over (a client resumed there) while A is paused; A, back, can neither renew nor write
+/// (its leased writes are refused whole), and B's state is untouched by A. A free lease is
+/// taken with `NX` semantics, and expires when its owner stops renewing.
+pub async fn leases_fence_a_zombie_owner<S: ConversationStore>(a: &S, b: &S) {
+    let lease_ttl = Duration::from_millis(400);
+    let mut state = ConversationState::new(ConversationId::generate(), "openai");
+    let id = state.id.clone();
+    // A creates and owns the conversation.
+    assert!(a.acquire_lease(&id, "A", lease_ttl, false).await.unwrap());
+    a.save_leased(&state, "A", TTL).await.unwrap();
+    a.update_leased(&id, "A", 1, &[user("one")], TTL)
+        .await
+        .unwrap();
+    assert_eq!(a.lease_owner(&id).await.unwrap().as_deref(), Some("A"));
+    // B cannot take a held lease without a takeover...
+    assert!(!b.acquire_lease(&id, "B", lease_ttl, false).await.unwrap());
+    assert!(matches!(
+        b.update_leased(&id, "B", 2, &[user("b-not-owner")], TTL)
+            .await,
+        Err(UpdateError::LeaseLost)
+    ));
+    // ...and does take it over when the client resumes there.
+    assert!(b.acquire_lease(&id, "B", lease_ttl, true).await.unwrap());
+    assert_eq!(b.lease_owner(&id).await.unwrap().as_deref(), Some("B"));
+    b.update_leased(&id, "B", 2, &[user("two, on B")], TTL)
+        .await
+        .unwrap();
+    // A comes back: every write it had queued is refused, nothing of it lands.
+    assert!(matches!(
+        a.update_leased(&id, "A", 2, &[user("zombie"), user("zombie 2")], TTL)
+            .await,
+        Err(UpdateError::LeaseLost)
+    ));
+    state.history.push(HistoryRecord::User {
+        text: "zombie snapshot".into(),
+    });
+    assert!(matches!(
+        a.save_leased(&state, "A", TTL).await,
+        Err(SaveError::LeaseLost)
+    ));
+    assert!(!a.renew_lease(&id, "A", lease_ttl).await.unwrap());
+    assert!(!a.acquire_lease(&id, "A", lease_ttl, false).await.unwrap());
+    // Releasing someone else's lease does nothing.
+    a.release_lease(&id, "A").await.unwrap();
+    assert_eq!(b.lease_owner(&id).await.unwrap().as_deref(), Some("B"));
+    let stored = b.load(&id).await.unwrap().unwrap();
+    assert_eq!(
+        stored.history,
+        vec![
+            HistoryRecord::User { text: "one".into() },
+            HistoryRecord::User {
+                text: "two, on B".into()
+            },
+        ]
+    );
+    assert_eq!(stored.revision, 2);
+    // B renews while it runs; once it stops renewing the lease expires, and a lease that
+    // expired while the conversation is stored counts as lost for its old owner.
+    assert!(b.renew_lease(&id, "B", lease_ttl).await.unwrap());
+    tokio::time::sleep(lease_ttl + Duration::from_millis(200)).await;
+    assert_eq!(b.lease_owner(&id).await.unwrap(), None);
+    assert!(!b.renew_lease(&id, "B", lease_ttl).await.unwrap());
+    assert!(matches!(
+        b.update_leased(&id, "B", 3, &[user("late")], TTL).await,
+        Err(UpdateError::LeaseLost)
+    ));
+    // A free lease is taken (NX); B releases its own.
+    assert!(a.acquire_lease(&id, "C", lease_ttl, false).await.unwrap());
+    a.release_lease(&id, "C").await.unwrap();
+    assert_eq!(a.lease_owner(&id).await.unwrap(), None);
+    // A lease that vanished with its conversation (the backend lost both) is taken again
+    // by its owner's renewal or whole-state write: nobody else can hold it.
+    b.delete(&id).await.unwrap();
+    assert!(a.renew_lease(&id, "A", lease_ttl).await.unwrap());
+    a.save_leased(&state, "A", TTL).await.unwrap();
+    assert_eq!(b.lease_owner(&id).await.unwrap().as_deref(), Some("A"));
+    b.delete(&id).await.unwrap();
+    assert_eq!(
+        a.lease_owner(&id).await.unwrap(),
+        None,
+        "delete drops the lease"
+    );
 }
 
 /// A real `redis-server` on a random loopback port, killed on drop.

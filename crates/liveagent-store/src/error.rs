@@ -20,6 +20,10 @@ pub enum SaveError {
     /// The state could not be encoded.
     #[error("conversation cannot be encoded: {0}")]
     Serialization(#[source] anyhow::Error),
+    /// A leased write ([`save_leased`](crate::ConversationStore::save_leased)) by an
+    /// instance that no longer holds the conversation's lease: nothing was written.
+    #[error("the conversation's lease is held by another instance")]
+    LeaseLost,
     /// The backend failed.
     #[error("conversation store unavailable: {0}")]
     Other(#[source] anyhow::Error),
@@ -36,6 +40,10 @@ pub enum UpdateError {
     /// A change could not be encoded.
     #[error("change cannot be encoded: {0}")]
     Serialization(#[source] anyhow::Error),
+    /// A leased write ([`update_leased`](crate::ConversationStore::update_leased)) by an
+    /// instance that no longer holds the conversation's lease: nothing was written.
+    #[error("the conversation's lease is held by another instance")]
+    LeaseLost,
     /// The backend failed.
     #[error("conversation store unavailable: {0}")]
     Other(#[source] anyhow::Error),

@@ -83,7 +83,9 @@ pub mod store;
 pub use error::{DeleteError, LoadError, SaveError, UpdateError};
 pub use id::{ConversationId, InvalidId, ResumeToken};
 pub use memory::InMemoryConversationStore;
-pub use recorder::{GetRecorderStatus, RecordOps, RecorderOptions, RecorderStatus, StoreRecorder};
+pub use recorder::{
+    GetRecorderStatus, LeaseLostHook, RecordOps, RecorderOptions, RecorderStatus, StoreRecorder,
+};
 #[cfg(feature = "redis")]
 pub use redis_store::{RedisConversationStore, RedisStoreBuilder};
 pub use state::{ConversationState, HistoryRecord, StoreOp, ToolCallRecord};
@@ -92,3 +94,7 @@ pub use store::ConversationStore;
 /// History records kept per conversation unless configured otherwise (the same order of
 /// magnitude as the supervisor's replay history).
 pub const DEFAULT_HISTORY_LIMIT: usize = 500;
+
+/// How long a lease taken again after the backend lost a conversation lasts before its
+/// owner renews it ([`ConversationStore::save_leased`]).
+pub const RETAKEN_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(30);

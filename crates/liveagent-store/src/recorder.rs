@@ -20,8 +20,23 @@
 //! | `ToolResult` | `ToolFinished` (skipped if that call was already answered: never twice) |
 //! | `ToolCallCancelled` | `ToolCancelled` |
 //!
-//! Application-level state (variables, the resume token, a resumption handle) is written
-//! with [`RecordOps`].
+//! | `ResumptionHandleUpdated` | `SetResumptionHandle` (Gemini's latest handle, every update) |
+//!
+//! Application-level state (variables, the resume token) is written with [`RecordOps`].
+//!
+//! # The lease
+//!
+//! A recorder owns its conversation through the store's lease (see
+//! [`ConversationStore`]'s "Leases"): it takes it before its first write (a new
+//! conversation with `NX` semantics; a resumed one, `already_stored`, by takeover), renews
+//! it every third of [`RecorderOptions::lease_ttl`], and writes only with the leased
+//! operations, whose lease check and write are one atomic step. When it finds the lease
+//! held by another instance (a client resumed the conversation there while this one was
+//! paused or cut off), it drops what it had queued, never writes again, publishes a fatal
+//! [`ErrorEvent`] (source `store`) and calls the hook given to
+//! [`StoreRecorder::start_with_hook`] (the `liveagent` crate's wiring stops the
+//! conversation there, so the transport closes its side). While the store is unreachable
+//! the lease cannot be checked either: the conversation goes on, as above.
 //!
 //! A user's transcript can arrive after the model already answered (OpenAI transcribes in
 //! the background). So that the history keeps the spoken order, assistant turns that follow
@@ -34,10 +49,11 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use liveagent_core::{
-    ConversationContext, ErrorEvent, EventFilter, EventKind, LiveError, LiveEvent, SubscriberId,
+    ConversationContext, ErrorEvent, ErrorKind, EventFilter, EventKind, LiveError, LiveEvent,
+    SubscriberId,
 };
 
-use crate::error::UpdateError;
+use crate::error::{SaveError, UpdateError};
 use crate::state::{ConversationState, HistoryRecord, StoreOp, ToolCallRecord};
 use crate::store::ConversationStore;
 
@@ -61,6 +77,11 @@ pub struct RecorderOptions {
     /// Delete the stored state when the session closes for good (default false: it
     /// expires after `ttl`, so a client can still resume it).
     pub delete_on_close: bool,
+    /// How long the conversation's lease lasts without renewal (default 15 s; renewed
+    /// every third of it). An instance that stops (killed, paused) holds the conversation
+    /// at most this long unless a client resumes it elsewhere, which takes the lease over
+    /// at once.
+    pub lease_ttl: Duration,
 }
 
 impl Default for RecorderOptions {
@@ -72,6 +93,7 @@ impl Default for RecorderOptions {
             transcript_wait: Duration::from_secs(3),
             history_limit: crate::DEFAULT_HISTORY_LIMIT,
             delete_on_close: false,
+            lease_ttl: Duration::from_secs(15),
         }
     }
 }
@@ -99,6 +121,8 @@ pub struct RecorderStatus {
     pub saves: u64,
     /// Failed writes.
     pub failures: u64,
+    /// True once another instance took the conversation's lease: the recorder stopped.
+    pub lease_lost: bool,
 }
 
 #[derive(Default)]
@@ -108,8 +132,16 @@ struct AssistantAcc {
     heard_ms: Option<u64>,
 }
 
+/// Called once when the recorder finds its lease taken by another instance.
+pub type LeaseLostHook = Box<dyn FnOnce() + Send>;
+
 /// Writes one conversation to a store. Start with [`StoreRecorder::start`].
 pub struct StoreRecorder {
+    owner: String,
+    takeover: bool,
+    leased: bool,
+    lost: bool,
+    on_lease_lost: Option<LeaseLostHook>,
     store: Arc<dyn ConversationStore>,
     context: ConversationContext,
     options: RecorderOptions,
@@ -140,6 +172,19 @@ impl StoreRecorder {
         already_stored: bool,
         options: RecorderOptions,
     ) -> Addr<StoreRecorder> {
+        Self::start_with_hook(context, store, state, already_stored, options, None)
+    }
+
+    /// [`start`](Self::start), calling `on_lease_lost` once if another instance takes the
+    /// conversation's lease over (see "The lease" above).
+    pub fn start_with_hook(
+        context: ConversationContext,
+        store: Arc<dyn ConversationStore>,
+        state: ConversationState,
+        already_stored: bool,
+        options: RecorderOptions,
+        on_lease_lost: Option<LeaseLostHook>,
+    ) -> Addr<StoreRecorder> {
         let seq = state
             .tools_in_flight
             .values()
@@ -147,6 +192,11 @@ impl StoreRecorder {
             .max()
             .unwrap_or(0);
         let recorder = StoreRecorder {
+            owner: lease_owner_id(),
+            takeover: already_stored,
+            leased: false,
+            lost: false,
+            on_lease_lost,
             store,
             context,
             retry_delay: options.retry_min,
@@ -162,6 +212,7 @@ impl StoreRecorder {
                 batches_written: 0,
                 saves: 0,
                 failures: 0,
+                lease_lost: false,
             },
             assistant: HashMap::new(),
             written_items: HashSet::new(),
@@ -198,10 +249,19 @@ impl StoreRecorder {
             EventKind::ToolResult,
             EventKind::UserText,
             EventKind::SessionClosed,
+            EventKind::ResumptionHandleUpdated,
         ])
     }
 
+    /// This recorder's lease owner id (unique per recorder: process id and 64 random bits).
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
     fn push(&mut self, op: StoreOp, ctx: &mut Context<Self>) {
+        if self.lost {
+            return;
+        }
         self.mirror.apply(&op, self.options.history_limit);
         self.mirror.revision += 1;
         self.queue.push_back((self.mirror.revision, op));
@@ -369,6 +429,9 @@ impl StoreRecorder {
                     self.held.push(op);
                 }
             }
+            LiveEvent::ResumptionHandleUpdated(u) if u.handle != self.mirror.resumption_handle => {
+                self.push(StoreOp::SetResumptionHandle(u.handle), ctx);
+            }
             LiveEvent::SessionClosed(_) => {
                 self.release_held(ctx);
                 self.closing = true;
@@ -381,7 +444,27 @@ impl StoreRecorder {
     /// Starts the next write if none is running.
     fn flush(&mut self, ctx: &mut Context<Self>) {
         self.status.pending = self.queue.len();
-        if self.writing {
+        if self.writing || self.lost {
+            return;
+        }
+        if !self.leased {
+            // Take the lease before the first write.
+            self.writing = true;
+            let store = self.store.clone();
+            let (id, owner) = (self.mirror.id.clone(), self.owner.clone());
+            let (ttl, takeover) = (self.options.lease_ttl, self.takeover);
+            let fut = async move { store.acquire_lease(&id, &owner, ttl, takeover).await };
+            ctx.spawn(fut.into_actor(self).map(|res, act, ctx| {
+                act.writing = false;
+                match res {
+                    Ok(true) => {
+                        act.leased = true;
+                        act.flush(ctx);
+                    }
+                    Ok(false) => act.lost(ctx),
+                    Err(e) => act.failed(e.to_string(), ctx),
+                }
+            }));
             return;
         }
         if !self.needs_save && self.queue.is_empty() {
@@ -396,7 +479,8 @@ impl StoreRecorder {
         if self.needs_save {
             let snapshot = self.mirror.clone();
             let saved_revision = snapshot.revision;
-            let fut = async move { store.save(&snapshot, ttl).await.map_err(|e| e.to_string()) };
+            let owner = self.owner.clone();
+            let fut = async move { store.save_leased(&snapshot, &owner, ttl).await };
             ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
                 act.writing = false;
                 match res {
@@ -408,7 +492,8 @@ impl StoreRecorder {
                         act.recovered();
                         act.flush(ctx);
                     }
-                    Err(e) => act.failed(e, ctx),
+                    Err(SaveError::LeaseLost) => act.lost(ctx),
+                    Err(e) => act.failed(e.to_string(), ctx),
                 }
             }));
             return;
@@ -416,7 +501,8 @@ impl StoreRecorder {
         let first = self.queue.front().map(|(rev, _)| *rev).unwrap_or(0);
         let batch: Vec<StoreOp> = self.queue.iter().map(|(_, op)| op.clone()).collect();
         let id = self.mirror.id.clone();
-        let fut = async move { store.update(&id, first, &batch, ttl).await };
+        let owner = self.owner.clone();
+        let fut = async move { store.update_leased(&id, &owner, first, &batch, ttl).await };
         let n = self.queue.len();
         ctx.spawn(fut.into_actor(self).map(move |res, act, ctx| {
             act.writing = false;
@@ -435,6 +521,7 @@ impl StoreRecorder {
                     act.needs_save = true;
                     act.flush(ctx);
                 }
+                Err(UpdateError::LeaseLost) => act.lost(ctx),
                 Err(e) => act.failed(e.to_string(), ctx),
             }
         }));
@@ -474,19 +561,54 @@ impl StoreRecorder {
         ctx.run_later(delay, |act, ctx| act.flush(ctx));
     }
 
+    /// Another instance holds the lease: stop writing, tell the conversation, end.
+    fn lost(&mut self, ctx: &mut Context<Self>) {
+        if self.lost {
+            return;
+        }
+        self.lost = true;
+        self.status.lease_lost = true;
+        self.queue.clear();
+        self.held.clear();
+        self.needs_save = false;
+        tracing::warn!(
+            conversation = %self.mirror.id,
+            "conversation lease lost: another instance took this conversation over; this instance stops writing it and ends its side"
+        );
+        self.context.publish(ErrorEvent::fatal(
+            "store",
+            LiveError::new(
+                ErrorKind::Conflict,
+                "this conversation was resumed on another instance; ending it here",
+            )
+            .with_code("lease_lost"),
+        ));
+        if let Some(hook) = self.on_lease_lost.take() {
+            hook();
+        }
+        ctx.stop();
+    }
+
     fn finish(&mut self, ctx: &mut Context<Self>) {
-        if self.options.delete_on_close {
-            let store = self.store.clone();
-            let id = self.mirror.id.clone();
-            ctx.wait(
-                async move {
+        let store = self.store.clone();
+        let id = self.mirror.id.clone();
+        let owner = self.owner.clone();
+        let delete = self.options.delete_on_close;
+        let leased = self.leased;
+        ctx.wait(
+            async move {
+                if delete {
                     if let Err(e) = store.delete(&id).await {
                         tracing::warn!(conversation = %id, error = %e, "cannot delete the conversation");
                     }
+                } else if leased {
+                    if let Err(e) = store.release_lease(&id, &owner).await {
+                        tracing::debug!(conversation = %id, error = %e, "cannot release the lease (it expires)");
+                    }
                 }
-                .into_actor(self),
-            );
-        }
+            }
+            .into_actor(self),
+        );
         ctx.stop();
     }
 }
@@ -495,10 +617,31 @@ impl Actor for StoreRecorder {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
+        // Renew the lease; find out when another instance took it.
+        let every = (self.options.lease_ttl / 3).max(Duration::from_millis(50));
+        ctx.run_interval(every, |act, ctx| {
+            if !act.leased || act.lost {
+                return;
+            }
+            let store = act.store.clone();
+            let (id, owner) = (act.mirror.id.clone(), act.owner.clone());
+            let ttl = act.options.lease_ttl;
+            ctx.spawn(
+                async move { store.renew_lease(&id, &owner, ttl).await }
+                    .into_actor(act)
+                    .map(|res, act, ctx| match res {
+                        Ok(true) => {}
+                        Ok(false) => act.lost(ctx),
+                        // The store is down: the writes report it; the lease is checked
+                        // again when it is back.
+                        Err(e) => tracing::debug!(conversation = %act.mirror.id, error = %e, "lease renewal failed"),
+                    }),
+            );
+        });
         // Keep the conversation alive in the store while this instance holds it.
         let every = (self.options.ttl / 3).max(Duration::from_millis(50));
         ctx.run_interval(every, |act, ctx| {
-            if act.writing || act.degraded || act.needs_save {
+            if act.writing || act.degraded || act.needs_save || act.lost {
                 return;
             }
             let store = act.store.clone();
@@ -548,4 +691,9 @@ impl Handler<GetRecorderStatus> for StoreRecorder {
         status.pending = self.queue.len() + self.held.len();
         MessageResult(status)
     }
+}
+
+/// A lease owner id: this process and 64 random bits.
+fn lease_owner_id() -> String {
+    format!("pid{}-{:016x}", std::process::id(), rand::random::<u64>())
 }

@@ -13,11 +13,13 @@
 //! | `<prefix>:{id}:log` | list | the history, one JSON entry per push (a record, a heard-ms patch or a cancellation), trimmed to the history limit |
 //! | `<prefix>:{id}:vars` | hash | variables |
 //! | `<prefix>:{id}:tools` | hash | tool calls in flight, call id → JSON [`ToolCallRecord`] |
+//! | `<prefix>:{id}:lease` | string | the owner holding the conversation's lease (`SET NX PX`, renewed by compare-and-`PEXPIRE`) |
 //!
 //! An [`update`](ConversationStore::update) is one Lua script: it checks that `meta`
 //! exists, applies every change of the batch (`RPUSH`, `HSET`, `HDEL`), trims the log and
 //! sets the expiry of all four keys, atomically. A batch is a few hundred bytes: history is
-//! appended, never rewritten.
+//! appended, never rewritten. The leased variants check the `lease` key in the same script,
+//! so a write of an instance that lost the lease never lands.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -48,15 +50,23 @@ const LOG: usize = 2;
 const VARS: usize = 3;
 const TOOLS: usize = 4;
 
-/// Applies a batch: ARGV = ttl_ms, log limit, first revision, then per op: the number of
-/// changes n, then n (command, key index, field, value) quadruples. Ops at or below the
-/// stored revision (`meta.rev`) are skipped. Returns 0 when the conversation does not exist
-/// (nothing written).
+/// Applies a batch: ARGV = ttl_ms, log limit, first revision, lease owner (empty: no lease
+/// check), then per op: the number of changes n, then n (command, key index, field, value)
+/// quadruples. Ops at or below the stored revision (`meta.rev`) are skipped. Returns 0 when
+/// the conversation does not exist, -1 when the owner does not hold the lease (KEYS[5]);
+/// nothing is written then.
 const UPDATE_SCRIPT: &str = r#"
+if ARGV[4] ~= '' then
+  local cur = redis.call('GET', KEYS[5])
+  if cur ~= ARGV[4] then
+    if cur == false and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+    return -1
+  end
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 local stored = tonumber(redis.call('HGET', KEYS[1], 'rev') or '0')
 local rev = tonumber(ARGV[3]) - 1
-local i = 4
+local i = 5
 while i <= #ARGV do
   local n = tonumber(ARGV[i])
   i = i + 1
@@ -83,6 +93,69 @@ return 1
 const TOUCH_SCRIPT: &str = r#"
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 for j = 1, 4 do redis.call('PEXPIRE', KEYS[j], ARGV[1]) end
+return 1
+"#;
+
+/// A whole state, written only while ARGV[1] holds the lease (KEYS[5]); a lease that
+/// vanished with the conversation is taken again for ARGV[3] ms. ARGV[2] = ttl_ms, then
+/// counted lists: meta pairs, log entries, variable pairs, tool pairs. -1: lease lost.
+const SAVE_LEASED_SCRIPT: &str = r#"
+local owner = ARGV[1]
+local cur = redis.call('GET', KEYS[5])
+if cur ~= owner then
+  if cur == false and redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('SET', KEYS[5], owner, 'PX', ARGV[3])
+  else
+    return -1
+  end
+end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+local i = 4
+local n = tonumber(ARGV[i]); i = i + 1
+for q = 1, n do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i+1]); i = i + 2 end
+n = tonumber(ARGV[i]); i = i + 1
+for q = 1, n do redis.call('RPUSH', KEYS[2], ARGV[i]); i = i + 1 end
+n = tonumber(ARGV[i]); i = i + 1
+for q = 1, n do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i+1]); i = i + 2 end
+n = tonumber(ARGV[i]); i = i + 1
+for q = 1, n do redis.call('HSET', KEYS[4], ARGV[i], ARGV[i+1]); i = i + 2 end
+for j = 1, 4 do redis.call('PEXPIRE', KEYS[j], ARGV[2]) end
+return 1
+"#;
+
+/// Takes the lease KEYS[1] for ARGV[1] for ARGV[2] ms: `SET NX PX`, or unconditionally
+/// when ARGV[3] is `1` (takeover); an owner re-acquiring its own lease extends it.
+const ACQUIRE_SCRIPT: &str = r#"
+if ARGV[3] == '1' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 1 end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"#;
+
+/// Renews ARGV[1]'s lease KEYS[1] to ARGV[2] ms; takes it again if it vanished together
+/// with the conversation (KEYS[2], its meta key). 0: lost.
+const RENEW_SCRIPT: &str = r#"
+local cur = redis.call('GET', KEYS[1])
+if cur == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if cur == false and redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"#;
+
+/// Deletes the lease KEYS[1] if ARGV[1] holds it.
+const RELEASE_SCRIPT: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 "#;
 
@@ -144,6 +217,10 @@ impl RedisStoreBuilder {
             history_limit: self.history_limit,
             update: redis::Script::new(UPDATE_SCRIPT),
             touch: redis::Script::new(TOUCH_SCRIPT),
+            save_leased: redis::Script::new(SAVE_LEASED_SCRIPT),
+            acquire: redis::Script::new(ACQUIRE_SCRIPT),
+            renew: redis::Script::new(RENEW_SCRIPT),
+            release: redis::Script::new(RELEASE_SCRIPT),
         })
     }
 }
@@ -165,6 +242,10 @@ pub struct RedisConversationStore {
     history_limit: usize,
     update: redis::Script,
     touch: redis::Script,
+    save_leased: redis::Script,
+    acquire: redis::Script,
+    renew: redis::Script,
+    release: redis::Script,
 }
 
 impl std::fmt::Debug for RedisConversationStore {
@@ -205,6 +286,48 @@ impl RedisConversationStore {
             format!("{base}:vars"),
             format!("{base}:tools"),
         ]
+    }
+
+    fn lease_key(&self, id: &ConversationId) -> String {
+        format!("{}:{{{}}}:lease", self.prefix, id.as_str())
+    }
+
+    async fn run_update(
+        &self,
+        id: &ConversationId,
+        owner: &str,
+        first_revision: u64,
+        ops: &[StoreOp],
+        ttl: Duration,
+    ) -> Result<(), UpdateError> {
+        let keys = self.keys(id);
+        let mut invocation = self.update.prepare_invoke();
+        for k in &keys {
+            invocation.key(k);
+        }
+        invocation.key(self.lease_key(id));
+        invocation
+            .arg(ttl_ms(ttl))
+            .arg(self.history_limit)
+            .arg(first_revision)
+            .arg(owner);
+        for op in ops {
+            let quads = quads(op).map_err(UpdateError::Serialization)?;
+            invocation.arg(quads.len());
+            for (cmd, key, field, value) in quads {
+                invocation.arg(cmd).arg(key).arg(field).arg(value);
+            }
+        }
+        let mut conn = self.conn.clone();
+        let found: i64 = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| UpdateError::Other(other(e)))?;
+        match found {
+            0 => Err(UpdateError::NotFound),
+            -1 => Err(UpdateError::LeaseLost),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -333,30 +456,8 @@ impl ConversationStore for RedisConversationStore {
 
     async fn save(&self, state: &ConversationState, ttl: Duration) -> Result<(), SaveError> {
         let keys = self.keys(&state.id);
-        let ser = |e: anyhow::Error| SaveError::Serialization(e);
-        let mut meta = vec![
-            ("provider".to_owned(), state.provider.clone()),
-            ("rev".to_owned(), state.revision.to_string()),
-        ];
-        if let Some(h) = &state.resumption_handle {
-            meta.push(("handle".into(), h.clone()));
-        }
-        if let Some(t) = &state.resume_token {
-            meta.push(("token".into(), t.expose().to_owned()));
-        }
-        let mut history = state.history.clone();
-        crate::state::trim_history(&mut history, self.history_limit);
-        let log = history
-            .into_iter()
-            .map(|r| json(&LogEntry::Record { r }))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ser)?;
-        let tools = state
-            .tools_in_flight
-            .iter()
-            .map(|(id, c)| Ok((id.clone(), json(c)?)))
-            .collect::<Result<Vec<_>, anyhow::Error>>()
-            .map_err(ser)?;
+        let Encoded { meta, log, tools } =
+            encode_state(state, self.history_limit).map_err(SaveError::Serialization)?;
         let ms = ttl_ms(ttl);
         let mut pipe = redis::pipe();
         pipe.atomic().del(&keys[..]).ignore();
@@ -387,31 +488,7 @@ impl ConversationStore for RedisConversationStore {
         ops: &[StoreOp],
         ttl: Duration,
     ) -> Result<(), UpdateError> {
-        let keys = self.keys(id);
-        let mut invocation = self.update.prepare_invoke();
-        for k in &keys {
-            invocation.key(k);
-        }
-        invocation
-            .arg(ttl_ms(ttl))
-            .arg(self.history_limit)
-            .arg(first_revision);
-        for op in ops {
-            let quads = quads(op).map_err(UpdateError::Serialization)?;
-            invocation.arg(quads.len());
-            for (cmd, key, field, value) in quads {
-                invocation.arg(cmd).arg(key).arg(field).arg(value);
-            }
-        }
-        let mut conn = self.conn.clone();
-        let found: i64 = invocation
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|e| UpdateError::Other(other(e)))?;
-        if found == 0 {
-            return Err(UpdateError::NotFound);
-        }
-        Ok(())
+        self.run_update(id, "", first_revision, ops, ttl).await
     }
 
     async fn touch(&self, id: &ConversationId, ttl: Duration) -> Result<(), UpdateError> {
@@ -437,8 +514,162 @@ impl ConversationStore for RedisConversationStore {
         let mut conn = self.conn.clone();
         redis::cmd("DEL")
             .arg(&keys[..])
+            .arg(self.lease_key(id))
             .query_async::<()>(&mut conn)
             .await
             .map_err(|e| DeleteError::Other(other(e)))
     }
+
+    async fn acquire_lease(
+        &self,
+        id: &ConversationId,
+        owner: &str,
+        ttl: Duration,
+        takeover: bool,
+    ) -> Result<bool, UpdateError> {
+        let mut conn = self.conn.clone();
+        let got: i64 = self
+            .acquire
+            .key(self.lease_key(id))
+            .arg(owner)
+            .arg(ttl_ms(ttl))
+            .arg(if takeover { "1" } else { "0" })
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| UpdateError::Other(other(e)))?;
+        Ok(got == 1)
+    }
+
+    async fn renew_lease(
+        &self,
+        id: &ConversationId,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, UpdateError> {
+        let mut conn = self.conn.clone();
+        let held: i64 = self
+            .renew
+            .key(self.lease_key(id))
+            .key(&self.keys(id)[0])
+            .arg(owner)
+            .arg(ttl_ms(ttl))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| UpdateError::Other(other(e)))?;
+        Ok(held == 1)
+    }
+
+    async fn release_lease(&self, id: &ConversationId, owner: &str) -> Result<(), DeleteError> {
+        let mut conn = self.conn.clone();
+        self.release
+            .key(self.lease_key(id))
+            .arg(owner)
+            .invoke_async::<i64>(&mut conn)
+            .await
+            .map(|_| ())
+            .map_err(|e| DeleteError::Other(other(e)))
+    }
+
+    async fn lease_owner(&self, id: &ConversationId) -> Result<Option<String>, LoadError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("GET")
+            .arg(self.lease_key(id))
+            .query_async::<Option<String>>(&mut conn)
+            .await
+            .map_err(|e| LoadError::Other(other(e)))
+    }
+
+    async fn update_leased(
+        &self,
+        id: &ConversationId,
+        owner: &str,
+        first_revision: u64,
+        ops: &[StoreOp],
+        ttl: Duration,
+    ) -> Result<(), UpdateError> {
+        if owner.is_empty() {
+            return Err(UpdateError::LeaseLost);
+        }
+        self.run_update(id, owner, first_revision, ops, ttl).await
+    }
+
+    async fn save_leased(
+        &self,
+        state: &ConversationState,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<(), SaveError> {
+        if owner.is_empty() {
+            return Err(SaveError::LeaseLost);
+        }
+        let ser = SaveError::Serialization;
+        let parts = encode_state(state, self.history_limit).map_err(ser)?;
+        let keys = self.keys(&state.id);
+        let mut invocation = self.save_leased.prepare_invoke();
+        for k in &keys {
+            invocation.key(k);
+        }
+        invocation.key(self.lease_key(&state.id));
+        invocation
+            .arg(owner)
+            .arg(ttl_ms(ttl))
+            .arg(ttl_ms(crate::RETAKEN_LEASE_TTL));
+        invocation.arg(parts.meta.len());
+        for (k, v) in &parts.meta {
+            invocation.arg(k).arg(v);
+        }
+        invocation.arg(parts.log.len());
+        for e in &parts.log {
+            invocation.arg(e);
+        }
+        invocation.arg(state.variables.len());
+        for (k, v) in &state.variables {
+            invocation.arg(k).arg(v);
+        }
+        invocation.arg(parts.tools.len());
+        for (k, v) in &parts.tools {
+            invocation.arg(k).arg(v);
+        }
+        let mut conn = self.conn.clone();
+        let done: i64 = invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| SaveError::Other(other(e)))?;
+        if done == -1 {
+            return Err(SaveError::LeaseLost);
+        }
+        Ok(())
+    }
+}
+
+/// A state as the strings written to Redis.
+struct Encoded {
+    meta: Vec<(String, String)>,
+    log: Vec<String>,
+    tools: Vec<(String, String)>,
+}
+
+fn encode_state(state: &ConversationState, history_limit: usize) -> Result<Encoded, anyhow::Error> {
+    let mut meta = vec![
+        ("provider".to_owned(), state.provider.clone()),
+        ("rev".to_owned(), state.revision.to_string()),
+    ];
+    if let Some(h) = &state.resumption_handle {
+        meta.push(("handle".into(), h.clone()));
+    }
+    if let Some(t) = &state.resume_token {
+        meta.push(("token".into(), t.expose().to_owned()));
+    }
+    let mut history = state.history.clone();
+    crate::state::trim_history(&mut history, history_limit);
+    let log = history
+        .into_iter()
+        .map(|r| json(&LogEntry::Record { r }))
+        .collect::<Result<Vec<_>, _>>()?;
+    let tools = state
+        .tools_in_flight
+        .iter()
+        .map(|(id, c)| Ok((id.clone(), json(c)?)))
+        .collect::<Result<Vec<_>, anyhow::Error>>()?;
+    Ok(Encoded { meta, log, tools })
 }

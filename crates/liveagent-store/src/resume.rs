@@ -27,7 +27,38 @@ use liveagent_core::{
     SessionSetup, ToolCall, ToolCallRequested, ToolResult,
 };
 
+use crate::error::LoadError;
+use crate::id::ConversationId;
 use crate::state::{ConversationState, HistoryRecord};
+use crate::store::ConversationStore;
+
+/// Why a client's resume request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    /// No such conversation, it expired, or the token is not its token. One error for all
+    /// three, so that a client cannot tell which ids exist.
+    #[error("unknown or expired conversation")]
+    Unknown,
+    /// The store failed; the client may retry.
+    #[error(transparent)]
+    Store(#[from] LoadError),
+}
+
+/// Loads conversation `id` for a client that presents `token` (from the `ready` of an
+/// earlier connection): the stored state when `token` is the conversation's resume token
+/// (compared in constant time), [`ResumeError::Unknown`] otherwise. Pass the state to
+/// `RunOptions::resume` (crate `liveagent`).
+pub async fn load_for_resume(
+    store: &dyn ConversationStore,
+    id: &ConversationId,
+    token: &str,
+) -> Result<ConversationState, ResumeError> {
+    let state = store.load(id).await?.ok_or(ResumeError::Unknown)?;
+    match &state.resume_token {
+        Some(t) if t.matches(token) => Ok(state),
+        _ => Err(ResumeError::Unknown),
+    }
+}
 
 impl ConversationState {
     /// The provider-neutral snapshot a new session is restored from.

@@ -18,8 +18,20 @@ use crate::state::{ConversationState, StoreOp};
 ///
 /// Implementations must apply one `update` batch atomically and in order, so that a tool
 /// result never lands without leaving the in-flight set (see
-/// [`StoreOp::ToolFinished`]). Run `acceptance::store_acceptance_suite` (feature `acceptance`) against a
-/// new backend (feature `acceptance`).
+/// [`StoreOp::ToolFinished`]). Run `acceptance::store_acceptance_suite` (feature
+/// `acceptance`) against a new backend.
+///
+/// # Leases
+///
+/// One instance at a time owns a running conversation: it holds the conversation's
+/// **lease**, a short-lived record naming it (`owner`, an opaque string unique per
+/// recorder) that it renews while it runs. An instance that resumes the conversation (the
+/// client came back to it with the resume token) takes the lease over; the old owner, if it
+/// still runs (paused, partitioned), finds out at its next renewal or leased write
+/// ([`update_leased`](Self::update_leased), [`save_leased`](Self::save_leased): the lease
+/// check and the write are one atomic step), stops writing and ends its side. A lease whose
+/// owner stopped renewing expires after its time-to-live. Redis: `SET NX PX`, renewed with
+/// a compare-and-`PEXPIRE` script; in memory: the same rules under a lock.
 #[async_trait]
 pub trait ConversationStore: Send + Sync + 'static {
     /// The state of `id`, or `None` if there is none (never stored, expired, deleted).
@@ -46,4 +58,54 @@ pub trait ConversationStore: Send + Sync + 'static {
 
     /// Removes `id` (no error if it was not stored).
     async fn delete(&self, id: &ConversationId) -> Result<(), DeleteError>;
+
+    /// Takes the lease of `id` for `owner`, for `ttl`. Without `takeover` it is taken only
+    /// when free or already `owner`'s (`SET NX PX`); with `takeover` it is taken from
+    /// whoever holds it (a client resumed the conversation here). Returns whether `owner`
+    /// holds it now.
+    async fn acquire_lease(
+        &self,
+        id: &ConversationId,
+        owner: &str,
+        ttl: Duration,
+        takeover: bool,
+    ) -> Result<bool, UpdateError>;
+
+    /// Extends `owner`'s lease of `id` to `ttl` from now. False when `owner` lost it
+    /// (another owner holds it, or it expired while the conversation is still stored). A
+    /// lease that vanished together with the conversation (the backend lost everything,
+    /// e.g. a Redis restart without persistence) is taken again: nobody else can hold it.
+    async fn renew_lease(
+        &self,
+        id: &ConversationId,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, UpdateError>;
+
+    /// Gives `owner`'s lease of `id` up (nothing happens if `owner` does not hold it).
+    async fn release_lease(&self, id: &ConversationId, owner: &str) -> Result<(), DeleteError>;
+
+    /// The current owner of `id`'s lease, if any.
+    async fn lease_owner(&self, id: &ConversationId) -> Result<Option<String>, LoadError>;
+
+    /// [`update`](Self::update), only while `owner` holds the lease of `id`, checked in
+    /// the same atomic step: [`UpdateError::LeaseLost`] (nothing written) otherwise.
+    async fn update_leased(
+        &self,
+        id: &ConversationId,
+        owner: &str,
+        first_revision: u64,
+        ops: &[StoreOp],
+        ttl: Duration,
+    ) -> Result<(), UpdateError>;
+
+    /// [`save`](Self::save), only while `owner` holds the lease of the state's
+    /// conversation, checked in the same atomic step: [`SaveError::LeaseLost`] (nothing
+    /// written) otherwise.
+    async fn save_leased(
+        &self,
+        state: &ConversationState,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<(), SaveError>;
 }

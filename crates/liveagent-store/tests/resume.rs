@@ -125,6 +125,21 @@ fn client_frames(server: &LocalServer, from: usize) -> Vec<Value> {
         .collect()
 }
 
+/// The newest resumption handle the provider sent (Gemini).
+fn newest_handle(server: &LocalServer) -> Option<String> {
+    server
+        .recording()
+        .iter()
+        .filter_map(|l| l.strip_prefix("< "))
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|f| {
+            f["sessionResumptionUpdate"]["newHandle"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .next_back()
+}
+
 const CHILD_VAR: &str = "LIVEAGENT_RESUME_CHILD";
 
 /// Instance A's process, killed (SIGKILL) when the test ends, even on a failed assertion.
@@ -189,13 +204,26 @@ fn openai_conversation_resumes_on_another_instance_mid_tool_call() {
     resume_mid_tool_call(Provider::OpenAi);
 }
 
-/// Gemini: the same, the history replayed as `clientContent`.
+/// Gemini without a usable resumption handle (B forgets the stored one, as when it
+/// expired): the history replayed as `clientContent`.
 #[test]
 fn gemini_conversation_resumes_on_another_instance_mid_tool_call() {
-    resume_mid_tool_call(Provider::Gemini);
+    resume_mid_tool_call_with(Provider::Gemini, false);
+}
+
+/// Gemini with the resumption handle A's recorder stored (automatically, on every
+/// `sessionResumptionUpdate`): B's setup resumes the provider's session with it, nothing
+/// is replayed, and the in-flight call is answered once.
+#[test]
+fn gemini_conversation_resumes_with_the_stored_handle_mid_tool_call() {
+    resume_mid_tool_call_with(Provider::Gemini, true);
 }
 
 fn resume_mid_tool_call(provider: Provider) {
+    resume_mid_tool_call_with(provider, false);
+}
+
+fn resume_mid_tool_call_with(provider: Provider, use_handle: bool) {
     let Some(redis) = RedisServer::start() else {
         return;
     };
@@ -238,9 +266,11 @@ fn resume_mid_tool_call(provider: Provider) {
             Arc::new(RedisConversationStore::builder(redis_url).build().unwrap());
         // Wait until A has the weather call in flight (and stored).
         let in_flight = eventually(WAIT, || async {
+            let newest = newest_handle(&server);
             store.load(&id).await.ok().flatten().is_some_and(|s| {
                 s.tools_in_flight.values().any(|c| c.name == "get_weather")
                     && s.answered_call_ids().count() == 1
+                    && (provider != Provider::Gemini || s.resumption_handle == newest)
             })
         })
         .await;
@@ -255,7 +285,16 @@ fn resume_mid_tool_call(provider: Provider) {
         // Let the provider notice the dead socket before B's frames are counted.
         tokio::time::sleep(Duration::from_millis(200)).await;
         let mark = server.recording().len();
-        let state = store.load(&id).await.unwrap().unwrap();
+        let mut state = store.load(&id).await.unwrap().unwrap();
+        // The handle A stored is the last one the provider gave A.
+        let last_handle = newest_handle(&server);
+        if provider == Provider::Gemini {
+            assert!(last_handle.is_some(), "the local server issues handles");
+            assert_eq!(state.resumption_handle, last_handle, "the latest handle is stored");
+        }
+        if !use_handle {
+            state.resumption_handle = None;
+        }
         let weather_call = state.pending_calls()[0].call_id.clone();
         let sum_call = state.answered_call_ids().next().unwrap().to_owned();
 
@@ -322,7 +361,42 @@ fn resume_mid_tool_call(provider: Provider) {
         assert_eq!(b_sums.load(Ordering::SeqCst), 0, "answered call not run again");
         assert_eq!(b_weathers.load(Ordering::SeqCst), 1, "in-flight call run once");
 
-        if provider == Provider::OpenAi {
+        if use_handle {
+            // B resumed the provider's session with the stored handle: its setup carries
+            // it, nothing is replayed, and the in-flight call gets exactly one response.
+            let frames = client_frames(&server, mark);
+            let setup = frames
+                .iter()
+                .find_map(|f| f.get("setup"))
+                .expect("B's setup");
+            assert_eq!(
+                setup["sessionResumption"]["handle"].as_str(),
+                last_handle.as_deref(),
+                "{setup}"
+            );
+            assert!(
+                !frames.iter().any(|f| f.get("clientContent").is_some_and(|c| c["turnComplete"] != true)),
+                "no history replay with a handle: {frames:#?}"
+            );
+            // As a `toolResponse`, or (the call belongs to the old connection) as a
+            // `functionResponse` part of `clientContent`.
+            let in_tool_responses = frames
+                .iter()
+                .filter_map(|f| f.get("toolResponse"))
+                .flat_map(|t| t["functionResponses"].as_array().into_iter().flatten());
+            let in_content = frames
+                .iter()
+                .filter_map(|f| f.get("clientContent"))
+                .flat_map(|c| c["turns"].as_array().into_iter().flatten())
+                .flat_map(|t| t["parts"].as_array().into_iter().flatten())
+                .filter_map(|p| p.get("functionResponse"));
+            let weather: Vec<&Value> = in_tool_responses
+                .chain(in_content)
+                .filter(|r| r["name"] == "get_weather")
+                .collect();
+            assert_eq!(weather.len(), 1, "exactly one response: {frames:#?}");
+            assert!(weather[0]["response"].to_string().contains("sunny in Paris"));
+        } else if provider == Provider::OpenAi {
         // What the provider received from B: the history replayed, then one output.
         let frames = client_frames(&server, mark);
         let items: Vec<&Value> = frames

@@ -39,6 +39,24 @@ pub enum PlayState {
     Flushed,
 }
 
+/// A page asks to resume a conversation (`hello` with `conversation_id` and
+/// `resume_token`). `Debug` does not print the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ResumeRequest {
+    /// The conversation.
+    pub conversation_id: liveagent_store::ConversationId,
+    /// The token from its `ready`.
+    pub token: liveagent_store::ResumeToken,
+}
+
+impl std::fmt::Debug for ResumeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResumeRequest")
+            .field("conversation_id", &self.conversation_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The start of a call or page session: who connected and with which parameters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CallStart {
@@ -57,15 +75,16 @@ pub struct CallStart {
 pub enum Inbound {
     /// Microphone audio at the codec's input rate.
     Audio(AudioChunk),
-    /// The browser's opening message: the rates it will send and wants to receive, and an
-    /// optional resume token (reserved, see docs/transports.md).
+    /// The browser's opening message: the rates it will send and wants to receive, and
+    /// what to resume, if anything (see docs/transports.md).
     Hello {
         /// PCM16 rate of the binary frames the page sends.
         input_rate: u32,
         /// PCM16 rate the page wants to receive.
         output_rate: u32,
-        /// A token from an earlier `ready`, to resume that conversation (not yet honoured).
-        resume_token: Option<String>,
+        /// A conversation to resume: its id and the token from an earlier `ready`, both
+        /// checked for shape (not yet against the store).
+        resume: Option<ResumeRequest>,
     },
     /// A Twilio `start`: the call's ids and custom parameters.
     Start(CallStart),
@@ -149,6 +168,10 @@ pub trait Encoder: Unpin + 'static {
 
     /// The remote side started (Twilio `start`: the stream id to address frames to).
     fn on_start(&mut self, _start: &CallStart) {}
+
+    /// The conversation's id and resume token (when it is stored), and whether it was
+    /// resumed; called before [`started`](Self::started).
+    fn set_conversation(&mut self, _id: &str, _resume_token: Option<&str>, _resumed: bool) {}
 
     /// Frames to send once the conversation started (the browser's `ready`).
     fn started(&mut self, _context: &ConversationContext, _out: &mut Vec<OutFrame>) {}

@@ -78,6 +78,8 @@ pub(crate) struct Hub {
     pub agent: AgentSource,
     pub limits: Limits,
     pub gate: Gate,
+    /// Where conversations are recorded and resumed from (else the agent's store, if any).
+    pub store: Option<Arc<dyn liveagent_store::ConversationStore>>,
     connections: Arc<Mutex<HashMap<u64, Recipient<CloseConnection>>>>,
     next_id: Arc<AtomicU64>,
     /// Provider socket read → frame queued for the remote side, per audio chunk (the most
@@ -92,6 +94,7 @@ impl Hub {
             agent,
             limits,
             gate: Gate::default(),
+            store: None,
             connections: Arc::default(),
             next_id: Arc::new(AtomicU64::new(1)),
             audio_out_latency: Arc::new(Mutex::new(liveagent_core::LatencySamples::new(100_000))),

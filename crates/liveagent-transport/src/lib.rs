@@ -52,7 +52,7 @@ pub mod peer;
 pub mod twilio;
 
 pub use browser::BrowserTransport;
-pub use codec::CallStart;
+pub use codec::{CallStart, ResumeRequest};
 pub use hub::AgentSource;
 pub use limits::{AuthHook, Limits, OriginPolicy};
 pub use peer::{RemotePlayer, RemoteRecorder};

@@ -31,7 +31,12 @@ use liveagent_core::{
 };
 use tokio::sync::mpsc;
 
-use crate::codec::{CallStart, Decoder, Encoder, FrameError, Inbound, OutFrame, PlayState, WireIn};
+use liveagent::{LiveAgent, RunOptions};
+use liveagent_store::{resume, ConversationId, ResumeToken};
+
+use crate::codec::{
+    CallStart, Decoder, Encoder, FrameError, Inbound, OutFrame, PlayState, ResumeRequest, WireIn,
+};
 use crate::hub::{CloseConnection, Hub};
 use crate::limits::Permit;
 
@@ -178,8 +183,17 @@ pub struct RemoteRecorder<D: Decoder, E: Encoder> {
     audio_started: Option<Instant>,
     audio_us: u64,
     pending_start: Option<CallStart>,
+    resume: Option<ResumeRequest>,
+    launching: bool,
     closing: bool,
     _permit: Permit,
+}
+
+/// A stored conversation's id and token, for the encoder.
+struct StoredIds {
+    id: String,
+    token: Option<String>,
+    resumed: bool,
 }
 
 impl<D: Decoder, E: Encoder> RemoteRecorder<D, E> {
@@ -216,6 +230,8 @@ impl<D: Decoder, E: Encoder> RemoteRecorder<D, E> {
             audio_started: None,
             audio_us: 0,
             pending_start: setup.start_now,
+            resume: None,
+            launching: false,
             closing: false,
             _permit: permit,
         };
@@ -227,23 +243,110 @@ impl<D: Decoder, E: Encoder> RemoteRecorder<D, E> {
     }
 
     fn launch(&mut self, start: CallStart, ctx: &mut Context<Self>) {
-        if self.context.is_some() {
+        if self.context.is_some() || self.launching {
             self.fail(
                 FrameError::OutOfOrder("the conversation already started".into()),
                 ctx,
             );
             return;
         }
+        let agent = match self.hub.agent.make(&start) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(transport = self.label, error = %e, "cannot start the conversation");
+                self.close_with_error(1011, "conversation_failed", &e.to_string(), ctx);
+                return;
+            }
+        };
+        let store = self.hub.store.clone().or_else(|| agent.store().cloned());
+        match (self.resume.take(), store) {
+            (Some(_), None) => self.close_with_error(
+                1003,
+                "resume_unsupported",
+                "this server does not resume conversations (no conversation store)",
+                ctx,
+            ),
+            (Some(request), Some(store)) => {
+                // Load and check before anything else is handled: `wait` holds the socket's
+                // frames until the conversation runs.
+                self.launching = true;
+                let loader = store.clone();
+                let fut = async move {
+                    let id = &request.conversation_id;
+                    resume::load_for_resume(&*loader, id, request.token.expose()).await
+                };
+                ctx.wait(fut.into_actor(self).map(move |res, act, ctx| {
+                    act.launching = false;
+                    if act.closing {
+                        return;
+                    }
+                    match res {
+                        Ok(state) => {
+                            tracing::info!(transport = act.label, connection = act.id, conversation = %state.id, "resuming a stored conversation");
+                            let stored = StoredIds {
+                                id: state.id.to_string(),
+                                token: state.resume_token.as_ref().map(|t| t.expose().to_owned()),
+                                resumed: true,
+                            };
+                            let options = RunOptions::new().store(store).resume(state);
+                            act.run(start, agent, options, Some(stored), ctx);
+                        }
+                        Err(resume::ResumeError::Unknown) => {
+                            tracing::warn!(transport = act.label, connection = act.id, "resume refused: unknown or expired conversation, or a wrong token");
+                            act.close_with_error(
+                                1008,
+                                "resume_failed",
+                                "unknown or expired conversation",
+                                ctx,
+                            );
+                        }
+                        Err(resume::ResumeError::Store(e)) => {
+                            tracing::warn!(transport = act.label, connection = act.id, error = %e, "resume failed: the conversation store is unavailable");
+                            act.close_with_error(
+                                1013,
+                                "resume_unavailable",
+                                "the conversation store is unavailable; try again",
+                                ctx,
+                            );
+                        }
+                    }
+                }));
+            }
+            (None, Some(store)) => {
+                let id = ConversationId::generate();
+                let token = ResumeToken::generate();
+                let stored = StoredIds {
+                    id: id.to_string(),
+                    token: Some(token.expose().to_owned()),
+                    resumed: false,
+                };
+                let options = RunOptions::new()
+                    .store(store)
+                    .conversation_id(id)
+                    .resume_token(token);
+                self.run(start, agent, options, Some(stored), ctx);
+            }
+            (None, None) => self.run(start, agent, RunOptions::new(), None, ctx),
+        }
+    }
+
+    /// Starts the conversation and its player.
+    fn run(
+        &mut self,
+        start: CallStart,
+        agent: LiveAgent,
+        options: RunOptions,
+        stored: Option<StoredIds>,
+        ctx: &mut Context<Self>,
+    ) {
         let Some(mut encoder) = self.encoder.take() else {
             return;
         };
         encoder.on_start(&start);
-        let launched = self
-            .hub
-            .agent
-            .make(&start)
-            .and_then(|agent| self.hub.system.run(&agent));
-        let context = match launched {
+        if let Some(s) = &stored {
+            encoder.set_conversation(&s.id, s.token.as_deref(), s.resumed);
+        }
+        let context = match self.hub.system.run_with(&agent, options) {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(transport = self.label, error = %e, "cannot start the conversation");
@@ -251,7 +354,7 @@ impl<D: Decoder, E: Encoder> RemoteRecorder<D, E> {
                 return;
             }
         };
-        tracing::info!(transport = self.label, connection = self.id, call = %start.call_sid, "conversation started");
+        tracing::info!(transport = self.label, connection = self.id, call = %start.call_sid, conversation = stored.as_ref().map(|s| s.id.as_str()).unwrap_or(""), "conversation started");
         let player = RemotePlayer::start(
             context.clone(),
             encoder,
@@ -270,8 +373,9 @@ impl<D: Decoder, E: Encoder> RemoteRecorder<D, E> {
             Inbound::Hello {
                 input_rate,
                 output_rate,
-                ..
+                resume,
             } => {
+                self.resume = resume;
                 self.resampler = None;
                 if let Some(p) = &self.player {
                     p.do_send(SetRates(input_rate, output_rate));

@@ -15,6 +15,11 @@ use liveagent_session::SessionOptions;
 use liveagent_tools::{HitlHook, HumanInputHook, Plugin, Tool, ToolMiddleware, Toolbox};
 use serde_json::Value;
 
+use liveagent_store::{
+    ConversationId, ConversationState, ConversationStore, RecorderOptions, ResumeToken,
+    StoreRecorder,
+};
+
 use crate::conversation::{Conversation, ConversationExtras};
 use crate::prompt::{render_prompt, resolve, PromptPart};
 use crate::run::RunOptions;
@@ -111,6 +116,8 @@ pub struct LiveAgent {
     pub(crate) session_options: SessionOptions,
     pub(crate) usage: Arc<Mutex<Usage>>,
     pub(crate) recording: Option<crate::record::RecordingOptions>,
+    pub(crate) store: Option<Arc<dyn ConversationStore>>,
+    pub(crate) store_options: RecorderOptions,
 }
 
 impl std::fmt::Debug for LiveAgent {
@@ -144,6 +151,12 @@ impl LiveAgent {
     /// The provider configuration.
     pub fn config(&self) -> &dyn RealtimeConfig {
         &*self.config
+    }
+
+    /// The conversation store its conversations are recorded in, if any (see
+    /// [`LiveAgentBuilder::store`]).
+    pub fn store(&self) -> Option<&Arc<dyn ConversationStore>> {
+        self.store.as_ref()
     }
 
     /// The agent's tools, middleware, hook and dependencies.
@@ -184,19 +197,20 @@ impl LiveAgent {
     ///
     /// [`LiveAgentSystem::arbiters`]: crate::LiveAgentSystem::arbiters
     pub fn run_on(&self, arbiter: &actix::ArbiterHandle) -> Result<Conversation, LiveError> {
-        self.run_on_with_observers(arbiter, &[])
+        self.run_on_with_observers(arbiter, RunOptions::new(), &[])
     }
 
     pub(crate) fn run_on_with_observers(
         &self,
         arbiter: &actix::ArbiterHandle,
+        options: RunOptions,
         extra: &[Observer],
     ) -> Result<Conversation, LiveError> {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         let agent = self.clone();
         let extra = extra.to_vec();
         let sent = arbiter.spawn_fn(move || {
-            let _ = tx.send(agent.run_with_observers(&extra));
+            let _ = tx.send(agent.run_with_observers(options, &extra));
         });
         if !sent {
             return Err(LiveError::config(
@@ -245,8 +259,12 @@ impl LiveAgent {
         self.launch(prepared, instructions)
     }
 
-    pub(crate) fn run_with_observers(&self, extra: &[Observer]) -> Result<Conversation, LiveError> {
-        let prepared = self.prepare(RunOptions::new(), extra)?;
+    pub(crate) fn run_with_observers(
+        &self,
+        options: RunOptions,
+        extra: &[Observer],
+    ) -> Result<Conversation, LiveError> {
+        let prepared = self.prepare(options, extra)?;
         match self.resolve_prompt(&prepared).now_or_never() {
             Some(instructions) => self.launch(prepared, instructions?),
             None => Err(LiveError::config(format!(
@@ -267,8 +285,42 @@ impl LiveAgent {
             live_observers,
             human_input,
             hitl,
+            store,
+            conversation_id,
+            resume_token,
+            resume,
         } = options;
-        let config = config.unwrap_or_else(|| self.config.clone());
+        let mut config = config.unwrap_or_else(|| self.config.clone());
+        let store = store.or_else(|| self.store.clone());
+        let stored = match (store, resume) {
+            (None, Some(_)) => {
+                return Err(LiveError::config(
+                    "RunOptions::resume needs a conversation store (LiveAgentBuilder::store or RunOptions::store)",
+                ))
+            }
+            (None, None) => None,
+            (Some(store), Some(state)) => {
+                if state.provider != config.provider() {
+                    return Err(LiveError::config(format!(
+                        "the stored conversation ran on `{}`; this agent's provider is `{}`",
+                        state.provider,
+                        config.provider()
+                    )));
+                }
+                config = Arc::new(liveagent_store::resume::RestoringConfig::new(
+                    config, &state,
+                ));
+                Some((store, state, true))
+            }
+            (Some(store), None) => {
+                let mut state = ConversationState::new(
+                    conversation_id.unwrap_or_else(ConversationId::generate),
+                    config.provider(),
+                );
+                state.resume_token = Some(resume_token.unwrap_or_else(ResumeToken::generate));
+                Some((store, state, false))
+            }
+        };
         let mut toolbox = self.toolbox.clone();
         for edit in toolbox_edits {
             toolbox = edit(toolbox);
@@ -291,6 +343,15 @@ impl LiveAgent {
             values.extend(plugin.variables());
         }
         values.extend(self.variables.clone());
+        if let Some((_, state, true)) = &stored {
+            // The resumed conversation's own variables, as it stored them.
+            values.extend(
+                state
+                    .variables
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone()))),
+            );
+        }
         values.extend(variables);
         let bus = EventBus::start_default();
         let context = ConversationContext::new(
@@ -329,6 +390,7 @@ impl LiveAgent {
             actor_observers,
             live_observers: all_live,
             prompt,
+            stored,
         })
     }
 
@@ -352,6 +414,7 @@ impl LiveAgent {
             actor_observers,
             live_observers,
             prompt: _,
+            stored,
         } = prepared;
         let setup = SessionSetup {
             instructions,
@@ -379,12 +442,44 @@ impl LiveAgent {
             names.push(Arc::<str>::from(observer.name()));
             liveagent_core::start_observer(observer, &context);
         }
+        // The store recorder before the session, so it sees everything; it stops the
+        // session if another instance takes the conversation over.
+        let session_slot: Arc<Mutex<Option<liveagent_session::SessionHandle>>> = Arc::default();
+        let store_info = stored.map(|(store, state, resumed)| {
+            let slot = session_slot.clone();
+            let hook: liveagent_store::LeaseLostHook = Box::new(move || {
+                if let Some(session) = slot.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                    session.stop();
+                }
+            });
+            let recorder = StoreRecorder::start_with_hook(
+                context.clone(),
+                store,
+                state.clone(),
+                resumed,
+                self.store_options.clone(),
+                Some(hook),
+            );
+            (recorder, state, resumed)
+        });
         let executor = liveagent_tools::ToolExecutor::start(toolbox, context.clone());
         let session = liveagent_session::start_session(
             protocol,
             context.clone(),
             self.session_options.clone(),
         );
+        *session_slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(session.clone());
+        let stored = store_info.map(|(recorder, state, resumed)| {
+            if resumed {
+                liveagent_store::resume::rerun_pending_calls(&context, &state);
+            }
+            crate::conversation::StoredConversation {
+                id: state.id.clone(),
+                resume_token: state.resume_token.clone(),
+                resumed,
+                recorder,
+            }
+        });
         tracing::info!(agent = %self.name, provider = config.provider(), "conversation started");
         Ok(Conversation::new(
             self.name.clone(),
@@ -393,7 +488,8 @@ impl LiveAgent {
             session,
             executor,
             extras.with_observers(names),
-        ))
+        )
+        .with_store(stored))
     }
 }
 
@@ -405,6 +501,8 @@ struct Prepared {
     actor_observers: Vec<Observer>,
     live_observers: Vec<Arc<dyn LiveObserver>>,
     prompt: Vec<PromptPart>,
+    /// The store, the conversation's state, and whether it is resumed.
+    stored: Option<(Arc<dyn ConversationStore>, ConversationState, bool)>,
 }
 
 /// Builds a [`LiveAgent`]; mirrors the Python `LiveAgent(...)` constructor: name, prompt,
@@ -421,6 +519,8 @@ pub struct LiveAgentBuilder {
     live_observers: Vec<Arc<dyn LiveObserver>>,
     session_options: SessionOptions,
     recording: Option<crate::record::RecordingOptions>,
+    store: Option<Arc<dyn ConversationStore>>,
+    store_options: RecorderOptions,
 }
 
 impl LiveAgentBuilder {
@@ -437,7 +537,42 @@ impl LiveAgentBuilder {
             live_observers: Vec::new(),
             session_options: SessionOptions::default(),
             recording: None,
+            store: None,
+            store_options: RecorderOptions::default(),
         }
+    }
+
+    /// Records every conversation of this agent in `store`, so that another instance can
+    /// pick it up ([`RunOptions::resume`]): a
+    /// [`StoreRecorder`] per conversation writes its
+    /// history, tool calls in flight, Gemini resumption handle and resume token as they
+    /// happen, and holds the conversation's lease. The transports
+    /// (`liveagent-transport`) resume a page's conversation from it.
+    ///
+    /// ```no_run
+    /// use liveagent::{openai, store::InMemoryConversationStore, LiveAgent};
+    /// # fn demo() -> Result<(), liveagent::BuildError> {
+    /// let agent = LiveAgent::builder("assistant")
+    ///     .config(openai::RealtimeConfig::new("gpt-realtime-2"))
+    ///     .store(InMemoryConversationStore::new())
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn store(self, store: impl ConversationStore) -> Self {
+        self.store_arc(Arc::new(store))
+    }
+
+    /// Like [`store`](Self::store), with a store shared elsewhere.
+    pub fn store_arc(mut self, store: Arc<dyn ConversationStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// How conversations are written to the store (idle time-to-live, lease time-to-live,
+    /// retries, history bound).
+    pub fn store_options(mut self, options: RecorderOptions) -> Self {
+        self.store_options = options;
+        self
     }
 
     /// Adds a part to the system prompt (AG2 `prompt=`, a string or a list): a template
@@ -754,6 +889,8 @@ impl LiveAgentBuilder {
             session_options: self.session_options,
             usage: Arc::default(),
             recording: self.recording,
+            store: self.store,
+            store_options: self.store_options,
         })
     }
 }

@@ -29,6 +29,16 @@ pub struct Conversation {
     session: SessionHandle,
     executor: WeakAddr<ToolExecutor>,
     extras: ConversationExtras,
+    stored: Option<StoredConversation>,
+}
+
+/// A conversation recorded in a store.
+#[derive(Clone)]
+pub(crate) struct StoredConversation {
+    pub id: liveagent_store::ConversationId,
+    pub resume_token: Option<liveagent_store::ResumeToken>,
+    pub resumed: bool,
+    pub recorder: Addr<liveagent_store::StoreRecorder>,
 }
 
 /// How many events [`Conversation::history`] keeps (the oldest go first).
@@ -129,7 +139,36 @@ impl Conversation {
             session,
             executor: executor.downgrade(),
             extras,
+            stored: None,
         }
+    }
+
+    pub(crate) fn with_store(mut self, stored: Option<StoredConversation>) -> Self {
+        self.stored = stored;
+        self
+    }
+
+    /// The id this conversation is stored under, when the agent has a conversation store.
+    pub fn conversation_id(&self) -> Option<&liveagent_store::ConversationId> {
+        self.stored.as_ref().map(|s| &s.id)
+    }
+
+    /// The token a client shows to resume this conversation on another instance (give it
+    /// to the client only; never log it), when the agent has a conversation store.
+    pub fn resume_token(&self) -> Option<&liveagent_store::ResumeToken> {
+        self.stored.as_ref().and_then(|s| s.resume_token.as_ref())
+    }
+
+    /// True when this conversation was picked up from the store ([`RunOptions::resume`](crate::RunOptions::resume)).
+    pub fn is_resumed(&self) -> bool {
+        self.stored.as_ref().is_some_and(|s| s.resumed)
+    }
+
+    /// The recorder writing this conversation to the store (send it
+    /// [`RecordOps`](liveagent_store::RecordOps) for application state, or ask its
+    /// [`status`](liveagent_store::GetRecorderStatus)).
+    pub fn store_recorder(&self) -> Option<&Addr<liveagent_store::StoreRecorder>> {
+        self.stored.as_ref().map(|s| &s.recorder)
     }
 
     /// The tokens this conversation used so far: every `ResponseDone::usage` added up

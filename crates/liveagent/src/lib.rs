@@ -73,6 +73,13 @@ pub mod audio {
     pub use liveagent_audio::*;
 }
 
+/// Conversation stores: what a conversation needs to be picked up by another instance
+/// (in memory, or Redis with `liveagent-store`'s `redis` feature). Give one to
+/// [`LiveAgentBuilder::store`].
+pub mod store {
+    pub use liveagent_store::*;
+}
+
 /// Tools: definitions, the executor, approval hooks, middleware, plugins.
 pub mod tools {
     pub use liveagent_tools::*;

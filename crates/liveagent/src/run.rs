@@ -11,10 +11,12 @@ use liveagent_core::{
 use liveagent_tools::{HitlHook, HumanInputHook, Tool, ToolMiddleware, Toolbox};
 use serde_json::Value;
 
+use liveagent_store::{ConversationId, ConversationState, ConversationStore, ResumeToken};
+
 use crate::agent::Observer;
 use crate::prompt::PromptPart;
 
-type ToolboxEdit = Box<dyn FnOnce(Toolbox) -> Toolbox>;
+type ToolboxEdit = Box<dyn FnOnce(Toolbox) -> Toolbox + Send>;
 
 /// What one conversation changes from its agent. Everything is optional; what is given is
 /// added to the agent's (tools, middleware, observers, dependencies, variables: the run's
@@ -43,6 +45,10 @@ pub struct RunOptions {
     pub(crate) live_observers: Vec<Arc<dyn LiveObserver>>,
     pub(crate) human_input: Option<Arc<dyn HumanInputHook>>,
     pub(crate) hitl: Option<Arc<dyn HitlHook>>,
+    pub(crate) store: Option<Arc<dyn ConversationStore>>,
+    pub(crate) conversation_id: Option<ConversationId>,
+    pub(crate) resume_token: Option<ResumeToken>,
+    pub(crate) resume: Option<ConversationState>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -145,6 +151,38 @@ impl RunOptions {
     /// Uses this human input hook instead of the agent's.
     pub fn human_input(mut self, hook: impl HumanInputHook) -> Self {
         self.human_input = Some(Arc::new(hook));
+        self
+    }
+
+    /// Records this conversation in `store` (instead of the agent's
+    /// [`store`](crate::LiveAgentBuilder::store), or where the agent has none).
+    pub fn store(mut self, store: Arc<dyn ConversationStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// With a store: the id this new conversation is stored under (default: a random one).
+    pub fn conversation_id(mut self, id: ConversationId) -> Self {
+        self.conversation_id = Some(id);
+        self
+    }
+
+    /// With a store: the token a client shows to resume this conversation elsewhere
+    /// (default: a random one), stored with it.
+    pub fn resume_token(mut self, token: ResumeToken) -> Self {
+        self.resume_token = Some(token);
+        self
+    }
+
+    /// Picks up `state`, a conversation loaded from the store (another instance held it):
+    /// the new provider session is restored from it (its history replayed, or Gemini's
+    /// resumption handle used), its variables are set, the store recorder takes the
+    /// conversation's lease over and goes on writing it, and the tool calls the lost
+    /// instance left in flight run once here (see `liveagent_store`'s "Tool results across
+    /// instances"). Needs a store (the agent's or [`store`](Self::store)). Load `state`
+    /// with [`liveagent_store::resume::load_for_resume`] to check the client's token.
+    pub fn resume(mut self, state: ConversationState) -> Self {
+        self.resume = Some(state);
         self
     }
 }

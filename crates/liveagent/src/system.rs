@@ -7,6 +7,7 @@ use liveagent_core::{ConversationContext, EventFilter, LiveError, LiveEvent};
 
 use crate::agent::{LiveAgent, Observer};
 use crate::conversation::{Conversation, ConversationWatch};
+use crate::run::RunOptions;
 
 /// Runs [`LiveAgent`] conversations inside your actix system or actix-web app, adds your
 /// observer actors to every one of them, and shuts them all down cleanly.
@@ -111,6 +112,16 @@ impl LiveAgentSystem {
     /// keeps it until [`stop`](Self::stop_conversation) or [`shutdown`](Self::shutdown); the
     /// returned context is the conversation's.
     pub fn run(&self, agent: &LiveAgent) -> Result<ConversationContext, LiveError> {
+        self.run_with(agent, RunOptions::new())
+    }
+
+    /// [`run`](Self::run) with per-conversation overrides (e.g. a conversation store's
+    /// [`RunOptions::resume`]).
+    pub fn run_with(
+        &self,
+        agent: &LiveAgent,
+        options: RunOptions,
+    ) -> Result<ConversationContext, LiveError> {
         let (observers, arbiter) = {
             let mut inner = self.inner.lock().unwrap();
             let arbiter = if inner.arbiters.is_empty() {
@@ -123,8 +134,8 @@ impl LiveAgentSystem {
             (inner.observers.clone(), arbiter)
         };
         let conversation = match arbiter {
-            Some(arbiter) => agent.run_on_with_observers(&arbiter, &observers)?,
-            None => agent.run_with_observers(&observers)?,
+            Some(arbiter) => agent.run_on_with_observers(&arbiter, options, &observers)?,
+            None => agent.run_with_observers(options, &observers)?,
         };
         let context = conversation.context().clone();
         let watch = conversation.watch();

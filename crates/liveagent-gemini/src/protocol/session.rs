@@ -5,7 +5,8 @@
 use std::time::Instant;
 
 use liveagent_core::{
-    ErrorKind, Outbox, ProtocolSignal, RealtimeProtocol, SessionOpened, SessionUpdated,
+    ErrorKind, Outbox, ProtocolSignal, RealtimeProtocol, ResumptionHandleUpdated, SessionOpened,
+    SessionUpdated,
 };
 use serde_json::Value;
 
@@ -147,6 +148,10 @@ impl GeminiProtocol {
             // The server would not resume: forget the handle, start afresh next time.
             tracing::warn!(provider = PROVIDER, error = %err, "resumption refused; the next connection starts a new session");
             self.handle = None;
+            out.publish(ResumptionHandleUpdated {
+                provider: PROVIDER,
+                handle: None,
+            });
             out.error(PROVIDER, err);
             return;
         }
@@ -238,7 +243,7 @@ impl GeminiProtocol {
         n
     }
 
-    pub(super) fn on_resumption_update(&mut self, u: SessionResumptionUpdate) {
+    pub(super) fn on_resumption_update(&mut self, u: SessionResumptionUpdate, out: &mut Outbox) {
         if let Some(idx) = u.last_consumed_client_message_index {
             while let Some((i, _)) = self.unconsumed.front() {
                 if *i > idx {
@@ -252,6 +257,11 @@ impl GeminiProtocol {
         match (u.resumable, u.new_handle.filter(|h| !h.is_empty())) {
             (Some(true), Some(value)) => {
                 tracing::debug!(provider = PROVIDER, "resumption handle updated");
+                // A conversation store keeps it, for another instance to resume with.
+                out.publish(ResumptionHandleUpdated {
+                    provider: PROVIDER,
+                    handle: Some(value.clone()),
+                });
                 self.handle = Some(Handle {
                     value,
                     received: Instant::now(),

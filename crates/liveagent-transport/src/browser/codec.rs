@@ -11,7 +11,10 @@ use liveagent_core::{
 use super::wire::{
     ClientMessage, PlayStateWire, Role, ServerMessage, MAX_TEXT_BYTES, PROTOCOL_VERSION, RATES,
 };
-use crate::codec::{CallStart, Decoder, Encoder, FrameError, Inbound, OutFrame, PlayState, WireIn};
+use crate::codec::{
+    CallStart, Decoder, Encoder, FrameError, Inbound, OutFrame, PlayState, ResumeRequest, WireIn,
+};
+use liveagent_store::{ConversationId, ResumeToken};
 
 /// The browser protocol: PCM16 binary frames both ways, JSON text frames for everything
 /// else. Split into its halves with [`split`](Self::split).
@@ -41,6 +44,8 @@ impl BrowserCodec {
             },
             BrowserEncoder {
                 conversation_id: self.conversation_id,
+                resume_token: None,
+                resumed: false,
                 output_rate: 24_000,
                 input_rate: 24_000,
                 current: None,
@@ -93,6 +98,7 @@ impl Decoder for BrowserDecoder {
                 input_rate,
                 output_rate,
                 resume_token,
+                conversation_id,
                 params,
             } => {
                 if self.input_rate.is_some() {
@@ -110,11 +116,18 @@ impl Decoder for BrowserDecoder {
                         )));
                     }
                 }
-                if resume_token.is_some() {
-                    return Err(FrameError::Unsupported(
-                        "resume_token: this server does not resume conversations".into(),
-                    ));
-                }
+                let resume = match (resume_token, conversation_id) {
+                    (None, None) => None,
+                    (Some(token), Some(id)) => Some(ResumeRequest {
+                        conversation_id: ConversationId::parse(&id).map_err(malformed)?,
+                        token: ResumeToken::parse(&token).map_err(malformed)?,
+                    }),
+                    _ => {
+                        return Err(FrameError::Malformed(
+                            "resume_token and conversation_id go together".into(),
+                        ))
+                    }
+                };
                 if params.len() > 32 || params.iter().any(|(k, v)| k.len() + v.len() > 512) {
                     return Err(FrameError::Malformed("too many or too long params".into()));
                 }
@@ -126,7 +139,7 @@ impl Decoder for BrowserDecoder {
                     Inbound::Hello {
                         input_rate,
                         output_rate,
-                        resume_token: None,
+                        resume,
                     },
                     Inbound::Start(CallStart {
                         params: all,
@@ -173,6 +186,8 @@ impl Decoder for BrowserDecoder {
 #[derive(Debug)]
 pub struct BrowserEncoder {
     conversation_id: String,
+    resume_token: Option<String>,
+    resumed: bool,
     output_rate: u32,
     input_rate: u32,
     current: Option<Id>,
@@ -228,6 +243,12 @@ impl Encoder for BrowserEncoder {
         ])
     }
 
+    fn set_conversation(&mut self, id: &str, resume_token: Option<&str>, resumed: bool) {
+        self.conversation_id = id.to_owned();
+        self.resume_token = resume_token.map(str::to_owned);
+        self.resumed = resumed;
+    }
+
     fn started(&mut self, _context: &ConversationContext, out: &mut Vec<OutFrame>) {
         // The page's rates were agreed in `hello`: the server resamples both ways.
         Self::push(
@@ -237,7 +258,8 @@ impl Encoder for BrowserEncoder {
                 conversation_id: self.conversation_id.clone(),
                 input_rate: self.input_rate,
                 output_rate: self.output_rate,
-                resume_token: None,
+                resume_token: self.resume_token.clone(),
+                resumed: self.resumed,
             },
         );
     }
@@ -454,6 +476,9 @@ mod tests {
             r#"{"type":"hello","input_rate":24000,"output_rate":24000,"extra":1}"#,
             r#"{"type":"hello","protocol":2,"input_rate":24000,"output_rate":24000}"#,
             r#"{"type":"hello","input_rate":24000,"output_rate":24000,"resume_token":"abc"}"#,
+            r#"{"type":"hello","input_rate":24000,"output_rate":24000,"resume_token":"0123456789abcdef0123","conversation_id":"a b"}"#,
+            r#"{"type":"hello","input_rate":24000,"output_rate":24000,"resume_token":"short","conversation_id":"c1"}"#,
+            r#"{"type":"hello","input_rate":24000,"output_rate":24000,"conversation_id":"c1"}"#,
             r#"{"type":"played","samples":-1,"state":"playing"}"#,
         ] {
             assert!(d.decode(WireIn::Text(bad)).is_err(), "{bad} accepted");

@@ -96,6 +96,18 @@ impl BrowserTransport {
         self
     }
 
+    /// Records every conversation in `store` and lets a page resume its conversation on
+    /// any instance sharing it: `ready` carries a resume token; a page whose socket drops
+    /// reconnects (with backoff) and presents it in its `hello`; the instance that gets the
+    /// new connection loads the conversation, restores it into a new provider session and
+    /// takes its lease over (docs/transports.md, "Resuming"). Without this call the
+    /// agent's own store ([`LiveAgentBuilder::store`](liveagent::LiveAgentBuilder::store))
+    /// is used, if it has one.
+    pub fn store(mut self, store: std::sync::Arc<dyn liveagent_store::ConversationStore>) -> Self {
+        self.hub.store = Some(store);
+        self
+    }
+
     /// Sets the Origin policy (default: same host).
     pub fn origin_policy(mut self, policy: OriginPolicy) -> Self {
         self.origin = policy;

@@ -29,10 +29,14 @@ pub enum ClientMessage {
         input_rate: u32,
         /// Rate of the PCM16 binary frames the page wants.
         output_rate: u32,
-        /// Resume an earlier conversation (reserved: a store-backed transport will honour
-        /// it; today a non-null token is refused with `resume_unsupported`).
+        /// Resume an earlier conversation: the `resume_token` of its `ready` (with
+        /// `conversation_id`). Honoured when the transport has a conversation store;
+        /// refused with `resume_unsupported` otherwise.
         #[serde(default)]
         resume_token: Option<String>,
+        /// The `conversation_id` of the conversation to resume (with `resume_token`).
+        #[serde(default)]
+        conversation_id: Option<String>,
         /// Extra string parameters for the agent factory.
         #[serde(default)]
         params: BTreeMap<String, String>,
@@ -94,8 +98,12 @@ pub enum ServerMessage {
         input_rate: u32,
         /// Rate of the audio the server sends.
         output_rate: u32,
-        /// Reserved for resumption (always null today).
+        /// The token to present (with `conversation_id`) in the `hello` of a new
+        /// connection to resume this conversation on any instance; null when the
+        /// transport has no conversation store. Keep it secret.
         resume_token: Option<String>,
+        /// True when this connection resumed an earlier conversation.
+        resumed: bool,
     },
     /// The binary frames that follow belong to this assistant item.
     Audio {
