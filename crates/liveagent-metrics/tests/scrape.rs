@@ -9,7 +9,8 @@ use actix_web::{App, HttpServer};
 use futures_util::StreamExt;
 use liveagent::tools::{tool, ToolError};
 use liveagent::{
-    openai, AudioChunk, Interrupted, LiveAgent, LiveEvent, PlaybackStopped, RecordedAudio,
+    openai, AudioChunk, AudioDropped, Interrupted, LiveAgent, LiveEvent, PlaybackStopped,
+    RecordedAudio,
 };
 use liveagent_metrics::{observed_kinds, FleetMetrics, CONTENT_TYPE};
 use liveagent_server::{LocalServer, Pacing, Scenario, ServerConfig};
@@ -338,6 +339,12 @@ async fn metrics_endpoint_reports_a_real_conversation() {
         played_ms: 400,
         interrupted: true,
     });
+    // A player that had to drop audio (what the players publish on overflow).
+    conversation.publish(AudioDropped {
+        source: "player".into(),
+        dropped_ms: 120,
+        reason: "jitter buffer overflow".into(),
+    });
     // Turn 3: the connection drops mid-answer; the session reconnects; turn 4 answers.
     conversation.send_text("Tell me a story.");
     wait_for(&mut events, |e| {
@@ -360,6 +367,7 @@ async fn metrics_endpoint_reports_a_real_conversation() {
         ("liveagent_tool_latency_seconds", "histogram"),
         ("liveagent_tool_errors_total", "counter"),
         ("liveagent_provider_audio_bytes_total", "counter"),
+        ("liveagent_audio_dropped_ms_total", "counter"),
     ] {
         assert_eq!(
             types.get(name).map(String::as_str),
@@ -409,6 +417,15 @@ async fn metrics_endpoint_reports_a_real_conversation() {
         0.0
     );
     assert_eq!(value(&s, "liveagent_barge_ins_total", &op), 1.0);
+    assert_eq!(
+        value(
+            &s,
+            "liveagent_audio_dropped_ms_total",
+            &[("provider", "openai"), ("source", "player")]
+        ),
+        120.0,
+        "{text}"
+    );
     assert_eq!(value(&s, "liveagent_truncations_total", &op), 1.0);
     assert_eq!(
         value(
