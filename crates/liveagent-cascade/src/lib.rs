@@ -66,6 +66,8 @@ pub use config::CascadeConfig;
 pub use llm::ChatLlm;
 pub use protocol::CascadeProtocol;
 pub use sentence::SentenceBuffer;
-pub use stage::{Llm, Stt, SttCapabilities, SttEvent, Tts, TtsCapabilities, TtsEvent};
+pub use stage::{
+    Llm, Stt, SttCapabilities, SttEvent, SttInput, SttInputStream, Tts, TtsCapabilities, TtsEvent,
+};
 pub use turn::{SilenceSettings, SilenceTurnDetector, TurnDetector, TurnEvent};
 pub use vad::{Aggressiveness, VadSettings, VadTurnDetector};

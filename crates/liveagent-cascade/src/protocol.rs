@@ -9,6 +9,8 @@
 //! ```text
 //! RecordedAudio ─▶ TurnDetector ─Started─▶ SpeechStarted (+ barge-in: Interrupted, cancel LLM/TTS)
 //!                                ─Stopped─▶ SpeechStopped ─▶ Stt task ─▶ InputTranscriptChunk…(final)
+//! (a streaming Stt stage's task opens at Started, is fed the turn's audio as it arrives
+//!  and yields partial InputTranscriptChunks while the user speaks; Stopped commits it)
 //! final transcript ─▶ user message ─▶ ResponseStarted ─▶ Llm task ─▶ ModelMessageChunk…
 //!                                 └─ SentenceBuffer ─▶ Tts task per piece, in order ─▶ SynthesizedAudio…
 //! tool calls ─▶ ToolCallRequested ─▶ (executor) ToolResult… ─▶ next response
@@ -37,7 +39,7 @@ use serde_json::Value;
 use crate::config::CascadeConfig;
 use crate::heard::{Segment, Spoken};
 use crate::sentence::SentenceBuffer;
-use crate::stage::{SttEvent, TtsEvent};
+use crate::stage::{SttEvent, SttInput, TtsEvent};
 use crate::turn::{TurnDetector, TurnEvent};
 
 /// The text a tool message holds until the real result arrives, when the user spoke
@@ -59,6 +61,8 @@ pub struct CascadeProtocol {
     input_ms: u64,
     user_item: Option<Id>,
     stt_jobs: HashMap<TaskId, SttJob>,
+    /// The streaming STT session of the turn in progress (stages that stream input).
+    live_stt: Option<LiveStt>,
     /// STT usage waiting for the response it leads to.
     stt_usage: StageUsage,
     response: Option<Response>,
@@ -66,6 +70,13 @@ pub struct CascadeProtocol {
     /// Calls of the last tool round still without a result.
     waiting_calls: Vec<String>,
     placeholders: Vec<String>,
+}
+
+/// A streaming STT session being fed the turn in progress.
+struct LiveStt {
+    input: tokio::sync::mpsc::UnboundedSender<SttInput>,
+    /// Samples of the turn already sent.
+    sent: usize,
 }
 
 struct SttJob {
@@ -133,6 +144,7 @@ impl CascadeProtocol {
             input_ms: 0,
             user_item: None,
             stt_jobs: HashMap::new(),
+            live_stt: None,
             stt_usage,
             response: None,
             last_spoken: None,
@@ -168,6 +180,50 @@ impl CascadeProtocol {
         for event in events {
             self.on_turn_event(event, out);
         }
+        self.feed_live_stt();
+    }
+
+    /// Opens a streaming STT session for the turn that just started (when the stage
+    /// streams input).
+    fn open_live_stt(&mut self, item_id: Id, out: &mut Outbox) {
+        // A session left open (a turn that never stopped) is aborted.
+        self.live_stt = None;
+        if !self.config.stt.streams_input() {
+            return;
+        }
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let input = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })
+        .boxed_local();
+        let id = self.next_id();
+        self.stt_usage.requests += 1;
+        let stream = self.config.stt.transcribe_live(input);
+        self.stt_jobs.insert(
+            id,
+            SttJob {
+                item_id,
+                text: None,
+                failed: false,
+            },
+        );
+        self.live_stt = Some(LiveStt { input: tx, sent: 0 });
+        out.spawn(id, boxed(stream));
+    }
+
+    /// Sends the streaming STT session the turn's audio it has not had yet.
+    fn feed_live_stt(&mut self) {
+        let Some(live) = self.live_stt.as_mut() else {
+            return;
+        };
+        let audio = self.detector.turn_audio();
+        if audio.len() > live.sent {
+            // A closed session (it failed) just drops the audio.
+            let _ = live
+                .input
+                .send(SttInput::Audio(audio[live.sent..].to_vec()));
+            live.sent = audio.len();
+        }
     }
 
     fn on_turn_event(&mut self, event: TurnEvent, out: &mut Outbox) {
@@ -176,9 +232,10 @@ impl CascadeProtocol {
                 let item = self.new_item("item");
                 self.user_item = Some(item.clone());
                 out.publish(SpeechStarted {
-                    item_id: Some(item),
+                    item_id: Some(item.clone()),
                     audio_start_ms: Some(start_ms),
                 });
+                self.open_live_stt(item, out);
                 if self.config.barge_in {
                     self.interrupt("turn_detected", out);
                 }
@@ -192,7 +249,21 @@ impl CascadeProtocol {
                     item_id: Some(item.clone()),
                     audio_end_ms: Some(end_ms),
                 });
-                self.start_stt(item, audio, out);
+                match self.live_stt.take() {
+                    Some(live) => {
+                        // The rest of the utterance, then the commit; the session's
+                        // final transcript ends its task.
+                        self.stt_usage.audio_ms +=
+                            audio.len() as u64 * 1000 / self.in_rate.max(1) as u64;
+                        if audio.len() > live.sent {
+                            let _ = live
+                                .input
+                                .send(SttInput::Audio(audio[live.sent..].to_vec()));
+                        }
+                        let _ = live.input.send(SttInput::Commit);
+                    }
+                    None => self.start_stt(item, audio, out),
+                }
             }
         }
     }
@@ -862,6 +933,9 @@ impl RealtimeProtocol for CascadeProtocol {
                 ControlCommand::ClearInput => {
                     self.detector.clear();
                     self.user_item = None;
+                    // Dropping the input without a commit aborts the streaming session,
+                    // which ends with an error coded `cancelled` (an ErrorEvent).
+                    self.live_stt = None;
                 }
                 ControlCommand::CreateResponse => self.start_response(out),
                 ControlCommand::CancelResponse => self.interrupt("client_cancelled", out),

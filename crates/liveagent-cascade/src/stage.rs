@@ -5,11 +5,18 @@
 //! whose response streams, or a WebSocket session) that the session runtime drives as a
 //! [`ProtocolTask`](liveagent_core::ProtocolTask). Dropping the stream cancels the request,
 //! which is how barge-in stops the LLM and the TTS at once.
+//!
+//! Speech-to-text has two paths. [`Stt::transcribe`] takes a finished utterance (HTTP
+//! stages). A stage whose provider takes audio while the user speaks (the realtime
+//! WebSocket stages) also says so with [`Stt::streams_input`] and implements
+//! [`Stt::transcribe_live`]: the cascade opens its session when the turn starts, feeds
+//! [`SttInput::Audio`] as the microphone delivers it and sends [`SttInput::Commit`] when the
+//! turn ends, so partial transcripts arrive while the user is still speaking.
 
 use std::fmt;
 use std::sync::Arc;
 
-use futures_util::stream::LocalBoxStream;
+use futures_util::stream::{LocalBoxStream, StreamExt};
 use liveagent_agent::wire::{ChatMessage, ChatTool};
 use liveagent_agent::ChatStreamEvent;
 use liveagent_core::LiveError;
@@ -39,6 +46,21 @@ pub enum SttEvent {
     },
 }
 
+/// What the cascade feeds a live transcription ([`Stt::transcribe_live`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SttInput {
+    /// More of the utterance (PCM16 mono at [`SttCapabilities::sample_rate`]), the prefix
+    /// padding first.
+    Audio(Vec<i16>),
+    /// The utterance is complete: transcribe what was sent and end with
+    /// [`SttEvent::Final`].
+    Commit,
+}
+
+/// The input of a live transcription. Ending without [`SttInput::Commit`] aborts it: the
+/// stage closes its session and ends with an error coded `cancelled`.
+pub type SttInputStream = LocalBoxStream<'static, SttInput>;
+
 /// A speech-to-text provider.
 pub trait Stt: fmt::Debug + Send + Sync + 'static {
     /// `openai`, `elevenlabs`, `mistral`...
@@ -51,6 +73,39 @@ pub trait Stt: fmt::Debug + Send + Sync + 'static {
     /// stream ends after [`SttEvent::Final`] or after an error.
     fn transcribe(&self, audio: Arc<[i16]>)
         -> LocalBoxStream<'static, Result<SttEvent, LiveError>>;
+
+    /// True when [`transcribe_live`](Stt::transcribe_live) streams the audio to the
+    /// provider as it arrives (the cascade then opens the session when the turn starts).
+    /// False by default: the cascade calls [`transcribe`](Stt::transcribe) at turn end.
+    fn streams_input(&self) -> bool {
+        false
+    }
+
+    /// Transcribes an utterance fed while it is spoken; partials may arrive before
+    /// [`SttInput::Commit`]. The stream ends after [`SttEvent::Final`] or after an error
+    /// (an input that ends without a commit yields an error coded `cancelled`). Called only
+    /// when [`streams_input`](Stt::streams_input) is true; the default yields a
+    /// configuration error.
+    fn transcribe_live(
+        &self,
+        input: SttInputStream,
+    ) -> LocalBoxStream<'static, Result<SttEvent, LiveError>> {
+        drop(input);
+        futures_util::stream::iter([Err(LiveError::config(format!(
+            "the {} speech-to-text stage does not stream input",
+            self.provider()
+        )))])
+        .boxed_local()
+    }
+}
+
+/// The error a live transcription ends with when its input ends without a commit.
+pub(crate) fn cancelled() -> LiveError {
+    LiveError::new(
+        liveagent_core::ErrorKind::Connection,
+        "the transcription was cancelled before the turn ended",
+    )
+    .with_code("cancelled")
 }
 
 /// A language model stage: streams one completion of a conversation.

@@ -38,6 +38,13 @@ pub trait TurnDetector: fmt::Debug + Send + 'static {
     fn clear(&mut self);
     /// True while a turn is in progress.
     fn in_turn(&self) -> bool;
+    /// The audio of the turn in progress so far (prefix padding first), which a streaming
+    /// speech-to-text stage is fed while the user speaks. Empty when no turn is in
+    /// progress; the default (a detector that does not expose it) is always empty, and
+    /// the audio then goes out with [`TurnEvent::Stopped`].
+    fn turn_audio(&self) -> &[i16] {
+        &[]
+    }
 }
 
 /// Settings of [`SilenceTurnDetector`]; the defaults are AG2's.
@@ -145,6 +152,10 @@ impl TurnDetector for SilenceTurnDetector {
 
     fn in_turn(&self) -> bool {
         self.segmenter.in_turn()
+    }
+
+    fn turn_audio(&self) -> &[i16] {
+        self.segmenter.turn_audio()
     }
 }
 
@@ -269,6 +280,14 @@ impl Segmenter {
 
     pub(crate) fn in_turn(&self) -> bool {
         self.turn.is_some()
+    }
+
+    /// The audio of the turn in progress so far.
+    pub(crate) fn turn_audio(&self) -> &[i16] {
+        self.turn
+            .as_ref()
+            .map(|(a, _, _)| a.as_slice())
+            .unwrap_or(&[])
     }
 }
 

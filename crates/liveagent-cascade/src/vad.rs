@@ -206,6 +206,10 @@ impl TurnDetector for VadTurnDetector {
     fn in_turn(&self) -> bool {
         self.segmenter.in_turn()
     }
+
+    fn turn_audio(&self) -> &[i16] {
+        self.segmenter.turn_audio()
+    }
 }
 
 #[cfg(test)]

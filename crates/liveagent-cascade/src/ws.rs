@@ -378,3 +378,133 @@ pub(crate) fn ws_stream<T: 'static>(
         .boxed_local())
     })
 }
+
+/// Queues a live session's commit message(s) given the samples sent; `false` when there
+/// is too little audio to commit.
+pub(crate) type CommitFn = Box<dyn FnOnce(&mut WsConn, u64) -> bool>;
+
+/// How a streaming speech-to-text stage turns live input into messages
+/// ([`ws_live_stt`]).
+pub(crate) struct LiveFeed {
+    /// The input: audio as it is spoken, then a commit.
+    pub(crate) input: crate::stage::SttInputStream,
+    /// The rate of the input audio.
+    pub(crate) rate: u32,
+    /// One append message from the base64 of some audio.
+    pub(crate) append: Box<dyn Fn(String) -> Value>,
+    /// Queues the commit message(s) given the samples sent; `false` when there is too
+    /// little audio to commit (the stream then ends with an empty transcript).
+    pub(crate) commit: CommitFn,
+}
+
+/// A live speech-to-text stream over one socket: like [`ws_stream`], but while `feed`'s
+/// input is open it also sends each piece of audio as it arrives (so partials come back
+/// while the user speaks), and the commit when the input commits. An input that ends
+/// without a commit closes the socket (close frame) and ends with an error coded
+/// `cancelled`; a provider error closes the socket too. Every wait is bounded by the
+/// endpoint's timeout (reset by each piece of input).
+pub(crate) fn ws_live_stt(
+    open: impl Future<Output = Result<WsConn, LiveError>> + 'static,
+    feed: LiveFeed,
+    on_message: impl FnMut(Value) -> Result<Step<crate::stage::SttEvent>, LiveError> + 'static,
+) -> LocalBoxStream<'static, Result<crate::stage::SttEvent, LiveError>> {
+    use crate::stage::{SttEvent, SttInput};
+    use futures_util::future::Either;
+
+    struct State<H> {
+        conn: WsConn,
+        handle: H,
+        ready: VecDeque<Result<SttEvent, LiveError>>,
+        last: bool,
+        input: Option<crate::stage::SttInputStream>,
+        rate: u32,
+        append: Box<dyn Fn(String) -> Value>,
+        commit: Option<CommitFn>,
+        samples: u64,
+    }
+    opened(async move {
+        let conn = open.await?;
+        let state = State {
+            conn,
+            handle: on_message,
+            ready: VecDeque::new(),
+            last: false,
+            input: Some(feed.input),
+            rate: feed.rate,
+            append: feed.append,
+            commit: Some(feed.commit),
+            samples: 0,
+        };
+        Ok(stream::unfold(Some(state), |state| async move {
+            let mut st = state?;
+            loop {
+                if let Some(item) = st.ready.pop_front() {
+                    return Some((item, Some(st)));
+                }
+                if st.last {
+                    st.conn.close().await;
+                    return None;
+                }
+                let next = match st.input.as_mut() {
+                    Some(input) => {
+                        let msg = std::pin::pin!(st.conn.next_json());
+                        match futures_util::future::select(input.next(), msg).await {
+                            Either::Left((item, _)) => Either::Left(item),
+                            Either::Right((msg, _)) => Either::Right(msg),
+                        }
+                    }
+                    None => Either::Right(st.conn.next_json().await),
+                };
+                let v = match next {
+                    Either::Left(Some(SttInput::Audio(audio))) => {
+                        st.samples += audio.len() as u64;
+                        let append = &st.append;
+                        st.conn.send_audio(&audio, st.rate, append);
+                        continue;
+                    }
+                    Either::Left(Some(SttInput::Commit)) => {
+                        st.input = None;
+                        if let Some(commit) = st.commit.take() {
+                            if !commit(&mut st.conn, st.samples) {
+                                st.ready.push_back(Ok(SttEvent::Final {
+                                    text: String::new(),
+                                    input_tokens: 0,
+                                    output_tokens: 0,
+                                }));
+                                st.last = true;
+                            }
+                        }
+                        continue;
+                    }
+                    Either::Left(None) => {
+                        st.conn.close().await;
+                        return Some((Err(crate::stage::cancelled()), None));
+                    }
+                    Either::Right(None) => return None,
+                    Either::Right(Some(Err(e))) => {
+                        st.conn.close().await;
+                        return Some((Err(e), None));
+                    }
+                    Either::Right(Some(Ok(v))) => v,
+                };
+                match (st.handle)(v) {
+                    Ok(Step::Skip) => {}
+                    Ok(Step::Yield(t)) => st.ready.push_back(Ok(t)),
+                    Ok(Step::Last(t)) => {
+                        st.ready.push_back(Ok(t));
+                        st.last = true;
+                    }
+                    Ok(Step::YieldThenLast(a, b)) => {
+                        st.ready.extend([Ok(a), Ok(b)]);
+                        st.last = true;
+                    }
+                    Err(e) => {
+                        st.ready.push_back(Err(e));
+                        st.last = true;
+                    }
+                }
+            }
+        })
+        .boxed_local())
+    })
+}

@@ -1,7 +1,9 @@
 //! [`ElevenLabsRealtimeStt`]: ElevenLabs' realtime speech-to-text WebSocket,
 //! `wss://api.elevenlabs.io/v1/speech-to-text/realtime?model_id=scribe_v2_realtime&audio_format=pcm_16000&commit_strategy=manual`.
 //!
-//! One session per utterance:
+//! One session per utterance, opened when the turn starts (audio is appended as the user
+//! speaks, [`Stt::transcribe_live`]) or at its end with the whole utterance
+//! ([`Stt::transcribe`]):
 //!
 //! ```text
 //! < session_started {session_id, config}
@@ -24,9 +26,9 @@ use serde_json::{json, Value};
 
 use super::{ELEVENLABS, PCM_RATES};
 use crate::http::{endpoint_builders, Endpoint};
-use crate::stage::{Stt, SttCapabilities, SttEvent};
+use crate::stage::{Stt, SttCapabilities, SttEvent, SttInputStream};
 use crate::streams::{nothing_said, text_of, SttStreamExt};
-use crate::ws::{query, ws_stream, Step};
+use crate::ws::{query, ws_live_stt, ws_stream, LiveFeed, Step, WsConn};
 
 /// The message types that are errors (each `{message_type, error}`).
 const ERRORS: [&str; 14] = [
@@ -126,25 +128,65 @@ impl Stt for ElevenLabsRealtimeStt {
         if audio.is_empty() {
             return nothing_said();
         }
-        let me = self.clone();
         let rate = self.rate;
+        let open = self.connect();
         let open = async move {
-            let mut conn = me.ep.ws_connect(&me.url()).await?;
-            let chunk = |b64: String, commit: bool| {
-                json!({
-                    "message_type": "input_audio_chunk",
-                    "audio_base_64": b64,
-                    "commit": commit,
-                    "sample_rate": rate,
-                })
-            };
-            conn.send_audio(&audio, rate, |b64| chunk(b64, false));
-            conn.send_json(&chunk(String::new(), true));
+            let mut conn = open.await?;
+            conn.send_audio(&audio, rate, |b64| chunk(b64, false, rate));
+            conn.send_json(&chunk(String::new(), true, rate));
             Ok(conn)
         };
+        ws_stream(open, self.on_message()).ended_with_final(self.ep.clone())
+    }
+
+    fn streams_input(&self) -> bool {
+        true
+    }
+
+    fn transcribe_live(
+        &self,
+        input: SttInputStream,
+    ) -> LocalBoxStream<'static, Result<SttEvent, LiveError>> {
+        let rate = self.rate;
+        let feed = LiveFeed {
+            input,
+            rate,
+            append: Box::new(move |b64| chunk(b64, false, rate)),
+            commit: Box::new(move |conn, samples| {
+                if samples == 0 {
+                    return false;
+                }
+                conn.send_json(&chunk(String::new(), true, rate));
+                true
+            }),
+        };
+        ws_live_stt(self.connect(), feed, self.on_message()).ended_with_final(self.ep.clone())
+    }
+}
+
+/// One `input_audio_chunk`.
+fn chunk(b64: String, commit: bool, rate: u32) -> Value {
+    json!({
+        "message_type": "input_audio_chunk",
+        "audio_base_64": b64,
+        "commit": commit,
+        "sample_rate": rate,
+    })
+}
+
+impl ElevenLabsRealtimeStt {
+    /// Opens the session.
+    fn connect(&self) -> impl std::future::Future<Output = Result<WsConn, LiveError>> + 'static {
+        let me = self.clone();
+        async move { me.ep.ws_connect(&me.url()).await }
+    }
+
+    /// What each server message means to one session (partials replace each other: the
+    /// handler yields what each adds).
+    fn on_message(&self) -> impl FnMut(Value) -> Result<Step<SttEvent>, LiveError> + 'static {
         let ep = self.ep.clone();
         let mut said = String::new();
-        ws_stream(open, move |v| {
+        move |v| {
             let kind = v.get("message_type").and_then(Value::as_str).unwrap_or("");
             Ok(match kind {
                 "partial_transcript" => {
@@ -175,7 +217,6 @@ impl Stt for ElevenLabsRealtimeStt {
                 }
                 _ => Step::Skip,
             })
-        })
-        .ended_with_final(self.ep.clone())
+        }
     }
 }

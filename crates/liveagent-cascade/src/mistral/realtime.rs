@@ -1,7 +1,9 @@
 //! [`MistralRealtimeStt`]: Mistral's realtime transcription WebSocket,
 //! `wss://api.mistral.ai/v1/audio/transcriptions/realtime?model=voxtral-mini-transcribe-realtime-2602`.
 //!
-//! One session per utterance:
+//! One session per utterance, opened when the turn starts (audio is appended as the user
+//! speaks, [`Stt::transcribe_live`]) or at its end with the whole utterance
+//! ([`Stt::transcribe`]):
 //!
 //! ```text
 //! < session.created {session}
@@ -25,9 +27,9 @@ use serde_json::{json, Value};
 
 use super::MISTRAL;
 use crate::http::{endpoint_builders, Endpoint};
-use crate::stage::{Stt, SttCapabilities, SttEvent};
+use crate::stage::{Stt, SttCapabilities, SttEvent, SttInputStream};
 use crate::streams::{final_transcript, nothing_said, SttStreamExt};
-use crate::ws::{query, ws_stream, Step};
+use crate::ws::{query, ws_live_stt, ws_stream, LiveFeed, Step, WsConn};
 
 /// Voxtral realtime transcription (`voxtral-mini-transcribe-realtime-2602`...): partial
 /// transcripts over a WebSocket as the audio streams in, PCM16 at 16 kHz.
@@ -103,33 +105,76 @@ impl Stt for MistralRealtimeStt {
         if audio.is_empty() {
             return nothing_said();
         }
-        let me = self.clone();
+        let rate = self.rate;
+        let open = self.connect();
         let open = async move {
+            let mut conn = open.await?;
+            conn.send_audio(&audio, rate, append);
+            commit(&mut conn);
+            Ok(conn)
+        };
+        ws_stream(open, on_message).ended_with_final(self.ep.clone())
+    }
+
+    fn streams_input(&self) -> bool {
+        true
+    }
+
+    fn transcribe_live(
+        &self,
+        input: SttInputStream,
+    ) -> LocalBoxStream<'static, Result<SttEvent, LiveError>> {
+        let feed = LiveFeed {
+            input,
+            rate: self.rate,
+            append: Box::new(append),
+            commit: Box::new(|conn, samples| {
+                if samples == 0 {
+                    return false;
+                }
+                commit(conn);
+                true
+            }),
+        };
+        ws_live_stt(self.connect(), feed, on_message).ended_with_final(self.ep.clone())
+    }
+}
+
+impl MistralRealtimeStt {
+    /// Opens the session and queues its `session.update`.
+    fn connect(&self) -> impl std::future::Future<Output = Result<WsConn, LiveError>> + 'static {
+        let me = self.clone();
+        async move {
             let path = format!(
                 "/v1/audio/transcriptions/realtime?{}",
                 query(&[("model", &me.model)])
             );
             let mut conn = me.ep.ws_connect(&me.ep.ws_url(&path)).await?;
             conn.send_json(&me.session_update());
-            conn.send_audio(
-                &audio,
-                me.rate,
-                |b64| json!({"type": "input_audio.append", "audio": b64}),
-            );
-            conn.send_json(&json!({"type": "input_audio.flush"}));
-            conn.send_json(&json!({"type": "input_audio.end"}));
             Ok(conn)
-        };
-        ws_stream(open, |v| {
-            Ok(match v.get("type").and_then(Value::as_str) {
-                Some("transcription.text.delta") => match v.get("text").and_then(Value::as_str) {
-                    Some(t) if !t.is_empty() => Step::Yield(SttEvent::Partial(t.to_owned())),
-                    _ => Step::Skip,
-                },
-                Some("transcription.done") => Step::Last(final_transcript(&v, "text")),
-                _ => Step::Skip,
-            })
-        })
-        .ended_with_final(self.ep.clone())
+        }
     }
+}
+
+/// One `input_audio.append`.
+fn append(b64: String) -> Value {
+    json!({"type": "input_audio.append", "audio": b64})
+}
+
+/// Ends the utterance: `input_audio.flush` then `input_audio.end`.
+fn commit(conn: &mut WsConn) {
+    conn.send_json(&json!({"type": "input_audio.flush"}));
+    conn.send_json(&json!({"type": "input_audio.end"}));
+}
+
+/// What one server event means to the stage.
+fn on_message(v: Value) -> Result<Step<SttEvent>, LiveError> {
+    Ok(match v.get("type").and_then(Value::as_str) {
+        Some("transcription.text.delta") => match v.get("text").and_then(Value::as_str) {
+            Some(t) if !t.is_empty() => Step::Yield(SttEvent::Partial(t.to_owned())),
+            _ => Step::Skip,
+        },
+        Some("transcription.done") => Step::Last(final_transcript(&v, "text")),
+        _ => Step::Skip,
+    })
 }

@@ -2,7 +2,9 @@
 //! `wss://api.openai.com/v1/realtime?intent=transcription` (no `model` on the URL: that
 //! URL would open a conversation session, which rejects the transcription update).
 //!
-//! One session per utterance:
+//! One session per utterance, opened when the turn starts (audio is appended as the user
+//! speaks, [`Stt::transcribe_live`]) or at its end with the whole utterance
+//! ([`Stt::transcribe`]):
 //!
 //! ```text
 //! > session.update {session: {type: "transcription", audio: {input: {format: audio/pcm 24 kHz,
@@ -25,9 +27,9 @@ use serde_json::{json, Value};
 
 use super::OPENAI;
 use crate::http::{endpoint_builders, Endpoint};
-use crate::stage::{Stt, SttCapabilities, SttEvent};
+use crate::stage::{Stt, SttCapabilities, SttEvent, SttInputStream};
 use crate::streams::{nothing_said, text_of, usage, SttStreamExt};
-use crate::ws::{ws_stream, Step};
+use crate::ws::{ws_live_stt, ws_stream, LiveFeed, Step, WsConn};
 
 /// The session's input rate (`audio/pcm` is 24 kHz only).
 const RATE: u32 = 24_000;
@@ -115,41 +117,81 @@ impl Stt for OpenAiRealtimeStt {
         &self,
         audio: Arc<[i16]>,
     ) -> LocalBoxStream<'static, Result<SttEvent, LiveError>> {
-        if audio.len() < RATE as usize / 10 {
+        if audio.len() < MIN_COMMIT {
             // The API refuses to commit less than 100 ms; nothing was said.
             return nothing_said();
         }
-        let me = self.clone();
+        let open = self.connect();
         let open = async move {
-            let url = me.ep.ws_url("/realtime?intent=transcription");
-            let mut conn = me.ep.ws_connect(&url).await?;
-            conn.send_json(&me.session_update());
-            conn.send_audio(
-                &audio,
-                RATE,
-                |b64| json!({"type": "input_audio_buffer.append", "audio": b64}),
-            );
+            let mut conn = open.await?;
+            conn.send_audio(&audio, RATE, append);
             conn.send_json(&json!({"type": "input_audio_buffer.commit"}));
             Ok(conn)
         };
-        ws_stream(open, |v| {
-            Ok(match v.get("type").and_then(Value::as_str) {
-                Some("conversation.item.input_audio_transcription.delta") => {
-                    match v.get("delta").and_then(Value::as_str) {
-                        Some(d) if !d.is_empty() => Step::Yield(SttEvent::Partial(d.to_owned())),
-                        _ => Step::Skip,
-                    }
-                }
-                Some("conversation.item.input_audio_transcription.completed") => {
-                    Step::Last(SttEvent::Final {
-                        text: text_of(&v, "transcript"),
-                        input_tokens: usage(&v, &["input_tokens"]),
-                        output_tokens: usage(&v, &["output_tokens"]),
-                    })
-                }
-                _ => Step::Skip,
-            })
-        })
-        .ended_with_final(self.ep.clone())
+        ws_stream(open, on_message).ended_with_final(self.ep.clone())
     }
+
+    fn streams_input(&self) -> bool {
+        true
+    }
+
+    fn transcribe_live(
+        &self,
+        input: SttInputStream,
+    ) -> LocalBoxStream<'static, Result<SttEvent, LiveError>> {
+        let feed = LiveFeed {
+            input,
+            rate: RATE,
+            append: Box::new(append),
+            commit: Box::new(|conn, samples| {
+                if samples < MIN_COMMIT as u64 {
+                    return false;
+                }
+                conn.send_json(&json!({"type": "input_audio_buffer.commit"}));
+                true
+            }),
+        };
+        ws_live_stt(self.connect(), feed, on_message).ended_with_final(self.ep.clone())
+    }
+}
+
+impl OpenAiRealtimeStt {
+    /// Opens the session and queues its `session.update`.
+    fn connect(&self) -> impl std::future::Future<Output = Result<WsConn, LiveError>> + 'static {
+        let me = self.clone();
+        async move {
+            let url = me.ep.ws_url("/realtime?intent=transcription");
+            let mut conn = me.ep.ws_connect(&url).await?;
+            conn.send_json(&me.session_update());
+            Ok(conn)
+        }
+    }
+}
+
+/// The least audio the API commits (100 ms).
+const MIN_COMMIT: usize = RATE as usize / 10;
+
+/// One `input_audio_buffer.append`.
+fn append(b64: String) -> Value {
+    json!({"type": "input_audio_buffer.append", "audio": b64})
+}
+
+/// What one server event means to the stage.
+fn on_message(v: Value) -> Result<Step<SttEvent>, LiveError> {
+    Ok(match v.get("type").and_then(Value::as_str) {
+        Some("conversation.item.input_audio_transcription.delta") => {
+            match v.get("delta").and_then(Value::as_str) {
+                Some(d) if !d.is_empty() => Step::Yield(SttEvent::Partial(d.to_owned())),
+                _ => Step::Skip,
+            }
+        }
+        Some("conversation.item.input_audio_transcription.completed") => {
+            Step::Last(SttEvent::Final {
+                text: text_of(&v, "transcript"),
+                input_tokens: usage(&v, &["input_tokens"]),
+                output_tokens: usage(&v, &["output_tokens"]),
+            })
+        }
+        _ => Step::Skip,
+    })
 }

@@ -1,0 +1,179 @@
+//! Live partial transcripts in cascade mode (issue 16): a streaming speech-to-text stage's
+//! session opens when the turn detector hears speech start and is fed the audio as it
+//! arrives, so partial transcripts reach the event stream while the user is still speaking.
+//!
+//! Through the public `LiveAgent` API against the local server's fakes (real sockets, real
+//! JSON, real audio). The order is made deterministic without timing: the test speaks a
+//! multi-second utterance with no trailing silence (so the turn cannot end), waits for a
+//! partial, and only then sends the silence that ends the turn. A one-shot STT (opened at
+//! turn end) can never pass the wait.
+
+use liveagent::cascade::elevenlabs::{ElevenLabsRealtimeStt, ElevenLabsStreamTts};
+use liveagent::cascade::{CascadeConfig, ChatLlm, Stt};
+use liveagent::{
+    AudioChunk, ControlCommand, LiveAgent, LiveEvent, RecordedAudio, ResponseStatus, SessionControl,
+};
+use liveagent_e2e::*;
+use liveagent_server::LocalServer;
+
+fn cascade(server: &LocalServer, stt: impl Stt) -> CascadeConfig {
+    let tts = ElevenLabsStreamTts::new("eleven_flash_v2_5", "JBFqnCBsd6RMkjVDRZzb")
+        .base_url(server.http_url())
+        .api_key("local-key");
+    CascadeConfig::new(
+        stt,
+        ChatLlm::new("gpt-4o-mini")
+            .base_url(format!("{}/v1", server.http_url()))
+            .api_key("local-key"),
+        tts,
+    )
+}
+
+/// Publishes `pcm` (24 kHz) as microphone audio in 100 ms chunks.
+async fn mic(run: &Run, pcm: &[i16]) {
+    for chunk in pcm.chunks(2400) {
+        run.conversation.publish(RecordedAudio {
+            audio: AudioChunk::new(chunk.to_vec(), 24_000),
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
+fn position(events: &[LiveEvent], f: impl Fn(&LiveEvent) -> bool) -> Option<usize> {
+    events.iter().position(f)
+}
+
+#[actix_rt::test]
+async fn partials_arrive_while_the_user_speaks() {
+    let server = server(None).await;
+    let stt = ElevenLabsRealtimeStt::new("scribe_v2_realtime")
+        .base_url(server.http_url())
+        .api_key("local-key");
+    let run = Run::start(
+        LiveAgent::builder("cascade")
+            .prompt("Repeat what you hear.")
+            .config(cascade(&server, stt)),
+    );
+    // A multi-second utterance, no silence after it: the turn stays open.
+    let long = speech_pcm(
+        "What is two plus three, and what is the weather like in Paris today?",
+        24_000,
+    );
+    assert!(long.len() > 2 * 24_000, "the utterance is multi-second");
+    mic(&run, &long).await;
+    run.wait_count(
+        "a partial transcript while speaking",
+        1,
+        |e| matches!(e, LiveEvent::InputTranscriptChunk(t) if !t.is_final),
+    )
+    .await;
+    assert_eq!(
+        run.count(|e| matches!(e, LiveEvent::SpeechStopped(_))),
+        0,
+        "{}",
+        run.summary()
+    );
+    // Now the silence that ends the turn.
+    mic(&run, &silence_pcm(1200, 24_000)).await;
+    run.wait_count(
+        "a completed response",
+        1,
+        |e| matches!(e, LiveEvent::ResponseDone(d) if d.status == ResponseStatus::Completed),
+    )
+    .await;
+
+    let events = run.events();
+    let started = position(&events, |e| matches!(e, LiveEvent::SpeechStarted(_)));
+    let partial = position(
+        &events,
+        |e| matches!(e, LiveEvent::InputTranscriptChunk(t) if !t.is_final),
+    );
+    let stopped = position(&events, |e| matches!(e, LiveEvent::SpeechStopped(_)));
+    let finals: Vec<String> = run.collect(|e| match e {
+        LiveEvent::InputTranscriptChunk(t) if t.is_final => Some(t.text.to_string()),
+        _ => None,
+    });
+    let (Some(started), Some(partial), Some(stopped)) = (started, partial, stopped) else {
+        panic!("missing turn events: {}", run.summary());
+    };
+    assert!(started < partial && partial < stopped, "{}", run.summary());
+    // One final transcript, of the whole utterance (the fake labels the speech it heard:
+    // the complete utterance is well over a second of speech).
+    assert_eq!(finals.len(), 1, "{finals:?}");
+    let secs: f64 = finals[0]
+        .trim_start_matches("[speech ")
+        .trim_end_matches(" s]")
+        .parse()
+        .unwrap_or_else(|_| panic!("a speech label: {finals:?}"));
+    assert!(
+        secs >= 2.0,
+        "the final covers the whole utterance: {finals:?}"
+    );
+    // The partials lead up to the final.
+    let partials: String = run
+        .collect(|e| match e {
+            LiveEvent::InputTranscriptChunk(t) if !t.is_final => Some(t.text.to_string()),
+            _ => None,
+        })
+        .concat();
+    assert!(
+        finals[0].starts_with(partials.trim()),
+        "{partials:?} {finals:?}"
+    );
+    // The audio went to the socket before the commit, in several chunks.
+    let frames: Vec<serde_json::Value> = server
+        .recording()
+        .iter()
+        .filter_map(|l| l.split_once("cascade ws <- ").map(|(_, j)| j.to_owned()))
+        .filter_map(|j| serde_json::from_str(&j).ok())
+        .filter(|v: &serde_json::Value| v["message_type"] == "input_audio_chunk")
+        .collect();
+    let commits = frames.iter().filter(|v| v["commit"] == true).count();
+    assert_eq!(commits, 1, "one commit");
+    assert!(
+        frames.len() > 10,
+        "audio streamed in pieces: {}",
+        frames.len()
+    );
+    assert_eq!(frames.last().map(|v| v["commit"] == true), Some(true));
+    server.stop().await;
+}
+
+/// Clearing the input mid-turn closes the streaming session with a typed error on the
+/// event stream (`cancelled`), and the next turn is transcribed normally.
+#[actix_rt::test]
+async fn clearing_the_input_cancels_the_live_session() {
+    let server = server(None).await;
+    let stt = ElevenLabsRealtimeStt::new("scribe_v2_realtime")
+        .base_url(server.http_url())
+        .api_key("local-key");
+    let run = Run::start(
+        LiveAgent::builder("cascade")
+            .prompt("Repeat what you hear.")
+            .config(cascade(&server, stt)),
+    );
+    mic(&run, question()).await;
+    run.wait_count(
+        "a partial transcript while speaking",
+        1,
+        |e| matches!(e, LiveEvent::InputTranscriptChunk(t) if !t.is_final),
+    )
+    .await;
+    run.conversation.publish(SessionControl {
+        command: ControlCommand::ClearInput,
+    });
+    run.wait_count("the cancelled error", 1, |e| {
+        matches!(e, LiveEvent::ErrorEvent(err) if err.error.code.as_deref() == Some("cancelled"))
+    })
+    .await;
+    run.speak(question()).await;
+    run.wait_count(
+        "a completed response",
+        1,
+        |e| matches!(e, LiveEvent::ResponseDone(d) if d.status == ResponseStatus::Completed),
+    )
+    .await;
+    let finals = run.count(|e| matches!(e, LiveEvent::InputTranscriptChunk(t) if t.is_final));
+    assert_eq!(finals, 1, "{}", run.summary());
+    server.stop().await;
+}
