@@ -209,11 +209,21 @@ async fn barge_in_cuts_the_history_to_what_was_heard() {
         |e| matches!(e, LiveEvent::PlaybackStopped(p) if p.interrupted),
     )
     .await;
-    run.wait_count(
-        "second answer",
-        1,
-        |e| matches!(e, LiveEvent::ResponseDone(d) if d.status == ResponseStatus::Completed),
-    )
+    // The first answer may have completed (synthesized, only playing) before the user
+    // spoke: wait for the second response's own end.
+    run.wait_count("second response", 2, |e| {
+        matches!(e, LiveEvent::ResponseStarted(_))
+    })
+    .await;
+    let second = run.collect(|e| match e {
+        LiveEvent::ResponseStarted(s) => Some(s.response_id.clone()),
+        _ => None,
+    })[1]
+        .clone();
+    run.wait_count("second answer", 1, |e| {
+        matches!(e, LiveEvent::ResponseDone(d)
+            if d.response_id == second && d.status == ResponseStatus::Completed)
+    })
     .await;
     let requests = chat_requests(&server);
     assert_eq!(requests.len(), 2, "{}", run.summary());
