@@ -19,12 +19,12 @@
 //!
 //! History is Chat Completions messages. After a barge-in the interrupted assistant
 //! message is cut to the text that was synthesized, and then, when the player reports
-//! how much it played ([`PlaybackStopped`]), to the text actually heard.
+//! how much it played ([`PlaybackStopped`](liveagent_core::PlaybackStopped)), to the text actually heard.
 //!
-//! The state machine is split by concern: [`input`] (microphone audio, turn detection,
-//! speech-to-text), [`response`] (LLM rounds, tool calls, the end of a response),
-//! [`speech`] (text-to-speech of the answer, piece by piece, in order) and [`interrupt`]
-//! (barge-in, and the history cut to what was heard).
+//! The state machine is split by concern (private submodules): `input` (microphone
+//! audio, turn detection, speech-to-text), `response` (LLM rounds, tool calls, the end of
+//! a response), `speech` (text-to-speech of the answer, piece by piece, in order) and
+//! `interrupt` (barge-in, and the history cut to what was heard).
 
 mod input;
 mod interrupt;
