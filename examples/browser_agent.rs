@@ -52,6 +52,8 @@ async fn main() -> anyhow::Result<()> {
     let mount = transport.clone();
     let server = HttpServer::new(move || actix_web::App::new().configure(mount.configure()))
         .workers(1)
+        // Small audio frames every 20 ms: no Nagle delays (see docs/transports.md).
+        .tcp_nodelay(true)
         .disable_signals()
         .bind(("127.0.0.1", port_arg(8080)))?;
     let addr = server.addrs()[0];

@@ -101,6 +101,10 @@ enum Cmd {
         /// The cores of the load generator and the local server (comma-separated).
         #[arg(long, default_value = "1")]
         load_cpus: String,
+        /// Leave Nagle's algorithm on (the OS default) on the pages' sockets and the app's
+        /// accepted sockets, as runs before TCP_NODELAY was set did (for comparison).
+        #[arg(long)]
+        nagle: bool,
     },
     /// The app under test of `transport-scale` (started by it).
     #[command(hide = true)]
@@ -111,6 +115,8 @@ enum Cmd {
         sessions: usize,
         #[arg(long)]
         cpu: Option<usize>,
+        #[arg(long)]
+        nagle: bool,
     },
     /// N conversations for a long time against a server injecting random faults (drops,
     /// silence, audio floods, late deltas, oversized transcripts, tool calls): the client's
@@ -151,6 +157,7 @@ fn main() -> anyhow::Result<()> {
         provider_url,
         sessions,
         cpu,
+        nagle,
     } = args.cmd
     {
         // Pin before the runtime starts its threads: they inherit the mask.
@@ -161,6 +168,7 @@ fn main() -> anyhow::Result<()> {
             provider_url,
             sessions,
             cpu,
+            nagle,
         ));
     }
     let server_bin = common::server_bin(args.server_bin)?;
@@ -189,7 +197,10 @@ fn main() -> anyhow::Result<()> {
                 secs,
                 app_cpu,
                 load_cpus,
-            } => transport_scale::run(server_bin, sessions, secs, app_cpu, load_cpus).await?,
+                nagle,
+            } => {
+                transport_scale::run(server_bin, sessions, secs, app_cpu, load_cpus, nagle).await?
+            }
             Cmd::TransportApp { .. } => unreachable!("handled above"),
             Cmd::Soak {
                 conversations,

@@ -51,6 +51,7 @@ pub async fn run(server_bin: std::path::PathBuf, sessions: usize, secs: u64) -> 
     let mount = transport.clone();
     let http = HttpServer::new(move || App::new().configure(mount.configure()))
         .workers(1)
+        .tcp_nodelay(true)
         .disable_signals()
         .bind(("127.0.0.1", 0))?;
     let addr = http.addrs()[0];
@@ -77,7 +78,7 @@ pub async fn run(server_bin: std::path::PathBuf, sessions: usize, secs: u64) -> 
         tasks.push(actix::spawn(async move {
             // Stagger the starts over a second.
             tokio::time::sleep(Duration::from_millis((i as u64 * 1000) / sessions.max(1) as u64)).await;
-            let Ok((_, mut ws)) = awc::Client::new().ws(url).max_frame_size(1 << 20).connect().await else {
+            let Ok((_, mut ws)) = crate::transport_scale::page_client(false).ws(url).max_frame_size(1 << 20).connect().await else {
                 failed.fetch_add(1, Ordering::Relaxed);
                 return;
             };

@@ -12,6 +12,8 @@ pub async fn serve(agent: LiveAgent, port: u16) -> anyhow::Result<()> {
     let mount = transport.clone();
     let server = HttpServer::new(move || App::new().configure(mount.configure()))
         .workers(1)
+        // Small audio frames every 20 ms: no Nagle delays (see docs/transports.md).
+        .tcp_nodelay(true)
         .disable_signals()
         .bind(("127.0.0.1", port))?;
     let addr = server.addrs()[0];

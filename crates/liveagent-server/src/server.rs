@@ -171,6 +171,9 @@ impl LocalServer {
                             .configure(routes)
                     })
                     .on_connect(crate::guard::on_connect(shared.clone()))
+                    // Realtime audio is a stream of small frames: no Nagle delays, like the
+                    // providers' servers.
+                    .tcp_nodelay(true)
                     .workers(workers)
                     .disable_signals()
                     .shutdown_timeout(1)

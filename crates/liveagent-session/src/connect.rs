@@ -3,14 +3,38 @@
 use std::time::Duration;
 
 use actix_codec::Framed;
+use actix_service::{Service, ServiceExt as _};
+use actix_tls::connect::{ConnectError, ConnectInfo, Connection, ConnectorService};
 use awc::error::WsClientError;
+use awc::http::Uri;
 use awc::http::{StatusCode, Version};
 use awc::ws::Codec;
 use awc::BoxedSocket;
 use liveagent_core::{ConnectRequest, ErrorKind, LiveError};
+use tokio::net::TcpStream;
 
 /// An open provider connection.
 pub(crate) type WsFramed = Framed<BoxedSocket, Codec>;
+
+/// A TCP connector that turns Nagle's algorithm off on every connection it opens
+/// (`TCP_NODELAY`).
+///
+/// A realtime session writes one small frame every 20-100 ms (a microphone chunk). With
+/// Nagle on, a frame written while the previous one is unacknowledged waits for that ACK,
+/// and the peer may delay its ACK by up to 40 ms (Linux's minimum delayed-ACK timeout;
+/// 200 ms elsewhere): audio then reaches the provider in bursts, late. Browsers and the
+/// providers' own SDKs set `TCP_NODELAY` for the same reason. awc's default connector
+/// leaves the OS default (Nagle on).
+pub(crate) fn nodelay_tcp_connector(
+) -> impl Service<ConnectInfo<Uri>, Response = Connection<Uri, TcpStream>, Error = ConnectError> + Clone
+{
+    ConnectorService::default().map(|conn: Connection<Uri, TcpStream>| {
+        if let Err(e) = conn.io_ref().set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY on the provider connection");
+        }
+        conn
+    })
+}
 
 /// Opens the WebSocket described by `request` within `timeout`.
 pub(crate) async fn connect(
@@ -23,6 +47,7 @@ pub(crate) async fn connect(
     let client = awc::Client::builder()
         .connector(
             awc::Connector::new()
+                .connector(nodelay_tcp_connector())
                 .max_http_version(Version::HTTP_11)
                 .timeout(timeout),
         )

@@ -18,6 +18,7 @@
 //! let phone = TwilioTransport::new(agent).path("/twilio/");
 //! let (b, p) = (browser.clone(), phone.clone());
 //! let server = HttpServer::new(move || App::new().configure(b.configure()).configure(p.configure()))
+//!     .tcp_nodelay(true) // audio frames go out as they come (no Nagle delay)
 //!     .bind(("127.0.0.1", 8080))?
 //!     .disable_signals()
 //!     .run();

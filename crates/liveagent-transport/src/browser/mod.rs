@@ -49,6 +49,7 @@ const WORKLET_JS: &str = include_str!("page/worklet.js");
 /// let browser = BrowserTransport::new(agent).path("/talk/");
 /// let mount = browser.clone();
 /// HttpServer::new(move || App::new().configure(mount.configure()))
+///     .tcp_nodelay(true) // audio frames go out as they come (no Nagle delay)
 ///     .bind(("127.0.0.1", 8080))?
 ///     .run()
 ///     .await?;

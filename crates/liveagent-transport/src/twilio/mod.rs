@@ -65,6 +65,7 @@ type DtmfHook = Arc<dyn Fn(&str, &ConversationContext) + Send + Sync>;
 ///     .auth_token(std::env::var("TWILIO_AUTH_TOKEN")?);
 /// let mount = phone.clone();
 /// HttpServer::new(move || App::new().configure(mount.configure()))
+///     .tcp_nodelay(true) // audio frames go out as they come (no Nagle delay)
 ///     .bind(("127.0.0.1", 8080))?
 ///     .run()
 ///     .await?;
