@@ -25,6 +25,7 @@
 #                                by liveagent and by AG2's cascade mode side by side
 #
 # `scripts/bench.sh cascade` runs only the cascade benchmark and its AG2 side by side (~2 min).
+# `scripts/bench.sh barge-in` runs only the barge-in benchmarks (~3 min, needs PulseAudio).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -102,6 +103,46 @@ transport_bench() {
   fi
 }
 
+# A private PulseAudio with null sinks "mic" (its monitor is the microphone) and "spk" (the
+# speaker), ALSA's default routed to it (the recipe of shared/audio/pulse-null-sinks.sh).
+start_pulse() {
+  command -v pulseaudio >/dev/null && command -v paplay >/dev/null || return 1
+  PULSE_DIR=$(mktemp -d /tmp/pulse-bench.XXXX)
+  export XDG_RUNTIME_DIR=$PULSE_DIR/run HOME=$PULSE_DIR/home
+  mkdir -p -m 700 "$XDG_RUNTIME_DIR"; mkdir -p "$HOME"
+  pulseaudio -n --daemonize=yes --exit-idle-time=-1 --log-target="file:$PULSE_DIR/pa.log" \
+    -L module-native-protocol-unix \
+    -L "module-null-sink sink_name=spk rate=24000 channels=1 format=s16le" \
+    -L "module-null-sink sink_name=mic rate=24000 channels=1 format=s16le" || return 1
+  trap 'pulseaudio --kill >/dev/null 2>&1 || true' EXIT
+  for _ in $(seq 50); do pactl info >/dev/null 2>&1 && break; sleep 0.1; done
+  export PULSE_SOURCE=mic.monitor PULSE_SINK=spk
+  arecord -q -d 1 -f S16_LE -r 24000 -c 1 -t raw /dev/null 2>/dev/null || true
+}
+
+# Barge-in on the real cpal path with the player's default (adaptive) device buffer, and the
+# host's default buffer for comparison; underruns are counted in the same runs.
+# `scripts/bench.sh barge-in` runs only this (~3 min with BARGE_TRIALS=20; needs PulseAudio).
+bargein_bench() {
+  echo "== barge-in, default settings (adaptive device buffer; cpal player + recorder on the PulseAudio null sinks, speech played into mic)"
+  run "$BENCH" barge-in --trials "$BARGE_TRIALS" || true
+  echo "== barge-in with the host's default device buffer (the old default), for comparison"
+  run "$BENCH" barge-in --trials "$BARGE_TRIALS" --host-buffer || true
+}
+
+if [ "$ONLY" = barge-in ]; then
+  if start_pulse; then
+    bargein_bench
+  else
+    echo "== barge-in needs pulseaudio, pulseaudio-utils and libasound2-plugins (scripts/setup.sh)"
+  fi
+  echo
+  echo "== summary"
+  grep '^RESULT' "$LOG" || true
+  rm -f "$LOG"
+  exit 0
+fi
+
 if [ "$ONLY" = transport ]; then
   transport_bench
   echo
@@ -123,23 +164,6 @@ fi
 echo "== added latency, WavSink (no audio device needed)"
 run "$BENCH" latency-out --sink wav --sessions "$LAT_SESSIONS" --secs "$LAT_SECS"
 
-# A private PulseAudio with null sinks "mic" (its monitor is the microphone) and "spk" (the
-# speaker), ALSA's default routed to it (the recipe of shared/audio/pulse-null-sinks.sh).
-start_pulse() {
-  command -v pulseaudio >/dev/null && command -v paplay >/dev/null || return 1
-  PULSE_DIR=$(mktemp -d /tmp/pulse-bench.XXXX)
-  export XDG_RUNTIME_DIR=$PULSE_DIR/run HOME=$PULSE_DIR/home
-  mkdir -p -m 700 "$XDG_RUNTIME_DIR"; mkdir -p "$HOME"
-  pulseaudio -n --daemonize=yes --exit-idle-time=-1 --log-target="file:$PULSE_DIR/pa.log" \
-    -L module-native-protocol-unix \
-    -L "module-null-sink sink_name=spk rate=24000 channels=1 format=s16le" \
-    -L "module-null-sink sink_name=mic rate=24000 channels=1 format=s16le" || return 1
-  trap 'pulseaudio --kill >/dev/null 2>&1 || true' EXIT
-  for _ in $(seq 50); do pactl info >/dev/null 2>&1 && break; sleep 0.1; done
-  export PULSE_SOURCE=mic.monitor PULSE_SINK=spk
-  arecord -q -d 1 -f S16_LE -r 24000 -c 1 -t raw /dev/null 2>/dev/null || true
-}
-
 if [ "${SKIP_AUDIO:-0}" != 1 ] && start_pulse; then
   echo "== added latency, SoundDevicePlayer (cpal -> ALSA -> PulseAudio null sink)"
   run "$BENCH" latency-out --sink device --sessions "$LAT_SESSIONS" --secs "$LAT_SECS" || true
@@ -147,10 +171,7 @@ if [ "${SKIP_AUDIO:-0}" != 1 ] && start_pulse; then
   run "$BENCH" latency-in --sessions "$LAT_SESSIONS" --secs "$LAT_SECS" || true
   echo "== the output device alone (bare cpal stream): period and reported output latency"
   run "$BENCH" device-latency --secs 3
-  echo "== barge-in (cpal player + recorder on the PulseAudio null sinks, speech played into mic)"
-  run "$BENCH" barge-in --trials "$BARGE_TRIALS" || true
-  echo "== barge-in with a 256-frame device buffer (SoundDevicePlayer::device_buffer_frames)"
-  run "$BENCH" barge-in --trials "$BARGE_TRIALS" --device-buffer-frames 256 || true
+  bargein_bench
 else
   echo "== skipping the audio-device benchmarks (SKIP_AUDIO=1 or no pulseaudio/paplay)"
 fi

@@ -36,6 +36,9 @@ pub struct OpenedDevice {
     pub name: String,
     /// The stream's configuration.
     pub config: DeviceConfig,
+    /// Frames per device period (callback) in use, when the host says. For the player this
+    /// follows the adaptive device buffer as it grows.
+    pub buffer_frames: Option<u32>,
 }
 
 pub(crate) fn audio_err(msg: impl Into<String>) -> LiveError {

@@ -10,7 +10,10 @@
 //!   [`SynthesizedAudio`](liveagent_core::SynthesizedAudio) through a jitter buffer, stops
 //!   within one device period on [`Interrupted`](liveagent_core::Interrupted), and publishes
 //!   [`PlaybackStopped`](liveagent_core::PlaybackStopped) with the milliseconds of each item
-//!   that were really played (counted in the device callback).
+//!   that were really played (counted in the device callback). Its device buffer is
+//!   adaptive by default ([`DeviceBuffer`]): it opens the device with about 5 ms periods for a
+//!   fast barge-in, and grows them at the next pause after an underrun, which it reports as a
+//!   [`PlaybackUnderrun`](liveagent_core::PlaybackUnderrun) event.
 //! - [`WavSource`] / [`WavSink`]: the same two roles backed by WAV files, for headless runs
 //!   and tests. `WavSink` runs the player's own jitter-buffer and interruption logic.
 //! - Both players publish [`AudioPlaybackStarted`](liveagent_core::AudioPlaybackStarted)
@@ -46,7 +49,9 @@ use actix::Message;
 use liveagent_core::LiveError;
 
 pub mod convert;
+mod devbuf;
 mod device;
+mod output;
 mod playback;
 mod player;
 mod quiet;
@@ -56,6 +61,7 @@ mod wake;
 mod wav;
 
 pub use cpal::SampleFormat;
+pub use devbuf::DeviceBuffer;
 pub use device::{list_input_devices, list_output_devices, DeviceConfig, DeviceInfo, OpenedDevice};
 pub use playback::PlaybackStats;
 pub use player::{GetDevice, SoundDevicePlayer, SoundDevicePlayerBuilder};

@@ -68,6 +68,16 @@ pub(crate) struct Shared {
     pub(crate) underrun_frames: AtomicU64,
     pub(crate) renders: AtomicU64,
     pub(crate) xruns: AtomicU64,
+    /// Output callbacks that arrived after the audio buffered by the previous one had played
+    /// out (the device ran dry without reporting an xrun).
+    pub(crate) late_callbacks: AtomicU64,
+    /// Device underruns (xruns or late callbacks) while speech was playing: audible.
+    pub(crate) device_underruns: AtomicU64,
+    /// Set by the error callback on an xrun, cleared by the next output callback (so that
+    /// the late callback after an xrun is not counted twice).
+    pub(crate) xrun_flag: AtomicBool,
+    /// The last output callback handed audio (not only silence) to the device.
+    pub(crate) last_audible: AtomicBool,
     lost_reports: AtomicU64,
     cur_seq: AtomicU64,
     cur_frames: AtomicU64,
@@ -89,6 +99,10 @@ impl Shared {
             underrun_frames: AtomicU64::new(0),
             renders: AtomicU64::new(0),
             xruns: AtomicU64::new(0),
+            late_callbacks: AtomicU64::new(0),
+            device_underruns: AtomicU64::new(0),
+            xrun_flag: AtomicBool::new(false),
+            last_audible: AtomicBool::new(false),
             lost_reports: AtomicU64::new(0),
             cur_seq: AtomicU64::new(0),
             cur_frames: AtomicU64::new(0),
@@ -302,8 +316,20 @@ pub struct PlaybackStats {
     pub underruns: u64,
     /// Milliseconds of silence inserted by those underruns.
     pub underrun_ms: u64,
-    /// Xruns the audio device reported (its own buffer ran empty).
+    /// Xruns the audio device reported (its own buffer ran empty), with or without speech
+    /// playing.
     pub device_xruns: u64,
+    /// Output callbacks that came after the audio buffered by the previous one had played
+    /// out (the device ran dry without an xrun report), with or without speech playing.
+    pub late_callbacks: u64,
+    /// Device underruns while speech was playing (an xrun or a late callback right after a
+    /// period that held audio): the glitches a listener can hear, and what makes the
+    /// adaptive device buffer grow. Reported as `PlaybackUnderrun { kind: Device }`.
+    pub device_underruns: u64,
+    /// Frames per device period in use now (0: the host's default, size unknown).
+    pub device_buffer_frames: u32,
+    /// Times the adaptive device buffer grew (the output stream was rebuilt).
+    pub device_buffer_resizes: u64,
     /// Render periods (audio callbacks) so far.
     pub periods: u64,
     /// Milliseconds of audio waiting to be played.
@@ -580,6 +606,14 @@ impl PlaybackQueue {
         }
     }
 
+    /// True when nothing is playing or waiting to play: no item is active, drying out or
+    /// being cut, and the rings are empty. A safe point to rebuild the output stream.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.queued_frames() == 0
+            && self.cut_wait.is_none()
+            && self.items.iter().all(|i| i.state == ItemState::Done)
+    }
+
     /// Frames waiting to be played (ring plus pending).
     fn queued_frames(&self) -> usize {
         self.samples.occupied_len() + self.pending_frames
@@ -829,6 +863,8 @@ impl PlaybackQueue {
         stats.underruns = s.underruns.load(Ordering::Relaxed);
         stats.underrun_ms = self.ms(s.underrun_frames.load(Ordering::Relaxed));
         stats.device_xruns = s.xruns.load(Ordering::Relaxed);
+        stats.late_callbacks = s.late_callbacks.load(Ordering::Relaxed);
+        stats.device_underruns = s.device_underruns.load(Ordering::Relaxed);
         stats.periods = s.renders.load(Ordering::Relaxed);
         stats.queued_ms = self.ms(self.queued_frames() as u64);
         stats

@@ -1,24 +1,18 @@
 //! [`SoundDevicePlayer`]: plays `SynthesizedAudio` on a speaker.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use cpal::traits::{DeviceTrait, StreamTrait};
-use cpal::{FromSample, SampleFormat, SizedSample};
+use cpal::SampleFormat;
 use liveagent_core::{
     ConversationContext, ErrorEvent, EventFilter, Interrupted, LiveError, LiveEvent, SubscriberId,
-    SynthesizedAudio,
+    SynthesizedAudio, UnderrunKind,
 };
 
-use crate::convert::upmix_from_mono;
-use crate::device::{
-    audio_err, cpal_err, find_device, resolve_config, stream_error_callback, DeviceConfig,
-    OpenedDevice, StreamThread, Watchdog,
-};
-use crate::playback::{
-    PlaybackQueue, QueueOptions, Renderer, Shared, DEFAULT_MAX_QUEUED_BEYOND_PREBUFFER,
-};
+use crate::devbuf::{BufferPlan, DeviceBuffer, UnderrunReporter};
+use crate::device::{OpenedDevice, Watchdog};
+use crate::output::{OutputCommand, OutputSetup, OutputThread, Resized};
+use crate::playback::{PlaybackQueue, QueueOptions, DEFAULT_MAX_QUEUED_BEYOND_PREBUFFER};
 use crate::{DeviceFailed, GetPlaybackStats, StopAudio};
 
 /// Builds and starts a [`SoundDevicePlayer`]; from [`SoundDevicePlayer::new`].
@@ -34,16 +28,27 @@ pub struct SoundDevicePlayerBuilder {
     channels: Option<u16>,
     format: Option<SampleFormat>,
     latency: usize,
-    period_frames: Option<u32>,
+    buffer: DeviceBuffer,
 }
 
 impl SoundDevicePlayerBuilder {
-    /// Asks the device for a fixed buffer of `frames` frames per callback instead of the
-    /// host's default. A smaller buffer makes the speaker go silent sooner after a barge-in
-    /// (the player cuts at the next callback, and what the device already holds still plays),
-    /// at the risk of underruns on a busy machine. Default: the host's choice.
+    /// Asks the device for a fixed buffer of `frames` frames per callback, never resized
+    /// (shorthand for `device_buffer(DeviceBuffer::Fixed(frames))`). A smaller buffer makes
+    /// the speaker go silent sooner after a barge-in (the player cuts at the next callback,
+    /// and what the device already holds still plays), at the risk of underruns on a busy
+    /// machine. Default: [`DeviceBuffer::Adaptive`], which starts small and grows after
+    /// underruns.
     pub fn device_buffer_frames(mut self, frames: u32) -> Self {
-        self.period_frames = Some(frames);
+        self.buffer = DeviceBuffer::Fixed(frames.max(1));
+        self
+    }
+
+    /// How to size the device buffer (default [`DeviceBuffer::Adaptive`]: about 5 ms per
+    /// period, doubled after each underrun during speech, up to about 40 ms). Underruns are
+    /// counted in [`PlaybackStats`](crate::PlaybackStats) and published as
+    /// [`PlaybackUnderrun`](liveagent_core::PlaybackUnderrun) events with every policy.
+    pub fn device_buffer(mut self, buffer: DeviceBuffer) -> Self {
+        self.buffer = buffer;
         self
     }
 
@@ -120,48 +125,32 @@ impl SoundDevicePlayerBuilder {
     pub fn start(self) -> Result<Addr<SoundDevicePlayer>, LiveError> {
         let ctx: Context<SoundDevicePlayer> = Context::new();
         let addr = ctx.address();
-        let device_name = self.device.clone();
-        let (rate, channels, format) = (self.rate, self.channels, self.format);
-        let period_frames = self.period_frames;
-        let source_rate = self.context.output_sample_rate();
-        let opts_template = QueueOptions {
-            output_rate: 0,
-            prebuffer: self.prebuffer,
-            ring: self.ring,
-            item_end: self.item_end,
-            cut_timeout: Duration::from_millis(500),
-            max_queued: self
-                .max_queue
-                .unwrap_or(self.prebuffer + DEFAULT_MAX_QUEUED_BEYOND_PREBUFFER),
+        let setup = OutputSetup {
+            device: self.device.clone(),
+            rate: self.rate,
+            channels: self.channels,
+            format: self.format,
+            buffer: self.buffer,
+            source_rate: self.context.output_sample_rate(),
+            queue: QueueOptions {
+                output_rate: 0,
+                prebuffer: self.prebuffer,
+                ring: self.ring,
+                item_end: self.item_end,
+                cut_timeout: Duration::from_millis(500),
+                max_queued: self
+                    .max_queue
+                    .unwrap_or(self.prebuffer + DEFAULT_MAX_QUEUED_BEYOND_PREBUFFER),
+            },
         };
-        let (tx, rx) = std::sync::mpsc::channel();
-        let err_addr = addr.clone();
-        let (thread, opened) = StreamThread::spawn("liveagent-player", move || {
-            let device = find_device(device_name.as_deref(), false)?;
-            let config = resolve_config(&device, false, rate, channels, format)?;
-            let name = device
-                .description()
-                .map(|d| d.name().to_owned())
-                .unwrap_or_else(|_| "?".into());
-            let opts = QueueOptions {
-                output_rate: config.sample_rate,
-                ..opts_template
-            };
-            let (queue, renderer) = PlaybackQueue::new(source_rate, opts)?;
-            let shared = queue.shared.clone();
-            let stream = build_output(&device, config, period_frames, renderer, shared, err_addr)?;
-            stream
-                .play()
-                .map_err(|e| cpal_err("cannot start the audio output", e))?;
-            let _ = tx.send(queue);
-            Ok((stream, OpenedDevice { name, config }))
-        })?;
-        let mut queue = rx
-            .recv()
-            .map_err(|_| audio_err("the audio thread ended while opening the device"))?;
+        let (thread, opened) = OutputThread::spawn(setup, addr.clone())?;
+        let mut queue = opened.queue;
         queue.measure_latency(self.latency);
-        tracing::info!(device = %opened.name, rate = opened.config.sample_rate,
-            channels = opened.config.channels, format = ?opened.config.sample_format, "audio output opened");
+        let device = opened.device;
+        tracing::info!(device = %device.name, rate = device.config.sample_rate,
+            channels = device.config.channels, format = ?device.config.sample_format,
+            buffer_frames = ?device.buffer_frames, adaptive = opened.plan.adaptive,
+            "audio output opened");
         // Subscribe before returning, so that audio published right after `start()` is seen.
         let filter = EventFilter::of::<SynthesizedAudio>().or::<Interrupted>();
         let sub = self.context.subscribe_with(
@@ -171,7 +160,12 @@ impl SoundDevicePlayerBuilder {
             context: self.context,
             queue,
             stream: Some(thread),
-            device: opened,
+            device,
+            growth: Growth {
+                requested: opened.plan.frames.unwrap_or(0),
+                ..Growth::default()
+            },
+            plan: opened.plan,
             watchdog: Watchdog::new(),
             sub: Some(sub),
         };
@@ -179,83 +173,22 @@ impl SoundDevicePlayerBuilder {
     }
 }
 
-fn build_output(
-    device: &cpal::Device,
-    config: DeviceConfig,
-    period_frames: Option<u32>,
-    renderer: Renderer,
-    shared: Arc<Shared>,
-    addr: Addr<SoundDevicePlayer>,
-) -> Result<cpal::Stream, LiveError> {
-    macro_rules! build {
-        ($t:ty) => {
-            build_typed::<$t>(device, config, period_frames, renderer, shared, addr)
-        };
-    }
-    match config.sample_format {
-        SampleFormat::I8 => build!(i8),
-        SampleFormat::I16 => build!(i16),
-        SampleFormat::I32 => build!(i32),
-        SampleFormat::I64 => build!(i64),
-        SampleFormat::U8 => build!(u8),
-        SampleFormat::U16 => build!(u16),
-        SampleFormat::U32 => build!(u32),
-        SampleFormat::U64 => build!(u64),
-        SampleFormat::F32 => build!(f32),
-        SampleFormat::F64 => build!(f64),
-        other => Err(audio_err(format!(
-            "unsupported output sample format {other:?}"
-        ))),
-    }
-}
-
-fn build_typed<T>(
-    device: &cpal::Device,
-    config: DeviceConfig,
-    period_frames: Option<u32>,
-    mut renderer: Renderer,
-    shared: Arc<Shared>,
-    addr: Addr<SoundDevicePlayer>,
-) -> Result<cpal::Stream, LiveError>
-where
-    T: SizedSample + FromSample<f32> + FromSample<i16> + Send + 'static,
-{
-    let channels = config.channels as usize;
-    // Preallocated: the callback never allocates.
-    let mut mono = vec![0f32; 16384];
-    let err_shared = shared.clone();
-    let stream_config = cpal::StreamConfig {
-        channels: config.channels,
-        sample_rate: config.sample_rate,
-        buffer_size: match period_frames {
-            Some(frames) => cpal::BufferSize::Fixed(frames),
-            None => cpal::BufferSize::Default,
-        },
-    };
-    device
-        .build_output_stream::<T, _, _>(
-            stream_config,
-            move |data: &mut [T], info: &cpal::OutputCallbackInfo| {
-                let mut cut = false;
-                for block in data.chunks_mut(mono.len() * channels) {
-                    let frames = block.len() / channels;
-                    let r = renderer.render(&mut mono[..frames]);
-                    cut |= r.cut;
-                    upmix_from_mono(&mono[..frames], channels, block);
-                }
-                if cut {
-                    let ts = info.timestamp();
-                    shared.mark_cut_silent(ts.playback.duration_since(ts.callback));
-                }
-            },
-            stream_error_callback("output", addr.recipient(), move || {
-                err_shared
-                    .xruns
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }),
-            None,
-        )
-        .map_err(|e| cpal_err("cannot open the audio output", e))
+/// The adaptive buffer's state in the actor.
+#[derive(Debug, Default)]
+struct Growth {
+    /// The period last asked of the host (hosts round it: ALSA's pulse plugin gives two
+    /// thirds of it, in three periods); growth doubles this, not the rounded figure.
+    requested: u32,
+    /// Device underruns seen so far.
+    seen: u64,
+    /// The period to grow to at the next pause.
+    pending: Option<u32>,
+    /// A rebuild was requested and not answered yet.
+    resizing: bool,
+    /// Streams rebuilt with a bigger buffer.
+    resizes: u64,
+    device_reports: UnderrunReporter,
+    starved_reports: UnderrunReporter,
 }
 
 /// Plays the conversation's `SynthesizedAudio` on a speaker, stops within one device period on
@@ -278,8 +211,10 @@ where
 pub struct SoundDevicePlayer {
     context: ConversationContext,
     queue: PlaybackQueue,
-    stream: Option<StreamThread>,
+    stream: Option<OutputThread>,
     device: OpenedDevice,
+    plan: BufferPlan,
+    growth: Growth,
     watchdog: Watchdog,
     sub: Option<SubscriberId>,
 }
@@ -299,7 +234,7 @@ impl SoundDevicePlayer {
             channels: None,
             format: None,
             latency: 0,
-            period_frames: None,
+            buffer: DeviceBuffer::default(),
         }
     }
 
@@ -320,6 +255,92 @@ impl SoundDevicePlayer {
         if let Some(dropped) = self.queue.take_dropped(now) {
             self.context.publish(dropped);
         }
+        self.adapt(now);
+    }
+
+    /// Counts device underruns, reports them, and grows the device buffer at a pause.
+    fn adapt(&mut self, now: Instant) {
+        let shared = &self.queue.shared;
+        let device = shared
+            .device_underruns
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let starved = shared.underruns.load(std::sync::atomic::Ordering::Relaxed);
+        let frames = self.device.buffer_frames.unwrap_or(0);
+        let rate = self.device.config.sample_rate;
+        if device > self.growth.seen {
+            self.growth.seen = device;
+            if self.growth.pending.is_none() && !self.growth.resizing {
+                self.growth.pending = self.plan.grow(self.growth.requested);
+            }
+        }
+        if let Some(ev) = self.growth.device_reports.report(
+            UnderrunKind::Device,
+            device,
+            now,
+            frames,
+            rate,
+            self.growth.pending,
+        ) {
+            tracing::warn!(count = ev.count, new = ev.new, buffer_frames = frames,
+                grow_to = ?ev.grow_to, "audio output underrun (the device ran dry during speech)");
+            self.context.publish(ev);
+        }
+        if let Some(ev) = self.growth.starved_reports.report(
+            UnderrunKind::Starved,
+            starved,
+            now,
+            frames,
+            rate,
+            None,
+        ) {
+            tracing::debug!(
+                count = ev.count,
+                new = ev.new,
+                "playback starved (audio arrived later than it plays)"
+            );
+            self.context.publish(ev);
+        }
+        if let Some(to) = self.growth.pending {
+            if !self.growth.resizing && self.queue.is_idle() {
+                let sent = self
+                    .stream
+                    .as_ref()
+                    .is_some_and(|s| s.send(OutputCommand::Resize(to)));
+                if sent {
+                    tracing::info!(from = frames, to, "growing the audio output buffer");
+                    self.growth.resizing = true;
+                }
+                self.growth.pending = None;
+            }
+        }
+    }
+}
+
+impl Handler<Resized> for SoundDevicePlayer {
+    type Result = ();
+    fn handle(&mut self, msg: Resized, _: &mut Context<Self>) {
+        self.growth.resizing = false;
+        match msg.error {
+            None => {
+                self.growth.resizes += 1;
+                self.growth.requested = msg.requested;
+                tracing::info!(requested = msg.requested, frames = ?msg.frames,
+                    "audio output buffer grown");
+            }
+            Some(e) => {
+                tracing::warn!(error = %e, requested = msg.requested,
+                    "cannot grow the audio output buffer; keeping the old size");
+                // Do not try again.
+                self.plan.max = self.growth.requested;
+            }
+        }
+        self.device.buffer_frames = msg.frames;
+        // Underruns counted while the rebuild was under way belong to the old size.
+        self.growth.seen = self
+            .queue
+            .shared
+            .device_underruns
+            .load(std::sync::atomic::Ordering::Relaxed);
     }
 }
 
@@ -362,7 +383,10 @@ impl Handler<LiveEvent> for SoundDevicePlayer {
 impl Handler<GetPlaybackStats> for SoundDevicePlayer {
     type Result = MessageResult<GetPlaybackStats>;
     fn handle(&mut self, _: GetPlaybackStats, _: &mut Context<Self>) -> Self::Result {
-        MessageResult(self.queue.stats())
+        let mut stats = self.queue.stats();
+        stats.device_buffer_frames = self.device.buffer_frames.unwrap_or(0);
+        stats.device_buffer_resizes = self.growth.resizes;
+        MessageResult(stats)
     }
 }
 

@@ -208,7 +208,15 @@ impl SoundDeviceRecorderBuilder {
                 .play()
                 .map_err(|e| cpal_err("cannot start the audio input", e))?;
             let _ = tx.send(cons);
-            Ok((stream, OpenedDevice { name, config }))
+            let buffer_frames = stream.buffer_size().ok();
+            Ok((
+                stream,
+                OpenedDevice {
+                    name,
+                    config,
+                    buffer_frames,
+                },
+            ))
         })?;
         let cons = rx
             .recv()

@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use liveagent::audio::{GetPlaybackStats, SoundDevicePlayer, SoundDeviceRecorder, StopAudio};
+use liveagent::audio::{
+    DeviceBuffer, GetDevice, GetPlaybackStats, SoundDevicePlayer, SoundDeviceRecorder, StopAudio,
+};
 use liveagent::{EventMiddleware, LiveEvent, SessionOptions};
 
 use crate::common::{self, out, ServerProcess};
@@ -31,11 +33,7 @@ impl EventMiddleware for SpeechStartedAt {
 
 /// Runs `trials` barge-ins; returns (speech-started -> silent, Interrupted handled -> silent)
 /// in microseconds, and the mean device period.
-pub async fn run(
-    server_bin: PathBuf,
-    trials: usize,
-    device_buffer_frames: Option<u32>,
-) -> anyhow::Result<()> {
+pub async fn run(server_bin: PathBuf, trials: usize, buffer: DeviceBuffer) -> anyhow::Result<()> {
     let scenario = common::long_say_scenario(trials * 2 + 10, 30_000)?;
     let server = ServerProcess::start(
         &server_bin,
@@ -63,11 +61,12 @@ pub async fn run(
         .build()?;
     let conv = agent.run()?;
     wait_ready(std::slice::from_ref(&conv), Duration::from_secs(20)).await?;
-    let mut player = SoundDevicePlayer::new(conv.context().clone());
-    if let Some(frames) = device_buffer_frames {
-        player = player.device_buffer_frames(frames);
-    }
-    let player = player
+    let mut underrun_events = conv
+        .context()
+        .stream()
+        .only::<liveagent::PlaybackUnderrun>();
+    let player = SoundDevicePlayer::new(conv.context().clone())
+        .device_buffer(buffer)
         .start()
         .context("cannot open the output device (run under scripts/bench.sh)")?;
     let mic = SoundDeviceRecorder::new(conv.context().clone())
@@ -88,6 +87,7 @@ pub async fn run(
 
     let mut to_silence = Vec::new();
     let mut handled_to_silence = Vec::new();
+    let start_frames = player.send(GetDevice).await?.buffer_frames;
     let t_start = Instant::now();
     let p_start = player.send(GetPlaybackStats).await?.periods;
     for trial in 0..trials {
@@ -150,7 +150,8 @@ pub async fn run(
             handled_to_silence.push(d.as_micros() as u32);
         }
     }
-    let periods = player.send(GetPlaybackStats).await?.periods - p_start;
+    let end = player.send(GetPlaybackStats).await?;
+    let periods = end.periods - p_start;
     let period_ms = t_start.elapsed().as_secs_f64() * 1000.0 / periods.max(1) as f64;
     let n = to_silence.len();
     let (p50, p99, max) = common::percentiles(&mut to_silence);
@@ -167,6 +168,31 @@ pub async fn run(
         common::ms(h50),
         common::ms(h99),
         common::ms(hmax)
+    ));
+    let mut events = (0u64, 0u64);
+    while let Ok(Some(ev)) = tokio::time::timeout(
+        Duration::from_millis(1),
+        futures_util::StreamExt::next(&mut underrun_events),
+    )
+    .await
+    {
+        match ev.kind {
+            liveagent::UnderrunKind::Device => events.0 += 1,
+            liveagent::UnderrunKind::Starved => events.1 += 1,
+        }
+    }
+    out(format!(
+        "RESULT barge-in underruns (same run, device buffer {buffer:?}): device_underruns_during_speech={} late_callbacks={} device_xruns={} starved={} PlaybackUnderrun_events_device={} PlaybackUnderrun_events_starved={} buffer_frames_start={} buffer_frames_end={} resizes={} played_ms={}",
+        end.device_underruns,
+        end.late_callbacks,
+        end.device_xruns,
+        end.underruns,
+        events.0,
+        events.1,
+        start_frames.map_or("host".into(), |f| f.to_string()),
+        end.device_buffer_frames,
+        end.device_buffer_resizes,
+        end.played_ms,
     ));
     let _ = mic.send(StopAudio).await;
     let _ = player.send(StopAudio).await;

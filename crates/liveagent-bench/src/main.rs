@@ -63,9 +63,14 @@ enum Cmd {
     BargeIn {
         #[arg(long, default_value_t = 20)]
         trials: usize,
-        /// Ask the output device for this many frames per callback (default: the host's).
-        #[arg(long)]
+        /// Ask the output device for this many frames per callback, fixed (default: the
+        /// player's adaptive buffer, which starts at about 5 ms and grows after underruns).
+        #[arg(long, conflicts_with = "host_buffer")]
         device_buffer_frames: Option<u32>,
+        /// Use the host's default device buffer (the player's default before the adaptive
+        /// buffer).
+        #[arg(long)]
+        host_buffer: bool,
     },
     /// The default output device's own period and reported output latency (bare cpal).
     DeviceLatency {
@@ -188,7 +193,15 @@ fn main() -> anyhow::Result<()> {
             Cmd::BargeIn {
                 trials,
                 device_buffer_frames,
-            } => bargein::run(server_bin, trials, device_buffer_frames).await?,
+                host_buffer,
+            } => {
+                let buffer = match (device_buffer_frames, host_buffer) {
+                    (Some(f), _) => liveagent::audio::DeviceBuffer::Fixed(f),
+                    (None, true) => liveagent::audio::DeviceBuffer::HostDefault,
+                    (None, false) => liveagent::audio::DeviceBuffer::default(),
+                };
+                bargein::run(server_bin, trials, buffer).await?
+            }
             Cmd::DeviceLatency { secs } => device::run(secs)?,
             Cmd::Transport { sessions, secs } => transport::run(server_bin, sessions, secs).await?,
             Cmd::Cascade { sessions, turns } => cascade::run(server_bin, sessions, turns).await?,

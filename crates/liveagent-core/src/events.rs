@@ -14,7 +14,7 @@
 //! | session → tool executor | [`ToolCallRequested`], [`ToolCallCancelled`] |
 //! | tool executor → session | [`ToolResult`] |
 //! | tools → everyone | [`ToolProgress`], [`HumanInputRequest`] (answered by [`HumanMessage`]), [`TaskStarted`] / [`TaskCompleted`] / [`TaskFailed`] (a handed-off agent) |
-//! | player → everyone | [`AudioPlaybackStarted`] |
+//! | player → everyone | [`AudioPlaybackStarted`], [`PlaybackUnderrun`] |
 //! | observers → everyone | [`ObserverStarted`], [`ObserverCompleted`], [`ObserverAlert`] |
 //! | application → session | [`UserText`], [`SessionControl`] |
 //! | anyone → everyone | [`ErrorEvent`], [`AudioDropped`], [`TextDropped`] |
@@ -137,6 +137,7 @@ events! {
     TaskCompleted: Control,
     TaskFailed: Control,
     ResumptionHandleUpdated: Control,
+    PlaybackUnderrun: Control,
 }
 
 impl actix::Message for LiveEvent {
@@ -683,6 +684,44 @@ pub struct AudioPlaybackStarted {
     pub item_id: Id,
     /// The response it belongs to, when named.
     pub response_id: Option<Id>,
+}
+
+/// Why the audio output ran dry (see [`PlaybackUnderrun`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnderrunKind {
+    /// The device's own buffer ran empty: the audio callback came too late (the device
+    /// reported an xrun, or a callback arrived after the audio buffered by the previous one
+    /// had played out). A bigger device buffer helps; the adaptive player grows it.
+    Device,
+    /// The player had nothing to play in the middle of an item: its audio arrived too late
+    /// (network or provider jitter larger than the prebuffer). A bigger device buffer does
+    /// not help; a bigger prebuffer does.
+    Starved,
+}
+
+/// The speaker ran dry: the user may have heard a glitch. Published by the player at most
+/// once a second per kind while it happens, with the running count.
+#[derive(Clone, Debug, Serialize)]
+pub struct PlaybackUnderrun {
+    /// Who reports it (`player`).
+    pub source: Arc<str>,
+    /// Device buffer underrun, or a starved queue.
+    pub kind: UnderrunKind,
+    /// Underruns of this kind since the player started.
+    pub count: u64,
+    /// Underruns of this kind since the previous report.
+    pub new: u64,
+    /// The device buffer in use when it happened: frames per device period (0 when the
+    /// host did not say).
+    pub buffer_frames: u32,
+    /// The device's sample rate (frames per second).
+    pub sample_rate: u32,
+    /// The adaptive device buffer grows to this period (frames asked of the host, which may
+    /// round it: ALSA's pulse plugin gives two thirds, in three periods) at the next pause
+    /// in playback; `None` when it does not grow (a fixed or host buffer, already at its
+    /// cap, or a starved queue).
+    pub grow_to: Option<u32>,
 }
 
 /// A tool asks a human a question mid-call (`ToolContext::input`); a [`HumanMessage`] with

@@ -239,6 +239,11 @@ impl PulseServer {
             .expect("parecord not found (apt-get install pulseaudio-utils)")
     }
 
+    /// The server's process id (to stall it with SIGSTOP/SIGCONT, as a loaded machine does).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the server now.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
