@@ -154,8 +154,15 @@ impl Endpoint {
         body: Vec<u8>,
     ) -> Result<(Body, String), LiveError> {
         let _ = rustls::crypto::ring::default_provider().install_default();
+        // One client (and pool) per request, its socket watched for the server's close so
+        // that a body cut short is an error (see `crate::cut`).
+        let eof = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let client = awc::Client::builder()
-            .connector(awc::Connector::new().timeout(self.timeout))
+            .connector(
+                awc::Connector::new()
+                    .connector(crate::cut::watched(eof.clone()))
+                    .timeout(self.timeout),
+            )
             .timeout(self.timeout.saturating_mul(60))
             .disable_redirects()
             .finish();
@@ -199,7 +206,15 @@ impl Endpoint {
                 .unwrap_or_default();
             return Err(self.http_error(status.as_u16(), &body));
         }
-        Ok((Box::pin(resp), ctype))
+        let headers = resp.headers();
+        let chunked = headers
+            .get("transfer-encoding")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+        let framed = resp.version() <= awc::http::Version::HTTP_11
+            && (chunked || headers.contains_key("content-length"));
+        let body: Body = Box::pin(resp);
+        Ok((Box::pin(crate::cut::CutBody::new(body, eof, framed)), ctype))
     }
 
     /// An error response as a typed error. Understands OpenAI's `{"error": {...}}`,

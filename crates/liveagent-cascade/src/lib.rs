@@ -35,8 +35,9 @@
 //!   and over their streaming WebSockets (OpenAI's realtime transcription session,
 //!   ElevenLabs' realtime STT and `stream-input` TTS, Mistral's realtime STT and TTS).
 //! - `http`: what every stage shares (the endpoint and its builder methods, errors,
-//!   multipart, WAV); `streams`: bodies and event streams; `ws`: the WebSocket stages'
-//!   connection and stream driver.
+//!   multipart, WAV); `cut`: the HTTP socket watched so that a body cut short is an error;
+//!   `streams`: bodies and event streams; `ws`: the WebSocket stages' connection and stream
+//!   driver.
 //!
 //! ## How it plugs in
 //!
@@ -48,6 +49,7 @@
 //! their results back as items. The session actor never branches on the provider.
 
 pub mod config;
+mod cut;
 pub mod elevenlabs;
 mod heard;
 mod http;
