@@ -15,7 +15,11 @@
 //! < transcription.done {text, usage}    → SttEvent::Final
 //! ```
 //!
-//! Whether the server sends `transcription.done` per `flush` or only after `end` is not
+//! Voxtral realtime is a streaming model: `transcription.text.delta`s come while the audio
+//! is appended (each about `target_streaming_delay_ms` behind the speech, see
+//! [`MistralRealtimeStt::streaming_delay`]), so partials reach the conversation while the
+//! user speaks; the model holds its last word or two until the segment is flushed. Whether
+//! the server sends `transcription.done` per `flush` or only after `end` is not
 //! documented: either way the first `transcription.done` is the utterance's. An `error`
 //! event (`{error: {message, code}}`) ends the stream with the provider's error.
 
@@ -43,6 +47,7 @@ pub struct MistralRealtimeStt {
     model: Arc<str>,
     language: Option<Arc<str>>,
     rate: u32,
+    delay_ms: Option<u32>,
     ep: Endpoint,
 }
 
@@ -55,6 +60,7 @@ impl MistralRealtimeStt {
             model: model.into(),
             language: None,
             rate: 16_000,
+            delay_ms: None,
             ep: Endpoint::new(&MISTRAL, "mistral-realtime-stt"),
         }
     }
@@ -71,10 +77,21 @@ impl MistralRealtimeStt {
         self
     }
 
+    /// How far behind the speech the model streams its text
+    /// (`session.target_streaming_delay_ms`; the server's default when unset): shorter
+    /// gives earlier partials, longer more accurate ones.
+    pub fn streaming_delay(mut self, delay: std::time::Duration) -> Self {
+        self.delay_ms = Some(delay.as_millis().min(10_000) as u32);
+        self
+    }
+
     fn session_update(&self) -> Value {
         let mut session = json!({
             "audio_format": {"encoding": "pcm_s16le", "sample_rate": self.rate},
         });
+        if let Some(ms) = self.delay_ms {
+            session["target_streaming_delay_ms"] = json!(ms);
+        }
         if let Some(l) = &self.language {
             session["language"] = json!(&**l);
         }

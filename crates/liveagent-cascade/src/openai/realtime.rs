@@ -18,6 +18,15 @@
 //! `…transcription.failed` and `error` events end the stream with the provider's error
 //! (code included). `turn_detection` is `null`: the cascade's own turn detector has already
 //! found the end of the utterance, so the stage commits it.
+//!
+//! When the partials come is the model's doing, and the stage yields each delta as it
+//! arrives. The natively streaming models, `gpt-realtime-whisper` (latency tuned by
+//! [`OpenAiRealtimeStt::delay`]) and `gpt-live-transcribe`, send deltas while the audio is
+//! appended, so partials reach the conversation while the user speaks. `whisper-1`,
+//! `gpt-4o-transcribe`, `gpt-4o-mini-transcribe` and `gpt-transcribe` transcribe when the
+//! buffer is committed: all their deltas (for `whisper-1` one delta, the whole transcript)
+//! come after the end of the turn, just before `completed`. The audio is streamed while
+//! the user speaks either way, so only the transcription itself is left after the turn.
 
 use std::sync::Arc;
 
@@ -34,18 +43,21 @@ use crate::ws::{ws_live_stt, ws_stream, LiveFeed, Step, WsConn};
 /// The session's input rate (`audio/pcm` is 24 kHz only).
 const RATE: u32 = 24_000;
 
-/// OpenAI realtime transcription (`gpt-4o-transcribe`, `gpt-4o-mini-transcribe`,
-/// `whisper-1`...): partial transcripts over a WebSocket as the model hears the audio.
+/// OpenAI realtime transcription over a WebSocket. With `gpt-realtime-whisper` or
+/// `gpt-live-transcribe` partial transcripts arrive while the user speaks; with
+/// `gpt-4o-transcribe`, `gpt-4o-mini-transcribe` or `whisper-1` they arrive when the turn
+/// is committed (see the [module docs](self)).
 ///
 /// ```
 /// use liveagent_cascade::openai::OpenAiRealtimeStt;
-/// let stt = OpenAiRealtimeStt::new("gpt-4o-mini-transcribe").language("en");
+/// let stt = OpenAiRealtimeStt::new("gpt-realtime-whisper").language("en").delay("low");
 /// ```
 #[derive(Clone, Debug)]
 pub struct OpenAiRealtimeStt {
     model: Arc<str>,
     language: Option<Arc<str>>,
     prompt: Option<Arc<str>>,
+    delay: Option<Arc<str>>,
     ep: Endpoint,
 }
 
@@ -58,6 +70,7 @@ impl OpenAiRealtimeStt {
             model: model.into(),
             language: None,
             prompt: None,
+            delay: None,
             ep: Endpoint::new(&OPENAI, "openai-realtime-stt"),
         }
     }
@@ -74,6 +87,14 @@ impl OpenAiRealtimeStt {
         self
     }
 
+    /// How long the model waits before it emits text, trading latency for accuracy:
+    /// `minimal`, `low`, `medium`, `high` or `xhigh` (`transcription.delay`; only
+    /// `gpt-realtime-whisper` takes it).
+    pub fn delay(mut self, delay: impl Into<Arc<str>>) -> Self {
+        self.delay = Some(delay.into());
+        self
+    }
+
     /// The `session.update` this stage sends first.
     fn session_update(&self) -> Value {
         let mut transcription = json!({"model": &*self.model});
@@ -82,6 +103,9 @@ impl OpenAiRealtimeStt {
         }
         if let Some(p) = &self.prompt {
             transcription["prompt"] = json!(&**p);
+        }
+        if let Some(d) = &self.delay {
+            transcription["delay"] = json!(&**d);
         }
         json!({
             "type": "session.update",

@@ -8,10 +8,14 @@
 //! errors as `{"type": "error", "error": {"message", "code"}}` with the socket kept open.
 //!
 //! Transcription: `input_audio.append` (base64 in the session's `audio_format`: `pcm_s16le`
-//! at its `sample_rate`, or `pcm_mulaw` at 8 kHz) fills the segment; `input_audio.flush`
-//! finalizes it (`transcription.language`, `transcription.text.delta`s, `transcription.done`);
-//! `input_audio.end` finalizes what is left and closes (1000). A `model` with
-//! `fail-once`/`fail-always` answers the flush with an error.
+//! at its `sample_rate`, or `pcm_mulaw` at 8 kHz) fills the segment. As on the real API
+//! (a natively streaming model), text streams while the audio arrives: once the segment
+//! holds speech followed by `target_streaming_delay_ms` of audio (the session's value,
+//! 0 when unset), `transcription.language` and the first `transcription.text.delta` (the
+//! label's first word) are sent; the model holds the rest until `input_audio.flush`, which
+//! finalizes the segment (the remaining deltas, `transcription.done` whose `text` is all
+//! the deltas joined); `input_audio.end` finalizes what is left and closes (1000). A
+//! `model` with `fail-once`/`fail-always` answers the flush with an error.
 //!
 //! Speech: `input_text.append {text}` buffers, `input_text.flush` synthesizes
 //! (`speech.audio.delta`, `audio_data` = float32 LE at 24 kHz, split off 4-byte boundaries),
@@ -78,19 +82,24 @@ pub(crate) async fn transcription(
 
 async fn transcribe(mut ws: FakeWs, model: String) {
     let mut format = WireAudio::Pcm(16_000);
-    let session = |format: WireAudio| {
+    let mut delay_ms: Option<u64> = None;
+    let session = |format: WireAudio, delay_ms: Option<u64>| {
         let (encoding, rate) = match format {
             WireAudio::Pcm(r) => ("pcm_s16le", r),
             _ => ("pcm_mulaw", 8000),
         };
         json!({"request_id": "rt_local", "model": model,
                "audio_format": {"encoding": encoding, "sample_rate": rate},
-               "target_streaming_delay_ms": null})
+               "target_streaming_delay_ms": delay_ms})
     };
-    ws.send(json!({"type": "session.created", "session": session(format)}))
+    ws.send(json!({"type": "session.created", "session": session(format, delay_ms)}))
         .await;
     let mut segment: Vec<i16> = Vec::new();
     let mut language_sent = false;
+    // Where speech starts in the segment (internal-rate samples), and the text already
+    // streamed for it.
+    let mut speech_at: Option<usize> = None;
+    let mut streamed = String::new();
     loop {
         let msg = match ws.recv(Duration::from_secs(600)).await {
             Incoming::Json(v) => v,
@@ -116,6 +125,16 @@ async fn transcribe(mut ws: FakeWs, model: String) {
                         }
                     };
                 }
+                match msg.pointer("/session/target_streaming_delay_ms") {
+                    None | Some(Value::Null) => {}
+                    Some(v) => match v.as_u64() {
+                        Some(ms) if ms <= 10_000 => delay_ms = Some(ms),
+                        _ => {
+                            error(&mut ws, "target_streaming_delay_ms must be an integer number of milliseconds (0-10000)", 4000).await;
+                            continue;
+                        }
+                    },
+                }
                 if msg.pointer("/session/diarize").and_then(Value::as_bool) == Some(true) {
                     error(
                         &mut ws,
@@ -128,7 +147,7 @@ async fn transcribe(mut ws: FakeWs, model: String) {
                 ws.note(&format!(
                     "mistral realtime transcription: model={model} update={msg}"
                 ));
-                ws.send(json!({"type": "session.updated", "session": session(format)}))
+                ws.send(json!({"type": "session.updated", "session": session(format, delay_ms)}))
                     .await;
             }
             "input_audio.append" => {
@@ -149,10 +168,38 @@ async fn transcribe(mut ws: FakeWs, model: String) {
                     .await;
                     continue;
                 }
+                let before = segment.len();
                 segment.extend(samples);
+                // Text streams while the audio arrives: the label's first word once the
+                // speech is `target_streaming_delay_ms` old.
+                if speech_at.is_none()
+                    && !transcript_of(&pcm_to_bytes(&segment[before..]), Some(INTERNAL_RATE))
+                        .0
+                        .is_empty()
+                {
+                    speech_at = Some(before);
+                }
+                let delay = delay_ms.unwrap_or(0) as usize * INTERNAL_RATE as usize / 1000;
+                if let Some(at) = speech_at.filter(|_| streamed.is_empty()) {
+                    if segment.len() - at >= delay {
+                        let heard = transcript_of(&pcm_to_bytes(&segment), Some(INTERNAL_RATE)).0;
+                        if let Some(first) = heard.split_inclusive(' ').next() {
+                            streamed = first.to_owned();
+                            if !language_sent {
+                                language_sent = true;
+                                ws.send(json!({"type": "transcription.language", "audio_language": "en"}))
+                                    .await;
+                            }
+                            ws.send(json!({"type": "transcription.text.delta", "text": first}))
+                                .await;
+                        }
+                    }
+                }
             }
             kind @ ("input_audio.flush" | "input_audio.end") => {
                 let end = kind == "input_audio.end";
+                speech_at = None;
+                let already = std::mem::take(&mut streamed);
                 if should_fail(&model) {
                     error(&mut ws, "fault injected: the transcription failed", 5000).await;
                     segment.clear();
@@ -164,7 +211,8 @@ async fn transcribe(mut ws: FakeWs, model: String) {
                         ws.send(json!({"type": "transcription.language", "audio_language": "en"}))
                             .await;
                     }
-                    for delta in text.split_inclusive(' ') {
+                    let rest = text.strip_prefix(already.as_str()).unwrap_or(&text);
+                    for delta in rest.split_inclusive(' ') {
                         ws.send(json!({"type": "transcription.text.delta", "text": delta}))
                             .await;
                     }

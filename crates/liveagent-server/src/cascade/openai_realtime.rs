@@ -7,7 +7,14 @@
 //! `input_audio_buffer.commit` (or the server VAD, when `turn_detection` is `server_vad`)
 //! makes an item: `input_audio_buffer.committed`, then
 //! `conversation.item.input_audio_transcription.delta`s and `.completed` with the honest
-//! label of the speech heard. Errors are `error` events in OpenAI's shape, the socket stays
+//! label of the speech heard.
+//!
+//! When the deltas come depends on the model, as on the real API: the natively streaming
+//! models (`gpt-realtime-whisper`, `gpt-live-transcribe`) send deltas while the audio
+//! arrives, before the commit (here: the label's first word as soon as speech is heard,
+//! with the id the commit will give the item; the rest after the commit), and take no
+//! turn detection (`turn_detection` omitted or `null`; anything else is an error). The
+//! other models transcribe on the commit: every delta comes after `committed`. Errors are `error` events in OpenAI's shape, the socket stays
 //! open: a `model` on the URL (`invalid_model`), a session of another type, bad base64,
 //! committing less than 100 ms (`input_audio_buffer_commit_empty`), unknown events. A
 //! transcription model containing `fail-once`/`fail-always` gets
@@ -37,6 +44,10 @@ const MODELS: [&str; 8] = [
     "gpt-realtime-whisper",
 ];
 
+/// Models that stream their transcript while the audio arrives (deltas before the
+/// commit) and take no turn detection.
+const STREAMING: [&str; 2] = ["gpt-realtime-whisper", "gpt-live-transcribe"];
+
 /// The route, called by the `/v1/realtime` handler for `intent=transcription`.
 pub(crate) async fn route(
     req: HttpRequest,
@@ -62,6 +73,8 @@ struct Session {
     /// The buffer, PCM16 at 24 kHz.
     buffer: Vec<i16>,
     previous_item: Option<String>,
+    /// The transcript already sent as deltas for the item being spoken (streaming models).
+    streamed: String,
 }
 
 impl Session {
@@ -76,6 +89,7 @@ impl Session {
             vad: Some(Vad::new(VadConfig::default())),
             buffer: Vec::new(),
             previous_item: None,
+            streamed: String::new(),
         }
     }
 
@@ -190,6 +204,9 @@ impl Session {
                     None => Vec::new(),
                 };
                 self.buffer.extend_from_slice(&samples);
+                if !self.stream_delta(&samples).await {
+                    return false;
+                }
                 for e in events {
                     if !self.on_vad(e).await {
                         return false;
@@ -200,6 +217,7 @@ impl Session {
             "input_audio_buffer.commit" => self.commit().await,
             "input_audio_buffer.clear" => {
                 self.buffer.clear();
+                self.streamed.clear();
                 self.emit(json!({"type": "input_audio_buffer.cleared"}))
                     .await
             }
@@ -252,7 +270,18 @@ impl Session {
         if let Some(t) = input.and_then(|i| i.get("transcription")) {
             match t.get("model").and_then(Value::as_str) {
                 Some(m) if MODELS.contains(&m) || m.contains("fail-") => {
-                    self.model = Some(m.to_owned())
+                    self.model = Some(m.to_owned());
+                    if self.streaming() {
+                        // No server turn detection with these models.
+                        match input.and_then(|i| i.get("turn_detection")) {
+                            None | Some(Value::Null) => self.vad = None,
+                            Some(_) => {
+                                return self
+                                    .error("invalid_value", "Turn detection is not supported for this transcription model: set 'turn_detection' to null and commit each turn.", Some("session.audio.input.turn_detection"))
+                                    .await
+                            }
+                        }
+                    }
                 }
                 _ => {
                     return self
@@ -261,7 +290,10 @@ impl Session {
                 }
             }
         }
-        if let Some(td) = input.and_then(|i| i.get("turn_detection")) {
+        if let Some(td) = input
+            .and_then(|i| i.get("turn_detection"))
+            .filter(|_| !self.streaming())
+        {
             self.vad = match td {
                 Value::Null => None,
                 td if td.get("type").and_then(Value::as_str) == Some("server_vad") => {
@@ -301,6 +333,33 @@ impl Session {
         }
     }
 
+    /// A natively streaming model (deltas before the commit, no turn detection).
+    fn streaming(&self) -> bool {
+        self.model
+            .as_deref()
+            .is_some_and(|m| STREAMING.contains(&m))
+    }
+
+    /// A streaming model's delta while the audio arrives: the label's first word as soon
+    /// as `samples` (just appended) hold speech, once per item. False when the client is
+    /// gone.
+    async fn stream_delta(&mut self, samples: &[i16]) -> bool {
+        if !self.streaming() || !self.streamed.is_empty() {
+            return true;
+        }
+        let (heard, _) = transcript_of(&pcm_to_bytes(samples), Some(INTERNAL_RATE));
+        let Some(first) = heard.split_inclusive(' ').next() else {
+            return true;
+        };
+        self.streamed = first.to_owned();
+        let item = format!("item_t{}", self.next_item + 1);
+        self.emit(
+            json!({"type": "conversation.item.input_audio_transcription.delta",
+            "item_id": item, "content_index": 0, "delta": first}),
+        )
+        .await
+    }
+
     async fn commit(&mut self) -> bool {
         let ms = self.buffer.len() as u64 * 1000 / INTERNAL_RATE as u64;
         if ms < 100 {
@@ -325,6 +384,7 @@ impl Session {
             self.format
         ));
         if should_fail(&model) {
+            self.streamed.clear();
             return self
                 .emit(
                     json!({"type": "conversation.item.input_audio_transcription.failed",
@@ -335,7 +395,10 @@ impl Session {
                 .await;
         }
         let (text, _) = transcript_of(&pcm_to_bytes(&audio), Some(INTERNAL_RATE));
-        for delta in text.split_inclusive(' ') {
+        // What the streaming models already sent while the audio arrived.
+        let streamed = std::mem::take(&mut self.streamed);
+        let rest = text.strip_prefix(streamed.as_str()).unwrap_or(&text);
+        for delta in rest.split_inclusive(' ') {
             let ok = self
                 .emit(
                     json!({"type": "conversation.item.input_audio_transcription.delta",
