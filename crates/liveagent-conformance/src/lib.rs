@@ -264,6 +264,9 @@ pub fn skip_reason(case: &str, caps: &Capabilities) -> Option<&'static str> {
         "barge_in_truncation" if !caps.truncation => Some(
             "no truncation: the provider side keeps the whole interrupted answer (capability truncation)",
         ),
+        "renewal" if caps.renewal.is_none() && caps.connection == Connection::PerRequest => Some(
+            "nothing to renew: no connection outlives a stage request or an utterance (Connection::PerRequest)",
+        ),
         "renewal" if caps.renewal.is_none() => Some("no connection renewal (capability renewal)"),
         _ => None,
     }

@@ -34,8 +34,11 @@ impl ProviderHarness for Cascade {
             // The text before the calls is spoken while they run; the response goes on
             // with their results (a new LLM round in the same response).
             tool_turn: ToolTurn::SameResponse,
-            // Each turn is new HTTP requests carrying the whole conversation: there is
-            // no long-lived connection to renew.
+            // No connection outlives a stage request or an utterance (HTTP requests per
+            // utterance, LLM round and piece of text; the realtime STT and stream-input TTS
+            // sockets close after each utterance or piece), and every chat request carries
+            // the whole conversation: there is nothing to renew, and inventing
+            // SessionReconnecting for it would be false (docs/providers/cascade.md).
             renewal: None,
             renewal_resumes: false,
             connection: Connection::PerRequest,
