@@ -330,43 +330,23 @@ pub async fn run(server_bin: PathBuf, sessions: usize, turns: usize) -> anyhow::
     out(format!(
         "RESULT cascade N={sessions} turns/conversation={turns}: answered={done} failed={failed} wall_s={wall:.1} loadavg={loadavg}"
     ));
-    for (i, name) in [
-        "end_of_speech->final_transcript",
-        "final_transcript->first_llm_token",
-        "first_llm_token->first_tts_audio",
-        "first_tts_audio->first_audio_out",
-        "end_of_speech->first_audio_out",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let mut v: Vec<u32> = stages.iter().map(|s| s[i]).collect();
-        let (p50, p99, max) = percentiles(&mut v);
-        out(format!(
-            "RESULT cascade stage {name}: p50_ms={} p99_ms={} max_ms={} turns={}",
-            ms(p50),
-            ms(p99),
-            ms(max),
-            v.len()
-        ));
-    }
-    for (i, name) in [
-        "end_of_voice->end_of_speech(turn detector)",
-        "end_of_voice->first_audio_out",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let mut v: Vec<u32> = from_voice.iter().map(|s| s[i]).collect();
-        let (p50, p99, max) = percentiles(&mut v);
-        out(format!(
-            "RESULT cascade stage {name}: p50_ms={} p99_ms={} max_ms={} turns={}",
-            ms(p50),
-            ms(p99),
-            ms(max),
-            v.len()
-        ));
-    }
+    print_columns(
+        &[
+            "end_of_speech->final_transcript",
+            "final_transcript->first_llm_token",
+            "first_llm_token->first_tts_audio",
+            "first_tts_audio->first_audio_out",
+            "end_of_speech->first_audio_out",
+        ],
+        &stages,
+    );
+    print_columns(
+        &[
+            "end_of_voice->end_of_speech(turn detector)",
+            "end_of_voice->first_audio_out",
+        ],
+        &from_voice,
+    );
     for (i, name) in ["mic->stt", "stt->llm", "llm->tts", "tts->app"]
         .iter()
         .enumerate()
@@ -388,4 +368,20 @@ pub async fn run(server_bin: PathBuf, sessions: usize, turns: usize) -> anyhow::
         peak_rss.saturating_sub(rss0) as f64 / 1024.0 / sessions as f64
     ));
     Ok(())
+}
+
+/// Prints one `RESULT cascade stage` line (p50, p99, max over the turns) per column of
+/// `rows`, named by `names`.
+fn print_columns<const N: usize>(names: &[&str; N], rows: &[[u32; N]]) {
+    for (i, name) in names.iter().enumerate() {
+        let mut v: Vec<u32> = rows.iter().map(|s| s[i]).collect();
+        let (p50, p99, max) = percentiles(&mut v);
+        out(format!(
+            "RESULT cascade stage {name}: p50_ms={} p99_ms={} max_ms={} turns={}",
+            ms(p50),
+            ms(p99),
+            ms(max),
+            v.len()
+        ));
+    }
 }
