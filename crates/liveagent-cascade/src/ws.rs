@@ -2,13 +2,16 @@
 //! header, a connection ([`WsConn`]) that sends what is queued while it waits for the next
 //! JSON message (so a stage streams audio out and reads partial transcripts in one task,
 //! without a writer task), answers pings, joins continuation frames and bounds every wait,
-//! and [`ws_stream`], which turns a socket and a per-message handler into a stage's stream.
+//! and [`ws_stream`], which turns a socket and a per-message handler into a stage's stream
+//! ([`ws_live_stt`] for one fed as the user speaks; [`SttSocket`] runs a realtime STT
+//! stage's two paths over them).
 //!
 //! Errors are typed and carry the stage's source; the key never appears in them.
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -18,6 +21,7 @@ use awc::http::{StatusCode, Version};
 use awc::ws::{CloseCode, CloseReason, Codec, Frame, Message};
 use awc::BoxedSocket;
 use base64::Engine;
+use futures_util::future::LocalBoxFuture;
 use futures_util::stream::{self, LocalBoxStream, StreamExt};
 use futures_util::{Sink, Stream};
 use liveagent_core::{ErrorKind, LiveError};
@@ -319,6 +323,31 @@ pub(crate) enum Step<T> {
     YieldThenLast(T, T),
 }
 
+/// Queues what one message means: its events into `ready`, and `last` once the stream
+/// is to end (after [`Step::Last`] or an error).
+fn queue<T>(
+    step: Result<Step<T>, LiveError>,
+    ready: &mut VecDeque<Result<T, LiveError>>,
+    last: &mut bool,
+) {
+    match step {
+        Ok(Step::Skip) => {}
+        Ok(Step::Yield(t)) => ready.push_back(Ok(t)),
+        Ok(Step::Last(t)) => {
+            ready.push_back(Ok(t));
+            *last = true;
+        }
+        Ok(Step::YieldThenLast(a, b)) => {
+            ready.extend([Ok(a), Ok(b)]);
+            *last = true;
+        }
+        Err(e) => {
+            ready.push_back(Err(e));
+            *last = true;
+        }
+    }
+}
+
 /// A stage's stream over one socket: `open` connects and queues the first messages,
 /// `on_message` reads each JSON message (errors from the provider never reach it). The
 /// stream ends after [`Step::Last`] (the socket then closed normally), an error, or the
@@ -357,22 +386,7 @@ pub(crate) fn ws_stream<T: 'static>(
                     Ok(v) => v,
                     Err(e) => return Some((Err(e), None)),
                 };
-                match (st.handle)(v) {
-                    Ok(Step::Skip) => {}
-                    Ok(Step::Yield(t)) => st.ready.push_back(Ok(t)),
-                    Ok(Step::Last(t)) => {
-                        st.ready.push_back(Ok(t));
-                        st.last = true;
-                    }
-                    Ok(Step::YieldThenLast(a, b)) => {
-                        st.ready.extend([Ok(a), Ok(b)]);
-                        st.last = true;
-                    }
-                    Err(e) => {
-                        st.ready.push_back(Err(e));
-                        st.last = true;
-                    }
-                }
+                queue((st.handle)(v), &mut st.ready, &mut st.last);
             }
         })
         .boxed_local())
@@ -487,24 +501,92 @@ pub(crate) fn ws_live_stt(
                     }
                     Either::Right(Some(Ok(v))) => v,
                 };
-                match (st.handle)(v) {
-                    Ok(Step::Skip) => {}
-                    Ok(Step::Yield(t)) => st.ready.push_back(Ok(t)),
-                    Ok(Step::Last(t)) => {
-                        st.ready.push_back(Ok(t));
-                        st.last = true;
-                    }
-                    Ok(Step::YieldThenLast(a, b)) => {
-                        st.ready.extend([Ok(a), Ok(b)]);
-                        st.last = true;
-                    }
-                    Err(e) => {
-                        st.ready.push_back(Err(e));
-                        st.last = true;
-                    }
-                }
+                queue((st.handle)(v), &mut st.ready, &mut st.last);
             }
         })
         .boxed_local())
     })
+}
+
+/// How a realtime speech-to-text stage speaks its socket, for both of its paths: the whole
+/// utterance at once ([`SttSocket::once`], `Stt::transcribe`) or fed as it is spoken
+/// ([`SttSocket::live`], `Stt::transcribe_live`). The three realtime STT stages differ only
+/// in what they put here.
+pub(crate) struct SttSocket<H> {
+    /// The stage's endpoint (errors, the final-transcript check).
+    pub(crate) ep: Endpoint,
+    /// Connects and queues the session's first messages.
+    pub(crate) open: LocalBoxFuture<'static, Result<WsConn, LiveError>>,
+    /// The rate of the audio sent.
+    pub(crate) rate: u32,
+    /// The least audio worth a commit (in samples); less is an empty transcript.
+    pub(crate) min_samples: usize,
+    /// One append message from the base64 of some audio.
+    pub(crate) append: Rc<dyn Fn(String) -> Value>,
+    /// Queues the message(s) that end the utterance.
+    pub(crate) commit: Rc<dyn Fn(&mut WsConn)>,
+    /// What each server message means.
+    pub(crate) on_message: H,
+}
+
+impl<H> SttSocket<H>
+where
+    H: FnMut(Value) -> Result<Step<crate::stage::SttEvent>, LiveError> + 'static,
+{
+    /// Transcribes a finished utterance: the audio, the commit, then the transcript.
+    pub(crate) fn once(
+        self,
+        audio: std::sync::Arc<[i16]>,
+    ) -> LocalBoxStream<'static, Result<crate::stage::SttEvent, LiveError>> {
+        use crate::streams::SttStreamExt;
+        if audio.len() < self.min_samples.max(1) {
+            return crate::streams::nothing_said();
+        }
+        let SttSocket {
+            ep,
+            open,
+            rate,
+            append,
+            commit,
+            on_message,
+            ..
+        } = self;
+        let open = async move {
+            let mut conn = open.await?;
+            conn.send_audio(&audio, rate, |b64| append(b64));
+            commit(&mut conn);
+            Ok(conn)
+        };
+        ws_stream(open, on_message).ended_with_final(ep)
+    }
+
+    /// Transcribes an utterance fed while it is spoken ([`ws_live_stt`]).
+    pub(crate) fn live(
+        self,
+        input: crate::stage::SttInputStream,
+    ) -> LocalBoxStream<'static, Result<crate::stage::SttEvent, LiveError>> {
+        use crate::streams::SttStreamExt;
+        let SttSocket {
+            ep,
+            open,
+            rate,
+            min_samples,
+            append,
+            commit,
+            on_message,
+        } = self;
+        let feed = LiveFeed {
+            input,
+            rate,
+            append: Box::new(move |b64| append(b64)),
+            commit: Box::new(move |conn, samples| {
+                if samples < min_samples.max(1) as u64 {
+                    return false;
+                }
+                commit(conn);
+                true
+            }),
+        };
+        ws_live_stt(open, feed, on_message).ended_with_final(ep)
+    }
 }

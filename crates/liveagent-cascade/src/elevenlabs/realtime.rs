@@ -18,6 +18,7 @@
 //! Error messages (`input_error`, `auth_error`, `quota_exceeded`... each
 //! `{message_type, error}`) end the stream with the message type as the error code.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use futures_util::stream::LocalBoxStream;
@@ -27,8 +28,8 @@ use serde_json::{json, Value};
 use super::{ELEVENLABS, PCM_RATES};
 use crate::http::{endpoint_builders, Endpoint};
 use crate::stage::{Stt, SttCapabilities, SttEvent, SttInputStream};
-use crate::streams::{nothing_said, text_of, SttStreamExt};
-use crate::ws::{query, ws_live_stt, ws_stream, LiveFeed, Step, WsConn};
+use crate::streams::text_of;
+use crate::ws::{query, Step, SttSocket, WsConn};
 
 /// The message types that are errors (each `{message_type, error}`).
 const ERRORS: [&str; 14] = [
@@ -125,18 +126,7 @@ impl Stt for ElevenLabsRealtimeStt {
         &self,
         audio: Arc<[i16]>,
     ) -> LocalBoxStream<'static, Result<SttEvent, LiveError>> {
-        if audio.is_empty() {
-            return nothing_said();
-        }
-        let rate = self.rate;
-        let open = self.connect();
-        let open = async move {
-            let mut conn = open.await?;
-            conn.send_audio(&audio, rate, |b64| chunk(b64, false, rate));
-            conn.send_json(&chunk(String::new(), true, rate));
-            Ok(conn)
-        };
-        ws_stream(open, self.on_message()).ended_with_final(self.ep.clone())
+        self.socket().once(audio)
     }
 
     fn streams_input(&self) -> bool {
@@ -147,20 +137,7 @@ impl Stt for ElevenLabsRealtimeStt {
         &self,
         input: SttInputStream,
     ) -> LocalBoxStream<'static, Result<SttEvent, LiveError>> {
-        let rate = self.rate;
-        let feed = LiveFeed {
-            input,
-            rate,
-            append: Box::new(move |b64| chunk(b64, false, rate)),
-            commit: Box::new(move |conn, samples| {
-                if samples == 0 {
-                    return false;
-                }
-                conn.send_json(&chunk(String::new(), true, rate));
-                true
-            }),
-        };
-        ws_live_stt(self.connect(), feed, self.on_message()).ended_with_final(self.ep.clone())
+        self.socket().live(input)
     }
 }
 
@@ -175,6 +152,22 @@ fn chunk(b64: String, commit: bool, rate: u32) -> Value {
 }
 
 impl ElevenLabsRealtimeStt {
+    /// The session's shape: `input_audio_chunk`s, the last an empty one with `commit: true`.
+    fn socket(&self) -> SttSocket<impl FnMut(Value) -> Result<Step<SttEvent>, LiveError>> {
+        let rate = self.rate;
+        SttSocket {
+            ep: self.ep.clone(),
+            open: Box::pin(self.connect()),
+            rate,
+            min_samples: 1,
+            append: Rc::new(move |b64| chunk(b64, false, rate)),
+            commit: Rc::new(move |conn: &mut WsConn| {
+                conn.send_json(&chunk(String::new(), true, rate))
+            }),
+            on_message: self.on_message(),
+        }
+    }
+
     /// Opens the session.
     fn connect(&self) -> impl std::future::Future<Output = Result<WsConn, LiveError>> + 'static {
         let me = self.clone();

@@ -23,6 +23,7 @@
 //! documented: either way the first `transcription.done` is the utterance's. An `error`
 //! event (`{error: {message, code}}`) ends the stream with the provider's error.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use futures_util::stream::LocalBoxStream;
@@ -32,8 +33,8 @@ use serde_json::{json, Value};
 use super::MISTRAL;
 use crate::http::{endpoint_builders, Endpoint};
 use crate::stage::{Stt, SttCapabilities, SttEvent, SttInputStream};
-use crate::streams::{final_transcript, nothing_said, SttStreamExt};
-use crate::ws::{query, ws_live_stt, ws_stream, LiveFeed, Step, WsConn};
+use crate::streams::final_transcript;
+use crate::ws::{query, Step, SttSocket, WsConn};
 
 /// Voxtral realtime transcription (`voxtral-mini-transcribe-realtime-2602`...): partial
 /// transcripts over a WebSocket as the audio streams in, PCM16 at 16 kHz.
@@ -119,18 +120,7 @@ impl Stt for MistralRealtimeStt {
         &self,
         audio: Arc<[i16]>,
     ) -> LocalBoxStream<'static, Result<SttEvent, LiveError>> {
-        if audio.is_empty() {
-            return nothing_said();
-        }
-        let rate = self.rate;
-        let open = self.connect();
-        let open = async move {
-            let mut conn = open.await?;
-            conn.send_audio(&audio, rate, append);
-            commit(&mut conn);
-            Ok(conn)
-        };
-        ws_stream(open, on_message).ended_with_final(self.ep.clone())
+        self.socket().once(audio)
     }
 
     fn streams_input(&self) -> bool {
@@ -141,23 +131,24 @@ impl Stt for MistralRealtimeStt {
         &self,
         input: SttInputStream,
     ) -> LocalBoxStream<'static, Result<SttEvent, LiveError>> {
-        let feed = LiveFeed {
-            input,
-            rate: self.rate,
-            append: Box::new(append),
-            commit: Box::new(|conn, samples| {
-                if samples == 0 {
-                    return false;
-                }
-                commit(conn);
-                true
-            }),
-        };
-        ws_live_stt(self.connect(), feed, on_message).ended_with_final(self.ep.clone())
+        self.socket().live(input)
     }
 }
 
 impl MistralRealtimeStt {
+    /// The session's shape: appends at the declared rate, then flush and end.
+    fn socket(&self) -> SttSocket<impl FnMut(Value) -> Result<Step<SttEvent>, LiveError>> {
+        SttSocket {
+            ep: self.ep.clone(),
+            open: Box::pin(self.connect()),
+            rate: self.rate,
+            min_samples: 1,
+            append: Rc::new(append),
+            commit: Rc::new(commit),
+            on_message,
+        }
+    }
+
     /// Opens the session and queues its `session.update`.
     fn connect(&self) -> impl std::future::Future<Output = Result<WsConn, LiveError>> + 'static {
         let me = self.clone();

@@ -28,6 +28,7 @@
 //! come after the end of the turn, just before `completed`. The audio is streamed while
 //! the user speaks either way, so only the transcription itself is left after the turn.
 
+use std::rc::Rc;
 use std::sync::Arc;
 
 use futures_util::stream::LocalBoxStream;
@@ -37,8 +38,8 @@ use serde_json::{json, Value};
 use super::OPENAI;
 use crate::http::{endpoint_builders, Endpoint};
 use crate::stage::{Stt, SttCapabilities, SttEvent, SttInputStream};
-use crate::streams::{nothing_said, text_of, usage, SttStreamExt};
-use crate::ws::{ws_live_stt, ws_stream, LiveFeed, Step, WsConn};
+use crate::streams::{text_of, usage};
+use crate::ws::{Step, SttSocket, WsConn};
 
 /// The session's input rate (`audio/pcm` is 24 kHz only).
 const RATE: u32 = 24_000;
@@ -141,18 +142,7 @@ impl Stt for OpenAiRealtimeStt {
         &self,
         audio: Arc<[i16]>,
     ) -> LocalBoxStream<'static, Result<SttEvent, LiveError>> {
-        if audio.len() < MIN_COMMIT {
-            // The API refuses to commit less than 100 ms; nothing was said.
-            return nothing_said();
-        }
-        let open = self.connect();
-        let open = async move {
-            let mut conn = open.await?;
-            conn.send_audio(&audio, RATE, append);
-            conn.send_json(&json!({"type": "input_audio_buffer.commit"}));
-            Ok(conn)
-        };
-        ws_stream(open, on_message).ended_with_final(self.ep.clone())
+        self.socket().once(audio)
     }
 
     fn streams_input(&self) -> bool {
@@ -163,23 +153,27 @@ impl Stt for OpenAiRealtimeStt {
         &self,
         input: SttInputStream,
     ) -> LocalBoxStream<'static, Result<SttEvent, LiveError>> {
-        let feed = LiveFeed {
-            input,
-            rate: RATE,
-            append: Box::new(append),
-            commit: Box::new(|conn, samples| {
-                if samples < MIN_COMMIT as u64 {
-                    return false;
-                }
-                conn.send_json(&json!({"type": "input_audio_buffer.commit"}));
-                true
-            }),
-        };
-        ws_live_stt(self.connect(), feed, on_message).ended_with_final(self.ep.clone())
+        self.socket().live(input)
     }
 }
 
 impl OpenAiRealtimeStt {
+    /// The session's shape: 24 kHz appends, one commit (at least 100 ms, which the API
+    /// refuses to commit less of: nothing was said).
+    fn socket(&self) -> SttSocket<impl FnMut(Value) -> Result<Step<SttEvent>, LiveError>> {
+        SttSocket {
+            ep: self.ep.clone(),
+            open: Box::pin(self.connect()),
+            rate: RATE,
+            min_samples: MIN_COMMIT,
+            append: Rc::new(append),
+            commit: Rc::new(|conn: &mut WsConn| {
+                conn.send_json(&json!({"type": "input_audio_buffer.commit"}))
+            }),
+            on_message,
+        }
+    }
+
     /// Opens the session and queues its `session.update`.
     fn connect(&self) -> impl std::future::Future<Output = Result<WsConn, LiveError>> + 'static {
         let me = self.clone();
