@@ -8,31 +8,10 @@
 use liveagent::audio::WavSink;
 use liveagent::cascade::openai::{OpenAiStt, OpenAiTts};
 use liveagent::cascade::{CascadeConfig, ChatLlm};
-use liveagent::tools::{tool, ToolError};
 use liveagent::{LiveAgent, LiveEvent, ResponseStatus, Stage};
+use liveagent_e2e::cascade::*;
 use liveagent_e2e::*;
 use liveagent_server::LocalServer;
-use serde_json::Value;
-
-/// Looks the weather up.
-///
-/// # Arguments
-/// * `city` - The city.
-#[tool(crate = liveagent::tools)]
-async fn get_weather(city: String) -> Result<String, ToolError> {
-    Ok(format!("sunny and 21 degrees in {city}"))
-}
-
-const WEATHER: &str = r#"
-[[turn]]
-say = "Let me look that up for you."
-call = "get_weather"
-args = { city = "Paris" }
-then_say = "It is {output}. Anything else?"
-
-[[turn]]
-say = "Goodbye."
-"#;
 
 const LONG: &str = r#"
 [[turn]]
@@ -55,23 +34,6 @@ fn cascade(server: &LocalServer, stt_model: &str, voice: &str) -> CascadeConfig 
             .base_url(&base)
             .api_key("local-key"),
     )
-}
-
-/// The chat requests the server received, parsed.
-fn chat_requests(server: &LocalServer) -> Vec<Value> {
-    server
-        .recording()
-        .iter()
-        .filter_map(|l| l.split_once("chat request: ").map(|(_, j)| j.to_owned()))
-        .filter_map(|j| serde_json::from_str(&j).ok())
-        .collect()
-}
-
-fn done(run: &Run) -> Vec<liveagent::ResponseDone> {
-    run.collect(|e| match e {
-        LiveEvent::ResponseDone(d) => Some(d.clone()),
-        _ => None,
-    })
 }
 
 /// One spoken question: transcript, streamed answer, a tool call between two sentences,
@@ -149,7 +111,7 @@ async fn spoken_turn_through_all_three_stages_with_a_tool_call() {
         ["Let me look that up for you. It is sunny and 21 degrees in Paris. Anything else?"]
     );
 
-    let dones = done(&run);
+    let dones = responses_done(&run);
     let usage = dones[0].usage.as_ref().expect("usage");
     let stage = |s: Stage| usage.stages.iter().find(|u| u.stage == s).expect("stage");
     assert_eq!(stage(Stage::Stt).requests, 1);

@@ -14,10 +14,9 @@
 use liveagent::cascade::elevenlabs::{ElevenLabsRealtimeStt, ElevenLabsStreamTts};
 use liveagent::cascade::mistral::MistralRealtimeStt;
 use liveagent::cascade::openai::OpenAiRealtimeStt;
-use liveagent::cascade::{CascadeConfig, ChatLlm, Stt};
-use liveagent::{
-    AudioChunk, ControlCommand, LiveAgent, LiveEvent, RecordedAudio, ResponseStatus, SessionControl,
-};
+use liveagent::cascade::{CascadeConfig, Stt};
+use liveagent::{ControlCommand, LiveAgent, LiveEvent, ResponseStatus, SessionControl};
+use liveagent_e2e::cascade::*;
 use liveagent_e2e::*;
 use liveagent_server::LocalServer;
 
@@ -25,23 +24,7 @@ fn cascade(server: &LocalServer, stt: impl Stt) -> CascadeConfig {
     let tts = ElevenLabsStreamTts::new("eleven_flash_v2_5", "JBFqnCBsd6RMkjVDRZzb")
         .base_url(server.http_url())
         .api_key("local-key");
-    CascadeConfig::new(
-        stt,
-        ChatLlm::new("gpt-4o-mini")
-            .base_url(format!("{}/v1", server.http_url()))
-            .api_key("local-key"),
-        tts,
-    )
-}
-
-/// Publishes `pcm` (24 kHz) as microphone audio in 100 ms chunks.
-async fn mic(run: &Run, pcm: &[i16]) {
-    for chunk in pcm.chunks(2400) {
-        run.conversation.publish(RecordedAudio {
-            audio: AudioChunk::new(chunk.to_vec(), 24_000),
-        });
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
+    CascadeConfig::new(stt, chat_llm(server), tts)
 }
 
 fn position(events: &[LiveEvent], f: impl Fn(&LiveEvent) -> bool) -> Option<usize> {
@@ -133,16 +116,6 @@ fn partials(run: &Run) -> Vec<String> {
     })
 }
 
-/// The client messages the fakes' sockets received, parsed.
-fn received(server: &LocalServer) -> Vec<serde_json::Value> {
-    server
-        .recording()
-        .iter()
-        .filter_map(|l| l.split_once("cascade ws <- ").map(|(_, j)| j.to_owned()))
-        .filter_map(|j| serde_json::from_str(&j).ok())
-        .collect()
-}
-
 /// ElevenLabs' realtime Scribe sends `partial_transcript`s as the audio arrives.
 #[actix_rt::test]
 async fn partials_arrive_while_the_user_speaks() {
@@ -152,7 +125,7 @@ async fn partials_arrive_while_the_user_speaks() {
         .api_key("local-key");
     partial_while_speaking(&server, stt).await;
     // The audio went to the socket before the commit, in several chunks.
-    let frames: Vec<serde_json::Value> = received(&server)
+    let frames: Vec<serde_json::Value> = ws_received(&server)
         .into_iter()
         .filter(|v| v["message_type"] == "input_audio_chunk")
         .collect();
@@ -178,7 +151,7 @@ async fn openai_streaming_model_partials_arrive_while_the_user_speaks() {
         .api_key("local-key");
     partial_while_speaking(&server, stt).await;
     // The transcription socket's messages (the TTS socket's carry no `type`).
-    let sent: Vec<serde_json::Value> = received(&server)
+    let sent: Vec<serde_json::Value> = ws_received(&server)
         .into_iter()
         .filter(|v| v["type"].is_string())
         .collect();
@@ -216,7 +189,7 @@ async fn mistral_partials_arrive_while_the_user_speaks() {
         .base_url(server.http_url())
         .api_key("local-key");
     partial_while_speaking(&server, stt).await;
-    let sent = received(&server);
+    let sent = ws_received(&server);
     let update = sent
         .iter()
         .find(|v| v["type"] == "session.update")
@@ -267,7 +240,7 @@ async fn openai_commit_time_models_send_partials_only_after_the_turn() {
     assert!(partial_at.iter().all(|&i| i > stopped), "{}", run.summary());
     assert_eq!(partials(&run).concat(), finals(&run).concat());
     // The audio was appended during the turn: appends come before the one commit.
-    let kinds: Vec<String> = received(&server)
+    let kinds: Vec<String> = ws_received(&server)
         .iter()
         .filter_map(|v| v["type"].as_str().map(str::to_owned))
         .collect();

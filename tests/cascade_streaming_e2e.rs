@@ -8,58 +8,15 @@
 use liveagent::cascade::elevenlabs::{ElevenLabsRealtimeStt, ElevenLabsStreamTts};
 use liveagent::cascade::mistral::{MistralRealtimeStt, MistralRealtimeTts};
 use liveagent::cascade::openai::OpenAiRealtimeStt;
-use liveagent::cascade::{CascadeConfig, ChatLlm, Stt, Tts};
-use liveagent::tools::{tool, ToolError};
+use liveagent::cascade::{CascadeConfig, Stt, Tts};
 use liveagent::{LiveAgent, LiveEvent, ResponseStatus, Stage};
+use liveagent_e2e::cascade::*;
 use liveagent_e2e::*;
 use liveagent_server::LocalServer;
 use serde_json::Value;
 
-/// Looks the weather up.
-///
-/// # Arguments
-/// * `city` - The city.
-#[tool(crate = liveagent::tools)]
-async fn get_weather(city: String) -> Result<String, ToolError> {
-    Ok(format!("sunny and 21 degrees in {city}"))
-}
-
-const WEATHER: &str = r#"
-[[turn]]
-say = "Let me look that up for you."
-call = "get_weather"
-args = { city = "Paris" }
-then_say = "It is {output}. Anything else?"
-
-[[turn]]
-say = "Goodbye."
-"#;
-
 fn cascade(server: &LocalServer, stt: impl Stt, tts: impl Tts) -> CascadeConfig {
-    CascadeConfig::new(
-        stt,
-        ChatLlm::new("gpt-4o-mini")
-            .base_url(format!("{}/v1", server.http_url()))
-            .api_key("local-key"),
-        tts,
-    )
-}
-
-/// The client messages the fakes' sockets received, parsed.
-fn received(server: &LocalServer) -> Vec<Value> {
-    server
-        .recording()
-        .iter()
-        .filter_map(|l| l.split_once("cascade ws <- ").map(|(_, j)| j.to_owned()))
-        .filter_map(|j| serde_json::from_str(&j).ok())
-        .collect()
-}
-
-fn transcripts(run: &Run) -> Vec<(bool, String)> {
-    run.collect(|e| match e {
-        LiveEvent::InputTranscriptChunk(t) => Some((t.is_final, t.text.to_string())),
-        _ => None,
-    })
+    CascadeConfig::new(stt, chat_llm(server), tts)
 }
 
 /// OpenAI's realtime transcription session in, ElevenLabs' `stream-input` out, a tool call
@@ -128,7 +85,7 @@ async fn realtime_stt_and_stream_input_tts_with_a_tool_call() {
 
     // What went over the sockets: one transcription session, one stream-input socket per
     // piece of the answer, each initialized, flushed and ended.
-    let sent = received(&server);
+    let sent = ws_received(&server);
     let updates: Vec<&Value> = sent
         .iter()
         .filter(|m| m["type"] == "session.update")

@@ -169,3 +169,5 @@ pub fn server_frames(server: &LocalServer) -> Vec<serde_json::Value> {
 /// A TCP proxy in front of a server whose connections the test can cut at any moment (the
 /// conformance suite's; see [`liveagent_conformance::CutProxy`]).
 pub use liveagent_conformance::CutProxy;
+
+pub mod cascade;

@@ -4,66 +4,15 @@
 //! audio of the right length even when the server splits samples across chunks), and
 //! errors (a wrong key is an auth error that never shows the key).
 
-use std::sync::Arc;
-
 use futures_util::StreamExt;
 use liveagent_cascade::elevenlabs::{ElevenLabsStt, ElevenLabsTts};
 use liveagent_cascade::mistral::{MistralStt, MistralTts};
 use liveagent_cascade::openai::{OpenAiStt, OpenAiTts};
 use liveagent_cascade::{Stt, SttEvent, Tts, TtsEvent};
 use liveagent_core::ErrorKind;
-use liveagent_server::{LocalServer, ServerConfig};
 
-async fn server() -> LocalServer {
-    let mut cfg = ServerConfig::default().recording_in_memory();
-    cfg.api_key = Some("local-key".into());
-    LocalServer::start(cfg).await.expect("server")
-}
-
-fn notes(server: &LocalServer, prefix: &str) -> Vec<String> {
-    server
-        .recording()
-        .iter()
-        .filter_map(|l| l.split_once(prefix).map(|(_, r)| r.to_owned()))
-        .collect()
-}
-
-async fn transcribe(stt: &dyn Stt) -> Vec<SttEvent> {
-    let rate = stt.capabilities().sample_rate;
-    let audio: Arc<[i16]> =
-        liveagent_testkit::speech_pcm("What is the weather in Paris?", rate).into();
-    let events: Vec<_> = stt.transcribe(audio).collect().await;
-    events.into_iter().map(|e| e.expect("stt event")).collect()
-}
-
-async fn synthesize(tts: &dyn Tts, text: &str) -> (Vec<i16>, usize) {
-    let events: Vec<_> = tts.synthesize(text.to_owned()).collect().await;
-    let mut audio = Vec::new();
-    let mut done = 0;
-    for e in events {
-        match e.expect("tts event") {
-            TtsEvent::Audio(a) => audio.extend(a),
-            TtsEvent::Done { .. } => done += 1,
-        }
-    }
-    (audio, done)
-}
-
-fn final_text(events: &[SttEvent]) -> String {
-    match events.last() {
-        Some(SttEvent::Final { text, .. }) => text.clone(),
-        other => panic!("no final transcript: {other:?}"),
-    }
-}
-
-/// The server's stand-in speech is 60 ms per character of each word plus 40 ms per word.
-fn expected_samples(text: &str, rate: u32) -> usize {
-    let ms: u64 = text
-        .split_whitespace()
-        .map(|w| w.chars().count() as u64 * 60 + 40)
-        .sum();
-    (ms * rate as u64 / 1000) as usize
-}
+mod common;
+use common::*;
 
 #[actix_rt::test]
 async fn openai_transcription_streams_partials_then_the_final_text() {
@@ -73,17 +22,11 @@ async fn openai_transcription_streams_partials_then_the_final_text() {
         .base_url(&base)
         .api_key("local-key")
         .language("en");
-    let events = transcribe(&stt).await;
+    let events = transcribe_ok(&stt).await;
     assert!(matches!(events[0], SttEvent::Partial(_)), "{events:?}");
     let text = final_text(&events);
     assert!(text.starts_with("[speech "), "{text}");
-    let partials: String = events
-        .iter()
-        .filter_map(|e| match e {
-            SttEvent::Partial(p) => Some(p.as_str()),
-            _ => None,
-        })
-        .collect();
+    let partials = partials(&events);
     assert_eq!(partials.trim(), text);
     let req = &notes(&server, "openai transcription request: ")[0];
     assert!(
@@ -96,7 +39,7 @@ async fn openai_transcription_streams_partials_then_the_final_text() {
     let whisper = OpenAiStt::new("whisper-1")
         .base_url(&base)
         .api_key("local-key");
-    let events = transcribe(&whisper).await;
+    let events = transcribe_ok(&whisper).await;
     assert_eq!(events.len(), 1);
     final_text(&events);
     server.stop().await;
@@ -112,7 +55,8 @@ async fn openai_speech_streams_pcm_raw_or_as_events() {
             .base_url(&base)
             .api_key("local-key")
             .sse(sse);
-        let (audio, done) = synthesize(&tts, text).await;
+        let (audio, rest) = synthesize(&tts, text).await;
+        let done = rest.len();
         assert_eq!(done, 1);
         // Chunks split at odd byte offsets: no sample lost or shifted.
         assert_eq!(audio.len(), expected_samples(text, 24_000), "sse={sse}");
@@ -135,7 +79,7 @@ async fn elevenlabs_scribe_and_streaming_tts() {
     let stt = ElevenLabsStt::new("scribe_v1")
         .base_url(&base)
         .api_key("local-key");
-    let events = transcribe(&stt).await;
+    let events = transcribe_ok(&stt).await;
     assert_eq!(events.len(), 1);
     assert!(final_text(&events).starts_with("[speech "));
     let req = &notes(&server, "elevenlabs stt request: ")[0];
@@ -147,7 +91,8 @@ async fn elevenlabs_scribe_and_streaming_tts() {
     let tts = ElevenLabsTts::new("eleven_flash_v2_5", "JBFqnCBsd6RMkjVDRZzb")
         .base_url(&base)
         .api_key("local-key");
-    let (audio, done) = synthesize(&tts, "Hello there.").await;
+    let (audio, rest) = synthesize(&tts, "Hello there.").await;
+    let done = rest.len();
     assert_eq!(done, 1);
     assert_eq!(audio.len(), expected_samples("Hello there.", 24_000));
     let req = &notes(&server, "elevenlabs tts request: ")[0];
@@ -166,13 +111,14 @@ async fn mistral_voxtral_stt_and_float32_tts() {
     let stt = MistralStt::new("voxtral-mini-latest")
         .base_url(&base)
         .api_key("local-key");
-    let events = transcribe(&stt).await;
+    let events = transcribe_ok(&stt).await;
     assert!(events.len() >= 2, "{events:?}");
     assert!(final_text(&events).starts_with("[speech "));
     let tts = MistralTts::new("voxtral-mini-tts-2603", "en_paul_neutral")
         .base_url(&base)
         .api_key("local-key");
-    let (audio, done) = synthesize(&tts, "Bonjour Paris.").await;
+    let (audio, rest) = synthesize(&tts, "Bonjour Paris.").await;
+    let done = rest.len();
     assert_eq!(done, 1);
     // float32 deltas split inside samples: every sample comes out once.
     assert_eq!(audio.len(), expected_samples("Bonjour Paris.", 24_000));

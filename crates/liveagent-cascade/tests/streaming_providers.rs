@@ -7,7 +7,6 @@
 //! wrong key (an auth error that never shows the key), and the fakes' strictness towards a
 //! client that breaks the protocol (raw WebSocket).
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -16,39 +15,10 @@ use liveagent_cascade::mistral::{MistralRealtimeStt, MistralRealtimeTts};
 use liveagent_cascade::openai::OpenAiRealtimeStt;
 use liveagent_cascade::{Stt, SttEvent, Tts, TtsEvent};
 use liveagent_core::{ErrorKind, LiveError};
-use liveagent_server::{LocalServer, ServerConfig};
 use serde_json::{json, Value};
 
-async fn server() -> LocalServer {
-    let mut cfg = ServerConfig::default().recording_in_memory();
-    cfg.api_key = Some("local-key".into());
-    LocalServer::start(cfg).await.expect("server")
-}
-
-/// The client messages the fakes received, parsed.
-fn received(server: &LocalServer) -> Vec<Value> {
-    server
-        .recording()
-        .iter()
-        .filter_map(|l| l.split_once("cascade ws <- ").map(|(_, j)| j.to_owned()))
-        .filter_map(|j| serde_json::from_str(&j).ok())
-        .collect()
-}
-
-fn notes(server: &LocalServer, prefix: &str) -> Vec<String> {
-    server
-        .recording()
-        .iter()
-        .filter_map(|l| l.split_once(prefix).map(|(_, r)| r.to_owned()))
-        .collect()
-}
-
-async fn transcribe(stt: &dyn Stt) -> Vec<Result<SttEvent, LiveError>> {
-    let rate = stt.capabilities().sample_rate;
-    let audio: Arc<[i16]> =
-        liveagent_testkit::speech_pcm("What is the weather in Paris?", rate).into();
-    stt.transcribe(audio).collect().await
-}
+mod common;
+use common::*;
 
 /// Partials, then one final transcript (the honest label of the speech), and the partials
 /// add up to a prefix of it.
@@ -63,40 +33,12 @@ fn check_transcript(events: Vec<Result<SttEvent, LiveError>>) -> String {
         text.starts_with("[speech ") && text.ends_with(" s]"),
         "{text}"
     );
-    let partials: String = events
-        .iter()
-        .filter_map(|e| match e {
-            SttEvent::Partial(p) => Some(p.as_str()),
-            _ => None,
-        })
-        .collect();
+    let partials = partials(&events);
     assert!(
         text.starts_with(partials.trim_end()),
         "{partials:?} vs {text:?}"
     );
     text.clone()
-}
-
-async fn synthesize(tts: &dyn Tts, text: &str) -> (Vec<i16>, Vec<TtsEvent>) {
-    let events: Vec<_> = tts.synthesize(text.to_owned()).collect().await;
-    let mut audio = Vec::new();
-    let mut rest = Vec::new();
-    for e in events {
-        match e.expect("tts event") {
-            TtsEvent::Audio(a) => audio.extend(a),
-            other => rest.push(other),
-        }
-    }
-    (audio, rest)
-}
-
-/// The server's stand-in speech is 60 ms per character of each word plus 40 ms per word.
-fn expected_samples(text: &str, rate: u32) -> usize {
-    let ms: u64 = text
-        .split_whitespace()
-        .map(|w| w.chars().count() as u64 * 60 + 40)
-        .sum();
-    (ms * rate as u64 / 1000) as usize
 }
 
 #[actix_rt::test]
