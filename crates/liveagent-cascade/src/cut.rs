@@ -16,7 +16,9 @@
 //! delimited by the close itself (HTTP/1.0 style: neither chunked nor a length) and HTTP/2
 //! (whose streams end with their own flag) are left alone. Over TLS a close without
 //! `close_notify` is already an error from rustls; this covers plain HTTP (local servers,
-//! proxies) and a server that closes cleanly mid-body.
+//! proxies, OpenAI-compatible servers on a LAN). Not covered: a TLS server that sends
+//! `close_notify` mid-body (rustls then reports a clean end, and the TCP close may not
+//! have been read yet).
 
 use std::io;
 use std::pin::Pin;
