@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use awc::error::SendRequestError;
-use liveagent_core::{ConversationContext, ErrorKind, LiveError, Secret, ToolCall, ToolResult};
+use liveagent_core::{
+    ConversationContext, ErrorKind, LiveError, Secret, TlsRoots, ToolCall, ToolResult,
+};
 use liveagent_tools::{Tool, Toolbox};
 use serde_json::Value;
 
@@ -38,6 +40,7 @@ pub struct Agent {
     pub(crate) max_rounds: u32,
     pub(crate) timeout: Duration,
     pub(crate) temperature: Option<f32>,
+    tls_roots: TlsRoots,
 }
 
 impl fmt::Debug for Agent {
@@ -50,6 +53,7 @@ impl fmt::Debug for Agent {
             .field("toolbox", &self.toolbox)
             .field("max_rounds", &self.max_rounds)
             .field("timeout", &self.timeout)
+            .field("tls_roots", &self.tls_roots)
             .finish()
     }
 }
@@ -109,6 +113,7 @@ impl Agent {
             max_rounds: 8,
             timeout: Duration::from_secs(60),
             temperature: None,
+            tls_roots: TlsRoots::default(),
         }
     }
 
@@ -158,6 +163,26 @@ impl Agent {
     /// The time one HTTP request may take, response body included (default 60 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// The certificate authorities trusted for `https://` (default: the bundled public
+    /// roots). Add a private CA to reach a server with a self-signed or corporate
+    /// certificate, e.g. a local vLLM or Ollama behind a TLS proxy:
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), liveagent_core::LiveError> {
+    /// use liveagent_agent::Agent;
+    /// use liveagent_core::TlsRoots;
+    ///
+    /// let agent = Agent::new("local", "You are terse.", "llama3.2")
+    ///     .base_url("https://llm.internal:8443/v1")
+    ///     .without_api_key()
+    ///     .tls_roots(TlsRoots::default().with_pem_file("/etc/ssl/internal-ca.pem")?);
+    /// # Ok(()) }
+    /// ```
+    pub fn tls_roots(mut self, roots: TlsRoots) -> Self {
+        self.tls_roots = roots;
         self
     }
 
@@ -366,16 +391,12 @@ impl Agent {
     /// An HTTP client for this agent's requests; `timeout` bounds the whole request (use a
     /// long one for streams).
     pub(crate) fn client(&self, timeout: Duration) -> awc::Client {
-        // rustls needs a process-wide crypto provider when several could be compiled in.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        // HTTP/1.1 only (as the WebSocket client): ALPN never offers h2, so the h2 0.3 code
-        // reachable through actix-http (and its advisories) is never used for our requests.
+        // HTTP/1.1 only (as the WebSocket client): the TLS configuration's ALPN never
+        // offers h2, so the h2 0.3 code reachable through actix-http (and its advisories)
+        // is never used for our requests.
+        let tls = self.tls_roots.client_config();
         awc::Client::builder()
-            .connector(
-                awc::Connector::new()
-                    .max_http_version(awc::http::Version::HTTP_11)
-                    .timeout(self.timeout),
-            )
+            .connector(awc::Connector::new().rustls_0_23(tls).timeout(self.timeout))
             .timeout(timeout)
             .disable_redirects()
             .finish()

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::stream::{self, LocalBoxStream, Stream, StreamExt};
 use liveagent_agent::sse::{SseDecoder, SseEvent};
-use liveagent_core::{ErrorKind, LiveError, Secret};
+use liveagent_core::{ErrorKind, LiveError, Secret, TlsRoots};
 use serde_json::Value;
 
 /// The largest error body read (64 KiB) and the largest SSE event (4 MiB).
@@ -46,6 +46,8 @@ pub(crate) struct Endpoint {
     pub key_header: Option<&'static str>,
     /// Bounds the wait for the response head and for each body chunk or message.
     pub timeout: Duration,
+    /// The certificate authorities trusted for `https://` and `wss://`.
+    pub tls_roots: TlsRoots,
 }
 
 impl std::fmt::Debug for Endpoint {
@@ -55,6 +57,7 @@ impl std::fmt::Debug for Endpoint {
             .field("base_url", &self.base_url)
             .field("key", &self.key)
             .field("timeout", &self.timeout)
+            .field("tls_roots", &self.tls_roots)
             .finish()
     }
 }
@@ -83,6 +86,14 @@ macro_rules! endpoint_builders {
                 self.ep.timeout = timeout;
                 self
             }
+
+            /// The certificate authorities trusted for `https://` and `wss://` (default:
+            /// the bundled public roots); add a private CA for a server with a
+            /// self-signed or corporate certificate.
+            pub fn tls_roots(mut self, roots: liveagent_core::TlsRoots) -> Self {
+                self.ep.tls_roots = roots;
+                self
+            }
         }
     };
 }
@@ -97,6 +108,7 @@ impl Endpoint {
             key: Secret::from_env(provider.key_env),
             key_header: provider.key_header,
             timeout: Duration::from_secs(30),
+            tls_roots: TlsRoots::default(),
         }
     }
 
@@ -153,14 +165,16 @@ impl Endpoint {
         accept: &str,
         body: Vec<u8>,
     ) -> Result<(Body, String), LiveError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
         // One client (and pool) per request, its socket watched for the server's close so
-        // that a body cut short is an error (see `crate::cut`).
+        // that a body cut short is an error (see `crate::cut`). HTTP/1.1 only, as every
+        // client of ours (the TLS configuration's ALPN).
         let eof = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tls = self.tls_roots.client_config();
         let client = awc::Client::builder()
             .connector(
                 awc::Connector::new()
                     .connector(crate::cut::watched(eof.clone()))
+                    .rustls_0_23(tls)
                     .timeout(self.timeout),
             )
             .timeout(self.timeout.saturating_mul(60))

@@ -62,6 +62,13 @@ impl ChatLlm {
         self
     }
 
+    /// The certificate authorities trusted for `https://` (default: the bundled public
+    /// roots); add a private CA for a server with a self-signed or corporate certificate.
+    pub fn tls_roots(mut self, roots: liveagent_core::TlsRoots) -> Self {
+        self.agent = self.agent.tls_roots(roots);
+        self
+    }
+
     /// How long to wait for the response head and for each chunk (default 60 s).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.agent = self.agent.timeout(timeout);

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use actix_codec::Framed;
 use actix_http::ws::Item;
-use awc::http::{StatusCode, Version};
+use awc::http::StatusCode;
 use awc::ws::{CloseCode, CloseReason, Codec, Frame, Message};
 use awc::BoxedSocket;
 use base64::Engine;
@@ -70,13 +70,10 @@ pub(crate) fn query(pairs: &[(&str, &str)]) -> String {
 impl Endpoint {
     /// Opens the WebSocket at `url`, the key in the provider's auth header.
     pub(crate) async fn ws_connect(&self, url: &str) -> Result<WsConn, LiveError> {
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // HTTP/1.1 only (the TLS configuration's ALPN).
+        let tls = self.tls_roots.client_config();
         let client = awc::Client::builder()
-            .connector(
-                awc::Connector::new()
-                    .max_http_version(Version::HTTP_11)
-                    .timeout(self.timeout),
-            )
+            .connector(awc::Connector::new().rustls_0_23(tls).timeout(self.timeout))
             .timeout(self.timeout)
             .finish();
         let mut req = client.ws(url).max_frame_size(MAX_MESSAGE);

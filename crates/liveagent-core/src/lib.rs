@@ -24,6 +24,7 @@
 //!   [`TokenMonitor`].
 //! - [`error`]: [`LiveError`], the typed error every component reports.
 //! - [`secret`]: [`Secret`], an API key that never prints.
+//! - [`tls`]: [`TlsRoots`], the certificate authorities the HTTPS and WSS clients trust.
 //! - [`raw`]: raw provider overrides (unstable): JSON merging and checking.
 //! - [`variables`]: [`Variables`], the conversation's typed variables, and [`Var`].
 //!
@@ -55,6 +56,7 @@ pub mod output;
 pub mod protocol;
 pub mod raw;
 pub mod secret;
+pub mod tls;
 pub mod variables;
 
 pub use audio::AudioChunk;
@@ -79,4 +81,5 @@ pub use protocol::{
     WireFrame,
 };
 pub use secret::Secret;
+pub use tls::TlsRoots;
 pub use variables::{Var, Variables};

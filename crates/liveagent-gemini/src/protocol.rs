@@ -24,7 +24,7 @@ mod turns;
 
 use turns::to_usage;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use liveagent_core::{
@@ -44,7 +44,7 @@ const MAX_UNCONSUMED_FRAMES: usize = 2_000;
 const MAX_UNCONSUMED_BYTES: usize = 8 * 1024 * 1024;
 /// Most commands held if the runtime sends some before the session is ready.
 const MAX_HELD_COMMANDS: usize = 1_000;
-/// Answered call ids remembered to drop duplicates.
+/// Answered (and, separately, cancelled) call ids remembered to drop duplicates.
 const MAX_ANSWERED_IDS: usize = 4_096;
 /// Connections closed during the handshake, in a row, before an error is reported.
 const SETUP_FAILURES_REPORTED: u32 = 3;
@@ -98,6 +98,8 @@ struct PendingCall {
 #[derive(Debug)]
 struct Batch {
     calls: Vec<PendingCall>,
+    /// Calls neither answered nor cancelled yet (so `complete` is O(1)).
+    open: usize,
     results: Vec<FunctionResponse>,
     /// The server no longer knows these calls (new session): results go as `clientContent`.
     orphaned: bool,
@@ -105,8 +107,42 @@ struct Batch {
 }
 
 impl Batch {
+    fn new(calls: Vec<PendingCall>, orphaned: bool, history_seq: u64) -> Batch {
+        Batch {
+            open: calls.iter().filter(|c| !c.answered && !c.cancelled).count(),
+            calls,
+            results: Vec::new(),
+            orphaned,
+            history_seq,
+        }
+    }
+
     fn complete(&self) -> bool {
-        self.calls.iter().all(|c| c.answered || c.cancelled)
+        self.open == 0
+    }
+}
+
+/// A set of ids that remembers at most `cap`, forgetting the oldest first.
+#[derive(Debug, Default)]
+struct RecentIds {
+    set: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl RecentIds {
+    fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+
+    fn insert(&mut self, id: String, cap: usize) {
+        if self.set.insert(id.clone()) {
+            self.order.push_back(id);
+            while self.order.len() > cap {
+                if let Some(old) = self.order.pop_front() {
+                    self.set.remove(&old);
+                }
+            }
+        }
     }
 }
 
@@ -142,10 +178,15 @@ pub struct GeminiProtocol {
     user_speaking: bool,
     pending_usage: Option<Usage>,
     // tools
-    batches: Vec<Batch>,
-    answered: HashSet<String>,
-    answered_order: VecDeque<String>,
-    cancelled: HashSet<String>,
+    /// Tool call batches waiting for results, by batch number (in arrival order).
+    batches: BTreeMap<u64, Batch>,
+    /// Where each call of a waiting batch is: `call_id` → (batch number, index in it), so
+    /// a result or cancellation is found without a scan (a hostile `toolCall` may carry
+    /// tens of thousands of calls).
+    call_index: HashMap<String, (u64, usize)>,
+    batch_seq: u64,
+    answered: RecentIds,
+    cancelled: RecentIds,
     call_seq: u64,
     // manual activity
     activity_open: bool,
@@ -382,10 +423,11 @@ impl GeminiProtocol {
             last_input_at: None,
             user_speaking: false,
             pending_usage: None,
-            batches: Vec::new(),
-            answered: HashSet::new(),
-            answered_order: VecDeque::new(),
-            cancelled: HashSet::new(),
+            batches: BTreeMap::new(),
+            call_index: HashMap::new(),
+            batch_seq: 0,
+            answered: RecentIds::default(),
+            cancelled: RecentIds::default(),
             call_seq: 0,
             activity_open: false,
             history,
@@ -619,7 +661,9 @@ impl RealtimeProtocol for GeminiProtocol {
     /// after a drop. Calls without a result become a batch the new session answers as
     /// conversation content; calls with one are remembered as answered.
     fn restore(&mut self, snapshot: &RestoreSnapshot) -> Result<(), LiveError> {
-        let mut pending = Vec::new();
+        // Calls without a result yet; a result removes its call (found by hash, not scan).
+        let mut pending: Vec<Option<PendingCall>> = Vec::new();
+        let mut pending_at: HashMap<String, usize> = HashMap::new();
         let mut pending_seq = None;
         for turn in &snapshot.turns {
             match turn {
@@ -647,22 +691,24 @@ impl RealtimeProtocol for GeminiProtocol {
                         name: name.clone(),
                         args: arguments.clone(),
                     });
-                    pending.push(PendingCall {
-                        call_id: call_id.clone(),
-                        wire_id,
-                        name: name.clone(),
-                        answered: false,
-                        cancelled: false,
-                    });
+                    if !pending_at.contains_key(call_id) {
+                        pending_at.insert(call_id.clone(), pending.len());
+                        pending.push(Some(PendingCall {
+                            call_id: call_id.clone(),
+                            wire_id,
+                            name: name.clone(),
+                            answered: false,
+                            cancelled: false,
+                        }));
+                    }
                 }
                 RestoreTurn::ToolResult(result) => {
                     let id: &str = &result.call_id;
-                    let wire_id = pending
-                        .iter()
-                        .find(|c| c.call_id == id)
-                        .and_then(|c| c.wire_id.clone());
-                    pending.retain(|c| c.call_id != id);
-                    self.answered.insert(id.to_owned());
+                    let wire_id = pending_at
+                        .remove(id)
+                        .and_then(|i| pending[i].take())
+                        .and_then(|c| c.wire_id);
+                    self.answered.insert(id.to_owned(), MAX_ANSWERED_IDS);
                     self.history.push(HistoryEntry::FunctionResponse {
                         id: wire_id,
                         name: result.name.to_string(),
@@ -671,13 +717,10 @@ impl RealtimeProtocol for GeminiProtocol {
                 }
             }
         }
+        let pending: Vec<PendingCall> = pending.into_iter().flatten().collect();
         if !pending.is_empty() {
-            self.batches.push(Batch {
-                calls: pending,
-                results: Vec::new(),
-                orphaned: true,
-                history_seq: pending_seq.unwrap_or_else(|| self.history.next_seq()),
-            });
+            let seq = pending_seq.unwrap_or_else(|| self.history.next_seq());
+            self.add_batch(pending, true, seq);
         }
         if let Some(value) = &snapshot.resumption_handle {
             self.handle = Some(Handle {

@@ -196,6 +196,7 @@ impl SessionActor {
             request,
             self.options.connect_timeout,
             self.options.max_frame_size,
+            self.options.tls_roots.clone(),
         );
         ctx.spawn(fut.into_actor(self).map(|result, act, ctx| match result {
             Ok(framed) => act.on_connected(framed, ctx),

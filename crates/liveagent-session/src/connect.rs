@@ -6,11 +6,11 @@ use actix_codec::Framed;
 use actix_service::{Service, ServiceExt as _};
 use actix_tls::connect::{ConnectError, ConnectInfo, Connection, ConnectorService};
 use awc::error::WsClientError;
+use awc::http::StatusCode;
 use awc::http::Uri;
-use awc::http::{StatusCode, Version};
 use awc::ws::Codec;
 use awc::BoxedSocket;
-use liveagent_core::{ConnectRequest, ErrorKind, LiveError};
+use liveagent_core::{ConnectRequest, ErrorKind, LiveError, TlsRoots};
 use tokio::net::TcpStream;
 
 /// An open provider connection.
@@ -36,19 +36,21 @@ pub(crate) fn nodelay_tcp_connector(
     })
 }
 
-/// Opens the WebSocket described by `request` within `timeout`.
+/// Opens the WebSocket described by `request` within `timeout`, trusting `roots`.
 pub(crate) async fn connect(
     request: ConnectRequest,
     timeout: Duration,
     max_frame_size: usize,
+    roots: TlsRoots,
 ) -> Result<WsFramed, LiveError> {
-    // rustls needs a process-wide crypto provider when several could be compiled in.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    // HTTP/1.1 only: the configuration's ALPN offers nothing else (a WebSocket upgrade is
+    // an HTTP/1.1 request anyway).
+    let tls = roots.client_config();
     let client = awc::Client::builder()
         .connector(
             awc::Connector::new()
                 .connector(nodelay_tcp_connector())
-                .max_http_version(Version::HTTP_11)
+                .rustls_0_23(tls)
                 .timeout(timeout),
         )
         .timeout(timeout)

@@ -51,7 +51,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use actix::WeakAddr;
-use liveagent_core::{ConversationContext, EventMiddleware, RealtimeProtocol};
+use liveagent_core::{ConversationContext, EventMiddleware, RealtimeProtocol, TlsRoots};
 
 pub use actor::{SessionActor, SessionState, SessionStatus, StopSession};
 pub use backoff::ReconnectPolicy;
@@ -96,6 +96,10 @@ pub struct SessionOptions {
     /// to the socket writer ([`SessionStatus::mic_to_socket`]). 0 (the default) measures
     /// nothing. Synthesized audio is always stamped with the time its frame was read.
     pub latency_samples: usize,
+    /// The certificate authorities trusted for `wss://` connections (default: the bundled
+    /// public roots). Add a private CA for a provider or proxy behind a self-signed or
+    /// corporate certificate: `TlsRoots::default().with_pem_file("ca.pem")?`.
+    pub tls_roots: TlsRoots,
 }
 
 impl Default for SessionOptions {
@@ -113,6 +117,7 @@ impl Default for SessionOptions {
             max_renewal_wait: Duration::from_secs(20),
             middleware: Vec::new(),
             latency_samples: 0,
+            tls_roots: TlsRoots::default(),
         }
     }
 }
@@ -130,6 +135,7 @@ impl std::fmt::Debug for SessionOptions {
             .field("write_timeout", &self.write_timeout)
             .field("close_timeout", &self.close_timeout)
             .field("middleware", &self.middleware.len())
+            .field("tls_roots", &self.tls_roots)
             .finish()
     }
 }

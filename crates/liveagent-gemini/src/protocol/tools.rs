@@ -1,19 +1,57 @@
 //! Tool calls: each `toolCall` message is one batch; cancellations, results (sent in one
 //! `toolResponse` per batch, or as conversation content after a session was not resumed),
 //! and the answered ids remembered to drop duplicates.
+//!
+//! Every lookup by call id is a hash lookup (`call_index`, and the answered and cancelled
+//! sets) and a batch knows how many of its calls are still open, so a `toolCall` with tens
+//! of thousands of calls, and their results, are handled in linear time.
 
 use liveagent_core::{
     ErrorKind, Id, LiveError, Outbox, ToolCall, ToolCallCancelled, ToolCallRequested, ToolResult,
 };
 use serde_json::Value;
+use std::collections::HashSet;
 
 use super::{Batch, GeminiProtocol, PendingCall, MAX_ANSWERED_IDS, PROVIDER};
 use crate::history::HistoryEntry;
 use crate::wire::{self, *};
+use std::collections::BTreeSet;
 
 impl GeminiProtocol {
+    /// Adds a batch of waiting calls and indexes its calls; returns its number.
+    pub(super) fn add_batch(
+        &mut self,
+        calls: Vec<PendingCall>,
+        orphaned: bool,
+        history_seq: u64,
+    ) -> u64 {
+        self.batch_seq += 1;
+        let key = self.batch_seq;
+        for (i, c) in calls.iter().enumerate() {
+            self.call_index.insert(c.call_id.clone(), (key, i));
+        }
+        self.batches
+            .insert(key, Batch::new(calls, orphaned, history_seq));
+        key
+    }
+
+    /// Removes batch `key` and its calls from the index.
+    fn remove_batch(&mut self, key: u64) {
+        if let Some(batch) = self.batches.remove(&key) {
+            for c in &batch.calls {
+                if self
+                    .call_index
+                    .get(&c.call_id)
+                    .is_some_and(|(k, _)| *k == key)
+                {
+                    self.call_index.remove(&c.call_id);
+                }
+            }
+        }
+    }
+
     pub(super) fn orphan_batches_from(&mut self, seq: u64) {
-        for b in &mut self.batches {
+        for b in self.batches.values_mut() {
             if b.history_seq >= seq && !b.orphaned {
                 b.orphaned = true;
                 tracing::debug!(
@@ -30,6 +68,8 @@ impl GeminiProtocol {
         let history_seq = self.history.next_seq();
         let mut calls = Vec::new();
         let mut pending = Vec::new();
+        // Ids of this message, so a call repeated within it is ignored as well.
+        let mut seen = HashSet::new();
         for fc in call.function_calls {
             let wire_id = fc.id.filter(|id| !id.is_empty());
             let call_id = match &wire_id {
@@ -39,7 +79,7 @@ impl GeminiProtocol {
                     format!("gemini-call-{}", self.call_seq)
                 }
             };
-            if self.known_call(&call_id) {
+            if self.known_call(&call_id) || !seen.insert(call_id.clone()) {
                 tracing::debug!(provider = PROVIDER, call_id = %self.redact(&call_id), "repeated tool call ignored");
                 continue;
             }
@@ -66,22 +106,14 @@ impl GeminiProtocol {
         if calls.is_empty() {
             return;
         }
-        self.batches.push(Batch {
-            calls: pending,
-            results: Vec::new(),
-            orphaned: false,
-            history_seq,
-        });
+        self.add_batch(pending, false, history_seq);
         out.publish(ToolCallRequested { calls });
     }
 
     pub(super) fn known_call(&self, id: &str) -> bool {
         self.answered.contains(id)
             || self.cancelled.contains(id)
-            || self
-                .batches
-                .iter()
-                .any(|b| b.calls.iter().any(|c| c.call_id == id))
+            || self.call_index.contains_key(id)
     }
 
     pub(super) fn on_tool_call_cancellation(
@@ -90,41 +122,41 @@ impl GeminiProtocol {
         out: &mut Outbox,
     ) {
         let mut ids: Vec<Id> = Vec::new();
+        // Batches a cancellation touched: one of them may now be complete.
+        let mut touched = BTreeSet::new();
         for id in c.ids {
             let mut found = false;
-            for b in &mut self.batches {
-                for call in &mut b.calls {
-                    if call.call_id == id && !call.answered {
+            if let Some(&(key, i)) = self.call_index.get(&id) {
+                if let Some(batch) = self.batches.get_mut(&key) {
+                    let call = &mut batch.calls[i];
+                    if !call.answered && !call.cancelled {
                         call.cancelled = true;
-                        found = true;
+                        batch.open -= 1;
+                        touched.insert(key);
                     }
+                    found = !call.answered;
                 }
             }
             if !found {
                 tracing::debug!(provider = PROVIDER, call_id = %self.redact(&id), "cancellation of an unknown or answered call");
             }
-            self.cancelled.insert(id.clone());
+            self.cancelled.insert(id.clone(), MAX_ANSWERED_IDS);
             ids.push(id.into());
         }
         if !ids.is_empty() {
             out.publish(ToolCallCancelled { call_ids: ids });
         }
         // A batch may now be complete (every other call answered).
-        let ready: Vec<usize> = (0..self.batches.len())
-            .filter(|&i| self.batches[i].complete())
-            .collect();
-        for i in ready.into_iter().rev() {
-            self.send_results(i, out);
+        for key in touched.into_iter().rev() {
+            if self.batches.get(&key).is_some_and(Batch::complete) {
+                self.send_results(key, out);
+            }
         }
     }
 
     pub(super) fn on_tool_result(&mut self, result: ToolResult, out: &mut Outbox) {
         let id: &str = &result.call_id;
-        let Some(bi) = self
-            .batches
-            .iter()
-            .position(|b| b.calls.iter().any(|c| c.call_id == id))
-        else {
+        let Some(&(key, ci)) = self.call_index.get(id) else {
             if self.cancelled.contains(id) {
                 tracing::debug!(provider = PROVIDER, call_id = %self.redact(id), "result of a cancelled call dropped");
             } else if self.answered.contains(id) {
@@ -141,52 +173,45 @@ impl GeminiProtocol {
             }
             return;
         };
-        let shown_id = self.redact(id);
-        let batch = &mut self.batches[bi];
-        let call = batch
-            .calls
-            .iter_mut()
-            .find(|c| c.call_id == id)
-            .expect("position found it");
-        if call.cancelled {
-            tracing::debug!(provider = PROVIDER, call_id = %shown_id, "result of a cancelled call dropped");
+        let Some(batch) = self.batches.get_mut(&key) else {
             return;
-        }
-        if call.answered {
-            tracing::debug!(provider = PROVIDER, call_id = %shown_id, "second result for a call dropped");
+        };
+        let call = &mut batch.calls[ci];
+        if call.cancelled || call.answered {
+            let what = if call.cancelled {
+                "result of a cancelled call dropped"
+            } else {
+                "second result for a call dropped"
+            };
+            tracing::debug!(provider = PROVIDER, call_id = %self.redact(id), "{what}");
             return;
         }
         call.answered = true;
-        batch.results.push(FunctionResponse {
+        let response = FunctionResponse {
             id: call.wire_id.clone(),
             name: call.name.clone(),
             response: result.output_object(),
-        });
+        };
         let call_id = call.call_id.clone();
-        self.remember_answered(call_id);
-        let batch = &self.batches[bi];
-        if batch.complete() || result.request_response {
-            self.send_results(bi, out);
+        batch.open -= 1;
+        batch.results.push(response);
+        let complete = batch.complete();
+        self.answered.insert(call_id, MAX_ANSWERED_IDS);
+        if complete || result.request_response {
+            self.send_results(key, out);
         }
     }
 
-    pub(super) fn remember_answered(&mut self, id: String) {
-        if self.answered.insert(id.clone()) {
-            self.answered_order.push_back(id);
-            while self.answered_order.len() > MAX_ANSWERED_IDS {
-                if let Some(old) = self.answered_order.pop_front() {
-                    self.answered.remove(&old);
-                }
-            }
-        }
-    }
-
-    /// Sends the collected results of batch `i` in one frame; drops the batch when complete.
-    pub(super) fn send_results(&mut self, i: usize, out: &mut Outbox) {
-        let results = std::mem::take(&mut self.batches[i].results);
-        let orphaned = self.batches[i].orphaned;
-        if self.batches[i].complete() {
-            self.batches.remove(i);
+    /// Sends the collected results of batch `key` in one frame; drops the batch when
+    /// complete.
+    pub(super) fn send_results(&mut self, key: u64, out: &mut Outbox) {
+        let Some(batch) = self.batches.get_mut(&key) else {
+            return;
+        };
+        let results = std::mem::take(&mut batch.results);
+        let orphaned = batch.orphaned;
+        if batch.complete() {
+            self.remove_batch(key);
         }
         if results.is_empty() {
             return;
