@@ -17,15 +17,19 @@
 #   SKIP_AUDIO=1                 skip the benchmarks that need PulseAudio
 #   CAPACITY=1                   also find each framework's capacity: the largest N whose scale
 #                                run is real time (same criteria for all), client pinned to one
-#                                core and the server to another; doubling from CAP_START, then
-#                                bisecting to within 10 % (CAP_SECS=20 measured s per run,
-#                                CAP_MAX=3200, CAP_FRAMEWORKS="liveagent $PY_FRAMEWORKS").
-#                                About 5 min per framework.
+#                                core and the server to another; doubling from CAP_START (100,
+#                                liveagent) or CAP_PY_START (10, Python), then bisecting to
+#                                within 10 % (CAP_SECS=10 measured s per run, CAP_MAX=3200,
+#                                CAP_FRAMEWORKS="liveagent $PY_FRAMEWORKS"). Each framework gets
+#                                CAP_BUDGET=180 s at most (runs that would not fit are not
+#                                started; the RESULT line says so): 15 min for all five.
+#   CAPACITY=only                only the capacity sweep (no other benchmark).
 #   CASCADE_N=10 CASCADE_TURNS=5 cascade conversations x spoken turns (CASCADE_N=0: skip), run
 #                                by liveagent and by AG2's cascade mode side by side
 #
 # `scripts/bench.sh cascade` runs only the cascade benchmark and its AG2 side by side (~2 min).
 # `scripts/bench.sh barge-in` runs only the barge-in benchmarks (~3 min, needs PulseAudio).
+# `scripts/bench.sh capacity` runs only the capacity sweep (~15 min, see CAPACITY).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -36,9 +40,11 @@ SCALE_ARBITERS=${SCALE_ARBITERS:-0}
 PY_N=${PY_N:-20,100}
 PY_FRAMEWORKS=${PY_FRAMEWORKS:-ag2 openai-agents pipecat livekit}
 CAPACITY=${CAPACITY:-0}
-CAP_SECS=${CAP_SECS:-20}
-CAP_START=${CAP_START:-50}
+CAP_SECS=${CAP_SECS:-10}
+CAP_START=${CAP_START:-100}
+CAP_PY_START=${CAP_PY_START:-10}
 CAP_MAX=${CAP_MAX:-3200}
+CAP_BUDGET=${CAP_BUDGET:-180}
 CAP_FRAMEWORKS=${CAP_FRAMEWORKS:-liveagent $PY_FRAMEWORKS}
 LAT_SESSIONS=${LAT_SESSIONS:-20}
 LAT_SECS=${LAT_SECS:-12}
@@ -62,7 +68,16 @@ SERVER=$CARGO_TARGET_DIR/release/liveagent-server
 run() { echo "+ $*"; "$@" 2>&1 | tee -a "$LOG" || echo "(failed: $*)"; }
 
 VENV=$ROOT/bench/python/.venv
+# AG2's live module imports sounddevice, which needs PortAudio's shared library.
+ensure_portaudio() {
+  if ! ldconfig -p 2>/dev/null | grep -q libportaudio; then
+    local sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+      --no-install-recommends libportaudio2 >/dev/null; } || echo "(could not install libportaudio2: AG2 will fail)"
+  fi
+}
 python_env() {
+  ensure_portaudio
   if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q -r bench/python/requirements.txt
@@ -161,10 +176,16 @@ if [ "$ONLY" = cascade ]; then
   exit 0
 fi
 
-echo "== added latency, WavSink (no audio device needed)"
-run "$BENCH" latency-out --sink wav --sessions "$LAT_SESSIONS" --secs "$LAT_SECS"
+# `scripts/bench.sh capacity` runs only the capacity sweep (as CAPACITY=1 does after the rest).
+[ "$ONLY" = capacity ] && CAPACITY=1
+if [ "$ONLY" = all ]; then
+  echo "== added latency, WavSink (no audio device needed)"
+  run "$BENCH" latency-out --sink wav --sessions "$LAT_SESSIONS" --secs "$LAT_SECS"
+fi
 
-if [ "${SKIP_AUDIO:-0}" != 1 ] && start_pulse; then
+if [ "$ONLY" != all ]; then
+  :
+elif [ "${SKIP_AUDIO:-0}" != 1 ] && start_pulse; then
   echo "== added latency, SoundDevicePlayer (cpal -> ALSA -> PulseAudio null sink)"
   run "$BENCH" latency-out --sink device --sessions "$LAT_SESSIONS" --secs "$LAT_SECS" || true
   echo "== added latency, SoundDeviceRecorder (PulseAudio mic.monitor -> cpal) through a session"
@@ -176,11 +197,14 @@ else
   echo "== skipping the audio-device benchmarks (SKIP_AUDIO=1 or no pulseaudio/paplay)"
 fi
 
-echo "== scale: N full-duplex sessions, liveagent-server in its own process"
-run "$BENCH" scale --sessions "$SCALE_N" --secs "$SCALE_SECS" --arbiters "$SCALE_ARBITERS"
+if [ "$ONLY" = all ]; then
+  echo "== scale: N full-duplex sessions, liveagent-server in its own process"
+  run "$BENCH" scale --sessions "$SCALE_N" --secs "$SCALE_SECS" --arbiters "$SCALE_ARBITERS"
+fi
 
 VENV=$ROOT/bench/python/.venv
 setup_venv() {
+  ensure_portaudio
   if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/pip" -q freeze 2>/dev/null | grep -qi '^livekit-agents'; then
     [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
     "$VENV/bin/pip" install -q -r bench/python/requirements.txt
@@ -201,15 +225,15 @@ py_run() {
   spid=$!
   for _ in $(seq 50); do grep -q "listening on" "$out" && break; sleep 0.1; done
   addr=$(sed -n 's/^liveagent-server listening on //p' "$out")
-  run timeout $((secs + 150)) "${pin_c[@]}" "$VENV/bin/python" bench/python/side_by_side.py \
+  run timeout "${PY_TIMEOUT:-$((secs + 150))}" "${pin_c[@]}" "$VENV/bin/python" bench/python/side_by_side.py \
     --framework "$fw" --url "ws://$addr/v1" --sessions "$n" --secs "$secs" --server-pid "$spid" || true
   kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
   rm -f "$out"
 }
 
-transport_bench
+[ "$ONLY" = all ] && transport_bench
 
-if [ "$PY_N" != 0 ]; then
+if [ "$ONLY" = all ] && [ "$PY_N" != 0 ]; then
   echo "== Python frameworks side by side (same server binary, same audio, N in $PY_N)"
   setup_venv
   for n in ${PY_N//,/ }; do
@@ -223,32 +247,44 @@ if [ "$PY_N" != 0 ]; then
 fi
 
 # capacity NAME: the largest N whose run is real time (realtime=yes on its RESULT line).
+# Bounded: each framework gets CAP_BUDGET seconds (a run that would not fit is not started,
+# and every run is killed at the end of the budget), so CAPACITY=1 adds at most about
+# CAP_BUDGET x the number of frameworks (15 min for the five with the defaults).
 CLIENT_CPU=1 SERVER_CPU=0
-cap_run() { # cap_run NAME N -> 0 when real time
-  local name=$1 n=$2 line
+cap_run() { # cap_run NAME N TIMEOUT -> 0 when real time
+  local name=$1 n=$2 limit=$3 line
   if [ "$name" = liveagent ]; then
-    line=$(LIVEAGENT_BENCH_SERVER_CPUS=$SERVER_CPU run taskset -c "$CLIENT_CPU" "$BENCH" scale \
+    line=$(LIVEAGENT_BENCH_SERVER_CPUS=$SERVER_CPU run timeout "$limit" taskset -c "$CLIENT_CPU" "$BENCH" scale \
       --sessions "$n" --secs "$CAP_SECS" --arbiters "$SCALE_ARBITERS" | grep '^RESULT scale' || true)
   else
-    line=$(py_run "$name" "$n" "$CAP_SECS" "$CLIENT_CPU" | grep '^RESULT python' || true)
+    line=$(PY_TIMEOUT=$limit py_run "$name" "$n" "$CAP_SECS" "$CLIENT_CPU" | grep '^RESULT python' || true)
   fi
   [[ "$line" == *"realtime=yes"* ]]
 }
 capacity() {
-  local name=$1 lo=0 hi n=$CAP_START
+  local name=$1 lo=0 hi="" n start=$SECONDS left note=""
+  if [ "$name" = liveagent ]; then n=$CAP_START; else n=$CAP_PY_START; fi
+  # A run takes its measured seconds, 4 s of warm-up and its setup: count 1 s per 25
+  # sessions for the setup (Python frameworks connect more slowly), and 10 s to spare.
+  cap_cost() { echo $(( CAP_SECS + 14 + $1 / 25 )); }
+  cap_fits() { left=$(( CAP_BUDGET - (SECONDS - start) )); [ "$left" -ge "$(cap_cost "$1")" ]; }
   while :; do
-    if cap_run "$name" "$n"; then
+    if ! cap_fits "$n"; then note=" (time budget of ${CAP_BUDGET}s spent: N=$n not tried)"; break; fi
+    if cap_run "$name" "$n" "$left"; then
       lo=$n; n=$((n * 2))
-      if [ "$n" -gt "$CAP_MAX" ]; then hi=$n; break; fi
+      if [ "$n" -gt "$CAP_MAX" ]; then note=" (CAP_MAX=$CAP_MAX reached)"; break; fi
     else
       hi=$n; break
     fi
   done
-  while [ $((hi - lo)) -gt $(( lo / 10 > 2 ? lo / 10 : 2 )) ]; do
-    n=$(( (lo + hi) / 2 ))
-    if cap_run "$name" "$n"; then lo=$n; else hi=$n; fi
-  done
-  echo "RESULT capacity $name: largest N in real time with the client on one core = $lo (first N not in real time: $hi; CAP_SECS=$CAP_SECS)" | tee -a "$LOG"
+  if [ -n "$hi" ]; then
+    while [ $((hi - lo)) -gt $(( lo / 10 > 2 ? lo / 10 : 2 )) ]; do
+      n=$(( (lo + hi) / 2 ))
+      if ! cap_fits "$n"; then note=" (time budget of ${CAP_BUDGET}s spent before the 10 % bisection ended)"; break; fi
+      if cap_run "$name" "$n" "$left"; then lo=$n; else hi=$n; fi
+    done
+  fi
+  echo "RESULT capacity $name: largest N in real time with the client on one core = $lo (first N not in real time: ${hi:-none found}; CAP_SECS=$CAP_SECS, $((SECONDS - start)) s)$note" | tee -a "$LOG"
 }
 if [ "$CAPACITY" = 1 ]; then
   echo "== capacity: largest N in real time, client pinned to CPU $CLIENT_CPU, server to CPU $SERVER_CPU"
@@ -260,7 +296,7 @@ if [ "$CAPACITY" = 1 ]; then
   fi
 fi
 
-cascade_bench
+[ "$ONLY" = all ] && cascade_bench
 
 echo
 echo "== summary"

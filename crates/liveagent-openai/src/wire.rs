@@ -94,12 +94,11 @@ impl ClientEvent {
     /// );
     /// ```
     pub fn append_json(audio: &[u8]) -> String {
-        use base64::engine::general_purpose::STANDARD as B64;
-        use base64::Engine;
         const HEAD: &str = r#"{"type":"input_audio_buffer.append","audio":""#;
         let mut text = String::with_capacity(HEAD.len() + audio.len().div_ceil(3) * 4 + 2);
         text.push_str(HEAD);
-        B64.encode_string(audio, &mut text);
+        // SIMD base64 (`base64-simd`): the scalar engine was a fifth of the client's time.
+        base64_simd::STANDARD.encode_append(audio, &mut text);
         text.push_str("\"}");
         text
     }

@@ -118,6 +118,7 @@ pub struct LiveAgent {
     pub(crate) recording: Option<crate::record::RecordingOptions>,
     pub(crate) store: Option<Arc<dyn ConversationStore>>,
     pub(crate) store_options: RecorderOptions,
+    pub(crate) history: crate::conversation::HistoryBounds,
 }
 
 impl std::fmt::Debug for LiveAgent {
@@ -431,7 +432,7 @@ impl LiveAgent {
         for observer in &actor_observers {
             observer.attach(&context);
         }
-        let extras = ConversationExtras::attach(&context, self.usage.clone());
+        let extras = ConversationExtras::attach(&context, self.usage.clone(), self.history);
         let mut names = Vec::new();
         for observer in &live_observers {
             names.push(Arc::<str>::from(observer.name()));
@@ -521,6 +522,7 @@ pub struct LiveAgentBuilder {
     recording: Option<crate::record::RecordingOptions>,
     store: Option<Arc<dyn ConversationStore>>,
     store_options: RecorderOptions,
+    history: crate::conversation::HistoryBounds,
 }
 
 impl LiveAgentBuilder {
@@ -539,6 +541,7 @@ impl LiveAgentBuilder {
             recording: None,
             store: None,
             store_options: RecorderOptions::default(),
+            history: Default::default(),
         }
     }
 
@@ -814,6 +817,27 @@ impl LiveAgentBuilder {
         self
     }
 
+    /// How much of each conversation's [`Conversation::history`](crate::Conversation::history)
+    /// is kept in memory: at most `events` events and `bytes` bytes (the oldest go first;
+    /// defaults [`HISTORY_LIMIT`](crate::HISTORY_LIMIT) and
+    /// [`HISTORY_MAX_BYTES`](crate::HISTORY_MAX_BYTES)). `0` keeps no history (a large
+    /// deployment that never reads it saves the memory and the copies);
+    /// [`Conversation::messages`](crate::Conversation::messages) and the usage reports are
+    /// kept either way.
+    ///
+    /// ```
+    /// use liveagent::{openai, LiveAgent};
+    /// let agent = LiveAgent::builder("assistant")
+    ///     .config(openai::RealtimeConfig::new("gpt-realtime"))
+    ///     .history_limit(10_000, 1024 * 1024)
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn history_limit(mut self, events: usize, bytes: usize) -> Self {
+        self.history = crate::conversation::HistoryBounds { events, bytes };
+        self
+    }
+
     /// Reconnect, buffering and timeout settings of the provider session.
     pub fn session_options(mut self, options: SessionOptions) -> Self {
         let middleware = std::mem::take(&mut self.session_options.middleware);
@@ -891,6 +915,7 @@ impl LiveAgentBuilder {
             recording: self.recording,
             store: self.store,
             store_options: self.store_options,
+            history: self.history,
         })
     }
 }

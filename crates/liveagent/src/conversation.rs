@@ -41,13 +41,93 @@ pub(crate) struct StoredConversation {
     pub recorder: Addr<liveagent_store::StoreRecorder>,
 }
 
-/// How many events [`Conversation::history`] keeps (the oldest go first).
-pub const HISTORY_LIMIT: usize = 100_000;
+/// How many events [`Conversation::history`] keeps by default (the oldest go first); see
+/// [`LiveAgentBuilder::history_limit`](crate::LiveAgentBuilder::history_limit).
+pub const HISTORY_LIMIT: usize = 1_000;
+
+/// How many bytes of events [`Conversation::history`] keeps by default (each event counted
+/// as its in-memory size plus [`LiveEvent::approx_bytes`]; the oldest go first).
+///
+/// The history grows with the conversation (a spoken answer publishes dozens of transcript
+/// chunks), so it is bounded: 64 KiB holds the last minute or so of a spoken conversation.
+/// [`Conversation::messages`] does not depend on it: the conversation's texts are kept
+/// apart, compactly.
+pub const HISTORY_MAX_BYTES: usize = 64 * 1024;
+
+/// Bound on the texts [`Conversation::messages`] keeps (the oldest messages go first):
+/// 1 MiB, many hours of speech.
+const MESSAGES_MAX_BYTES: usize = 1024 * 1024;
+
+/// The bounds of one conversation's [`Conversation::history`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct HistoryBounds {
+    pub events: usize,
+    pub bytes: usize,
+}
+
+impl Default for HistoryBounds {
+    fn default() -> Self {
+        HistoryBounds {
+            events: HISTORY_LIMIT,
+            bytes: HISTORY_MAX_BYTES,
+        }
+    }
+}
 
 #[derive(Default)]
 struct Book {
     usage: Usage,
-    history: std::collections::VecDeque<LiveEvent>,
+    bounds: HistoryBounds,
+    /// The recent control events, with the bytes each is counted for.
+    history: std::collections::VecDeque<(LiveEvent, usize)>,
+    history_bytes: usize,
+    /// Finished messages, `(role, text)`, and their total text bytes.
+    messages: std::collections::VecDeque<(&'static str, String)>,
+    messages_bytes: usize,
+    /// The words of the response in progress (its `ModelMessageChunk`s).
+    current: String,
+}
+
+impl Book {
+    fn record(&mut self, event: &LiveEvent) {
+        match event {
+            LiveEvent::ModelMessageChunk(c) => self.current.push_str(&c.text),
+            LiveEvent::ResponseDone(_) => {
+                let text = std::mem::take(&mut self.current);
+                if !text.trim().is_empty() {
+                    self.push_message("assistant", text);
+                }
+            }
+            LiveEvent::InputTranscriptChunk(t) if t.is_final => {
+                self.push_message("user", t.text.to_string())
+            }
+            LiveEvent::UserText(t) => self.push_message("user", t.text.to_string()),
+            _ => {}
+        }
+        if self.bounds.events == 0 || self.bounds.bytes == 0 {
+            return;
+        }
+        let size = std::mem::size_of::<LiveEvent>() + event.approx_bytes();
+        self.history.push_back((event.clone(), size));
+        self.history_bytes += size;
+        while self.history.len() > self.bounds.events
+            || (self.history_bytes > self.bounds.bytes && self.history.len() > 1)
+        {
+            if let Some((_, b)) = self.history.pop_front() {
+                self.history_bytes -= b;
+            }
+        }
+    }
+
+    fn push_message(&mut self, role: &'static str, text: String) {
+        self.messages_bytes += text.len();
+        self.messages.push_back((role, text));
+        while self.messages_bytes > MESSAGES_MAX_BYTES && self.messages.len() > 1 {
+            if let Some((_, t)) = self.messages.pop_front() {
+                self.messages_bytes -= t.len();
+            }
+        }
+    }
 }
 
 /// Per-conversation bookkeeping: usage, history, observer names.
@@ -79,16 +159,20 @@ impl Handler<LiveEvent> for Bookkeeper {
                     .add(usage);
             }
         }
-        if book.history.len() == HISTORY_LIMIT {
-            book.history.pop_front();
-        }
-        book.history.push_back(event);
+        book.record(&event);
     }
 }
 
 impl ConversationExtras {
-    pub(crate) fn attach(context: &ConversationContext, agent_usage: Arc<Mutex<Usage>>) -> Self {
-        let book = Arc::new(Mutex::new(Book::default()));
+    pub(crate) fn attach(
+        context: &ConversationContext,
+        agent_usage: Arc<Mutex<Usage>>,
+        bounds: HistoryBounds,
+    ) -> Self {
+        let book = Arc::new(Mutex::new(Book {
+            bounds,
+            ..Book::default()
+        }));
         let keeper = Bookkeeper {
             book: book.clone(),
             agent_usage,
@@ -183,8 +267,10 @@ impl Conversation {
             .clone()
     }
 
-    /// Every event of the conversation so far except audio, in order (AG2
-    /// `stream.history`), up to the last [`HISTORY_LIMIT`].
+    /// The recent events of the conversation except audio, in order (AG2
+    /// `stream.history`): the last [`HISTORY_LIMIT`] events and at most
+    /// [`HISTORY_MAX_BYTES`] by default (see
+    /// [`LiveAgentBuilder::history_limit`](crate::LiveAgentBuilder::history_limit)).
     pub fn history(&self) -> Vec<LiveEvent> {
         self.extras
             .book
@@ -192,34 +278,20 @@ impl Conversation {
             .unwrap_or_else(|e| e.into_inner())
             .history
             .iter()
-            .cloned()
+            .map(|(e, _)| e.clone())
             .collect()
     }
 
     /// What the model said, one string per finished response (its `ModelMessageChunk`s
     /// joined), and what the user said (final transcripts and texts), in order, as
-    /// `(role, text)` with role `"user"` or `"assistant"`.
+    /// `(role, text)` with role `"user"` or `"assistant"`. Kept apart from
+    /// [`history`](Self::history) (whose bound does not apply), up to 1 MiB of text (the
+    /// oldest messages go first).
     pub fn messages(&self) -> Vec<(&'static str, String)> {
-        let mut out: Vec<(&'static str, String)> = Vec::new();
-        let mut current = String::new();
-        for event in self.history() {
-            match event {
-                LiveEvent::ModelMessageChunk(c) => current.push_str(&c.text),
-                LiveEvent::ResponseDone(_) => {
-                    if !current.trim().is_empty() {
-                        out.push(("assistant", std::mem::take(&mut current)));
-                    }
-                    current.clear();
-                }
-                LiveEvent::InputTranscriptChunk(t) if t.is_final => {
-                    out.push(("user", t.text.to_string()))
-                }
-                LiveEvent::UserText(t) => out.push(("user", t.text.to_string())),
-                _ => {}
-            }
-        }
-        if !current.trim().is_empty() {
-            out.push(("assistant", current));
+        let book = self.extras.book.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<(&'static str, String)> = book.messages.iter().cloned().collect();
+        if !book.current.trim().is_empty() {
+            out.push(("assistant", book.current.clone()));
         }
         out
     }
@@ -304,5 +376,84 @@ impl ConversationWatch {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         self.all_stopped()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use liveagent_core::{ModelMessageChunk, ResponseDone, ResponseStatus, UserText};
+
+    fn chunk(text: &str) -> LiveEvent {
+        LiveEvent::ModelMessageChunk(ModelMessageChunk::new("item_1", text))
+    }
+
+    fn done() -> LiveEvent {
+        LiveEvent::ResponseDone(ResponseDone {
+            response_id: "resp_1".into(),
+            status: ResponseStatus::Completed,
+            reason: None,
+            usage: None,
+            text: None,
+        })
+    }
+
+    #[test]
+    fn history_is_bounded_by_events_and_bytes_and_messages_are_kept_apart() {
+        let mut book = Book {
+            bounds: HistoryBounds {
+                events: 50,
+                bytes: usize::MAX,
+            },
+            ..Book::default()
+        };
+        book.record(&LiveEvent::UserText(UserText {
+            text: "hello".into(),
+            respond: true,
+        }));
+        for i in 0..1_000 {
+            book.record(&chunk(&format!("w{i} ")));
+            if i % 100 == 99 {
+                book.record(&done());
+            }
+        }
+        book.record(&chunk("unfinished"));
+        assert_eq!(book.history.len(), 50);
+        assert!(
+            matches!(book.history.back(), Some((LiveEvent::ModelMessageChunk(c), _)) if &*c.text == "unfinished")
+        );
+        // The messages do not depend on the history's bound.
+        assert_eq!(book.messages.len(), 11);
+        assert_eq!(book.messages[0], ("user", "hello".to_owned()));
+        assert!(book.messages[1].1.starts_with("w0 w1 "));
+        assert!(book.messages[10].1.ends_with("w999 "));
+        assert_eq!(book.current, "unfinished");
+
+        let mut small = Book {
+            bounds: HistoryBounds {
+                events: usize::MAX,
+                bytes: 4 * 1024,
+            },
+            ..Book::default()
+        };
+        for i in 0..1_000 {
+            small.record(&chunk(&format!("w{i} ")));
+        }
+        assert!(small.history_bytes <= 4 * 1024);
+        assert!(small.history.len() > 1 && small.history.len() < 100);
+        let counted: usize = small.history.iter().map(|(_, b)| b).sum();
+        assert_eq!(counted, small.history_bytes);
+
+        let mut none = Book {
+            bounds: HistoryBounds {
+                events: 0,
+                bytes: 0,
+            },
+            ..Book::default()
+        };
+        none.record(&chunk("a"));
+        none.record(&done());
+        assert!(none.history.is_empty());
+        assert_eq!(none.messages.len(), 1);
     }
 }

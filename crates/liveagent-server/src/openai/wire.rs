@@ -3,6 +3,22 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+/// A plain `input_audio_buffer.append` frame read with borrowed fields: the session's fast
+/// path for its most frequent frame. Anything it does not read (escaped strings, other
+/// keys, other types) goes through [`ClientEvent`] and `schema::parse_event`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AppendFrame<'a> {
+    /// The event type (the caller checks it is `input_audio_buffer.append`).
+    #[serde(rename = "type")]
+    pub kind: &'a str,
+    /// The base64 audio.
+    pub audio: &'a str,
+    /// The client's event id.
+    #[serde(default, borrow)]
+    pub event_id: Option<&'a str>,
+}
+
 /// A client event (the GA `RealtimeClientEvent` union). Parsed by `schema::parse_event`,
 /// which moves `type` out as the variant key so that errors keep the field's path.
 #[derive(Debug, Deserialize)]
@@ -466,4 +482,76 @@ pub(crate) struct Envelope<'a> {
     pub event_id: &'a str,
     #[serde(flatten)]
     pub event: &'a ServerEvent,
+}
+
+impl Envelope<'_> {
+    /// The frame text: the same text as `serde_json::to_string(self)`, written directly for
+    /// `response.output_audio.delta` (the frame sent 50 times a second per answering
+    /// session: no map serializer for the flattened event, no escaping scan of the base64
+    /// text, which needs none).
+    pub fn to_json(&self) -> serde_json::Result<String> {
+        if let ServerEvent::AudioDelta {
+            response_id,
+            item_id,
+            output_index,
+            content_index,
+            delta,
+        } = self.event
+        {
+            let mut out = String::with_capacity(delta.len() + 160);
+            out.push_str("{\"event_id\":");
+            push_json_str(&mut out, self.event_id)?;
+            out.push_str(",\"type\":\"response.output_audio.delta\",\"response_id\":");
+            push_json_str(&mut out, response_id)?;
+            out.push_str(",\"item_id\":");
+            push_json_str(&mut out, item_id)?;
+            out.push_str(&format!(
+                ",\"output_index\":{output_index},\"content_index\":{content_index},\"delta\":"
+            ));
+            // Base64 never needs escaping; checked without an early exit so that it
+            // vectorizes.
+            let needs_escape = delta.bytes().fold(false, |acc, b| {
+                acc | (b < 0x20) | (b == b'"') | (b == b'\\')
+            });
+            if !needs_escape {
+                out.push('"');
+                out.push_str(delta);
+                out.push('"');
+            } else {
+                push_json_str(&mut out, delta)?;
+            }
+            out.push('}');
+            return Ok(out);
+        }
+        serde_json::to_string(self)
+    }
+}
+
+/// Appends `s` as a JSON string (quoted, escaped as serde_json does).
+fn push_json_str(out: &mut String, s: &str) -> serde_json::Result<()> {
+    out.push_str(&serde_json::to_string(s)?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod envelope_tests {
+    use super::*;
+
+    #[test]
+    fn audio_delta_text_is_serdes() {
+        for delta in ["AQID+g==", "", "not \"base64\"\n"] {
+            let event = ServerEvent::AudioDelta {
+                response_id: "resp_1".into(),
+                item_id: "item_\"2".into(),
+                output_index: 3,
+                content_index: 0,
+                delta: delta.into(),
+            };
+            let env = Envelope {
+                event_id: "event_7",
+                event: &event,
+            };
+            assert_eq!(env.to_json().unwrap(), serde_json::to_string(&env).unwrap());
+        }
+    }
 }

@@ -404,12 +404,14 @@ impl OaSession {
     async fn emit(&mut self, event: ServerEvent) -> R {
         let id = format!("event_{}", self.next_event);
         self.next_event += 1;
-        self.conn
-            .send_json(&Envelope {
-                event_id: &id,
-                event: &event,
-            })
-            .await?;
+        let envelope = Envelope {
+            event_id: &id,
+            event: &event,
+        };
+        match envelope.to_json() {
+            Ok(text) => self.conn.send_text(text).await?,
+            Err(e) => tracing::error!("cannot serialize a server frame: {e}"),
+        }
         if let Some(run) = &self.run {
             if let Some(k) = run.drop_after_events {
                 if self.conn.sent - run.sent_at_start >= k as u64 {
@@ -473,6 +475,22 @@ impl OaSession {
     async fn on_frame(&mut self, text: &str) -> R {
         self.conn.received(text);
         self.last_activity = Instant::now();
+        // Fast path for the frame that comes 50 times a second: a plain
+        // `input_audio_buffer.append` is read with borrowed fields (no `Value` tree, no copy
+        // of the base64 text). Anything else, or anything unusual about it (escapes, other
+        // keys, duplicates, wrong types), takes the general path below, whose checks and
+        // errors are the reference.
+        if let Ok(frame) = serde_json::from_str::<AppendFrame>(text) {
+            if frame.kind == "input_audio_buffer.append" {
+                if let Err(inv) = self.append_b64(frame.audio).await? {
+                    let event_id = frame.event_id.map(str::to_owned);
+                    self.client_error(event_id, inv.code, &inv.message, inv.param)
+                        .await?;
+                }
+                self.publish(true);
+                return Ok(());
+            }
+        }
         let value: Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
@@ -517,6 +535,34 @@ impl OaSession {
         Ok(())
     }
 
+    /// `input_audio_buffer.append` with its base64 `audio`.
+    async fn append_b64(&mut self, audio: &str) -> Result<Result<(), Invalid>, End> {
+        let bytes = match audio::b64_decode(audio) {
+            Ok(b) => b,
+            Err(e) => {
+                return Ok(Err(invalid(
+                    "invalid_value",
+                    format!("Invalid 'audio': not base64 ({e})."),
+                    Some("audio"),
+                )))
+            }
+        };
+        let samples = self.settings.input_fmt.decode(&bytes);
+        let cap_ms = self.shared.cfg.max_input_audio_ms;
+        let cap = audio::ms_to_samples(cap_ms, INTERNAL_RATE);
+        if self.buf.len() + samples.len() > cap {
+            return Ok(Err(invalid(
+                "input_audio_buffer_full",
+                format!(
+                    "The input audio buffer holds at most {cap_ms} ms of audio and this append would exceed it; commit or clear the buffer first."
+                ),
+                None,
+            )));
+        }
+        self.append(samples).await?;
+        Ok(Ok(()))
+    }
+
     async fn on_event(&mut self, event: ClientEvent) -> Result<Result<(), Invalid>, End> {
         match event {
             ClientEvent::SessionUpdate { session } => {
@@ -530,31 +576,7 @@ impl OaSession {
                     Err(e) => return Ok(Err(e)),
                 }
             }
-            ClientEvent::Append { audio } => {
-                let bytes = match audio::b64_decode(&audio) {
-                    Ok(b) => b,
-                    Err(e) => {
-                        return Ok(Err(invalid(
-                            "invalid_value",
-                            format!("Invalid 'audio': not base64 ({e})."),
-                            Some("audio"),
-                        )))
-                    }
-                };
-                let samples = self.settings.input_fmt.decode(&bytes);
-                let cap_ms = self.shared.cfg.max_input_audio_ms;
-                let cap = audio::ms_to_samples(cap_ms, INTERNAL_RATE);
-                if self.buf.len() + samples.len() > cap {
-                    return Ok(Err(invalid(
-                        "input_audio_buffer_full",
-                        format!(
-                            "The input audio buffer holds at most {cap_ms} ms of audio and this append would exceed it; commit or clear the buffer first."
-                        ),
-                        None,
-                    )));
-                }
-                self.append(samples).await?;
-            }
+            ClientEvent::Append { audio } => return self.append_b64(&audio).await,
             ClientEvent::Commit {} => return self.manual_commit().await,
             ClientEvent::Clear {} => {
                 self.buf.clear();
