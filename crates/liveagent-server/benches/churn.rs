@@ -31,34 +31,19 @@
 
 #[path = "../tests/raw/mod.rs"]
 mod raw;
+#[path = "support/mod.rs"]
+mod support;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
-use serde_json::{json, Value};
+use serde_json::json;
+use support::{env_num, kib, Server};
 
 const OPENAI: &str = "/v1/realtime?model=gpt-realtime";
 const GEMINI: &str =
     "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent";
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
 
 fn b64(samples: &[i16]) -> String {
     let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
@@ -69,16 +54,6 @@ fn tone(ms: usize, amp: f32) -> Vec<i16> {
     (0..ms * 24)
         .map(|i| ((i as f32 * 440.0 * std::f32::consts::TAU / 24_000.0).sin() * amp) as i16)
         .collect()
-}
-
-/// A byte count from the stats as KiB ("-" where the allocator reports none).
-fn kib(v: &Value) -> String {
-    v.as_u64().map_or("-".into(), |b| (b / 1024).to_string())
-}
-
-async fn stats(addr: SocketAddr) -> Value {
-    let (_, body) = raw::http(addr, "GET", "/debug/stats", &[]).await;
-    serde_json::from_str(&body).unwrap_or(Value::Null)
 }
 
 async fn talker(addr: SocketAddr) {
@@ -251,10 +226,10 @@ async fn wave(addr: SocketAddr) {
     }
 }
 
-async fn settle(addr: SocketAddr) {
+async fn settle(server: &Server) {
     let end = Instant::now() + Duration::from_secs(60);
     loop {
-        let s = stats(addr).await;
+        let s = server.stats().await;
         // The stats request itself is one open connection.
         if s["sessions_active"] == 0 && s["tcp_open"].as_u64().unwrap_or(9) <= 1 {
             break;
@@ -273,82 +248,68 @@ fn main() {
         return;
     }
     let secs = env_num("CHURN_SECS", 600);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_liveagent-server"))
-        .args(["--port", "0", "--workers", "2", "--fast"])
-        // Retained by design, and bounded: kept small here so that they cannot hide a leak.
-        .args([
-            "--closed-sessions-bytes",
-            "262144",
-            "--resumption-ttl-s",
-            "5",
-        ])
-        // Extra server arguments, e.g. `--trim-interval-ms 0` to see what trimming does.
-        .args(
-            std::env::var("CHURN_SERVER_ARGS")
-                .unwrap_or_default()
-                .split_whitespace(),
-        )
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start liveagent-server");
-    let pid = child.id();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let addr: SocketAddr = line.trim().rsplit(' ').next().unwrap().parse().unwrap();
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        while out.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-            sink.clear();
-        }
-    });
+    let extra = std::env::var("CHURN_SERVER_ARGS").unwrap_or_default();
+    let mut args = vec!["--workers", "2", "--fast"];
+    // Retained by design, and bounded: kept small here so that they cannot hide a leak.
+    args.extend([
+        "--closed-sessions-bytes",
+        "262144",
+        "--resumption-ttl-s",
+        "5",
+    ]);
+    // Extra server arguments, e.g. `--trim-interval-ms 0` to see what trimming does.
+    args.extend(extra.split_whitespace());
+    let server = Server::start(&args);
+    let addr = server.addr;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async move {
-        let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-        println!("machine load average before: {}", loadavg.trim());
+        println!("machine load average before: {}", support::loadavg());
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let idle = rss_kib(pid);
-        println!("server RSS idle at start: {} KiB", idle);
+        let idle = server.memory();
+        println!(
+            "server RSS idle at start: {} KiB (anonymous {} KiB, file-backed {} KiB)",
+            idle.rss, idle.anon, idle.file
+        );
         let start = Instant::now();
         let mut baseline = 0u64;
         let mut worst = 0.0f64;
+        let mut within = 0;
         let mut n = 0;
         while n == 0 || start.elapsed() < Duration::from_secs(secs) {
             let t = Instant::now();
-            let peak = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-            let sampler = {
-                let peak = peak.clone();
-                tokio::spawn(async move {
-                    loop {
-                        peak.fetch_max(rss_kib(pid), std::sync::atomic::Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                    }
-                })
-            };
+            let sampler = server.sample_peak();
             wave(addr).await;
             let wave_s = t.elapsed().as_secs_f64();
-            sampler.abort();
-            let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
-            settle(addr).await;
-            let after = rss_kib(pid);
+            let peak = sampler.stop();
+            settle(&server).await;
+            let after = server.memory();
+            let at = server.breakdown();
             if n == 0 {
-                baseline = after;
+                baseline = after.rss;
             }
-            let ratio = after as f64 / baseline as f64;
+            let ratio = after.rss as f64 / baseline as f64;
             if n > 0 {
                 worst = worst.max(ratio);
+                if ratio <= 1.1 {
+                    within += 1;
+                }
             }
-            let s = stats(addr).await;
+            let s = server.stats().await;
             println!(
-                "wave {n:>3}: {wave_s:5.1} s, RSS peak {peak:>7} KiB, after {after:>7} KiB = {:5.1} % of baseline; \
+                "wave {n:>3}: {wave_s:5.1} s, RSS peak {peak:>7} KiB, after {:>7} KiB = {:5.1} % of baseline \
+                 (main heap {} KiB, other arenas {} KiB, other anonymous {} KiB, file-backed {} KiB); \
                  heap in use {} KiB, free in arenas {} KiB; \
                  sessions total {}, backlog drops {}, kept closed {}, resumable {} ({} B), refused {}",
+                after.rss,
                 ratio * 100.0,
+                at.main_heap,
+                at.arenas,
+                at.other_anon,
+                at.file,
                 kib(&s["heap"]["in_use_bytes"]),
                 kib(&s["heap"]["free_bytes"]),
                 s["sessions_total"],
@@ -361,12 +322,12 @@ fn main() {
             n += 1;
         }
         println!(
-            "churn: {n} waves in {:.0} s; idle {idle} KiB, baseline (after wave 0) {baseline} KiB, \
-             worst wave-end RSS {:.1} % of baseline",
+            "churn: {n} waves in {:.0} s; idle {} KiB, baseline (after wave 0) {baseline} KiB, \
+             worst wave-end RSS {:.1} % of baseline, {within} of {} waves within 10 %",
             start.elapsed().as_secs_f64(),
-            worst * 100.0
+            idle.rss,
+            worst * 100.0,
+            n - 1,
         );
     });
-    let _ = child.kill();
-    let _ = child.wait();
 }

@@ -24,40 +24,19 @@
 
 #[path = "../tests/raw/mod.rs"]
 mod raw;
+#[path = "support/mod.rs"]
+mod support;
 
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{json, Value};
+use support::{env_num, Server};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const OPENAI: &str = "/v1/realtime?model=gpt-realtime";
-
-fn env_num(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-async fn stats(addr: SocketAddr) -> Value {
-    let (_, body) = raw::http(addr, "GET", "/debug/stats", &[]).await;
-    serde_json::from_str(&body).unwrap_or(Value::Null)
-}
 
 /// The masked `input_audio_buffer.append` frames of the speech-and-silence pattern, 20 ms each.
 fn pattern_frames() -> Vec<Arc<[u8]>> {
@@ -82,8 +61,8 @@ struct Figures {
 }
 
 impl Figures {
-    fn line(&self, what: &str, pid: u32, s: &Value, n: u64) {
-        let rss = rss_kib(pid);
+    fn line(&self, what: &str, server: &Server, s: &Value, n: u64) {
+        let rss = server.memory().rss;
         let heap = s["heap"]["in_use_bytes"].as_u64().unwrap_or(0);
         let free = s["heap"]["free_bytes"].as_u64().unwrap_or(0);
         println!(
@@ -107,43 +86,25 @@ fn main() {
     let talk = env_num("TALK_SECS", 60);
     let frames = pattern_frames();
     // `SERVER_BIN` runs another build of the server (e.g. an older one, for a before/after).
-    let bin = std::env::var("SERVER_BIN")
-        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_liveagent-server").to_owned());
-    let mut child = Command::new(bin)
-        .args(["--port", "0", "--workers", "1"])
-        .env("RUST_LOG", "error")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start liveagent-server");
-    let pid = child.id();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let addr: SocketAddr = line.trim().rsplit(' ').next().unwrap().parse().unwrap();
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        while out.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
-            sink.clear();
-        }
-    });
+    let server = Server::start(&["--workers", "1"]);
+    let addr = server.addr;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async move {
-        let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         println!(
             "sessions: {n} OpenAI sessions, {talk} s of talking; machine load average before: {}",
-            loadavg.trim()
+            support::loadavg()
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let s = stats(addr).await;
+        let s = server.stats().await;
         let fig = Figures {
-            idle_kib: rss_kib(pid),
+            idle_kib: server.memory().rss,
             idle_heap: s["heap"]["in_use_bytes"].as_u64().unwrap_or(0),
         };
-        fig.line("idle server", pid, &s, n);
+        fig.line("idle server", &server, &s, n);
         let mut streams = Vec::new();
         for _ in 0..n {
             let mut ws = raw::open(addr, OPENAI, &[], None).await.expect_upgraded();
@@ -151,7 +112,7 @@ fn main() {
             streams.push(ws.into_stream());
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-        fig.line("connected, silent", pid, &stats(addr).await, n);
+        fig.line("connected, silent", &server, &server.stats().await, n);
 
         let received = Arc::new(AtomicU64::new(0));
         let t0 = tokio::time::Instant::now();
@@ -192,8 +153,8 @@ fn main() {
             tokio::time::sleep_until(t0 + next).await;
             fig.line(
                 &format!("talking {:>3} s", next.as_secs()),
-                pid,
-                &stats(addr).await,
+                &server,
+                &server.stats().await,
                 n,
             );
             next += Duration::from_secs(10);
@@ -203,20 +164,18 @@ fn main() {
             let _ = tokio::time::timeout(Duration::from_secs(30), t).await;
         }
         loop {
-            let s = stats(addr).await;
+            let s = server.stats().await;
             if s["sessions_active"] == 0 || started.elapsed() > Duration::from_secs(30) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-        fig.line("all closed", pid, &stats(addr).await, n);
+        fig.line("all closed", &server, &server.stats().await, n);
         println!(
             "clients received {} MiB in {:.0} s",
             received.load(Ordering::Relaxed) >> 20,
             t0.elapsed().as_secs_f64()
         );
     });
-    let _ = child.kill();
-    let _ = child.wait();
 }

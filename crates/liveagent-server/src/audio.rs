@@ -229,17 +229,6 @@ pub fn synth_text(text: &str) -> Vec<i16> {
     out
 }
 
-/// Gives back the spare capacity of a sample buffer that was drained or cleared. A `Vec`
-/// keeps its high-water capacity otherwise: one long utterance (or a flood of appends up to
-/// the input cap) would stay allocated for the rest of the session.
-pub(crate) fn shed_capacity(buf: &mut Vec<i16>) {
-    // Not on every small trim: only when the spare room is well past what the buffer holds,
-    // so that a steady stream does not reallocate back and forth.
-    if buf.capacity() > 4 * buf.len() + 8192 {
-        buf.shrink_to(2 * buf.len());
-    }
-}
-
 /// Samples shared without copying: a range of a reference-counted buffer, which the
 /// conversation can also let go of while keeping the duration.
 ///

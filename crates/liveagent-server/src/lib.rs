@@ -41,6 +41,7 @@ mod conn;
 mod gemini;
 mod guard;
 mod heap;
+mod input_audio;
 mod items;
 mod openai;
 pub mod record;

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::items::SessionInfo;
+use crate::items::{Item, SessionInfo};
+use crate::server::Shared;
 use crate::stats::Stats;
 
 /// A request for a full snapshot: the session calls it with one.
@@ -211,6 +212,74 @@ impl Registry {
             .find(|(i, _)| i.id == meta.id)
             .map(|(i, _)| i.clone())
             .unwrap_or(meta)
+    }
+}
+
+/// A session the registry lists (both protocols' session types): its metadata, its
+/// conversation, and the server state it reports to.
+pub(crate) trait Listed {
+    /// The server state the session belongs to.
+    fn shared(&self) -> &Shared;
+
+    /// The session's metadata, without its items (cheap).
+    fn meta(&self, connected: bool) -> SessionInfo;
+
+    /// The conversation's items.
+    fn items(&self) -> &[Item];
+
+    /// A full snapshot, items included (built only on request, and counted).
+    fn snapshot(&self, connected: bool) -> SessionInfo {
+        let info = SessionInfo {
+            items: self.items().iter().map(Item::info).collect(),
+            ..self.meta(connected)
+        };
+        counted(&self.shared().stats, info)
+    }
+
+    /// Publishes the metadata (counters); the items are only copied on request.
+    fn publish(&self, connected: bool) {
+        self.shared().registry.update_meta(self.meta(connected));
+    }
+}
+
+/// A session counted in and listed for as long as it lives: [`Tracked::open`] counts it in
+/// the server's stats and registers it; dropping it, however the session ended (its loop
+/// returned, or its task was dropped by a server stop), files its final snapshot in the
+/// closed history and counts it out. It dereferences to the session.
+pub(crate) struct Tracked<S: Listed>(S);
+
+impl<S: Listed> Tracked<S> {
+    /// Counts `session` in and lists it; the receiver delivers the snapshot requests the
+    /// session loop must answer.
+    pub fn open(session: S) -> (Self, SnapshotReceiver) {
+        let stats = &session.shared().stats;
+        stats.sessions_total.fetch_add(1, Ordering::Relaxed);
+        stats.sessions_active.fetch_add(1, Ordering::Relaxed);
+        let (ask, asks) = mpsc::unbounded_channel();
+        session.shared().registry.register(session.meta(true), ask);
+        (Tracked(session), asks)
+    }
+}
+
+impl<S: Listed> std::ops::Deref for Tracked<S> {
+    type Target = S;
+    fn deref(&self) -> &S {
+        &self.0
+    }
+}
+
+impl<S: Listed> std::ops::DerefMut for Tracked<S> {
+    fn deref_mut(&mut self) -> &mut S {
+        &mut self.0
+    }
+}
+
+impl<S: Listed> Drop for Tracked<S> {
+    fn drop(&mut self) {
+        let info = self.0.snapshot(false);
+        let shared = self.0.shared();
+        shared.registry.closed(info);
+        shared.stats.sessions_active.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -30,14 +30,11 @@ impl GSession {
                 self.interrupt().await?;
             }
             self.manual_active = true;
-            self.buf.clear();
-            crate::audio::shed_capacity(&mut self.buf);
-            self.buf_start = self.total_samples;
+            self.input.clear();
         }
         if ri.activity_end.is_some() && self.manual_active {
             self.manual_active = false;
-            let all = std::mem::take(&mut self.buf);
-            self.buf_start = self.total_samples;
+            let all = self.input.take_all();
             let ms = audio::samples_to_ms(all.len(), INTERNAL_RATE);
             let all = Pcm::from(all);
             self.user_audio_turn(all.clone(), all, ms).await?;
@@ -63,21 +60,20 @@ impl GSession {
     }
 
     pub(super) async fn append(&mut self, samples: Vec<i16>) -> R {
-        self.total_samples += samples.len() as u64;
         if !self.auto_vad && !self.manual_active {
             // Manual activity and no activityStart: nothing will ever commit this audio.
-            self.buf_start = self.total_samples;
+            self.input.skip(samples.len());
             return Ok(());
         }
         let cap_ms = self.shared.cfg.max_input_audio_ms;
-        if self.buf.len() + samples.len() > audio::ms_to_samples(cap_ms, INTERNAL_RATE) {
+        if self.input.len() + samples.len() > audio::ms_to_samples(cap_ms, INTERNAL_RATE) {
             return self
                 .reject(&format!(
                     "Input audio exceeds the {cap_ms} ms limit for one turn; end the activity sooner."
                 ))
                 .await;
         }
-        self.buf.extend_from_slice(&samples);
+        self.input.push(&samples);
         if !self.auto_vad {
             return Ok(());
         }
@@ -101,12 +97,7 @@ impl GSession {
         }
         if self.speech_start.is_none() && !self.manual_active {
             let keep = (self.vad.config().prefix_padding_ms as usize + 200) * SPS_MS as usize;
-            if self.buf.len() > keep * 2 {
-                let cut = self.buf.len() - keep;
-                self.buf.drain(..cut);
-                crate::audio::shed_capacity(&mut self.buf);
-                self.buf_start += cut as u64;
-            }
+            self.input.keep_newest(keep);
         }
         Ok(())
     }
@@ -116,16 +107,7 @@ impl GSession {
             return Ok(());
         };
         let from = start_ms.saturating_sub(self.vad.config().prefix_padding_ms as u64);
-        let a = (from * SPS_MS).saturating_sub(self.buf_start) as usize;
-        let b = ((end_ms * SPS_MS).saturating_sub(self.buf_start) as usize).min(self.buf.len());
-        let all = if a < b {
-            self.buf[a..b].to_vec()
-        } else {
-            Vec::new()
-        };
-        self.buf.drain(..b);
-        crate::audio::shed_capacity(&mut self.buf);
-        self.buf_start += b as u64;
+        let all = self.input.take_range(from * SPS_MS, end_ms * SPS_MS);
         let voiced = ((last_voiced_ms.saturating_sub(from)) * SPS_MS) as usize;
         // The echo is a view of the item's audio, not a copy.
         let all = Pcm::from(all);

@@ -19,8 +19,9 @@ use super::wire::*;
 use crate::audio::{self, Pcm, WireAudio, INTERNAL_RATE};
 use crate::brain::{substitute, Plan, Step, TurnInput};
 use crate::conn::{Conn, End};
+use crate::input_audio::InputAudio;
 use crate::items::{Content, Item, ItemKind, ProtocolKind, Role, SessionInfo};
-use crate::registry::SnapshotReceiver;
+use crate::registry::{Listed, SnapshotReceiver, Tracked};
 use crate::server::{Selected, Shared};
 use crate::tokens::Refusal;
 use crate::vad::{Vad, VadEvent};
@@ -101,9 +102,8 @@ struct GSession {
     resumption: bool,
     resumed_from: Option<String>,
     items: Vec<Item>,
-    buf: Vec<i16>,
-    buf_start: u64,
-    total_samples: u64,
+    /// The input audio buffer.
+    input: InputAudio,
     vad: Vad,
     speech_start: Option<u64>,
     manual_active: bool,
@@ -118,18 +118,6 @@ struct GSession {
     last_activity: Instant,
 }
 
-impl Drop for GSession {
-    /// Files the final snapshot and counts the session out, however the session ended.
-    fn drop(&mut self) {
-        let info = self.snapshot(false);
-        self.shared.registry.closed(info);
-        self.shared
-            .stats
-            .sessions_active
-            .fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Runs a session until the client goes away or the server closes it.
 #[allow(clippy::too_many_arguments)] // one call site, each argument a distinct fact of the connection
 pub(crate) async fn run(
@@ -142,10 +130,8 @@ pub(crate) async fn run(
     vertex: bool,
     sock: Option<Arc<std::net::TcpStream>>,
 ) {
-    shared.stats.sessions_total.fetch_add(1, Ordering::Relaxed);
-    shared.stats.sessions_active.fetch_add(1, Ordering::Relaxed);
     let sid = shared.new_session_id();
-    let mut s = GSession {
+    let (mut s, mut asks) = Tracked::open(GSession {
         conn: Conn::new(ws, shared.clone(), sock),
         sid,
         vad: Vad::new(shared.cfg.vad.clone()),
@@ -165,9 +151,7 @@ pub(crate) async fn run(
         resumption: false,
         resumed_from: None,
         items: Vec::new(),
-        buf: Vec::new(),
-        buf_start: 0,
-        total_samples: 0,
+        input: InputAudio::default(),
         speech_start: None,
         manual_active: false,
         run: None,
@@ -176,9 +160,7 @@ pub(crate) async fn run(
         responses: 0,
         client_errors: 0,
         last_activity: Instant::now(),
-    };
-    let (ask, mut asks) = tokio::sync::mpsc::unbounded_channel();
-    shared.registry.register(s.meta(true), ask);
+    });
     let _ = s.main(&mut stream, authorized, &mut asks).await;
     s.conn.drop_now_quiet();
     s.conn.finish().await;
@@ -203,8 +185,11 @@ fn rate_of(mime: Option<&str>) -> u32 {
     .unwrap_or(16000)
 }
 
-impl GSession {
-    /// The session's metadata, without its items (cheap).
+impl Listed for GSession {
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
     fn meta(&self, connected: bool) -> SessionInfo {
         SessionInfo {
             id: self.sid,
@@ -216,24 +201,16 @@ impl GSession {
             responses: self.responses,
             resumed_from: self.resumed_from.clone(),
             client_errors: self.client_errors,
-            input_buffered_ms: audio::samples_to_ms(self.buf.len(), INTERNAL_RATE),
+            input_buffered_ms: audio::samples_to_ms(self.input.len(), INTERNAL_RATE),
         }
     }
 
-    /// A full snapshot, items included (built only on request).
-    fn snapshot(&self, connected: bool) -> SessionInfo {
-        let info = SessionInfo {
-            items: self.items.iter().map(Item::info).collect(),
-            ..self.meta(connected)
-        };
-        crate::registry::counted(&self.shared.stats, info)
+    fn items(&self) -> &[Item] {
+        &self.items
     }
+}
 
-    /// Publishes the metadata (counters); the items are only copied on request.
-    fn publish(&self, connected: bool) {
-        self.shared.registry.update_meta(self.meta(connected));
-    }
-
+impl GSession {
     /// When the idle-session timeout fires, unless a turn is running.
     fn idle_deadline(&self) -> Option<Instant> {
         let limit = self.shared.cfg.idle_timeout?;

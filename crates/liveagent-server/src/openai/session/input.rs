@@ -13,8 +13,7 @@ use crate::vad::VadEvent;
 
 impl OaSession {
     pub(super) async fn append(&mut self, samples: Vec<i16>) -> R {
-        self.total_samples += samples.len() as u64;
-        self.buf.extend_from_slice(&samples);
+        self.input.push(&samples);
         let Some(td) = self.settings.turn.clone() else {
             return Ok(());
         };
@@ -55,7 +54,7 @@ impl OaSession {
                     let from = speech
                         .start_ms
                         .saturating_sub(td.vad.prefix_padding_ms as u64);
-                    let all = self.take_range(from * SPS_MS, end_ms * SPS_MS);
+                    let all = self.input.take_range(from * SPS_MS, end_ms * SPS_MS);
                     let voiced = ((last_voiced_ms.saturating_sub(from)) * SPS_MS) as usize;
                     let label =
                         TurnInput::speech_label(last_voiced_ms.saturating_sub(speech.start_ms));
@@ -75,34 +74,13 @@ impl OaSession {
         if self.speech.is_none() {
             // Keep only the prefix padding while nobody speaks.
             let keep = (td.vad.prefix_padding_ms as usize + 200) * SPS_MS as usize;
-            if self.buf.len() > keep * 2 {
-                let cut = self.buf.len() - keep;
-                self.buf.drain(..cut);
-                crate::audio::shed_capacity(&mut self.buf);
-                self.buf_start += cut as u64;
-            }
+            self.input.keep_newest(keep);
         }
         Ok(())
     }
 
-    /// Removes samples `[from, to)` (session timeline) from the buffer and returns them;
-    /// everything before `to` is dropped.
-    pub(super) fn take_range(&mut self, from: u64, to: u64) -> Vec<i16> {
-        let a = from.saturating_sub(self.buf_start) as usize;
-        let b = (to.saturating_sub(self.buf_start) as usize).min(self.buf.len());
-        let out = if a < b {
-            self.buf[a..b].to_vec()
-        } else {
-            Vec::new()
-        };
-        self.buf.drain(..b);
-        crate::audio::shed_capacity(&mut self.buf);
-        self.buf_start += b as u64;
-        out
-    }
-
     pub(super) async fn manual_commit(&mut self) -> Result<Result<(), Invalid>, End> {
-        let ms = audio::samples_to_ms(self.buf.len(), INTERNAL_RATE);
+        let ms = audio::samples_to_ms(self.input.len(), INTERNAL_RATE);
         if ms < 100 {
             return Ok(Err(invalid(
                 "input_audio_buffer_commit_empty",
@@ -115,8 +93,7 @@ impl OaSession {
             None => self.shared.new_id("item"),
         };
         let _ = self.vad.flush();
-        let all = std::mem::take(&mut self.buf);
-        self.buf_start = self.total_samples;
+        let all = self.input.take_all();
         let n = all.len();
         self.commit_audio(item_id, all, n, TurnInput::speech_label(ms))
             .await?;

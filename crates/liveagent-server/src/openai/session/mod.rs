@@ -30,8 +30,9 @@ use super::wire::*;
 use crate::audio::{self, Pcm, WireAudio, INTERNAL_RATE};
 use crate::brain::Step;
 use crate::conn::{Conn, End};
+use crate::input_audio::InputAudio;
 use crate::items::{Item, ProtocolKind, SessionInfo};
-use crate::registry::SnapshotReceiver;
+use crate::registry::{Listed, SnapshotReceiver, Tracked};
 use crate::server::{Selected, Shared};
 use crate::tokens::Refusal;
 use crate::vad::{Vad, VadConfig};
@@ -154,9 +155,8 @@ struct OaSession {
     config: Value,
     settings: Settings,
     items: Vec<Item>,
-    buf: Vec<i16>,
-    buf_start: u64,
-    total_samples: u64,
+    /// The input audio buffer.
+    input: InputAudio,
     vad: Vad,
     speech: Option<Speech>,
     run: Option<Run>,
@@ -176,19 +176,6 @@ struct OaSession {
     last_activity: Instant,
 }
 
-impl Drop for OaSession {
-    /// Files the final snapshot and counts the session out, however the session ended
-    /// (including its task being dropped by a server stop).
-    fn drop(&mut self) {
-        let info = self.snapshot(false);
-        self.shared.registry.closed(info);
-        self.shared
-            .stats
-            .sessions_active
-            .fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 /// Runs a session until the client goes away or the server closes it.
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -199,14 +186,35 @@ pub(crate) async fn run(
     authorized: Result<(), Refusal>,
     sock: Option<Arc<std::net::TcpStream>>,
 ) {
-    shared.stats.sessions_total.fetch_add(1, Ordering::Relaxed);
-    shared.stats.sessions_active.fetch_add(1, Ordering::Relaxed);
-    let mut s = OaSession::new(shared.clone(), ws, selected, model, sock);
-    let (ask, mut asks) = tokio::sync::mpsc::unbounded_channel();
-    shared.registry.register(s.meta(true), ask);
+    let (mut s, mut asks) = Tracked::open(OaSession::new(shared, ws, selected, model, sock));
     let _ = s.main(&mut stream, authorized, &mut asks).await;
     s.conn.drop_now_quiet();
     s.conn.finish().await;
+}
+
+impl Listed for OaSession {
+    fn shared(&self) -> &Shared {
+        &self.shared
+    }
+
+    fn meta(&self, connected: bool) -> SessionInfo {
+        SessionInfo {
+            id: self.sid,
+            protocol: ProtocolKind::OpenAi,
+            model: self.model.clone(),
+            scenario: self.selected.key.clone(),
+            connected,
+            items: Vec::new(),
+            responses: self.responses,
+            resumed_from: None,
+            client_errors: self.client_errors,
+            input_buffered_ms: audio::samples_to_ms(self.input.len(), INTERNAL_RATE),
+        }
+    }
+
+    fn items(&self) -> &[Item] {
+        &self.items
+    }
 }
 
 impl OaSession {
@@ -244,9 +252,7 @@ impl OaSession {
             config,
             settings,
             items: Vec::new(),
-            buf: Vec::new(),
-            buf_start: 0,
-            total_samples: 0,
+            input: InputAudio::default(),
             vad: Vad::new(vad_cfg),
             speech: None,
             run: None,
@@ -261,36 +267,6 @@ impl OaSession {
             client_errors: 0,
             last_activity: Instant::now(),
         }
-    }
-
-    /// The session's metadata, without its items (cheap).
-    fn meta(&self, connected: bool) -> SessionInfo {
-        SessionInfo {
-            id: self.sid,
-            protocol: ProtocolKind::OpenAi,
-            model: self.model.clone(),
-            scenario: self.selected.key.clone(),
-            connected,
-            items: Vec::new(),
-            responses: self.responses,
-            resumed_from: None,
-            client_errors: self.client_errors,
-            input_buffered_ms: audio::samples_to_ms(self.buf.len(), INTERNAL_RATE),
-        }
-    }
-
-    /// A full snapshot, items included (built only on request).
-    fn snapshot(&self, connected: bool) -> SessionInfo {
-        let info = SessionInfo {
-            items: self.items.iter().map(Item::info).collect(),
-            ..self.meta(connected)
-        };
-        crate::registry::counted(&self.shared.stats, info)
-    }
-
-    /// Publishes the metadata (counters); the items are only copied on request.
-    fn publish(&self, connected: bool) {
-        self.shared.registry.update_meta(self.meta(connected));
     }
 
     /// When the idle-session timeout fires, unless a response is running.
@@ -550,7 +526,7 @@ impl OaSession {
         let samples = self.settings.input_fmt.decode(&bytes);
         let cap_ms = self.shared.cfg.max_input_audio_ms;
         let cap = audio::ms_to_samples(cap_ms, INTERNAL_RATE);
-        if self.buf.len() + samples.len() > cap {
+        if self.input.len() + samples.len() > cap {
             return Ok(Err(invalid(
                 "input_audio_buffer_full",
                 format!(
@@ -579,9 +555,7 @@ impl OaSession {
             ClientEvent::Append { audio } => return self.append_b64(&audio).await,
             ClientEvent::Commit {} => return self.manual_commit().await,
             ClientEvent::Clear {} => {
-                self.buf.clear();
-                crate::audio::shed_capacity(&mut self.buf);
-                self.buf_start = self.total_samples;
+                self.input.clear();
                 let _ = self.vad.flush();
                 self.speech = None;
                 self.emit(ServerEvent::Cleared {}).await?;

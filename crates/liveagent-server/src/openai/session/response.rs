@@ -458,16 +458,15 @@ impl OaSession {
             return Ok(());
         }
         let item_id = self.shared.new_id("item");
-        let start_ms = self.buf_start / SPS_MS;
-        let end_ms = self.total_samples / SPS_MS;
+        let start_ms = self.input.start() / SPS_MS;
+        let end_ms = self.input.total() / SPS_MS;
         self.emit(ServerEvent::TimeoutTriggered {
             audio_start_ms: start_ms,
             audio_end_ms: end_ms,
             item_id: item_id.clone(),
         })
         .await?;
-        let all = std::mem::take(&mut self.buf);
-        self.buf_start = self.total_samples;
+        let all = self.input.take_all();
         let idle = self
             .settings
             .turn
