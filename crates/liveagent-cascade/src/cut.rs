@@ -99,7 +99,8 @@ impl ActixStream for EofWatch {
 }
 
 /// awc's default TCP connector (default resolver), each stream watched: `eof` is set when
-/// the peer closes. Meant for a client that makes one request (its own pool).
+/// the peer closes. Meant for a client of one connection that serves one request at a
+/// time (`crate::http::Lease`), so that the flag is that request's.
 pub(crate) fn watched(
     eof: Arc<AtomicBool>,
 ) -> impl Service<ConnectInfo<Uri>, Response = Connection<Uri, EofWatch>, Error = ConnectError>

@@ -3,6 +3,10 @@
 //! the key redacted from every error, turning an error response into a typed [`LiveError`]
 //! whatever the provider's error shape, reading a streamed body (raw bytes or server-sent
 //! events) with a stall timeout, multipart form bodies, WAV files and sample carries.
+//!
+//! Requests made one after the other share a keep-alive connection ([`Lease`]), so a
+//! cascade's per-sentence TTS requests (and its STT and LLM requests to the same host)
+//! reuse one TCP (and TLS) connection instead of paying a handshake per sentence.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -20,6 +24,97 @@ const MAX_EVENT: usize = 4 << 20;
 
 /// A response body being read.
 pub(crate) type Body = Pin<Box<dyn Stream<Item = Result<Bytes, awc::error::PayloadError>>>>;
+
+/// A client with one keep-alive connection at most, leased to one request at a time (its
+/// `eof` flag then belongs to that request's connection: see `crate::cut`). Leases come
+/// from the idle clients of this thread's actix system with the same timeout, so requests
+/// made one after the other (a cascade's per-sentence TTS requests, its STT and LLM
+/// requests to the same host) reuse one TCP (and TLS) connection instead of paying a
+/// handshake each; concurrent requests get a client each. Outside an actix system a
+/// fresh client that is never reused.
+pub(crate) struct Lease {
+    /// `None` outside an actix system (not kept).
+    system: Option<usize>,
+    timeout: Duration,
+    tls: TlsRoots,
+    pub(crate) client: awc::Client,
+    pub(crate) eof: Arc<std::sync::atomic::AtomicBool>,
+}
+
+thread_local! {
+    /// Idle leased clients (only the current system's: a pool holds sockets of its
+    /// system's runtime).
+    static IDLE: std::cell::RefCell<Vec<Lease>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The most idle clients a thread keeps.
+const MAX_IDLE: usize = 32;
+
+impl Lease {
+    pub(crate) fn take(timeout: Duration, tls: &TlsRoots) -> Lease {
+        let system = actix_rt::System::try_current().map(|s| s.id());
+        let idle = system.and_then(|system| {
+            IDLE.try_with(|idle| {
+                let mut idle = idle.borrow_mut();
+                idle.retain(|l| l.system == Some(system));
+                let pos = idle
+                    .iter()
+                    .position(|l| l.timeout == timeout && l.tls == *tls)?;
+                Some(idle.swap_remove(pos))
+            })
+            .ok()
+            .flatten()
+        });
+        if let Some(lease) = idle {
+            lease.eof.store(false, std::sync::atomic::Ordering::Relaxed);
+            return lease;
+        }
+        let eof = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let client = awc::Client::builder()
+            .connector(
+                awc::Connector::new()
+                    .connector(crate::cut::watched(eof.clone()))
+                    .rustls_0_23(tls.client_config())
+                    .limit(1)
+                    .timeout(timeout),
+            )
+            .timeout(timeout.saturating_mul(60))
+            .disable_redirects()
+            .finish();
+        Lease {
+            system,
+            timeout,
+            tls: tls.clone(),
+            client,
+            eof,
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        if self.system.is_none() {
+            return;
+        }
+        let mut lease = Some(Lease {
+            system: self.system.take(),
+            timeout: self.timeout,
+            tls: self.tls.clone(),
+            client: self.client.clone(),
+            eof: self.eof.clone(),
+        });
+        let _ = IDLE.try_with(|idle| {
+            if let Ok(mut idle) = idle.try_borrow_mut() {
+                if idle.len() < MAX_IDLE {
+                    idle.extend(lease.take());
+                }
+            }
+        });
+        if let Some(mut not_kept) = lease {
+            not_kept.system = None; // dropped for good, not offered again
+        }
+    }
+}
 
 /// A provider's defaults: base URL, where its key comes from and how it is sent.
 #[derive(Clone, Copy, Debug)]
@@ -165,21 +260,13 @@ impl Endpoint {
         accept: &str,
         body: Vec<u8>,
     ) -> Result<(Body, String), LiveError> {
-        // One client (and pool) per request, its socket watched for the server's close so
-        // that a body cut short is an error (see `crate::cut`). HTTP/1.1 only, as every
+        // A client (and its connection) of this thread's idle ones, its socket watched for
+        // the server's close so that a body cut short is an error (see `crate::cut`); it
+        // goes back to the idle ones when the body is dropped. HTTP/1.1 only, as every
         // client of ours (the TLS configuration's ALPN).
-        let eof = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let tls = self.tls_roots.client_config();
-        let client = awc::Client::builder()
-            .connector(
-                awc::Connector::new()
-                    .connector(crate::cut::watched(eof.clone()))
-                    .rustls_0_23(tls)
-                    .timeout(self.timeout),
-            )
-            .timeout(self.timeout.saturating_mul(60))
-            .disable_redirects()
-            .finish();
+        let lease = Lease::take(self.timeout, &self.tls_roots);
+        let client = lease.client.clone();
+        let eof = lease.eof.clone();
         let mut req = client
             .post(url)
             .insert_header(("content-type", content_type))
@@ -228,7 +315,11 @@ impl Endpoint {
         let framed = resp.version() <= awc::http::Version::HTTP_11
             && (chunked || headers.contains_key("content-length"));
         let body: Body = Box::pin(resp);
-        Ok((Box::pin(crate::cut::CutBody::new(body, eof, framed)), ctype))
+        let body = crate::cut::CutBody::new(body, eof, framed).map(move |item| {
+            let _lease = &lease;
+            item
+        });
+        Ok((Box::pin(body), ctype))
     }
 
     /// An error response as a typed error. Understands OpenAI's `{"error": {...}}`,

@@ -69,7 +69,8 @@ pub use llm::ChatLlm;
 pub use protocol::CascadeProtocol;
 pub use sentence::SentenceBuffer;
 pub use stage::{
-    Llm, Stt, SttCapabilities, SttEvent, SttInput, SttInputStream, Tts, TtsCapabilities, TtsEvent,
+    Llm, Stt, SttCapabilities, SttEvent, SttInput, SttInputStream, Tts, TtsCapabilities,
+    TtsContextEvent, TtsEvent, TtsInput, TtsInputStream,
 };
 pub use turn::{SilenceSettings, SilenceTurnDetector, TurnDetector, TurnEvent};
 pub use vad::{Aggressiveness, VadSettings, VadTurnDetector};

@@ -12,6 +12,15 @@
 //! [`Stt::transcribe_live`]: the cascade opens its session when the turn starts, feeds
 //! [`SttInput::Audio`] as the microphone delivers it and sends [`SttInput::Commit`] when the
 //! turn ends, so partial transcripts arrive while the user is still speaking.
+//!
+//! Text-to-speech also has two paths. [`Tts::synthesize`] speaks one piece of text per
+//! request (one HTTP request or one socket per sentence). A stage that keeps one connection
+//! for the whole conversation (ElevenLabs' multi-context WebSocket) says so with
+//! [`Tts::multi_context`] and implements [`Tts::connect`]: the cascade opens the
+//! connection when it first has something to say, speaks each response in a context of its
+//! own ([`TtsInput`]), streams the sentences into it as the LLM produces them, and cancels
+//! just that context on barge-in; the connection yields audio tagged with its context
+//! ([`TtsContextEvent`]).
 
 use std::fmt;
 use std::sync::Arc;
@@ -157,4 +166,79 @@ pub trait Tts: fmt::Debug + Send + Sync + 'static {
     fn capabilities(&self) -> TtsCapabilities;
     /// Synthesizes `text`. The stream ends after [`TtsEvent::Done`] or after an error.
     fn synthesize(&self, text: String) -> LocalBoxStream<'static, Result<TtsEvent, LiveError>>;
+
+    /// True when the stage keeps one connection per conversation and speaks each response
+    /// in a context of it ([`connect`](Tts::connect)); the cascade then never calls
+    /// [`synthesize`](Tts::synthesize). False by default.
+    fn multi_context(&self) -> bool {
+        false
+    }
+
+    /// Opens the conversation's connection: it speaks the contexts `input` opens, keeps the
+    /// connection alive between them, and ends when `input` ends (closing the connection)
+    /// or with an error when the connection is lost (the cascade opens a new one for the
+    /// next response). Called only when [`multi_context`](Tts::multi_context) is true; the
+    /// default yields a configuration error.
+    fn connect(
+        &self,
+        input: TtsInputStream,
+    ) -> LocalBoxStream<'static, Result<TtsContextEvent, LiveError>> {
+        drop(input);
+        futures_util::stream::iter([Err(LiveError::config(format!(
+            "the {} text-to-speech stage has no multi-context connection",
+            self.provider()
+        )))])
+        .boxed_local()
+    }
+}
+
+/// What the cascade sends a conversation's text-to-speech connection ([`Tts::connect`]).
+/// Contexts are numbered by the cascade, one per response; a context is opened by its
+/// first [`Text`](TtsInput::Text).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TtsInput {
+    /// More text for `context` (a whole sentence or phrase).
+    Text {
+        /// The context (response) it belongs to.
+        context: u64,
+        /// The text.
+        text: String,
+    },
+    /// The context's text is complete: synthesize what is left, then end the context with
+    /// [`TtsContextEvent::Done`].
+    End {
+        /// The context.
+        context: u64,
+    },
+    /// Barge-in: stop the context now. Its audio that arrives later is dropped and no
+    /// [`TtsContextEvent::Done`] follows.
+    Cancel {
+        /// The context.
+        context: u64,
+    },
+}
+
+/// The input of a conversation's text-to-speech connection. Ending it closes the
+/// connection.
+pub type TtsInputStream = LocalBoxStream<'static, TtsInput>;
+
+/// What a conversation's text-to-speech connection yields ([`Tts::connect`]).
+#[derive(Clone, Debug, PartialEq)]
+pub enum TtsContextEvent {
+    /// More audio of `context` (PCM16 mono at [`TtsCapabilities::sample_rate`]).
+    Audio {
+        /// The context.
+        context: u64,
+        /// The samples.
+        samples: Vec<i16>,
+    },
+    /// Everything of `context` was synthesized (after [`TtsInput::End`]).
+    Done {
+        /// The context.
+        context: u64,
+        /// Tokens in, when the provider reports them.
+        input_tokens: u64,
+        /// Tokens out, when the provider reports them.
+        output_tokens: u64,
+    },
 }

@@ -90,6 +90,7 @@ pub(crate) fn on_connect(
         let Ok(peer) = tcp.peer_addr() else { return };
         *shared.conns.lock().entry(peer.ip()).or_insert(0) += 1;
         shared.stats.tcp_open.fetch_add(1, Ordering::Relaxed);
+        shared.stats.tcp_accepted.fetch_add(1, Ordering::Relaxed);
         ext.insert(ConnGuard {
             shared: shared.clone(),
             ip: peer.ip(),

@@ -29,6 +29,8 @@ pub(crate) struct Stats {
     pub snapshots_built: AtomicU64,
     /// TCP connections open now.
     pub tcp_open: AtomicU64,
+    /// TCP connections accepted since start.
+    pub tcp_accepted: AtomicU64,
     /// Requests refused by the exposure checks (key, Host, Origin, per-address cap).
     pub refused: AtomicU64,
     /// Sessions closed for being idle.
@@ -92,6 +94,7 @@ impl Stats {
             backlog_drops: l(&self.backlog_drops),
             snapshots_built: l(&self.snapshots_built),
             tcp_open: l(&self.tcp_open),
+            tcp_accepted: l(&self.tcp_accepted),
             refused: l(&self.refused),
             idle_closed: l(&self.idle_closed),
             sessions_kept_closed: 0,
@@ -142,6 +145,9 @@ pub struct StatsSnapshot {
     pub snapshots_built: u64,
     /// TCP connections open now.
     pub tcp_open: u64,
+    /// TCP connections accepted since start (a client that reuses keep-alive connections
+    /// opens few).
+    pub tcp_accepted: u64,
     /// Requests refused by the exposure checks (API key, `Host`, `Origin`, per-address cap).
     pub refused: u64,
     /// Sessions closed for being idle.

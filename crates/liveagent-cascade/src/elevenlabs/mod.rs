@@ -2,11 +2,17 @@
 //! PCM16 as `file_format=pcm_s16le_16`), [`ElevenLabsRealtimeStt`] (the realtime STT
 //! WebSocket, see [`realtime`]), [`ElevenLabsTts`] (HTTP streaming,
 //! `POST /v1/text-to-speech/{voice_id}/stream?output_format=pcm_24000`) and
-//! [`ElevenLabsStreamTts`] (the `stream-input` WebSocket, see [`stream_input`]).
+//! [`ElevenLabsStreamTts`] (the `stream-input` WebSocket, one socket per piece of text, see
+//! [`stream_input`]) and [`ElevenLabsMultiTts`] (the multi-context `multi-stream-input`
+//! WebSocket: one socket per conversation, one context per response, see
+//! [`multi_context`]). For streaming speech in a conversation, prefer
+//! [`ElevenLabsMultiTts`]: no handshake per sentence, and barge-in cancels just the
+//! answer being spoken.
 //!
 //! Keys come from `ELEVENLABS_API_KEY` unless given; they travel in the `xi-api-key`
 //! header and never appear in `Debug` output or errors.
 
+pub mod multi_context;
 pub mod realtime;
 pub mod stream_input;
 
@@ -20,6 +26,7 @@ use crate::http::{endpoint_builders, Endpoint, Multipart, Provider};
 use crate::stage::{Stt, SttCapabilities, SttEvent, Tts, TtsCapabilities, TtsEvent};
 use crate::streams::{json_body, opened, raw_pcm16, text_of};
 
+pub use multi_context::ElevenLabsMultiTts;
 pub use realtime::ElevenLabsRealtimeStt;
 pub use stream_input::ElevenLabsStreamTts;
 

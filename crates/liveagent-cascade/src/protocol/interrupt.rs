@@ -18,6 +18,7 @@ impl CascadeProtocol {
             for task in [r.llm_task.take(), r.tts_task.take()].into_iter().flatten() {
                 out.cancel(task);
             }
+            self.cancel_context(&mut r);
             out.publish(Interrupted {
                 response_id: Some(r.id.clone()),
                 item_id: Some(r.item.clone()),

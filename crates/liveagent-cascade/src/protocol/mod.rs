@@ -13,6 +13,8 @@
 //!  and yields partial InputTranscriptChunks while the user speaks; Stopped commits it)
 //! final transcript ─▶ user message ─▶ ResponseStarted ─▶ Llm task ─▶ ModelMessageChunk…
 //!                                 └─ SentenceBuffer ─▶ Tts task per piece, in order ─▶ SynthesizedAudio…
+//! (a multi-context Tts stage instead has one connection task for the conversation: each
+//!  response is a context of it, each piece is sent into it at once, barge-in cancels it)
 //! tool calls ─▶ ToolCallRequested ─▶ (executor) ToolResult… ─▶ next response
 //! LLM and TTS done ─▶ OutputTranscriptChunk (final) ─▶ ResponseDone (usage per stage)
 //! ```
@@ -24,8 +26,10 @@
 //! The state machine is split by concern (private submodules): `input` (microphone
 //! audio, turn detection, speech-to-text), `response` (LLM rounds, tool calls, the end of
 //! a response), `speech` (text-to-speech of the answer, piece by piece, in order) and
-//! `interrupt` (barge-in, and the history cut to what was heard).
+//! `interrupt` (barge-in, and the history cut to what was heard); `context` (the
+//! conversation's connection to a multi-context text-to-speech stage).
 
+mod context;
 mod input;
 mod interrupt;
 mod response;
@@ -43,8 +47,9 @@ use liveagent_core::{
 use crate::config::CascadeConfig;
 use crate::heard::Spoken;
 use crate::sentence::SentenceBuffer;
-use crate::stage::{SttEvent, SttInput, TtsEvent};
+use crate::stage::{SttEvent, SttInput, TtsContextEvent, TtsEvent};
 use crate::turn::TurnDetector;
+use context::TtsConn;
 use liveagent_agent::ChatStreamEvent;
 
 /// The text a tool message holds until the real result arrives, when the user spoke
@@ -75,6 +80,8 @@ pub struct CascadeProtocol {
     /// Calls of the last tool round still without a result.
     waiting_calls: Vec<String>,
     placeholders: Vec<String>,
+    /// The conversation's text-to-speech connection (multi-context stages), once opened.
+    tts_conn: Option<TtsConn>,
 }
 
 /// A streaming STT session being fed the turn in progress.
@@ -113,6 +120,10 @@ struct Response {
     awaiting_tools: bool,
     llm_failed: bool,
     tts_failed: bool,
+    /// The response's context on the multi-context connection, until its audio is done.
+    context: Option<u64>,
+    /// The context was told that its text is complete.
+    context_ended: bool,
     spoken: Spoken,
     usage: [StageUsage; 3],
 }
@@ -155,6 +166,7 @@ impl CascadeProtocol {
             last_spoken: None,
             waiting_calls: Vec::new(),
             placeholders: Vec::new(),
+            tts_conn: None,
             config,
         }
     }
@@ -239,6 +251,12 @@ impl RealtimeProtocol for CascadeProtocol {
     }
 
     fn on_task_item(&mut self, id: TaskId, item: TaskItem, out: &mut Outbox) {
+        if self.tts_conn.as_ref().is_some_and(|c| c.task == id) {
+            if let Ok(item) = item.downcast::<Result<TtsContextEvent, LiveError>>() {
+                self.on_tts_conn(*item, out);
+            }
+            return;
+        }
         if self.stt_jobs.contains_key(&id) {
             if let Ok(item) = item.downcast::<Result<SttEvent, LiveError>>() {
                 self.on_stt(id, *item, out);
@@ -260,6 +278,9 @@ impl RealtimeProtocol for CascadeProtocol {
     }
 
     fn on_task_end(&mut self, id: TaskId, out: &mut Outbox) {
+        if self.tts_conn.as_ref().is_some_and(|c| c.task == id) {
+            return self.on_tts_conn_end(out);
+        }
         if self.stt_jobs.contains_key(&id) {
             return self.on_stt_end(id, out);
         }

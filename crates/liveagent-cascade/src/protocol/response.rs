@@ -53,6 +53,8 @@ impl CascadeProtocol {
             awaiting_tools: false,
             llm_failed: false,
             tts_failed: false,
+            context: None,
+            context_ended: false,
             spoken: Spoken {
                 item,
                 response: id.clone(),
@@ -192,10 +194,12 @@ impl CascadeProtocol {
     /// Ends the response once the LLM is done, no tool result is awaited and everything
     /// queued was spoken.
     pub(super) fn maybe_finish(&mut self, out: &mut Outbox) {
+        self.end_context_if_due();
         let done = self.response.as_ref().is_some_and(|r| {
             r.llm_task.is_none()
                 && r.tts_task.is_none()
                 && r.tts_queue.is_empty()
+                && r.context.is_none()
                 && !(r.awaiting_tools && !r.llm_failed && !r.tts_failed)
         });
         if !done {
@@ -263,6 +267,7 @@ impl CascadeProtocol {
             for task in [r.llm_task.take(), r.tts_task.take()].into_iter().flatten() {
                 out.cancel(task);
             }
+            self.cancel_context(&mut r);
             self.cut_history(&r.spoken, None);
             let reason = format!("{:?}", e.kind).to_lowercase();
             self.end_response(r, ResponseStatus::Failed, Some(reason), out);

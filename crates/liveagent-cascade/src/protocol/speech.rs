@@ -1,7 +1,8 @@
 //! Text-to-speech of the answer: the pieces the sentence buffer completes are queued
 //! (long ones split at words) and synthesized one at a time, in order, so the audio plays
 //! in the order of the text; each piece's audio is measured so that an interrupted answer
-//! can be cut to what was spoken.
+//! can be cut to what was spoken. With a multi-context stage the pieces go into the
+//! answer's context instead (see `context`).
 
 use std::time::Instant;
 
@@ -21,6 +22,12 @@ impl CascadeProtocol {
             return;
         };
         if r.tts_failed {
+            return;
+        }
+        if self.config.tts.multi_context() {
+            for p in split_long(&piece, max) {
+                self.send_to_context(round, p, out);
+            }
             return;
         }
         r.tts_queue
