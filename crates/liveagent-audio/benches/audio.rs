@@ -187,8 +187,14 @@ fn bench_barge_in(trials: usize) {
         }
         let stats = player.send(GetPlaybackStats).await.unwrap();
         println!(
-            "player stats after the run: underruns={} device_xruns={} periods={}",
-            stats.underruns, stats.device_xruns, stats.periods
+            "player stats after the run: starved underruns={} device underruns during speech={} late_callbacks={} device_xruns={} periods={} device buffer {} frames after {} resizes",
+            stats.underruns,
+            stats.device_underruns,
+            stats.late_callbacks,
+            stats.device_xruns,
+            stats.periods,
+            stats.device_buffer_frames,
+            stats.device_buffer_resizes
         );
         player.send(StopAudio).await.unwrap();
     });
