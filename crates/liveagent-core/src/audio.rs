@@ -5,6 +5,26 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+/// Appends `samples` to `out` as little-endian PCM16 bytes.
+///
+/// One resize, then a loop over fixed-size slices that compiles to a copy (on little-endian
+/// machines) or a vectorized byte swap; pushing two bytes per sample with
+/// `extend_from_slice` checks the capacity each time and does not vectorize. Every 20 ms
+/// frame of every conversation goes through this on its way to a socket.
+///
+/// ```
+/// let mut out = vec![0xAA];
+/// liveagent_core::audio::extend_le_bytes(&[16, -1], &mut out);
+/// assert_eq!(out, vec![0xAA, 0x10, 0x00, 0xff, 0xff]);
+/// ```
+pub fn extend_le_bytes(samples: &[i16], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + samples.len() * 2, 0);
+    for (b, s) in out[start..].chunks_exact_mut(2).zip(samples) {
+        b.copy_from_slice(&s.to_le_bytes());
+    }
+}
+
 /// A chunk of mono, signed 16-bit PCM audio and its sample rate.
 ///
 /// The samples live behind an `Arc`, so cloning a chunk to fan it out to several
@@ -62,11 +82,15 @@ impl AudioChunk {
 
     /// Decodes little-endian PCM16 bytes (an odd trailing byte is ignored).
     pub fn from_le_bytes(bytes: &[u8], sample_rate: u32) -> Self {
-        // Collected straight into the shared buffer: one allocation.
-        let samples: Arc<[i16]> = bytes
-            .chunks_exact(2)
-            .map(|b| i16::from_le_bytes([b[0], b[1]]))
-            .collect();
+        // Decoded straight into the shared buffer (one allocation), in a plain loop over
+        // slices that compiles to a copy; collecting an iterator into an `Arc<[i16]>` writes
+        // one element at a time behind a drop guard, several times slower per frame.
+        // SAFETY: all-zero bytes are a valid `i16`.
+        let mut samples = unsafe { Arc::<[i16]>::new_zeroed_slice(bytes.len() / 2).assume_init() };
+        let out = Arc::get_mut(&mut samples).expect("a fresh Arc is unique");
+        for (s, b) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+            *s = i16::from_le_bytes([b[0], b[1]]);
+        }
         AudioChunk {
             samples,
             sample_rate,
@@ -76,10 +100,8 @@ impl AudioChunk {
 
     /// Encodes the samples as little-endian PCM16 bytes.
     pub fn to_le_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.samples.len() * 2);
-        for s in self.samples.iter() {
-            out.extend_from_slice(&s.to_le_bytes());
-        }
+        let mut out = Vec::new();
+        extend_le_bytes(&self.samples, &mut out);
         out
     }
 

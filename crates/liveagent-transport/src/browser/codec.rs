@@ -281,10 +281,8 @@ impl Encoder for BrowserEncoder {
                 },
             );
         }
-        let mut bytes = Vec::with_capacity(samples.len() * 2);
-        for s in samples {
-            bytes.extend_from_slice(&s.to_le_bytes());
-        }
+        let mut bytes = Vec::new();
+        liveagent_core::audio::extend_le_bytes(samples, &mut bytes);
         out.push(OutFrame::Binary(Bytes::from(bytes)));
     }
 
