@@ -1,5 +1,9 @@
 //! Cascade mode with ElevenLabs voices: Scribe speech-to-text, any Chat Completions LLM,
-//! and ElevenLabs streaming text-to-speech with a chosen voice and voice settings.
+//! and ElevenLabs streaming text-to-speech with a chosen voice and voice settings, over the
+//! multi-context WebSocket (`ElevenLabsMultiTts`: one socket for the conversation, a context
+//! per answer, barge-in cancels just that context). `ElevenLabsTts` (HTTP, a request per
+//! sentence) and `ElevenLabsStreamTts` (`stream-input`, a socket per sentence) take the
+//! same settings.
 //!
 //! With `ELEVENLABS_API_KEY` (and `OPENAI_API_KEY` for the LLM) it uses the real services;
 //! without, the bundled local server's fake endpoints in ElevenLabs' shape.
@@ -11,7 +15,7 @@
 mod common;
 
 use futures_util::StreamExt;
-use liveagent::cascade::elevenlabs::{ElevenLabsStt, ElevenLabsTts, VoiceSettings};
+use liveagent::cascade::elevenlabs::{ElevenLabsMultiTts, ElevenLabsStt, VoiceSettings};
 use liveagent::cascade::{CascadeConfig, ChatLlm};
 use liveagent::{LiveAgent, ModelMessageChunk, Secret};
 
@@ -25,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
         speed: 1.05,
     };
     let mut stt = ElevenLabsStt::new("scribe_v1").language("en");
-    let mut tts = ElevenLabsTts::new("eleven_flash_v2_5", voice).voice_settings(settings);
+    let mut tts = ElevenLabsMultiTts::new("eleven_flash_v2_5", voice).voice_settings(settings);
     let mut llm = ChatLlm::new("gpt-4o-mini");
     if Secret::from_env("ELEVENLABS_API_KEY").is_none()
         || Secret::from_env("OPENAI_API_KEY").is_none()
