@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs liveagent's benchmarks against the local realtime server on 127.0.0.1 and prints their
 # figures (RESULT lines; a summary at the end). See docs/performance.md for what each figure
-# means. Bounded: about 22 minutes with the defaults (CAPACITY=1 adds about 5 min per framework).
+# means. Bounded: about 22 minutes with the defaults (CAPACITY=1 adds at most CAP_BUDGET=180 s per framework).
 #
 # Knobs (environment):
 #   SCALE_N=20,100,250,500,750,1000  session counts of the scale sweep (one process per N)
@@ -15,6 +15,7 @@
 #   TRANSPORT_N=300,400,500      browser-transport conversations on one core (0 = skip)
 #   TRANSPORT_SECS=20            measured seconds per transport run (plus ~12 s setup/warm-up)
 #   SKIP_AUDIO=1                 skip the benchmarks that need PulseAudio
+#   SKIP_BUILD=1                 use the release binaries already in $CARGO_TARGET_DIR/release
 #   CAPACITY=1                   also find each framework's capacity: the largest N whose scale
 #                                run is real time (same criteria for all), client pinned to one
 #                                core and the server to another; doubling from CAP_START (100,
@@ -60,8 +61,12 @@ echo "== machine"
 echo "nproc: $(nproc); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | xargs); $(uname -sr)"
 echo "rustc: $(rustc --version); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 
-echo "== building (release)"
-cargo build -q --release -p liveagent-bench -p liveagent-server
+if [ "${SKIP_BUILD:-0}" = 1 ]; then
+  echo "== using the release binaries in $CARGO_TARGET_DIR/release (SKIP_BUILD=1)"
+else
+  echo "== building (release)"
+  cargo build -q --release -p liveagent-bench -p liveagent-server
+fi
 BENCH=$CARGO_TARGET_DIR/release/liveagent-bench
 SERVER=$CARGO_TARGET_DIR/release/liveagent-server
 

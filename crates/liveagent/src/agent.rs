@@ -818,8 +818,10 @@ impl LiveAgentBuilder {
     }
 
     /// How much of each conversation's [`Conversation::history`](crate::Conversation::history)
-    /// is kept in memory: at most `events` events and `bytes` bytes (the oldest go first;
-    /// defaults [`HISTORY_LIMIT`](crate::HISTORY_LIMIT) and
+    /// is kept in memory: at most `events` events and `bytes` bytes besides the text chunks,
+    /// and the text chunks (transcript and text deltas, the bulk of a spoken conversation)
+    /// up to a quarter of `bytes`; the oldest go first (defaults
+    /// [`HISTORY_LIMIT`](crate::HISTORY_LIMIT) and
     /// [`HISTORY_MAX_BYTES`](crate::HISTORY_MAX_BYTES)). `0` keeps no history (a large
     /// deployment that never reads it saves the memory and the copies);
     /// [`Conversation::messages`](crate::Conversation::messages) and the usage reports are

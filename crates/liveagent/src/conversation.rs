@@ -41,17 +41,21 @@ pub(crate) struct StoredConversation {
     pub recorder: Addr<liveagent_store::StoreRecorder>,
 }
 
-/// How many events [`Conversation::history`] keeps by default (the oldest go first); see
+/// How many events [`Conversation::history`] keeps by default, text chunks apart (the
+/// oldest go first); see
 /// [`LiveAgentBuilder::history_limit`](crate::LiveAgentBuilder::history_limit).
 pub const HISTORY_LIMIT: usize = 1_000;
 
 /// How many bytes of events [`Conversation::history`] keeps by default (each event counted
 /// as its in-memory size plus [`LiveEvent::approx_bytes`]; the oldest go first).
 ///
-/// The history grows with the conversation (a spoken answer publishes dozens of transcript
-/// chunks), so it is bounded: 64 KiB holds the last minute or so of a spoken conversation.
-/// [`Conversation::messages`] does not depend on it: the conversation's texts are kept
-/// apart, compactly.
+/// The history grows with the conversation: a spoken answer publishes dozens of text
+/// chunks (`ModelMessageChunk`, `OutputTranscriptChunk`, `InputTranscriptChunk`; about
+/// 3.5 KiB per second of conversation), so they are kept apart and bounded to a quarter of
+/// this (16 KiB: about the last answer's). The other events (responses, speech turns, tool
+/// calls and results, observers, errors...) are kept up to [`HISTORY_LIMIT`] events and
+/// this many bytes. [`Conversation::messages`] does not depend on either bound: the
+/// conversation's texts are kept apart, compactly.
 pub const HISTORY_MAX_BYTES: usize = 64 * 1024;
 
 /// Bound on the texts [`Conversation::messages`] keeps (the oldest messages go first):
@@ -74,13 +78,42 @@ impl Default for HistoryBounds {
     }
 }
 
+/// One lane of the history: events with their sequence number and counted bytes.
+#[derive(Default)]
+struct Lane {
+    events: std::collections::VecDeque<(u64, LiveEvent, usize)>,
+    bytes: usize,
+}
+
+impl Lane {
+    fn push(
+        &mut self,
+        seq: u64,
+        event: LiveEvent,
+        size: usize,
+        max_events: usize,
+        max_bytes: usize,
+    ) {
+        self.events.push_back((seq, event, size));
+        self.bytes += size;
+        while self.events.len() > max_events || (self.bytes > max_bytes && self.events.len() > 1) {
+            if let Some((_, _, b)) = self.events.pop_front() {
+                self.bytes -= b;
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct Book {
     usage: Usage,
     bounds: HistoryBounds,
-    /// The recent control events, with the bytes each is counted for.
-    history: std::collections::VecDeque<(LiveEvent, usize)>,
-    history_bytes: usize,
+    /// Recorded events so far (their sequence numbers order the two lanes).
+    seq: u64,
+    /// The recent text chunks.
+    chunks: Lane,
+    /// The other recent control events.
+    others: Lane,
     /// Finished messages, `(role, text)`, and their total text bytes.
     messages: std::collections::VecDeque<(&'static str, String)>,
     messages_bytes: usize,
@@ -104,19 +137,52 @@ impl Book {
             LiveEvent::UserText(t) => self.push_message("user", t.text.to_string()),
             _ => {}
         }
-        if self.bounds.events == 0 || self.bounds.bytes == 0 {
+        let HistoryBounds { events, bytes } = self.bounds;
+        if events == 0 || bytes == 0 {
             return;
         }
         let size = std::mem::size_of::<LiveEvent>() + event.approx_bytes();
-        self.history.push_back((event.clone(), size));
-        self.history_bytes += size;
-        while self.history.len() > self.bounds.events
-            || (self.history_bytes > self.bounds.bytes && self.history.len() > 1)
-        {
-            if let Some((_, b)) = self.history.pop_front() {
-                self.history_bytes -= b;
+        self.seq += 1;
+        let chunk = matches!(
+            event,
+            LiveEvent::ModelMessageChunk(_)
+                | LiveEvent::OutputTranscriptChunk(_)
+                | LiveEvent::InputTranscriptChunk(_)
+        );
+        if chunk {
+            self.chunks
+                .push(self.seq, event.clone(), size, events, bytes / 4);
+        } else {
+            self.others
+                .push(self.seq, event.clone(), size, events, bytes);
+        }
+    }
+
+    /// The recorded events in order (the two lanes merged).
+    fn history(&self) -> Vec<LiveEvent> {
+        let mut out = Vec::with_capacity(self.chunks.events.len() + self.others.events.len());
+        let (mut a, mut b) = (
+            self.chunks.events.iter().peekable(),
+            self.others.events.iter().peekable(),
+        );
+        loop {
+            let next = match (a.peek(), b.peek()) {
+                (Some(x), Some(y)) => {
+                    if x.0 < y.0 {
+                        a.next()
+                    } else {
+                        b.next()
+                    }
+                }
+                (Some(_), None) => a.next(),
+                (None, Some(_)) => b.next(),
+                (None, None) => break,
+            };
+            if let Some((_, e, _)) = next {
+                out.push(e.clone());
             }
         }
+        out
     }
 
     fn push_message(&mut self, role: &'static str, text: String) {
@@ -268,18 +334,15 @@ impl Conversation {
     }
 
     /// The recent events of the conversation except audio, in order (AG2
-    /// `stream.history`): the last [`HISTORY_LIMIT`] events and at most
-    /// [`HISTORY_MAX_BYTES`] by default (see
+    /// `stream.history`): by default the text chunks of about the last answer and up to
+    /// [`HISTORY_LIMIT`] other events ([`HISTORY_MAX_BYTES`]; see
     /// [`LiveAgentBuilder::history_limit`](crate::LiveAgentBuilder::history_limit)).
     pub fn history(&self) -> Vec<LiveEvent> {
         self.extras
             .book
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .history
-            .iter()
-            .map(|(e, _)| e.clone())
-            .collect()
+            .history()
     }
 
     /// What the model said, one string per finished response (its `ModelMessageChunk`s
@@ -398,15 +461,16 @@ mod tests {
         })
     }
 
-    #[test]
-    fn history_is_bounded_by_events_and_bytes_and_messages_are_kept_apart() {
-        let mut book = Book {
-            bounds: HistoryBounds {
-                events: 50,
-                bytes: usize::MAX,
-            },
+    fn book(events: usize, bytes: usize) -> Book {
+        Book {
+            bounds: HistoryBounds { events, bytes },
             ..Book::default()
-        };
+        }
+    }
+
+    #[test]
+    fn history_is_bounded_in_order_and_messages_are_kept_apart() {
+        let mut book = book(50, usize::MAX);
         book.record(&LiveEvent::UserText(UserText {
             text: "hello".into(),
             respond: true,
@@ -418,42 +482,42 @@ mod tests {
             }
         }
         book.record(&chunk("unfinished"));
-        assert_eq!(book.history.len(), 50);
+        let history = book.history();
+        // 50 chunks and the 11 other events (under the bound of 50), in publish order.
+        assert_eq!(history.len(), 61);
+        assert!(matches!(&history[0], LiveEvent::UserText(_)));
         assert!(
-            matches!(book.history.back(), Some((LiveEvent::ModelMessageChunk(c), _)) if &*c.text == "unfinished")
+            matches!(history.last(), Some(LiveEvent::ModelMessageChunk(c)) if &*c.text == "unfinished")
         );
+        assert!(matches!(
+            &history[history.len() - 2],
+            LiveEvent::ResponseDone(_)
+        ));
         // The messages do not depend on the history's bound.
         assert_eq!(book.messages.len(), 11);
         assert_eq!(book.messages[0], ("user", "hello".to_owned()));
         assert!(book.messages[1].1.starts_with("w0 w1 "));
         assert!(book.messages[10].1.ends_with("w999 "));
         assert_eq!(book.current, "unfinished");
+    }
 
-        let mut small = Book {
-            bounds: HistoryBounds {
-                events: usize::MAX,
-                bytes: 4 * 1024,
-            },
-            ..Book::default()
-        };
+    #[test]
+    fn text_chunks_get_a_quarter_of_the_bytes() {
+        let mut small = book(usize::MAX, 16 * 1024);
         for i in 0..1_000 {
             small.record(&chunk(&format!("w{i} ")));
         }
-        assert!(small.history_bytes <= 4 * 1024);
-        assert!(small.history.len() > 1 && small.history.len() < 100);
-        let counted: usize = small.history.iter().map(|(_, b)| b).sum();
-        assert_eq!(counted, small.history_bytes);
+        small.record(&done());
+        assert!(small.chunks.bytes <= 4 * 1024);
+        assert!(small.chunks.events.len() > 1 && small.chunks.events.len() < 50);
+        let counted: usize = small.chunks.events.iter().map(|(_, _, b)| b).sum();
+        assert_eq!(counted, small.chunks.bytes);
+        assert_eq!(small.others.events.len(), 1);
 
-        let mut none = Book {
-            bounds: HistoryBounds {
-                events: 0,
-                bytes: 0,
-            },
-            ..Book::default()
-        };
+        let mut none = book(0, 0);
         none.record(&chunk("a"));
         none.record(&done());
-        assert!(none.history.is_empty());
+        assert!(none.history().is_empty());
         assert_eq!(none.messages.len(), 1);
     }
 }
