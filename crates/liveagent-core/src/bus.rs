@@ -433,7 +433,10 @@ impl EventBus {
             self.sweep();
         }
         let class = event.kind().class();
-        let size = event.approx_bytes();
+        // Measured only when a subscriber has to queue it (most events go straight into
+        // a mailbox): sizing a non-audio event walks its JSON form, which for a flood of
+        // tool results or text chunks would cost more than delivering them.
+        let mut size: Option<usize> = None;
         let mut notices: Vec<LiveEvent> = Vec::new();
         let mut stuck: Vec<SubscriberId> = Vec::new();
         let mut gone: Vec<SubscriberId> = Vec::new();
@@ -460,6 +463,7 @@ impl EventBus {
                     TryDelivery::NoRoom(back) => copy = *back,
                 }
             }
+            let size = *size.get_or_insert_with(|| event.approx_bytes());
             sub.queue.push_back((copy, size));
             sub.queued_bytes += size;
             if class == EventClass::Audio {

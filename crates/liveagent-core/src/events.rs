@@ -151,6 +151,18 @@ impl LiveEvent {
         match self {
             LiveEvent::RecordedAudio(a) => a.audio.samples.len() * 2 + 64,
             LiveEvent::SynthesizedAudio(a) => a.audio.samples.len() * 2 + 64,
+            // The frequent text events: their strings plus the JSON around them (escaping
+            // not counted), without walking a serializer.
+            LiveEvent::ModelMessageChunk(c) => c.item_id.len() + c.text.len() + 64,
+            LiveEvent::OutputTranscriptChunk(c) => {
+                c.item_id.as_ref().map_or(0, |i| i.len()) + c.text.len() + 64
+            }
+            LiveEvent::InputTranscriptChunk(c) => {
+                c.item_id.as_ref().map_or(0, |i| i.len()) + c.text.len() + 64
+            }
+            LiveEvent::ToolResult(r) if r.output.is_err() => {
+                r.call_id.len() + r.name.len() + r.output.as_ref().err().map_or(0, String::len) + 96
+            }
             other => {
                 let mut counter = ByteCounter(0);
                 let _ = serde_json::to_writer(&mut counter, other);

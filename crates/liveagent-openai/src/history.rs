@@ -7,7 +7,7 @@
 //! transcript of what the model said, cut to what the user actually heard when playback was
 //! interrupted), function calls with their arguments, and their outputs.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use liveagent_core::limits::cut_to;
 
@@ -148,6 +148,10 @@ pub struct History {
     bytes: usize,
     /// Call ids of the kept `FunctionCall` items: one lookup per tool result.
     calls: HashSet<String>,
+    /// How many `FunctionCallOutput` items are kept per call id, so dropping a call looks
+    /// for its output only when there is one (a flood of calls without outputs would
+    /// otherwise scan the whole history once per dropped call).
+    outputs: HashMap<String, usize>,
     trimmed_items: usize,
     trimmed_bytes: usize,
 }
@@ -193,6 +197,7 @@ impl History {
             max_bytes: 1024 * 1024,
             bytes: 0,
             calls: HashSet::new(),
+            outputs: HashMap::new(),
             trimmed_items: 0,
             trimmed_bytes: 0,
         }
@@ -243,8 +248,14 @@ impl History {
         self.bytes -= size;
         self.trimmed_items += 1;
         self.trimmed_bytes += size;
+        if let HistoryItem::FunctionCallOutput { call_id, .. } = &item {
+            self.forget_output(call_id);
+        }
         if let HistoryItem::FunctionCall { call_id, .. } = item {
             self.calls.remove(&call_id);
+            if self.outputs.remove(&call_id).is_none() {
+                return;
+            }
             let before = self.items.len();
             let mut freed = 0;
             self.items.retain(|i| {
@@ -260,6 +271,15 @@ impl History {
         }
     }
 
+    fn forget_output(&mut self, call_id: &str) {
+        if let Some(n) = self.outputs.get_mut(call_id) {
+            *n -= 1;
+            if *n == 0 {
+                self.outputs.remove(call_id);
+            }
+        }
+    }
+
     fn enforce(&mut self) {
         while self.items.len() > self.limit || (self.bytes > self.max_bytes && self.items.len() > 1)
         {
@@ -270,8 +290,14 @@ impl History {
     /// Appends an item, dropping the oldest past the bounds.
     pub fn push(&mut self, item: HistoryItem) {
         self.bytes += item_bytes(&item);
-        if let HistoryItem::FunctionCall { call_id, .. } = &item {
-            self.calls.insert(call_id.clone());
+        match &item {
+            HistoryItem::FunctionCall { call_id, .. } => {
+                self.calls.insert(call_id.clone());
+            }
+            HistoryItem::FunctionCallOutput { call_id, .. } => {
+                *self.outputs.entry(call_id.clone()).or_default() += 1;
+            }
+            _ => {}
         }
         self.items.push_back(item);
         self.enforce();
