@@ -28,6 +28,12 @@
 #   CASCADE_N=10 CASCADE_TURNS=5 cascade conversations x spoken turns (CASCADE_N=0: skip), run
 #                                by liveagent and by AG2's cascade mode side by side
 #
+#   SOAK=1                       also run the fault soak at the end (opt-in; ~11 min per run):
+#                                SOAK_N=100 conversations for SOAK_SECS=600 s, once with the
+#                                library's default history bounds and once with SOAK_TIGHT="512
+#                                256" (Conversation::history KiB, restore history KiB; "" skips it)
+#
+# `scripts/bench.sh soak` runs only the fault soak (docs/reliability.md; ~22 min).
 # `scripts/bench.sh cascade` runs only the cascade benchmark and its AG2 side by side (~2 min).
 # `scripts/bench.sh barge-in` runs only the barge-in benchmarks (~3 min, needs PulseAudio).
 # `scripts/bench.sh capacity` runs only the capacity sweep (~15 min, see CAPACITY).
@@ -55,6 +61,10 @@ CASCADE_TURNS=${CASCADE_TURNS:-5}
 ONLY=${1:-all}
 TRANSPORT_N=${TRANSPORT_N:-300,400,500}
 TRANSPORT_SECS=${TRANSPORT_SECS:-20}
+SOAK=${SOAK:-0}
+SOAK_N=${SOAK_N:-100}
+SOAK_SECS=${SOAK_SECS:-600}
+SOAK_TIGHT=${SOAK_TIGHT-512 256}
 LOG=$(mktemp /tmp/liveagent-bench.XXXX.log)
 
 echo "== machine"
@@ -149,6 +159,28 @@ bargein_bench() {
   echo "== barge-in with the host's default device buffer (the old default), for comparison"
   run "$BENCH" barge-in --trials "$BARGE_TRIALS" --host-buffer || true
 }
+
+# The fault soak (docs/reliability.md): faults through the whole run, the client's RSS and
+# live heap every 30 s, tool results lost, panics, conversations alive.
+soak_bench() {
+  echo "== soak: $SOAK_N conversations x $SOAK_SECS s against a server injecting faults (default bounds)"
+  run "$BENCH" soak --conversations "$SOAK_N" --secs "$SOAK_SECS" --sample-secs 30
+  if [ -n "$SOAK_TIGHT" ]; then
+    read -r hist restore <<<"$SOAK_TIGHT"
+    echo "== soak with Conversation::history at $hist KiB and the restore history at $restore KiB (bounds reached within the run)"
+    run "$BENCH" soak --conversations "$SOAK_N" --secs "$SOAK_SECS" --sample-secs 30 \
+      --history-kib "$hist" --restore-history-kib "$restore"
+  fi
+}
+
+if [ "$ONLY" = soak ]; then
+  soak_bench
+  echo
+  echo "== summary"
+  grep '^RESULT' "$LOG" || true
+  rm -f "$LOG"
+  exit 0
+fi
 
 if [ "$ONLY" = barge-in ]; then
   if start_pulse; then
@@ -302,6 +334,10 @@ if [ "$CAPACITY" = 1 ]; then
 fi
 
 [ "$ONLY" = all ] && cascade_bench
+
+if [ "$SOAK" = 1 ]; then
+  soak_bench
+fi
 
 echo
 echo "== summary"

@@ -17,6 +17,7 @@
 //!
 //! Nothing here runs as a test: the binary has `test = false` and asserts nothing.
 
+mod alloc;
 mod bargein;
 mod cascade;
 mod common;
@@ -30,6 +31,10 @@ mod transport_scale;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+
+/// Counts live bytes (off until the soak turns it on): see [`alloc`].
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
 
 #[derive(Debug, Parser)]
 #[command(about = "liveagent benchmarks (see docs/performance.md)")]
@@ -135,6 +140,20 @@ enum Cmd {
         sample_secs: u64,
         #[arg(long, default_value_t = 13)]
         seed: u64,
+        /// Turns in the scripted cycle of faults (repeated for as long as the run lasts).
+        #[arg(long, default_value_t = 400)]
+        cycle: usize,
+        /// Call `malloc_trim(0)` before each sample (glibc): RSS then shows what the heap
+        /// holds rather than what the allocator keeps.
+        #[arg(long)]
+        trim: bool,
+        /// Bound `Conversation::history` to this many KiB, by bytes only (default: the
+        /// library's bounds, 1,000 events and 64 KiB).
+        #[arg(long)]
+        history_kib: Option<usize>,
+        /// Bound the OpenAI restore history to this many KiB (default: the library's, 1 MiB).
+        #[arg(long)]
+        restore_history_kib: Option<usize>,
     },
     /// N concurrent full-duplex sessions (comma-separated list of N).
     Scale {
@@ -220,7 +239,26 @@ fn main() -> anyhow::Result<()> {
                 secs,
                 sample_secs,
                 seed,
-            } => soak::run(server_bin, conversations, secs, sample_secs, seed).await?,
+                cycle,
+                trim,
+                history_kib,
+                restore_history_kib,
+            } => {
+                soak::run(
+                    server_bin,
+                    soak::SoakArgs {
+                        conversations,
+                        secs,
+                        sample_secs,
+                        seed,
+                        cycle,
+                        trim,
+                        history_kib,
+                        restore_history_kib,
+                    },
+                )
+                .await?
+            }
             Cmd::Scale {
                 sessions,
                 secs,

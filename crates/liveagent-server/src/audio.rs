@@ -209,9 +209,19 @@ pub const MS_PER_CHAR: u64 = 60;
 /// its length [`MS_PER_CHAR`] per character), separated by 40 ms gaps, at 24 kHz. The total
 /// duration is therefore proportional to the text's length, like real speech. No TTS.
 pub fn synth_text(text: &str) -> Vec<i16> {
+    synth_text_up_to(text, usize::MAX)
+}
+
+/// [`synth_text`] that stops once `max_samples` are made (the result may pass it by the
+/// rest of one word): a scenario's `say` with `audio_ms` needs no more than that, whatever the
+/// length of its text (a 70 KB transcript would otherwise be over an hour of tones).
+pub fn synth_text_up_to(text: &str, max_samples: usize) -> Vec<i16> {
     let rate = INTERNAL_RATE as f32;
     let mut out = Vec::new();
     for word in text.split_whitespace() {
+        if out.len() >= max_samples {
+            break;
+        }
         let hash = word
             .bytes()
             .fold(5381u32, |h, b| h.wrapping_mul(33) ^ b as u32);

@@ -246,8 +246,9 @@ impl Conn {
 }
 
 impl Conn {
-    /// Runs a scenario step that is the same for every protocol (send a frame as given, drop
-    /// or close the connection, refuse the next connections, wait); hands any other step back.
+    /// Runs a scenario step that is the same for every protocol (send a frame as given, drop,
+    /// stall or close the connection, refuse the next connections, wait); hands any other
+    /// step back.
     /// `refuse` is the scenario's counter of connections to refuse.
     pub(crate) async fn transport_step(
         &mut self,
@@ -260,6 +261,13 @@ impl Conn {
             Step::SendText(t) => self.send_text(t).await,
             Step::Drop => {
                 tracing::info!("scenario: dropping the connection");
+                self.drop_now();
+                Err(End::Closed)
+            }
+            Step::Stall(d) => {
+                // The session loop is the only reader: sleeping here stops reads and pongs.
+                tracing::info!("scenario: stalling the connection for {d:?}, then dropping it");
+                tokio::time::sleep(d).await;
                 self.drop_now();
                 Err(End::Closed)
             }

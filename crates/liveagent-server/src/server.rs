@@ -120,6 +120,18 @@ impl Shared {
         s.resumable_states = states as u64;
         s.resumable_bytes = bytes as u64;
         s.heap = crate::heap::heap_stats();
+        s.scenario_turns = self
+            .scenario_states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, st)| {
+                (
+                    k.clone(),
+                    st.turns.load(std::sync::atomic::Ordering::Relaxed),
+                )
+            })
+            .collect();
         s
     }
 }

@@ -101,6 +101,7 @@ impl Stats {
             resumable_states: 0,
             resumable_bytes: 0,
             heap: None,
+            scenario_turns: Default::default(),
         }
     }
 }
@@ -160,4 +161,7 @@ pub struct StatsSnapshot {
     pub resumable_bytes: u64,
     /// The allocator's figures for the whole process (glibc only; `None` elsewhere).
     pub heap: Option<crate::HeapStats>,
+    /// User turns answered so far per scenario (the key of
+    /// [`crate::ServerConfig::scenarios`]; `""` for the server's default brain).
+    pub scenario_turns: std::collections::BTreeMap<String, u32>,
 }

@@ -66,6 +66,10 @@ pub enum Step {
     GoAway(String),
     /// Drop the TCP connection without a close frame.
     Drop,
+    /// Go silent for this long: read nothing, send nothing, answer no ping (a wedged proxy
+    /// or a dead NAT entry: the connection is half-open), then drop the TCP connection
+    /// without a close frame.
+    Stall(Duration),
     /// Close the WebSocket with this code and reason.
     Close {
         /// Close code.
@@ -150,7 +154,8 @@ impl Brain {
                     plan
                 }
                 None => match scenario.after_last {
-                    AfterLast::Echo => echo_plan(turn, input),
+                    // Cycle gets here only with no turns at all.
+                    AfterLast::Echo | AfterLast::Cycle => echo_plan(turn, input),
                     AfterLast::Silent => Plan {
                         turn,
                         ..Plan::default()

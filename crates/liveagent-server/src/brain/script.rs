@@ -55,6 +55,9 @@ pub enum AfterLast {
     Echo,
     /// Answer with an empty response.
     Silent,
+    /// Start again from the first turn (turn `n` follows turn `(n - 1) % len + 1`): a short
+    /// scenario drives a conversation of any length, e.g. faults through a whole soak run.
+    Cycle,
 }
 
 /// A scripted conversation. Turn numbers count user turns across every session of the
@@ -122,7 +125,7 @@ pub struct TurnSpec {
 }
 
 /// One step of a turn. Set exactly one of the action fields (`say`, `call`, `wait_ms`,
-/// `send`, `send_text`, `send_oversized`, `error`, `go_away`, `drop`, `close`,
+/// `send`, `send_text`, `send_oversized`, `error`, `go_away`, `drop`, `stall_ms`, `close`,
 /// `refuse_next`, `slow`); `args`, `audio_ms`, `drop_after_ms`, `drop_mid_arguments`,
 /// `code`, `reason` qualify them.
 #[derive(Clone, Debug, Default, Deserialize, PartialEq)]
@@ -170,6 +173,9 @@ pub struct StepSpec {
     /// Drop the TCP connection (no close frame).
     #[serde(default)]
     pub drop: bool,
+    /// Go silent (no reads, no frames, no pongs: half-open) for this many ms, then drop.
+    #[serde(default)]
+    pub stall_ms: Option<u64>,
     /// Close the WebSocket (`code` default 1000, `reason`).
     #[serde(default)]
     pub close: bool,
@@ -212,9 +218,14 @@ impl Scenario {
         }
     }
 
-    /// The spec of 1-based turn `n`.
+    /// The spec of 1-based turn `n`: `None` past the last turn, unless the scenario cycles
+    /// ([`AfterLast::Cycle`]).
     pub fn turn(&self, n: u32) -> Option<&TurnSpec> {
-        self.turns.get((n as usize).checked_sub(1)?)
+        let i = (n as usize).checked_sub(1)?;
+        match self.after_last {
+            AfterLast::Cycle if !self.turns.is_empty() => self.turns.get(i % self.turns.len()),
+            _ => self.turns.get(i),
+        }
     }
 
     /// The steps to run on connection number `n` (1-based).
@@ -287,11 +298,9 @@ impl TurnSpec {
 
 fn say(text: String, audio_ms: Option<u64>, drop_after_ms: Option<u64>) -> Step {
     let audio = audio_ms.map(|ms| {
-        let mut a = crate::audio::synth_text(&text);
-        a.resize(
-            crate::audio::ms_to_samples(ms, crate::audio::INTERNAL_RATE),
-            0,
-        );
+        let len = crate::audio::ms_to_samples(ms, crate::audio::INTERNAL_RATE);
+        let mut a = crate::audio::synth_text_up_to(&text, len);
+        a.resize(len, 0);
         if a.iter().all(|s| *s == 0) {
             a = crate::audio::synth_text("x".repeat((ms / 60).max(1) as usize).as_str());
             a.resize(
@@ -358,6 +367,9 @@ impl StepSpec {
         }
         if self.drop {
             found.push(Step::Drop);
+        }
+        if let Some(ms) = self.stall_ms {
+            found.push(Step::Stall(Duration::from_millis(ms)));
         }
         if self.close {
             let code = match &self.code {
@@ -428,6 +440,39 @@ mod tests {
         )
         .unwrap();
         assert_eq!(j.turns.len(), 2);
+    }
+
+    #[test]
+    fn cycle_repeats_the_turns() {
+        let s =
+            Scenario::from_json(r#"{"after_last":"cycle","turn":[{"say":"one"},{"say":"two"}]}"#)
+                .unwrap();
+        assert_eq!(s.turn(1).unwrap().say.as_deref(), Some("one"));
+        assert_eq!(s.turn(4).unwrap().say.as_deref(), Some("two"));
+        assert_eq!(s.turn(1001).unwrap().say.as_deref(), Some("one"));
+        assert!(s.turn(0).is_none());
+        let once = Scenario::from_json(r#"{"turn":[{"say":"one"}]}"#).unwrap();
+        assert!(once.turn(2).is_none());
+    }
+
+    #[test]
+    fn audio_ms_does_not_synthesize_the_whole_text() {
+        // 70 KB of text is over an hour of tones; with `audio_ms` only 500 ms are made.
+        let long = "word ".repeat(14 * 1024);
+        let step = StepSpec {
+            say: Some(long),
+            audio_ms: Some(500),
+            ..Default::default()
+        }
+        .to_step()
+        .unwrap();
+        let Step::Say { audio: Some(a), .. } = step else {
+            panic!("no audio")
+        };
+        assert_eq!(
+            a.len(),
+            crate::audio::ms_to_samples(500, crate::audio::INTERNAL_RATE)
+        );
     }
 
     #[test]
