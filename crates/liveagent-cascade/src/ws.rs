@@ -167,6 +167,16 @@ impl WsConn {
             fr.poll_flush(cx).map(|_| ())
         });
         let _ = tokio::time::timeout(Duration::from_secs(1), flush).await;
+        // The closing handshake: wait (briefly) for the provider's close frame or the end
+        // of the stream, so that what was sent is read before the socket goes.
+        let drain = async {
+            while let Some(Ok(f)) = self.framed.next().await {
+                if matches!(f, Frame::Close(_)) {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
     }
 
     /// Sends what it can of the queue, then polls for the next frame.

@@ -131,13 +131,25 @@ async fn contexts_over_one_socket_and_a_cancelled_one_is_silent() {
         late >= 1,
         "the fake sent audio of the closed context after the close"
     );
-    // Ending the input ends the connection (it sends close_socket and closes; that the
-    // server reads the close_socket before the close is not asserted: not yet reliable).
+    // Ending the input closes the socket: close_socket, then the closing handshake.
     drop(tx);
     assert!(tokio::time::timeout(Duration::from_secs(5), conn.next())
         .await
         .expect("the end in time")
         .is_none());
+    let closed = || {
+        server
+            .recording()
+            .iter()
+            .any(|l| l.contains("cascade ws <- ") && l.contains("close_socket"))
+    };
+    for _ in 0..200 {
+        if closed() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(closed(), "close_socket reached the server");
     server.stop().await;
 }
 
