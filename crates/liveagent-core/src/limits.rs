@@ -3,7 +3,7 @@
 //! deltas at 50 per second must not grow the client's memory without limit; what passes a
 //! cap is dropped and a [`TextDropped`] event says so.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use crate::events::{Id, TextDropped};
@@ -14,6 +14,79 @@ pub const DEFAULT_MAX_ITEM_TEXT_BYTES: usize = 64 * 1024;
 
 /// Default bound on the text of the history kept to restore a session: 1 MiB.
 pub const DEFAULT_MAX_HISTORY_BYTES: usize = 1024 * 1024;
+
+/// Default number of call ids a provider protocol remembers as answered (or cancelled) to
+/// drop a duplicate result: older ids are forgotten, so a provider that floods calls cannot
+/// grow these sets without limit.
+pub const DEFAULT_MAX_REMEMBERED_IDS: usize = 4_096;
+
+/// A set of ids that remembers at most `cap` of them, forgetting the oldest first.
+///
+/// Used by the provider protocols for the call ids whose results were already sent (and the
+/// calls a provider cancelled), so duplicates are dropped without an unbounded set.
+///
+/// ```
+/// use liveagent_core::limits::RecentIds;
+/// let mut ids = RecentIds::new(2);
+/// ids.insert("a".into());
+/// ids.insert("b".into());
+/// ids.insert("c".into());
+/// assert!(!ids.contains("a"));
+/// assert!(ids.contains("b") && ids.contains("c"));
+/// assert_eq!(ids.len(), 2);
+/// ```
+#[derive(Debug, Clone)]
+pub struct RecentIds {
+    cap: usize,
+    set: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl Default for RecentIds {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_REMEMBERED_IDS)
+    }
+}
+
+impl RecentIds {
+    /// An empty set that remembers at most `cap` ids (at least one).
+    pub fn new(cap: usize) -> Self {
+        Self {
+            cap: cap.max(1),
+            set: HashSet::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    /// Whether `id` is remembered.
+    pub fn contains(&self, id: &str) -> bool {
+        self.set.contains(id)
+    }
+
+    /// Remembers `id`, forgetting the oldest ids beyond the cap. Returns whether it was new.
+    pub fn insert(&mut self, id: String) -> bool {
+        if !self.set.insert(id.clone()) {
+            return false;
+        }
+        self.order.push_back(id);
+        while self.order.len() > self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        true
+    }
+
+    /// How many ids are remembered.
+    pub fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// Whether no id is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.order.is_empty()
+    }
+}
 
 /// How many recent items [`ItemTextCaps`] tracks (older ones are forgotten; an item that
 /// comes back starts a fresh count).

@@ -24,7 +24,7 @@ mod turns;
 
 use turns::to_usage;
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use liveagent_core::{
@@ -32,6 +32,8 @@ use liveagent_core::{
     ResponseStatus, RestoreSnapshot, RestoreTurn, Secret, SessionCommand, SessionSetup, Usage,
     WireFrame,
 };
+
+use liveagent_core::limits::RecentIds;
 
 use crate::config::{RealtimeConfig, INPUT_SAMPLE_RATE};
 use crate::history::{History, HistoryEntry};
@@ -44,8 +46,6 @@ const MAX_UNCONSUMED_FRAMES: usize = 2_000;
 const MAX_UNCONSUMED_BYTES: usize = 8 * 1024 * 1024;
 /// Most commands held if the runtime sends some before the session is ready.
 const MAX_HELD_COMMANDS: usize = 1_000;
-/// Answered (and, separately, cancelled) call ids remembered to drop duplicates.
-const MAX_ANSWERED_IDS: usize = 4_096;
 /// Connections closed during the handshake, in a row, before an error is reported.
 const SETUP_FAILURES_REPORTED: u32 = 3;
 /// An input transcript piece this recent means the user may still be speaking.
@@ -119,30 +119,6 @@ impl Batch {
 
     fn complete(&self) -> bool {
         self.open == 0
-    }
-}
-
-/// A set of ids that remembers at most `cap`, forgetting the oldest first.
-#[derive(Debug, Default)]
-struct RecentIds {
-    set: HashSet<String>,
-    order: VecDeque<String>,
-}
-
-impl RecentIds {
-    fn contains(&self, id: &str) -> bool {
-        self.set.contains(id)
-    }
-
-    fn insert(&mut self, id: String, cap: usize) {
-        if self.set.insert(id.clone()) {
-            self.order.push_back(id);
-            while self.order.len() > cap {
-                if let Some(old) = self.order.pop_front() {
-                    self.set.remove(&old);
-                }
-            }
-        }
     }
 }
 
@@ -708,7 +684,7 @@ impl RealtimeProtocol for GeminiProtocol {
                         .remove(id)
                         .and_then(|i| pending[i].take())
                         .and_then(|c| c.wire_id);
-                    self.answered.insert(id.to_owned(), MAX_ANSWERED_IDS);
+                    self.answered.insert(id.to_owned());
                     self.history.push(HistoryEntry::FunctionResponse {
                         id: wire_id,
                         name: result.name.to_string(),

@@ -67,7 +67,7 @@ pub use tools::parse_arguments;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
-use liveagent_core::limits::ItemTextCaps;
+use liveagent_core::limits::{ItemTextCaps, RecentIds};
 use liveagent_core::{
     ConnectRequest, ErrorKind, Id, LiveError, Outbox, RealtimeProtocol, ResponseDone,
     ResponseStatus, RestoreSnapshot, RestoreTurn, Secret, SessionCommand, SessionSetup,
@@ -175,8 +175,11 @@ pub struct OpenAiProtocol {
     text_caps: ItemTextCaps,
     /// When the last `TextDropped` for the history bound was published.
     trim_reported_at: Option<std::time::Instant>,
+    /// Calls whose arguments arrived and whose output was not sent yet (an id leaves when its
+    /// output is sent or its response is cancelled, so this holds only calls in flight).
     known_calls: HashSet<String>,
-    outputs_sent: HashSet<String>,
+    /// The most recent calls whose output was sent (bounded), to drop duplicate results.
+    outputs_sent: RecentIds,
     awaiting_outputs: HashSet<String>,
 }
 
@@ -221,7 +224,7 @@ impl OpenAiProtocol {
             text_caps,
             trim_reported_at: None,
             known_calls: HashSet::new(),
-            outputs_sent: HashSet::new(),
+            outputs_sent: RecentIds::default(),
             awaiting_outputs: HashSet::new(),
         }
     }
@@ -239,6 +242,14 @@ impl OpenAiProtocol {
     /// The provider's session id of the current (or last) connection.
     pub fn session_id(&self) -> Option<&str> {
         self.session_id.as_deref()
+    }
+
+    /// How many call ids the protocol tracks: calls in flight (arguments received, output not
+    /// sent) plus the most recent answered calls remembered to drop duplicate results (at most
+    /// [`DEFAULT_MAX_REMEMBERED_IDS`](liveagent_core::limits::DEFAULT_MAX_REMEMBERED_IDS)).
+    /// Bounded however many calls a provider sends over a conversation's life.
+    pub fn tracked_call_ids(&self) -> usize {
+        self.known_calls.len() + self.outputs_sent.len() + self.awaiting_outputs.len()
     }
 
     fn send(&self, out: &mut Outbox, event: &ClientEvent) {
@@ -486,7 +497,7 @@ impl RealtimeProtocol for OpenAiProtocol {
                 }
                 RestoreTurn::ToolResult(result) => {
                     let call_id = result.call_id.to_string();
-                    self.known_calls.insert(call_id.clone());
+                    self.known_calls.remove(&call_id);
                     self.outputs_sent.insert(call_id.clone());
                     HistoryItem::FunctionCallOutput {
                         call_id,

@@ -12,7 +12,7 @@ use liveagent_core::{
 use serde_json::Value;
 use std::collections::HashSet;
 
-use super::{Batch, GeminiProtocol, PendingCall, MAX_ANSWERED_IDS, PROVIDER};
+use super::{Batch, GeminiProtocol, PendingCall, PROVIDER};
 use crate::history::HistoryEntry;
 use crate::wire::{self, *};
 use std::collections::BTreeSet;
@@ -140,7 +140,7 @@ impl GeminiProtocol {
             if !found {
                 tracing::debug!(provider = PROVIDER, call_id = %self.redact(&id), "cancellation of an unknown or answered call");
             }
-            self.cancelled.insert(id.clone(), MAX_ANSWERED_IDS);
+            self.cancelled.insert(id.clone());
             ids.push(id.into());
         }
         if !ids.is_empty() {
@@ -196,7 +196,7 @@ impl GeminiProtocol {
         batch.open -= 1;
         batch.results.push(response);
         let complete = batch.complete();
-        self.answered.insert(call_id, MAX_ANSWERED_IDS);
+        self.answered.insert(call_id);
         if complete || result.request_response {
             self.send_results(key, out);
         }

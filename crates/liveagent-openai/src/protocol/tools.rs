@@ -87,6 +87,9 @@ impl OpenAiProtocol {
         if matches!(status, ResponseStatus::Cancelled | ResponseStatus::Failed) {
             let ids: Vec<String> = complete.iter().map(|c| c.call_id.clone()).collect();
             tracing::info!(target: "liveagent::openai", calls = ids.len(), ?status, "calls of an unfinished response dropped");
+            for id in &ids {
+                self.known_calls.remove(id);
+            }
             self.history.remove_calls(&ids);
             return;
         }
@@ -135,6 +138,7 @@ impl OpenAiProtocol {
                 },
             },
         );
+        self.known_calls.remove(&call_id);
         self.outputs_sent.insert(call_id.clone());
         self.awaiting_outputs.remove(&call_id);
         if self.history.has_call(&call_id) {
