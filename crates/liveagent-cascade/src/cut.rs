@@ -98,7 +98,24 @@ impl ActixStream for EofWatch {
     }
 }
 
-/// awc's default TCP connector (default resolver), each stream watched: `eof` is set when
+/// awc's default TCP connector (default resolver) with Nagle's algorithm off
+/// (`TCP_NODELAY`), as browsers and the providers' SDKs do: a realtime STT socket writes one
+/// small audio frame every 20-100 ms, and with Nagle on a frame written while the previous one
+/// is unacknowledged waits for the peer's delayed ACK (up to 40 ms on Linux), so audio and the
+/// partials it produces arrive in bursts, late.
+pub(crate) fn tcp_nodelay(
+) -> impl Service<ConnectInfo<Uri>, Response = Connection<Uri, TcpStream>, Error = ConnectError>
+       + Clone
+       + 'static {
+    ConnectorService::default().map(|conn: Connection<Uri, TcpStream>| {
+        if let Err(e) = conn.io_ref().set_nodelay(true) {
+            tracing::debug!(target: "liveagent::cascade", error = %e, "cannot set TCP_NODELAY");
+        }
+        conn
+    })
+}
+
+/// [`tcp_nodelay`]'s connector, each stream watched: `eof` is set when
 /// the peer closes. Meant for a client of one connection that serves one request at a
 /// time (`crate::http::Lease`), so that the flag is that request's.
 pub(crate) fn watched(
@@ -106,7 +123,7 @@ pub(crate) fn watched(
 ) -> impl Service<ConnectInfo<Uri>, Response = Connection<Uri, EofWatch>, Error = ConnectError>
        + Clone
        + 'static {
-    ConnectorService::default().map(move |conn: Connection<Uri, TcpStream>| {
+    tcp_nodelay().map(move |conn: Connection<Uri, TcpStream>| {
         let (io, conn) = conn.replace_io(());
         conn.replace_io(EofWatch {
             io,

@@ -73,7 +73,12 @@ impl Endpoint {
         // HTTP/1.1 only (the TLS configuration's ALPN).
         let tls = self.tls_roots.client_config();
         let client = awc::Client::builder()
-            .connector(awc::Connector::new().rustls_0_23(tls).timeout(self.timeout))
+            .connector(
+                awc::Connector::new()
+                    .connector(crate::cut::tcp_nodelay())
+                    .rustls_0_23(tls)
+                    .timeout(self.timeout),
+            )
             .timeout(self.timeout)
             .finish();
         let mut req = client.ws(url).max_frame_size(MAX_MESSAGE);
