@@ -2,36 +2,13 @@
 //! goes through many tool calls keeps only the calls in flight plus a bounded window of answered
 //! ones, through the protocol's public sans-IO API. Duplicates are still never sent twice.
 
+mod common;
+
+use common::{feed, ready};
 use liveagent_core::limits::DEFAULT_MAX_REMEMBERED_IDS;
-use liveagent_core::{
-    Outbox, RealtimeProtocol, SessionCommand, SessionSetup, ToolResult, WireFrame,
-};
-use liveagent_openai::{OpenAiProtocol, RealtimeConfig};
-use serde_json::{json, Value};
-
-fn ready() -> OpenAiProtocol {
-    let mut p = RealtimeConfig::new("gpt-realtime")
-        .api_key("sk-test")
-        .protocol(SessionSetup::default())
-        .unwrap();
-    let mut out = Outbox::new();
-    p.on_open(false, &mut out);
-    feed(
-        &mut p,
-        json!({"type":"session.created","event_id":"e1","session":{"type":"realtime","id":"s"}}),
-    );
-    feed(
-        &mut p,
-        json!({"type":"session.updated","event_id":"e2","session":{"type":"realtime"}}),
-    );
-    p
-}
-
-fn feed(p: &mut OpenAiProtocol, v: Value) -> Outbox {
-    let mut out = Outbox::new();
-    p.on_frame(WireFrame::Text(v.to_string()), &mut out);
-    out
-}
+use liveagent_core::{Outbox, RealtimeProtocol, SessionCommand, ToolResult};
+use liveagent_openai::OpenAiProtocol;
+use serde_json::json;
 
 fn result(p: &mut OpenAiProtocol, call: &str) -> Outbox {
     let mut out = Outbox::new();

@@ -4,35 +4,12 @@
 //! `conversation.item.truncate` to the played position is sent, exactly once, and never for
 //! an item without audio.
 
-use liveagent_core::{
-    Outbox, PlaybackStopped, RealtimeProtocol, SessionCommand, SessionSetup, WireFrame,
-};
-use liveagent_openai::{OpenAiProtocol, RealtimeConfig};
+mod common;
+
+use common::{feed, ready};
+use liveagent_core::{Outbox, PlaybackStopped, RealtimeProtocol, SessionCommand};
+use liveagent_openai::OpenAiProtocol;
 use serde_json::{json, Value};
-
-fn ready() -> OpenAiProtocol {
-    let mut p = RealtimeConfig::new("gpt-realtime")
-        .api_key("sk-test")
-        .protocol(SessionSetup::default())
-        .unwrap();
-    let mut out = Outbox::new();
-    p.on_open(false, &mut out);
-    feed(
-        &mut p,
-        json!({"type":"session.created","event_id":"e1","session":{"type":"realtime","id":"s"}}),
-    );
-    feed(
-        &mut p,
-        json!({"type":"session.updated","event_id":"e2","session":{"type":"realtime"}}),
-    );
-    p
-}
-
-fn feed(p: &mut OpenAiProtocol, v: Value) -> Outbox {
-    let mut out = Outbox::new();
-    p.on_frame(WireFrame::Text(v.to_string()), &mut out);
-    out
-}
 
 fn stopped(p: &mut OpenAiProtocol, item: &str, played_ms: u64, interrupted: bool) -> Outbox {
     let mut out = Outbox::new();
