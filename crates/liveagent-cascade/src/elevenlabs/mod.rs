@@ -12,6 +12,34 @@
 //! Keys come from `ELEVENLABS_API_KEY` unless given; they travel in the `xi-api-key`
 //! header and never appear in `Debug` output or errors.
 
+/// The voice setters every ElevenLabs TTS stage has (`settings`, `language` and `rate`
+/// fields): one definition for the HTTP, `stream-input` and multi-context stages.
+macro_rules! voice_builders {
+    ($ty:ty) => {
+        impl $ty {
+            /// The voice settings (with the multi-context stage, sent when each context opens).
+            pub fn voice_settings(mut self, settings: VoiceSettings) -> Self {
+                self.settings = settings;
+                self
+            }
+
+            /// The language (ISO-639-1), for models that take one.
+            pub fn language(mut self, language: impl Into<Arc<str>>) -> Self {
+                self.language = Some(language.into());
+                self
+            }
+
+            /// The PCM sample rate: 8000, 16000, 22050, 24000 (default), 44100 or 48000.
+            pub fn sample_rate(mut self, rate: u32) -> Self {
+                if PCM_RATES.contains(&rate) {
+                    self.rate = rate;
+                }
+                self
+            }
+        }
+    };
+}
+
 pub mod multi_context;
 pub mod realtime;
 pub mod stream_input;
@@ -185,29 +213,10 @@ impl ElevenLabsTts {
             ep: Endpoint::new(&ELEVENLABS, "elevenlabs-tts"),
         }
     }
-
-    /// The voice settings.
-    pub fn voice_settings(mut self, settings: VoiceSettings) -> Self {
-        self.settings = settings;
-        self
-    }
-
-    /// The language (ISO-639-1), for models that take one.
-    pub fn language(mut self, language: impl Into<Arc<str>>) -> Self {
-        self.language = Some(language.into());
-        self
-    }
-
-    /// The PCM sample rate: 8000, 16000, 22050, 24000 (default), 44100 or 48000.
-    pub fn sample_rate(mut self, rate: u32) -> Self {
-        if PCM_RATES.contains(&rate) {
-            self.rate = rate;
-        }
-        self
-    }
 }
 
 endpoint_builders!(ElevenLabsTts, "without `/v1`");
+voice_builders!(ElevenLabsTts);
 
 impl Tts for ElevenLabsTts {
     fn provider(&self) -> &'static str {

@@ -65,6 +65,7 @@ pub struct ElevenLabsMultiTts {
 }
 
 endpoint_builders!(ElevenLabsMultiTts, "without `/v1`");
+voice_builders!(ElevenLabsMultiTts);
 
 impl ElevenLabsMultiTts {
     /// Speech with `model` (`eleven_flash_v2_5`, `eleven_turbo_v2_5`...) and `voice_id`,
@@ -82,26 +83,6 @@ impl ElevenLabsMultiTts {
             inactivity_timeout: None,
             ep: Endpoint::new(&ELEVENLABS, "elevenlabs-multi-tts"),
         }
-    }
-
-    /// The voice settings (sent when each context opens).
-    pub fn voice_settings(mut self, settings: VoiceSettings) -> Self {
-        self.settings = settings;
-        self
-    }
-
-    /// The language (ISO-639-1), for models that take one.
-    pub fn language(mut self, language: impl Into<Arc<str>>) -> Self {
-        self.language = Some(language.into());
-        self
-    }
-
-    /// The PCM sample rate: 8000, 16000, 22050, 24000 (default), 44100 or 48000.
-    pub fn sample_rate(mut self, rate: u32) -> Self {
-        if PCM_RATES.contains(&rate) {
-            self.rate = rate;
-        }
-        self
     }
 
     /// `auto_mode` (default true): the server synthesizes each message at once instead of

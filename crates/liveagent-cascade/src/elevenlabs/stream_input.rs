@@ -47,6 +47,7 @@ pub struct ElevenLabsStreamTts {
 }
 
 endpoint_builders!(ElevenLabsStreamTts, "without `/v1`");
+voice_builders!(ElevenLabsStreamTts);
 
 impl ElevenLabsStreamTts {
     /// Speech with `model` (`eleven_flash_v2_5`, `eleven_turbo_v2_5`...) and `voice_id`,
@@ -61,26 +62,6 @@ impl ElevenLabsStreamTts {
             schedule: None,
             ep: Endpoint::new(&ELEVENLABS, "elevenlabs-stream-tts"),
         }
-    }
-
-    /// The voice settings.
-    pub fn voice_settings(mut self, settings: VoiceSettings) -> Self {
-        self.settings = settings;
-        self
-    }
-
-    /// The language (ISO-639-1), for models that take one.
-    pub fn language(mut self, language: impl Into<Arc<str>>) -> Self {
-        self.language = Some(language.into());
-        self
-    }
-
-    /// The PCM sample rate: 8000, 16000, 22050, 24000 (default), 44100 or 48000.
-    pub fn sample_rate(mut self, rate: u32) -> Self {
-        if PCM_RATES.contains(&rate) {
-            self.rate = rate;
-        }
-        self
     }
 
     /// `generation_config.chunk_length_schedule`: how many characters the server buffers
