@@ -1,6 +1,8 @@
 //! Shared support for the workspace-level end-to-end tests in `tests/`: a conversation of a
 //! real [`LiveAgent`] against the bundled local realtime server over real WebSockets, with
-//! every event recorded, speech to speak into it, and the server's wire recording.
+//! every event recorded, speech to speak into it, and the server's wire recording; and
+//! [`peer::ScriptedPeer`], a small scripted WebSocket peer for what the local server cannot
+//! imitate.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -182,3 +184,4 @@ pub fn server_frames(server: &LocalServer) -> Vec<serde_json::Value> {
 pub use liveagent_conformance::CutProxy;
 
 pub mod cascade;
+pub mod peer;

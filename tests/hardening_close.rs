@@ -1,0 +1,161 @@
+//! Clean close through the public API (issue 13, item 3): when a conversation stops, when
+//! `LiveAgentSystem` stops one conversation or shuts down, when the connection is renewed and
+//! when a fatal provider error ends the session, the client sends a WebSocket Close and waits
+//! for the peer's Close before dropping the socket: the peer (a scripted OpenAI Realtime peer
+//! on 127.0.0.1, `tests/support/peer.rs`) sees a Close frame, never a bare EOF.
+
+use std::time::Duration;
+
+use liveagent::{openai, LiveAgent, LiveAgentSystem, LiveEvent};
+use liveagent_e2e::peer::{ConnRecord, ScriptedPeer};
+use liveagent_e2e::*;
+use serde_json::json;
+
+/// A peer that completes the handshake and answers nothing else.
+async fn peer() -> ScriptedPeer {
+    init_tracing();
+    ScriptedPeer::openai(|_, _| Vec::new()).start().await
+}
+
+fn config(peer: &ScriptedPeer) -> openai::RealtimeConfig {
+    openai::RealtimeConfig::new("gpt-realtime")
+        .base_url(format!("{}/v1", peer.url()))
+        .api_key("local-key")
+}
+
+fn agent(config: openai::RealtimeConfig) -> LiveAgent {
+    LiveAgent::builder("assistant")
+        .prompt("Test.")
+        .config(config)
+        .build()
+        .expect("agent")
+}
+
+/// Every connection ended with the client's Close (code 1000), none at a bare EOF.
+fn assert_closed_cleanly(conns: &[ConnRecord]) {
+    for (i, c) in conns.iter().enumerate() {
+        assert!(
+            !c.eof_without_close(),
+            "connection {i} ended at EOF without a Close"
+        );
+        assert_eq!(c.close, Some(Some(1000)), "connection {i}: {c:?}");
+    }
+}
+
+async fn ready(run: &Run) {
+    run.wait_count("session updated", 1, |e| {
+        matches!(e, LiveEvent::SessionUpdated(_))
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn stopping_a_conversation_sends_close_and_waits_for_the_peers() {
+    let peer = peer().await;
+    let run = Run::start(
+        LiveAgent::builder("assistant")
+            .prompt("Test.")
+            .config(config(&peer)),
+    );
+    ready(&run).await;
+    run.conversation.stop().await;
+    // `stop()` returns once the handshake is done: the peer has the Close already.
+    let conns = peer.conns();
+    assert_eq!(conns.len(), 1);
+    assert_closed_cleanly(&conns);
+    peer.stop().await;
+}
+
+#[actix_rt::test]
+async fn the_system_closes_each_socket_on_stop_conversation_and_on_shutdown() {
+    let peer = peer().await;
+    let agent = agent(config(&peer));
+    let system = LiveAgentSystem::new();
+    let contexts: Vec<_> = (0..3).map(|_| system.run(&agent).expect("run")).collect();
+    let mut updated = Vec::new();
+    for c in &contexts {
+        updated.push(c.stream().only::<liveagent::SessionUpdated>());
+    }
+    for u in &mut updated {
+        use futures_util::StreamExt;
+        tokio::time::timeout(FAILSAFE, u.next())
+            .await
+            .expect("session updated")
+            .expect("stream open");
+    }
+    assert_eq!(peer.conns().len(), 3);
+
+    system.stop_conversation(&contexts[1]).await;
+    let conns = peer.conns();
+    let closed: Vec<&ConnRecord> = conns.iter().filter(|c| c.ended).collect();
+    assert_eq!(closed.len(), 1, "one conversation stopped: {conns:?}");
+    assert_closed_cleanly(&closed.into_iter().cloned().collect::<Vec<_>>());
+    assert_eq!(system.len(), 2);
+
+    assert!(system.shutdown().await, "every actor ended");
+    let conns = peer.conns();
+    assert_eq!(conns.len(), 3, "no reconnect while shutting down");
+    assert!(conns.iter().all(|c| c.ended), "{conns:?}");
+    assert_closed_cleanly(&conns);
+    peer.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_renewal_closes_the_old_connection_with_a_handshake() {
+    let peer = peer().await;
+    let run = Run::start(
+        LiveAgent::builder("assistant")
+            .prompt("Test.")
+            .config(config(&peer).max_connection_age(Duration::from_millis(300))),
+    );
+    ready(&run).await;
+    run.wait_count("the renewal", 1, |e| {
+        matches!(e, LiveEvent::SessionReconnected(_))
+    })
+    .await;
+    peer.wait_until("the first connection to end", |c| c[0].ended)
+        .await;
+    assert_closed_cleanly(&peer.conns()[..1]);
+    run.conversation.stop().await;
+    let conns = peer.conns();
+    assert!(conns.len() >= 2, "{conns:?}");
+    assert!(conns.iter().all(|c| c.ended), "{conns:?}");
+    assert_closed_cleanly(&conns);
+    peer.stop().await;
+}
+
+#[actix_rt::test]
+async fn a_fatal_provider_error_closes_with_a_handshake() {
+    let peer = peer().await;
+    let run = Run::start(
+        LiveAgent::builder("assistant")
+            .prompt("Test.")
+            .config(config(&peer)),
+    );
+    ready(&run).await;
+    peer.send(
+        0,
+        json!({"type": "error", "event_id": "evt_err",
+               "error": {"type": "insufficient_quota", "code": "insufficient_quota",
+                         "message": "You exceeded your current quota."}})
+        .to_string(),
+    )
+    .await;
+    run.wait_count("the session to close", 1, |e| {
+        matches!(e, LiveEvent::SessionClosed(_))
+    })
+    .await;
+    peer.wait_until("the connection to end", |c| c[0].ended)
+        .await;
+    let conns = peer.conns();
+    assert_eq!(conns.len(), 1, "a fatal error is not retried");
+    assert_closed_cleanly(&conns);
+    let fatal = run.collect(|e| match e {
+        LiveEvent::ErrorEvent(e) => Some(e.error.kind),
+        _ => None,
+    });
+    assert_eq!(fatal, vec![liveagent::ErrorKind::Quota]);
+    validate_lines(&conns[0].wire_lines(), Protocol::OpenAi);
+    run.conversation.stop().await;
+    peer.stop().await;
+}
