@@ -159,3 +159,58 @@ async fn a_fatal_provider_error_closes_with_a_handshake() {
     run.conversation.stop().await;
     peer.stop().await;
 }
+
+/// Shutdown closes every conversation at once rather than one after another: with a peer
+/// that answers no Close until it has the Close of all three conversations, each client
+/// must still be waiting for its answer when the third Close arrives (one after another, the
+/// first would have given up after its `close_timeout` before the second was even sent), and
+/// then completes the handshake.
+#[actix_rt::test]
+async fn shutdown_closes_all_conversations_together() {
+    init_tracing();
+    let peer = ScriptedPeer::openai(|_, _| Vec::new())
+        .answer_close(false)
+        .start()
+        .await;
+    let agent = LiveAgent::builder("assistant")
+        .prompt("Test.")
+        .config(config(&peer))
+        .session_options(liveagent::SessionOptions {
+            close_timeout: Duration::from_secs(10),
+            ..Default::default()
+        })
+        .build()
+        .expect("agent");
+    let system = LiveAgentSystem::new();
+    for _ in 0..3 {
+        let context = system.run(&agent).expect("run");
+        let mut updated = context.stream().only::<liveagent::SessionUpdated>();
+        use futures_util::StreamExt;
+        tokio::time::timeout(FAILSAFE, updated.next())
+            .await
+            .expect("session updated");
+    }
+    let answer = async {
+        peer.wait_until("the Close of every conversation", |c| {
+            c.len() == 3 && c.iter().all(|c| c.close.is_some())
+        })
+        .await;
+        let conns = peer.conns();
+        assert!(
+            conns.iter().all(|c| !c.ended),
+            "a client gave up waiting before the last Close was sent: {:?}",
+            conns.iter().map(|c| (c.close, c.ended)).collect::<Vec<_>>()
+        );
+        for n in 0..3 {
+            peer.close(n, 1000).await;
+        }
+    };
+    let (all_stopped, ()) = futures_util::join!(system.shutdown(), answer);
+    assert!(all_stopped);
+    peer.wait_until("every client to drop its socket", |c| {
+        c.iter().all(|c| c.ended)
+    })
+    .await;
+    assert_closed_cleanly(&peer.conns());
+    peer.stop().await;
+}

@@ -49,7 +49,7 @@ pub struct ConnRecord {
     /// `Some(code)` once the client's Close frame arrived (`code` is `None` for a Close
     /// without a status code).
     pub close: Option<Option<u16>>,
-    /// The connection is over (after a Close or at EOF).
+    /// The connection is over (the Close handshake done, or the client dropped it).
     pub ended: bool,
 }
 
@@ -114,7 +114,9 @@ impl PeerBuilder {
         self
     }
 
-    /// Whether the client's Close is answered with a Close (default true).
+    /// Whether the client's Close is answered with a Close at once (default true). When
+    /// not, the connection stays open until the client drops it or the test answers with
+    /// [`ScriptedPeer::close`], and [`ConnRecord::ended`] tells when the client gave up.
     pub fn answer_close(mut self, answer: bool) -> Self {
         self.answer_close = answer;
         self
@@ -352,14 +354,19 @@ async fn serve(
                 let answer = {
                     let mut conns = inner.conns.lock().unwrap();
                     conns[n].record.close = Some(reason.map(|r| u16::from(r.code)));
-                    conns[n].session.take()
-                };
-                if inner.answer_close {
-                    if let Some(session) = answer {
-                        let _ = session.close(None).await;
+                    if inner.answer_close {
+                        conns[n].session.take()
+                    } else {
+                        None
                     }
+                };
+                if let Some(session) = answer {
+                    let _ = session.close(None).await;
+                    break;
                 }
-                break;
+                // Not answered: the test may answer with `ScriptedPeer::close`; the
+                // connection is over when the client drops it.
+                continue;
             }
             Ok(_) => continue,
             Err(_) => break,

@@ -174,13 +174,20 @@ impl LiveAgentSystem {
 
     /// Stops every conversation and waits (up to 5 s) until all their actors have ended.
     /// Returns true when they all did.
+    ///
+    /// The conversations are stopped together, not one after another: each closes its
+    /// provider connection with a Close handshake that may wait up to
+    /// [`SessionOptions::close_timeout`](liveagent_session::SessionOptions::close_timeout)
+    /// for an unresponsive provider, and that wait must not add up over the conversations.
     pub async fn shutdown(&self) -> bool {
         let conversations = std::mem::take(&mut self.inner.lock().unwrap().conversations);
         let mut watches = Vec::new();
+        let mut stops = Vec::new();
         for (_, watch, conversation) in conversations {
-            conversation.stop().await;
             watches.push(watch);
+            stops.push(conversation.stop());
         }
+        futures_util::future::join_all(stops).await;
         let mut all = true;
         for watch in watches {
             all &= watch.wait_stopped(std::time::Duration::from_secs(5)).await;
