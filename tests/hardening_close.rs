@@ -1,8 +1,9 @@
 //! Clean close through the public API (issue 13, item 3): when a conversation stops, when
 //! `LiveAgentSystem` stops one conversation or shuts down, when the connection is renewed and
 //! when a fatal provider error ends the session, the client sends a WebSocket Close and waits
-//! for the peer's Close before dropping the socket: the peer (a scripted OpenAI Realtime peer
-//! on 127.0.0.1, `tests/support/peer.rs`) sees a Close frame, never a bare EOF.
+//! for the peer's Close before dropping the socket: the peer (a scripted OpenAI Realtime or
+//! Gemini Live peer on 127.0.0.1, `tests/support/peer.rs`) sees a Close frame, never a bare
+//! EOF. Shutdown closes its conversations together, not one close timeout after another.
 
 use std::time::Duration;
 
@@ -212,5 +213,38 @@ async fn shutdown_closes_all_conversations_together() {
     })
     .await;
     assert_closed_cleanly(&peer.conns());
+    peer.stop().await;
+}
+
+/// Gemini Live's renewal (the server's `goAway`) closes the old connection with a handshake
+/// too, and stopping closes the new one.
+#[actix_rt::test]
+async fn a_gemini_go_away_renewal_and_stop_close_with_a_handshake() {
+    init_tracing();
+    let peer = ScriptedPeer::gemini(|_, _| Vec::new()).start().await;
+    let run = Run::start(
+        LiveAgent::builder("assistant").prompt("Test.").config(
+            liveagent::gemini::RealtimeConfig::new("gemini-live")
+                .base_url(peer.url())
+                .api_key("local-key"),
+        ),
+    );
+    ready(&run).await;
+    peer.send(0, json!({"goAway": {"timeLeft": "5s"}}).to_string())
+        .await;
+    run.wait_count("the renewal", 1, |e| {
+        matches!(e, LiveEvent::SessionReconnected(_))
+    })
+    .await;
+    peer.wait_until("the first connection to end", |c| c[0].ended)
+        .await;
+    assert_closed_cleanly(&peer.conns()[..1]);
+    run.conversation.stop().await;
+    let conns = peer.conns();
+    assert_eq!(conns.len(), 2, "one renewal");
+    assert!(conns.iter().all(|c| c.ended));
+    assert_closed_cleanly(&conns);
+    let lines: Vec<String> = conns.iter().flat_map(|c| c.wire_lines()).collect();
+    validate_lines(&lines, Protocol::Gemini);
     peer.stop().await;
 }

@@ -1,11 +1,12 @@
 //! Floods from a hostile provider, over a real socket (issue 13, items 4 and 5): the local
 //! server's scripted model injects raw OpenAI events.
 //!
-//! - One `response.done` with 60,000 function calls (from a small flooding peer in this
-//!   file): every call is answered exactly once (the executor's cap answers the excess with
-//!   error outputs, paced so the bus never unsubscribes the session), the tool runs at most
-//!   the cap's number of times, and the conversation goes on. The protocol finds each call
-//!   by a hash lookup (no scan per call); this test checks the outcome, never a duration.
+//! - One `response.done` with 60,000 function calls (from a flooding peer, the shared
+//!   `ScriptedPeer` of `tests/support/peer.rs`): every call is answered exactly once (the
+//!   executor's cap answers the excess with error outputs, paced so the bus never
+//!   unsubscribes the session), the tool runs at most the cap's number of times, and the
+//!   conversation goes on. The protocol finds each call by a hash lookup (no scan per
+//!   call); this test checks the outcome, never a duration.
 //! - Transcript deltas of 256 KB: each item's text is capped (64 KiB by default), one
 //!   `TextDropped` event says so, and the history kept to restore the session is bounded by
 //!   bytes: after a dropped connection the replay carries at most that many bytes, and a
@@ -16,6 +17,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use liveagent::{LiveAgent, LiveEvent, Tool, ToolError};
+use liveagent_e2e::peer::ScriptedPeer;
 use liveagent_e2e::*;
 use liveagent_server::Scenario;
 use serde_json::{json, Value};
@@ -70,129 +72,84 @@ struct ItemRef<'a> {
     call_id: Option<&'a str>,
 }
 
-/// A small misbehaving OpenAI peer (actix-web + actix-ws on 127.0.0.1): it answers the
-/// handshake, answers the first `response.create` with a `response.done` carrying
+/// A small misbehaving OpenAI peer (the shared [`ScriptedPeer`] on 127.0.0.1): it answers
+/// the handshake, answers the first `response.create` with a `response.done` carrying
 /// [`CALLS`] function calls, records every `function_call_output`, and answers later
 /// `response.create`s with an empty completed response. (The bundled local server keeps
 /// its items in a list and is far slower than the client at ingesting 60,000 of them.)
-async fn flooding_peer() -> (String, Arc<std::sync::Mutex<FloodRecord>>) {
-    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-    use futures_util::StreamExt;
-
-    async fn ws(
-        req: HttpRequest,
-        body: web::Payload,
-        record: web::Data<Arc<std::sync::Mutex<FloodRecord>>>,
-    ) -> actix_web::Result<HttpResponse> {
-        let (response, mut session, stream) = actix_ws::handle(&req, body)?;
-        let record = record.get_ref().clone();
-        actix_web::rt::spawn(async move {
-            let _ = session
-                .text(
-                    json!({"type": "session.created", "event_id": "e0",
-                             "session": {"type": "realtime", "id": "sess_flood"}})
-                    .to_string(),
-                )
-                .await;
-            let mut n = 0u32;
-            let mut stream = stream.max_frame_size(64 * 1024 * 1024);
-            while let Some(Ok(msg)) = stream.next().await {
-                let text = match msg {
-                    actix_ws::Message::Text(text) => text,
-                    actix_ws::Message::Ping(b) => {
-                        let _ = session.pong(&b).await;
-                        continue;
-                    }
-                    actix_ws::Message::Close(_) => {
-                        let _ = session.close(None).await;
-                        return;
-                    }
-                    _ => continue,
-                };
-                // Typed and borrowed: 60,000 output frames are read here, and a `Value`
-                // per frame made the peer the test's largest CPU cost.
-                let v: ClientFrame<'_> = match serde_json::from_str(&text) {
-                    Ok(v) => v,
-                    Err(_) => continue,
-                };
-                match v.kind {
-                    "session.update" => {
-                        let _ = session
-                            .text(
-                                json!({"type": "session.updated", "event_id": "e1",
-                                         "session": {"type": "realtime"}})
-                                .to_string(),
-                            )
-                            .await;
-                    }
-                    "conversation.item.create" => {
-                        if let Some(ItemRef {
-                            kind: "function_call_output",
-                            call_id: Some(id),
-                        }) = v.item
-                        {
-                            record.lock().unwrap().outputs.push(id.to_owned());
-                        }
-                    }
-                    "response.create" => {
-                        n += 1;
-                        record.lock().unwrap().response_creates = n;
-                        let id = format!("resp_{n}");
-                        let output: Vec<Value> = if n == 1 {
-                            (0..CALLS)
-                                .map(|i| {
-                                    json!({"type": "function_call", "object": "realtime.item",
-                                                "id": format!("fc_{i}"), "status": "completed",
-                                                "name": "noop", "call_id": format!("call_{i}"),
-                                                "arguments": "{}"})
-                                })
-                                .collect()
-                        } else {
-                            Vec::new()
-                        };
-                        let _ = session
-                            .text(
-                                json!({"type": "response.created", "event_id": "e",
-                                         "response": {"object": "realtime.response", "id": id,
-                                                      "status": "in_progress", "output": []}})
-                                .to_string(),
-                            )
-                            .await;
-                        let _ = session
-                            .text(
-                                json!({"type": "response.done", "event_id": "e",
-                                         "response": {"object": "realtime.response", "id": id,
-                                                      "status": "completed", "output": output}})
-                                .to_string(),
-                            )
-                            .await;
-                    }
-                    _ => {}
-                }
-            }
-        });
-        Ok(response)
-    }
-
+async fn flooding_peer() -> (ScriptedPeer, Arc<std::sync::Mutex<FloodRecord>>) {
     let record = Arc::new(std::sync::Mutex::new(FloodRecord::default()));
-    let data = web::Data::new(record.clone());
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .route("/v1/realtime", web::get().to(ws))
-    })
-    .workers(1)
-    .bind("127.0.0.1:0")
-    .unwrap();
-    let addr = server.addrs()[0];
-    actix_web::rt::spawn(server.run());
-    (format!("ws://{addr}/v1"), record)
+    let seen = record.clone();
+    let peer = ScriptedPeer::builder()
+        // 60,000 output frames: counted here rather than kept.
+        .record_received(false)
+        .on_open(|_| {
+            vec![json!({"type": "session.created", "event_id": "e0",
+                        "session": {"type": "realtime", "id": "sess_flood"}})
+            .to_string()]
+        })
+        .on_text(move |_, text| {
+            // Typed and borrowed: 60,000 output frames are read here, and a `Value` per
+            // frame made the peer the test's largest CPU cost.
+            let Ok(v) = serde_json::from_str::<ClientFrame<'_>>(text) else {
+                return Vec::new();
+            };
+            match v.kind {
+                "session.update" => vec![json!({"type": "session.updated", "event_id": "e1",
+                                                "session": {"type": "realtime"}})
+                .to_string()],
+                "conversation.item.create" => {
+                    if let Some(ItemRef {
+                        kind: "function_call_output",
+                        call_id: Some(id),
+                    }) = v.item
+                    {
+                        seen.lock().unwrap().outputs.push(id.to_owned());
+                    }
+                    Vec::new()
+                }
+                "response.create" => {
+                    let n = {
+                        let mut r = seen.lock().unwrap();
+                        r.response_creates += 1;
+                        r.response_creates
+                    };
+                    let id = format!("resp_{n}");
+                    let output: Vec<Value> = if n == 1 {
+                        (0..CALLS)
+                            .map(|i| {
+                                json!({"type": "function_call", "object": "realtime.item",
+                                       "id": format!("fc_{i}"), "status": "completed",
+                                       "name": "noop", "call_id": format!("call_{i}"),
+                                       "arguments": "{}"})
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    vec![
+                        json!({"type": "response.created", "event_id": "e",
+                               "response": {"object": "realtime.response", "id": id,
+                                            "status": "in_progress", "output": []}})
+                        .to_string(),
+                        json!({"type": "response.done", "event_id": "e",
+                               "response": {"object": "realtime.response", "id": id,
+                                            "status": "completed", "output": output}})
+                        .to_string(),
+                    ]
+                }
+                _ => Vec::new(),
+            }
+        })
+        .start()
+        .await;
+    (peer, record)
 }
 
 #[actix_rt::test]
 async fn sixty_thousand_calls_in_one_response_are_each_answered_once() {
     init_tracing();
-    let (url, record) = flooding_peer().await;
+    let (peer, record) = flooding_peer().await;
     let runs = Arc::new(AtomicU32::new(0));
     let counter = runs.clone();
     let run = Run::start(
@@ -200,7 +157,7 @@ async fn sixty_thousand_calls_in_one_response_are_each_answered_once() {
             .prompt("Test.")
             .config(
                 liveagent::openai::RealtimeConfig::new("gpt-realtime")
-                    .base_url(url)
+                    .base_url(format!("{}/v1", peer.url()))
                     .api_key("local-key"),
             )
             .tool(Tool::new("noop", "Does nothing.", move |_: Value| {
@@ -273,6 +230,7 @@ async fn sixty_thousand_calls_in_one_response_are_each_answered_once() {
         0
     );
     run.conversation.stop().await;
+    peer.stop().await;
 }
 
 /// The raw events of one assistant item whose transcript arrives as `deltas` deltas of

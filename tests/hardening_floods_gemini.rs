@@ -1,10 +1,11 @@
 //! A tool-call flood from a hostile Gemini Live peer, over a real socket (issue 13, item 5).
 //!
-//! One `toolCall` message carrying 60,000 function calls (from a small flooding peer in this
-//! file, actix-web + actix-ws on 127.0.0.1): every call is answered exactly once in the
-//! `toolResponse` (the executor's cap answers the excess with error outputs), the tool runs
-//! at most the cap's number of times, a call repeated inside the message is ignored, a
-//! cancellation of 60,000 ids (most unknown) is survived, and the conversation goes on.
+//! One `toolCall` message carrying 60,000 function calls (from a flooding peer, the shared
+//! `ScriptedPeer` of `tests/support/peer.rs` on 127.0.0.1): every call is answered exactly
+//! once in the `toolResponse` (the executor's cap answers the excess with error outputs),
+//! the tool runs at most the cap's number of times, a call repeated inside the message is
+//! ignored, a cancellation of 60,000 ids (most unknown) is survived, and the conversation
+//! goes on.
 //! The protocol finds each call by a hash lookup and keeps a count of open calls per batch
 //! (no scan per call or result); this test checks the outcome, never a duration.
 
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use liveagent::{LiveAgent, LiveEvent, Tool, ToolError};
+use liveagent_e2e::peer::ScriptedPeer;
 use liveagent_e2e::*;
 use serde_json::{json, Value};
 
@@ -30,115 +32,71 @@ struct FloodRecord {
 }
 
 /// The server's answer to a user turn: one text part and `turnComplete`.
-fn answer(session: &mut actix_ws::Session, text: &str) -> impl std::future::Future<Output = ()> {
-    let mut session = session.clone();
-    let text = text.to_owned();
-    async move {
-        let _ = session
-            .text(json!({"serverContent": {"modelTurn": {"parts": [{"text": text}]}}}).to_string())
-            .await;
-        let _ = session
-            .text(json!({"serverContent": {"turnComplete": true}}).to_string())
-            .await;
-    }
+fn answer(text: &str) -> Vec<String> {
+    vec![
+        json!({"serverContent": {"modelTurn": {"parts": [{"text": text}]}}}).to_string(),
+        json!({"serverContent": {"turnComplete": true}}).to_string(),
+    ]
 }
 
-/// A small misbehaving Gemini Live peer: it completes the setup, answers the first user
-/// turn with one `toolCall` of [`CALLS`] calls (plus a repeat of the first id), then a
-/// `toolCallCancellation` naming every call again plus 60,000 unknown ids, records every
-/// function response, answers the `toolResponse` and later turns with text.
-async fn flooding_peer() -> (String, Arc<Mutex<FloodRecord>>) {
-    use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-    use futures_util::StreamExt;
-
-    async fn ws(
-        req: HttpRequest,
-        body: web::Payload,
-        record: web::Data<Arc<Mutex<FloodRecord>>>,
-    ) -> actix_web::Result<HttpResponse> {
-        let (response, mut session, stream) = actix_ws::handle(&req, body)?;
-        let record = record.get_ref().clone();
-        actix_web::rt::spawn(async move {
-            let mut stream = stream.max_frame_size(64 * 1024 * 1024);
-            while let Some(Ok(msg)) = stream.next().await {
-                let text = match msg {
-                    actix_ws::Message::Text(text) => text.to_string(),
-                    actix_ws::Message::Binary(b) => String::from_utf8_lossy(&b).into_owned(),
-                    actix_ws::Message::Ping(b) => {
-                        let _ = session.pong(&b).await;
-                        continue;
-                    }
-                    actix_ws::Message::Close(_) => {
-                        let _ = session.close(None).await;
-                        return;
-                    }
-                    _ => continue,
-                };
-                let v: Value = serde_json::from_str(&text).unwrap_or_default();
-                if v.get("setup").is_some() {
-                    let _ = session.text(json!({"setupComplete": {}}).to_string()).await;
-                } else if v["clientContent"]["turnComplete"] == true {
-                    let n = {
-                        let mut r = record.lock().unwrap();
-                        r.turns += 1;
-                        r.turns
-                    };
-                    if n == 1 {
-                        let mut calls: Vec<Value> = (0..CALLS)
-                            .map(|i| json!({"id": format!("call_{i}"), "name": "noop", "args": {}}))
-                            .collect();
-                        calls.push(json!({"id": "call_0", "name": "noop", "args": {}}));
-                        let _ = session
-                            .text(json!({"toolCall": {"functionCalls": calls}}).to_string())
-                            .await;
-                    } else {
-                        answer(&mut session, &format!("answer {n}")).await;
-                    }
-                } else if let Some(responses) = v["toolResponse"]["functionResponses"].as_array() {
-                    let all = {
-                        let mut r = record.lock().unwrap();
-                        r.tool_responses += 1;
-                        r.responses.extend(
-                            responses
-                                .iter()
-                                .map(|f| f["id"].as_str().unwrap_or_default().to_owned()),
-                        );
-                        r.responses.len() >= CALLS
-                    };
-                    if all {
-                        // Too late to cancel anything: every id is answered or unknown.
-                        let ids: Vec<String> =
-                            (0..2 * CALLS).map(|i| format!("call_{i}")).collect();
-                        let _ = session
-                            .text(json!({"toolCallCancellation": {"ids": ids}}).to_string())
-                            .await;
-                        answer(&mut session, "done with the tools").await;
-                    }
-                }
-            }
-        });
-        Ok(response)
-    }
-
+/// A small misbehaving Gemini Live peer (the shared [`ScriptedPeer`] on 127.0.0.1): it
+/// completes the setup, answers the first user turn with one `toolCall` of [`CALLS`] calls
+/// (plus a repeat of the first id), then a `toolCallCancellation` naming every call again
+/// plus 60,000 unknown ids, records every function response, answers the `toolResponse` and
+/// later turns with text.
+async fn flooding_peer() -> (ScriptedPeer, Arc<Mutex<FloodRecord>>) {
     let record = Arc::new(Mutex::new(FloodRecord::default()));
-    let data = web::Data::new(record.clone());
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .default_service(web::get().to(ws))
+    let seen = record.clone();
+    let peer = ScriptedPeer::gemini(move |_, v: &Value| {
+        if v["clientContent"]["turnComplete"] == true {
+            let n = {
+                let mut r = seen.lock().unwrap();
+                r.turns += 1;
+                r.turns
+            };
+            if n == 1 {
+                let mut calls: Vec<Value> = (0..CALLS)
+                    .map(|i| json!({"id": format!("call_{i}"), "name": "noop", "args": {}}))
+                    .collect();
+                calls.push(json!({"id": "call_0", "name": "noop", "args": {}}));
+                vec![json!({"toolCall": {"functionCalls": calls}}).to_string()]
+            } else {
+                answer(&format!("answer {n}"))
+            }
+        } else if let Some(responses) = v["toolResponse"]["functionResponses"].as_array() {
+            let all = {
+                let mut r = seen.lock().unwrap();
+                r.tool_responses += 1;
+                r.responses.extend(
+                    responses
+                        .iter()
+                        .map(|f| f["id"].as_str().unwrap_or_default().to_owned()),
+                );
+                r.responses.len() >= CALLS
+            };
+            if !all {
+                return Vec::new();
+            }
+            // Too late to cancel anything: every id is answered or unknown.
+            let ids: Vec<String> = (0..2 * CALLS).map(|i| format!("call_{i}")).collect();
+            let mut frames = vec![json!({"toolCallCancellation": {"ids": ids}}).to_string()];
+            frames.extend(answer("done with the tools"));
+            frames
+        } else {
+            Vec::new()
+        }
     })
-    .workers(1)
-    .bind("127.0.0.1:0")
-    .unwrap();
-    let addr = server.addrs()[0];
-    actix_web::rt::spawn(server.run());
-    (format!("ws://{addr}"), record)
+    // The toolResponse is one frame of 60,000 results: counted here rather than kept.
+    .record_received(false)
+    .start()
+    .await;
+    (peer, record)
 }
 
 #[actix_rt::test]
 async fn sixty_thousand_calls_in_one_tool_call_are_each_answered_once() {
     init_tracing();
-    let (url, record) = flooding_peer().await;
+    let (peer, record) = flooding_peer().await;
     let runs = Arc::new(AtomicU32::new(0));
     let counter = runs.clone();
     let run = Run::start(
@@ -146,7 +104,7 @@ async fn sixty_thousand_calls_in_one_tool_call_are_each_answered_once() {
             .prompt("Test.")
             .config(
                 liveagent::gemini::RealtimeConfig::new("gemini-live")
-                    .base_url(url)
+                    .base_url(peer.url())
                     .api_key("local-key"),
             )
             .tool(Tool::new("noop", "Does nothing.", move |_: Value| {
@@ -206,4 +164,5 @@ async fn sixty_thousand_calls_in_one_tool_call_are_each_answered_once() {
         0
     );
     run.conversation.stop().await;
+    peer.stop().await;
 }
