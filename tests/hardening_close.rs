@@ -248,3 +248,33 @@ async fn a_gemini_go_away_renewal_and_stop_close_with_a_handshake() {
     validate_lines(&lines, Protocol::Gemini);
     peer.stop().await;
 }
+
+/// A provider that never answers the Close does not hold `stop()`: after `close_timeout`
+/// the client drops the socket and the conversation ends.
+#[actix_rt::test]
+async fn stop_gives_up_on_a_provider_that_never_answers_the_close() {
+    init_tracing();
+    let peer = ScriptedPeer::openai(|_, _| Vec::new())
+        .answer_close(false)
+        .start()
+        .await;
+    let run = Run::start(
+        LiveAgent::builder("assistant")
+            .prompt("Test.")
+            .config(config(&peer))
+            .session_options(liveagent::SessionOptions {
+                close_timeout: Duration::from_millis(300),
+                ..Default::default()
+            }),
+    );
+    ready(&run).await;
+    let watch = run.conversation.watch();
+    tokio::time::timeout(FAILSAFE, run.conversation.stop())
+        .await
+        .expect("stop() returned");
+    assert!(watch.wait_stopped(FAILSAFE).await, "the actors ended");
+    peer.wait_until("the client to drop the socket", |c| c[0].ended)
+        .await;
+    assert_eq!(peer.conn(0).close, Some(Some(1000)), "the Close was sent");
+    peer.stop().await;
+}
