@@ -165,6 +165,10 @@ enum Cmd {
         /// (`LiveAgent::run_on`); 0 = every session on the main arbiter, with the driver.
         #[arg(long, default_value_t = 0)]
         arbiters: usize,
+        /// Leave Nagle's algorithm on for the provider connections
+        /// (`SessionOptions::tcp_nodelay = false`), for the A/B of its CPU cost.
+        #[arg(long)]
+        provider_nagle: bool,
     },
 }
 
@@ -263,9 +267,12 @@ fn main() -> anyhow::Result<()> {
                 sessions,
                 secs,
                 arbiters,
+                provider_nagle,
             } => {
                 if let [n] = sessions[..] {
-                    scale::run(server_bin, n, secs, arbiters).await?.print();
+                    scale::run(server_bin, n, secs, arbiters, !provider_nagle)
+                        .await?
+                        .print();
                     return anyhow::Ok(());
                 }
                 // One process per N: memory freed by an earlier run would skew RSS deltas.
@@ -283,6 +290,7 @@ fn main() -> anyhow::Result<()> {
                             "--arbiters",
                             &arbiters.to_string(),
                         ])
+                        .args(provider_nagle.then_some("--provider-nagle"))
                         .stderr(std::process::Stdio::inherit())
                         .output()?;
                     let text = String::from_utf8_lossy(&output.stdout);

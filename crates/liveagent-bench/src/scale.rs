@@ -123,13 +123,15 @@ impl ScaleFigures {
     }
 }
 
-/// One run with `sessions` sessions, measured over `secs` after a warm-up; with `arbiters`
-/// > 0 the sessions are spread round-robin over that many worker arbiters.
+/// One run with `sessions` sessions, measured over `secs` after a warm-up. With `arbiters`
+/// above 0 the sessions are spread round-robin over that many worker arbiters; `tcp_nodelay`
+/// is [`SessionOptions::tcp_nodelay`].
 pub async fn run(
     server_bin: PathBuf,
     sessions: usize,
     secs: u64,
     arbiters: usize,
+    tcp_nodelay: bool,
 ) -> anyhow::Result<ScaleFigures> {
     let workers: Vec<actix::Arbiter> = (0..arbiters).map(|_| actix::Arbiter::new()).collect();
     let pattern = common::speech_pattern(3000);
@@ -141,6 +143,7 @@ pub async fn run(
         &server.openai_url,
         SessionOptions {
             latency_samples: 500,
+            tcp_nodelay,
             ..SessionOptions::default()
         },
     )?;
@@ -195,6 +198,8 @@ pub async fn run(
     });
     // Warm up 4 s (first answers, allocator settling), then measure.
     tokio::time::sleep(Duration::from_secs(4)).await;
+    // On stderr, so an outside profiler (`perf stat -p`) can start with the window.
+    eprintln!("scale: measuring {sessions} sessions for {secs} s");
     let c_cpu0 = common::cpu_time(None);
     let s_cpu0 = common::cpu_time(Some(server.pid()));
     let m0 = Instant::now();

@@ -197,6 +197,7 @@ impl SessionActor {
             self.options.connect_timeout,
             self.options.max_frame_size,
             self.options.tls_roots.clone(),
+            self.options.tcp_nodelay,
         );
         ctx.spawn(fut.into_actor(self).map(|result, act, ctx| match result {
             Ok(framed) => act.on_connected(framed, ctx),

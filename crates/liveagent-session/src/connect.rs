@@ -25,10 +25,17 @@ pub(crate) type WsFramed = Framed<BoxedSocket, Codec>;
 /// 200 ms elsewhere): audio then reaches the provider in bursts, late. Browsers and the
 /// providers' own SDKs set `TCP_NODELAY` for the same reason. awc's default connector
 /// leaves the OS default (Nagle on).
+///
+/// With `nodelay` false the connection keeps the OS default
+/// ([`SessionOptions::tcp_nodelay`](crate::SessionOptions::tcp_nodelay)).
 pub(crate) fn nodelay_tcp_connector(
+    nodelay: bool,
 ) -> impl Service<ConnectInfo<Uri>, Response = Connection<Uri, TcpStream>, Error = ConnectError> + Clone
 {
-    ConnectorService::default().map(|conn: Connection<Uri, TcpStream>| {
+    ConnectorService::default().map(move |conn: Connection<Uri, TcpStream>| {
+        if !nodelay {
+            return conn;
+        }
         if let Err(e) = conn.io_ref().set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY on the provider connection");
         }
@@ -42,6 +49,7 @@ pub(crate) async fn connect(
     timeout: Duration,
     max_frame_size: usize,
     roots: TlsRoots,
+    nodelay: bool,
 ) -> Result<WsFramed, LiveError> {
     // HTTP/1.1 only: the configuration's ALPN offers nothing else (a WebSocket upgrade is
     // an HTTP/1.1 request anyway).
@@ -49,7 +57,7 @@ pub(crate) async fn connect(
     let client = awc::Client::builder()
         .connector(
             awc::Connector::new()
-                .connector(nodelay_tcp_connector())
+                .connector(nodelay_tcp_connector(nodelay))
                 .rustls_0_23(tls)
                 .timeout(timeout),
         )

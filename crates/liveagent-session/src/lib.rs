@@ -100,6 +100,15 @@ pub struct SessionOptions {
     /// public roots). Add a private CA for a provider or proxy behind a self-signed or
     /// corporate certificate: `TlsRoots::default().with_pem_file("ca.pem")?`.
     pub tls_roots: TlsRoots,
+    /// Set `TCP_NODELAY` on the provider connection (default `true`): every frame (a 20 ms
+    /// microphone chunk) leaves in its own segment as soon as it is written. With `false`
+    /// the OS default (Nagle's algorithm) applies: a frame written while the previous one is
+    /// unacknowledged waits for that ACK, which the peer may delay by up to 40 ms (Linux;
+    /// 200 ms elsewhere), so audio reaches the provider late and in bursts: measured with 100
+    /// sessions, Nagle sent 0.55 packets per 20 ms frame (frames held and sent together)
+    /// and saved 13-17 % of the client's CPU (`docs/performance.md`, "Round 4"). Turn it off
+    /// only where CPU matters more than ~20-40 ms of extra input latency.
+    pub tcp_nodelay: bool,
 }
 
 impl Default for SessionOptions {
@@ -118,6 +127,7 @@ impl Default for SessionOptions {
             middleware: Vec::new(),
             latency_samples: 0,
             tls_roots: TlsRoots::default(),
+            tcp_nodelay: true,
         }
     }
 }
@@ -136,6 +146,7 @@ impl std::fmt::Debug for SessionOptions {
             .field("close_timeout", &self.close_timeout)
             .field("middleware", &self.middleware.len())
             .field("tls_roots", &self.tls_roots)
+            .field("tcp_nodelay", &self.tcp_nodelay)
             .finish()
     }
 }
