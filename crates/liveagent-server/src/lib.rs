@@ -44,6 +44,7 @@ mod heap;
 mod input_audio;
 mod items;
 mod openai;
+mod packed;
 pub mod record;
 mod registry;
 mod resume;

@@ -8,7 +8,8 @@
 //! A session that ends leaves its final snapshot in a bounded history of closed sessions
 //! (`ServerConfig::closed_sessions_kept` sessions, `closed_sessions_bytes` of item text); the
 //! oldest go first, and a snapshot larger than the whole budget keeps its items with their
-//! text cut short.
+//! text cut short. Kept snapshots are packed ([`crate::packed`]): a few allocations each
+//! instead of several per item, so that they do not pin otherwise free heap pages.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use crate::items::{Item, SessionInfo};
+use crate::packed::PackedSession;
 use crate::server::Shared;
 use crate::stats::Stats;
 
@@ -42,7 +44,7 @@ struct Live {
 #[derive(Default)]
 struct Inner {
     live: BTreeMap<u64, Live>,
-    closed: VecDeque<(SessionInfo, usize)>,
+    closed: VecDeque<(PackedSession, usize)>,
     closed_bytes: usize,
 }
 
@@ -71,9 +73,7 @@ fn shrink(info: &mut SessionInfo, budget: usize) {
             }
             item.text.truncate(cut);
             item.text.push('…');
-            // Truncating keeps the capacity: without this a cut 4 MiB text still held its
-            // 4 MiB while the history counted a few KiB of it.
-            item.text.shrink_to_fit();
+            // The capacity the cut text keeps is not kept: packing copies the text.
         }
     }
 }
@@ -116,7 +116,7 @@ impl Registry {
             bytes = text_bytes(&info);
         }
         g.closed_bytes += bytes;
-        g.closed.push_back((info, bytes));
+        g.closed.push_back((PackedSession::new(info), bytes));
         while g.closed.len() > self.keep || (g.closed_bytes > self.budget && g.closed.len() > 1) {
             if let Some((_, b)) = g.closed.pop_front() {
                 g.closed_bytes -= b;
@@ -145,7 +145,7 @@ impl Registry {
                 .iter()
                 .map(|(id, l)| (*id, l.meta.clone(), l.ask.clone()))
                 .collect(),
-            g.closed.iter().map(|(i, _)| i.clone()).collect(),
+            g.closed.iter().map(|(i, _)| i.unpack()).collect(),
         )
     }
 
@@ -209,8 +209,8 @@ impl Registry {
         let g = self.lock();
         g.closed
             .iter()
-            .find(|(i, _)| i.id == meta.id)
-            .map(|(i, _)| i.clone())
+            .find(|(i, _)| i.id() == meta.id)
+            .map(|(i, _)| i.unpack())
             .unwrap_or(meta)
     }
 }
@@ -333,12 +333,7 @@ mod tests {
         assert_eq!(all.last().unwrap().id, 7);
         assert!(all.iter().map(text_bytes).sum::<usize>() <= 10_000);
         // What is kept is what is counted: the cut text does not keep its old capacity.
-        let held: usize = r
-            .lock()
-            .closed
-            .iter()
-            .flat_map(|(s, _)| s.items.iter().map(|i| i.text.capacity()))
-            .sum();
+        let held: usize = r.lock().closed.iter().map(|(s, _)| s.text_len()).sum();
         assert!(held <= 10_000, "closed history holds {held} bytes of text");
     }
 }

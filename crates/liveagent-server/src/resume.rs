@@ -4,13 +4,16 @@
 //! session's previous one. A state expires after `ServerConfig::resumption_ttl` (the real
 //! handles last about two hours), and all states together are bounded by
 //! `ServerConfig::resumption_bytes` (the oldest go first). Closed sessions keep their last
-//! state until it expires, since resuming after a dropped connection is the point.
+//! state until it expires, since resuming after a dropped connection is the point. States
+//! are kept packed ([`crate::packed`]): a few allocations each, whatever the conversation's
+//! length, so that they do not pin otherwise free heap pages.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::items::{Content, Item, ItemKind};
+use crate::packed::PackedItems;
 
 fn held_bytes(audio: &crate::audio::Pcm) -> usize {
     audio.samples().map_or(0, |s| s.len() * 2)
@@ -41,7 +44,7 @@ pub(crate) fn item_bytes(item: &Item) -> usize {
 
 struct Entry {
     session: u64,
-    items: Vec<Item>,
+    items: PackedItems,
     bytes: usize,
     created: Instant,
 }
@@ -96,20 +99,22 @@ impl ResumeStore {
         }
     }
 
-    /// Stores `items` as session `session`'s resumable state under `handle`, replacing the
-    /// session's previous state. Returns false when the state alone is over the budget (it is
+    /// Stores a copy of `items` as session `session`'s resumable state under `handle`,
+    /// replacing the session's previous state. Returns false when the state alone is over the budget (it is
     /// then not stored, and the session's previous state is gone too).
-    pub fn put(&self, session: u64, handle: String, items: Vec<Item>) -> bool {
+    pub fn put(&self, session: u64, handle: String, items: &[Item]) -> bool {
         let bytes: usize = items.iter().map(item_bytes).sum::<usize>() + handle.len() + 64;
+        // Packed outside the lock, and only when it can be kept.
+        let items = (bytes <= self.budget).then(|| PackedItems::new(items));
         let now = Instant::now();
         let mut g = self.lock();
         self.expire(&mut g, now);
         if let Some(prev) = g.by_session.get(&session).cloned() {
             g.remove(&prev);
         }
-        if bytes > self.budget {
+        let Some(items) = items else {
             return false;
-        }
+        };
         while g.bytes + bytes > self.budget {
             let Some(oldest) = g
                 .by_handle
@@ -139,7 +144,7 @@ impl ResumeStore {
     pub fn get(&self, handle: &str) -> Option<Vec<Item>> {
         let mut g = self.lock();
         self.expire(&mut g, Instant::now());
-        g.by_handle.get(handle).map(|e| e.items.clone())
+        g.by_handle.get(handle).map(|e| e.items.unpack())
     }
 
     /// (states, bytes) held now.
@@ -169,22 +174,22 @@ mod tests {
     fn one_state_per_session_bounded_and_expiring() {
         let store = ResumeStore::new(Duration::from_secs(3600), 10_000);
         for turn in 0..30 {
-            assert!(store.put(1, format!("h{turn}"), vec![text_item(1000); 2]));
+            assert!(store.put(1, format!("h{turn}"), &[text_item(1000), text_item(1000)]));
         }
         assert_eq!(store.usage().0, 1, "only the latest state of session 1");
         assert!(store.get("h0").is_none());
         assert!(store.get("h29").is_some());
         // Other sessions push the oldest out when the budget is reached.
         for s in 2..20 {
-            store.put(s, format!("s{s}"), vec![text_item(1000)]);
+            store.put(s, format!("s{s}"), &[text_item(1000)]);
         }
         assert!(store.usage().1 <= 10_000);
         assert!(store.get("s19").is_some());
         // Too big alone: refused.
-        assert!(!store.put(99, "big".into(), vec![text_item(20_000)]));
+        assert!(!store.put(99, "big".into(), &[text_item(20_000)]));
         // Expiry.
         let short = ResumeStore::new(Duration::ZERO, 10_000);
-        short.put(1, "h".into(), vec![text_item(10)]);
+        short.put(1, "h".into(), &[text_item(10)]);
         assert!(short.get("h").is_none());
     }
 }

@@ -507,7 +507,7 @@ impl GSession {
         let stored = self
             .shared
             .resumption
-            .put(self.sid, handle.clone(), self.items.clone());
+            .put(self.sid, handle.clone(), &self.items);
         if !stored {
             tracing::warn!(
                 "Gemini session {}: the conversation is over the resumption budget; not resumable",
