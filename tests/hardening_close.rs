@@ -278,3 +278,108 @@ async fn stop_gives_up_on_a_provider_that_never_answers_the_close() {
     assert_eq!(peer.conn(0).close, Some(Some(1000)), "the Close was sent");
     peer.stop().await;
 }
+
+/// A raw OpenAI peer for one connection (tokio + actix-http's WebSocket codec): completes
+/// the handshake, closes with `code`, then reads until the client's Close or EOF. Returns
+/// the URL and what it saw: `Some(code)` for the client's Close, `None` for a bare EOF.
+/// (With actix-web the connection ends as soon as the handler's Close is sent, so the
+/// `ScriptedPeer` cannot see the answer.)
+async fn raw_closing_peer(code: u16) -> (String, tokio::sync::oneshot::Receiver<Option<u16>>) {
+    use actix_codec::Framed;
+    use actix_http::ws::{hash_key, CloseReason, Codec, Frame, Message};
+    use futures_util::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}/v1", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    actix_rt::spawn(async move {
+        let (mut sock, _) = listener.accept().await.unwrap();
+        drop(listener); // later connections are refused
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            if sock.read(&mut byte).await.unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(byte[0]);
+        }
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let key = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("sec-websocket-key")
+                    .then(|| value.trim().to_owned())
+            })
+            .expect("a WebSocket key");
+        let accept = String::from_utf8(hash_key(key.as_bytes()).to_vec()).unwrap();
+        sock.write_all(
+            format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut ws = Framed::new(sock, Codec::new());
+        let created = json!({"type": "session.created", "event_id": "evt_created",
+            "session": {"type": "realtime", "object": "realtime.session"}});
+        let _ = ws.send(Message::Text(created.to_string().into())).await;
+        while let Some(Ok(frame)) = ws.next().await {
+            if let Frame::Text(t) = frame {
+                if String::from_utf8_lossy(&t).contains("\"session.update\"") {
+                    let updated = json!({"type": "session.updated", "event_id": "evt_updated",
+                        "session": {"type": "realtime", "object": "realtime.session"}});
+                    let _ = ws.send(Message::Text(updated.to_string().into())).await;
+                    break;
+                }
+            }
+        }
+        let _ = ws
+            .send(Message::Close(Some(CloseReason {
+                code: code.into(),
+                description: None,
+            })))
+            .await;
+        let mut seen = None;
+        while let Some(frame) = ws.next().await {
+            match frame {
+                Ok(Frame::Close(reason)) => {
+                    seen = Some(reason.map(|r| u16::from(r.code)).unwrap_or(1005));
+                    break;
+                }
+                Ok(_) => continue,
+                Err(_) => break,
+            }
+        }
+        let _ = tx.send(seen);
+    });
+    (url, rx)
+}
+
+/// A Close from the provider (here 1011, a server error) is answered with a Close before
+/// the client drops the socket and reconnects.
+#[actix_rt::test]
+async fn a_close_from_the_provider_is_answered() {
+    init_tracing();
+    let (url, seen) = raw_closing_peer(1011).await;
+    let run = Run::start(
+        LiveAgent::builder("assistant").prompt("Test.").config(
+            openai::RealtimeConfig::new("gpt-realtime")
+                .base_url(url)
+                .api_key("local-key"),
+        ),
+    );
+    let answer = tokio::time::timeout(FAILSAFE, seen)
+        .await
+        .expect("the peer saw the connection end")
+        .expect("the peer ran");
+    assert_eq!(answer, Some(1000), "the provider's Close was answered");
+    run.wait_count("the reconnect attempt", 1, |e| {
+        matches!(e, LiveEvent::SessionReconnecting(_))
+    })
+    .await;
+    run.conversation.stop().await;
+}

@@ -554,10 +554,17 @@ impl SessionActor {
         }
         match how {
             CloseHow::Answer => {
-                if let Some(writer) = self.writer.as_mut() {
-                    writer.close();
-                }
+                // Not `SinkWrite::close`: actix-codec's `Framed::close` flushes the socket
+                // but not the frames still in its own write buffer, so the Close queued just
+                // above was never sent (the provider saw a bare EOF). Instead: stop once
+                // everything handed to the writer is flushed.
                 self.stop_when_flushed = true;
+                ctx.run_interval(Duration::from_millis(5), |act, ctx| {
+                    let flushed = act.liveness.as_ref().is_none_or(Liveness::all_flushed);
+                    if act.stop_when_flushed && flushed {
+                        act.finish_close(ctx);
+                    }
+                });
             }
             _ => self.closing = true,
         }

@@ -126,6 +126,11 @@ impl Liveness {
         }
     }
 
+    /// True when every frame handed to the writer has been flushed to the socket.
+    pub(crate) fn all_flushed(&self) -> bool {
+        self.flushed.get() >= self.written
+    }
+
     /// True when a ping is due (and records it as sent).
     pub(crate) fn ping_due(&mut self, interval: Duration) -> bool {
         if interval.is_zero() || self.last_ping.elapsed() < interval {
