@@ -37,6 +37,8 @@
 # `scripts/bench.sh cascade` runs only the cascade benchmark and its AG2 side by side (~2 min).
 # `scripts/bench.sh barge-in` runs only the barge-in benchmarks (~3 min, needs PulseAudio).
 # `scripts/bench.sh capacity` runs only the capacity sweep (~15 min, see CAPACITY).
+# `scripts/bench.sh mic` runs only the microphone path (~1 min, needs PulseAudio): callback ->
+#   socket with LAT_SESSIONS recorders, then the same traced stage by stage (MicProbe).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -182,6 +184,28 @@ if [ "$ONLY" = soak ]; then
   exit 0
 fi
 
+# Microphone callback -> socket (docs/performance-audio.md#mic-path): the headline run, then
+# the same with every chunk traced stage by stage (the probe adds a mutex per stage).
+mic_bench() {
+  echo "== added latency, SoundDeviceRecorder (PulseAudio mic.monitor -> cpal) through a session"
+  run "$BENCH" latency-in --sessions "$LAT_SESSIONS" --secs "$LAT_SECS" || true
+  echo "== the same, traced stage by stage"
+  run "$BENCH" latency-in --sessions "$LAT_SESSIONS" --secs "$LAT_SECS" --stages || true
+}
+
+if [ "$ONLY" = mic ]; then
+  if start_pulse; then
+    mic_bench
+  else
+    echo "== the mic path needs pulseaudio, pulseaudio-utils and libasound2-plugins (scripts/setup.sh)"
+  fi
+  echo
+  echo "== summary"
+  grep '^RESULT' "$LOG" || true
+  rm -f "$LOG"
+  exit 0
+fi
+
 if [ "$ONLY" = barge-in ]; then
   if start_pulse; then
     bargein_bench
@@ -225,8 +249,7 @@ if [ "$ONLY" != all ]; then
 elif [ "${SKIP_AUDIO:-0}" != 1 ] && start_pulse; then
   echo "== added latency, SoundDevicePlayer (cpal -> ALSA -> PulseAudio null sink)"
   run "$BENCH" latency-out --sink device --sessions "$LAT_SESSIONS" --secs "$LAT_SECS" || true
-  echo "== added latency, SoundDeviceRecorder (PulseAudio mic.monitor -> cpal) through a session"
-  run "$BENCH" latency-in --sessions "$LAT_SESSIONS" --secs "$LAT_SECS" || true
+  mic_bench
   echo "== the output device alone (bare cpal stream): period and reported output latency"
   run "$BENCH" device-latency --secs 3
   bargein_bench

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use cpal::traits::{DeviceTrait, StreamTrait};
 use cpal::{FromSample, SampleFormat, SizedSample};
+use liveagent_core::probe::{MicProbe, MicStage};
 use liveagent_core::{
     AudioChunk, AudioDropped, ConversationContext, ErrorEvent, LiveError, RecordedAudio,
 };
@@ -75,6 +76,7 @@ pub struct SoundDeviceRecorderBuilder {
     dev_channels: Option<u16>,
     dev_format: Option<SampleFormat>,
     own_arbiter: bool,
+    buffer_frames: Option<u32>,
 }
 
 impl SoundDeviceRecorderBuilder {
@@ -140,6 +142,13 @@ impl SoundDeviceRecorderBuilder {
         self
     }
 
+    /// Asks the device for periods of this many frames (its callback then runs once per
+    /// period) instead of the host's default.
+    pub fn device_buffer_frames(mut self, frames: u32) -> Self {
+        self.buffer_frames = Some(frames.max(16));
+        self
+    }
+
     /// Opens the device with this sample format instead of its default.
     pub fn device_format(mut self, format: SampleFormat) -> Self {
         self.dev_format = Some(format);
@@ -190,6 +199,7 @@ impl SoundDeviceRecorderBuilder {
             self.dev_format,
         );
         let ring_ms = self.ring_ms;
+        let buffer_frames = self.buffer_frames;
         let cb_counters = counters.clone();
         let (door, bell) =
             doorbell().map_err(|e| audio_err(format!("cannot create the wake-up socket: {e}")))?;
@@ -203,7 +213,15 @@ impl SoundDeviceRecorderBuilder {
                 .unwrap_or_else(|_| "?".into());
             let frames = (config.sample_rate as u64 * ring_ms as u64 / 1000).max(1024) as usize;
             let (prod, cons) = HeapRb::<f32>::new(frames).split();
-            let stream = build_input(&device, config, prod, cb_counters, door, addr)?;
+            let stream = build_input(
+                &device,
+                config,
+                buffer_frames,
+                prod,
+                cb_counters,
+                door,
+                addr,
+            )?;
             stream
                 .play()
                 .map_err(|e| cpal_err("cannot start the audio input", e))?;
@@ -224,6 +242,7 @@ impl SoundDeviceRecorderBuilder {
         let rate = self.rate.unwrap_or(self.context.input_sample_rate());
         let resampler = MonoResampler::new(opened.config.sample_rate, rate)?;
         tracing::info!(device = %opened.name, rate = opened.config.sample_rate,
+            buffer_frames = ?opened.buffer_frames,
             channels = opened.config.channels, format = ?opened.config.sample_format,
             publish_rate = rate, "audio input opened");
         let chunk = (rate as u64 * self.chunk_ms as u64 / 1000).max(1) as usize;
@@ -253,6 +272,7 @@ impl SoundDeviceRecorderBuilder {
 fn build_input(
     device: &cpal::Device,
     config: DeviceConfig,
+    buffer_frames: Option<u32>,
     prod: HeapProd<f32>,
     counters: Arc<Counters>,
     door: Doorbell,
@@ -260,7 +280,7 @@ fn build_input(
 ) -> Result<cpal::Stream, LiveError> {
     macro_rules! build {
         ($t:ty) => {
-            build_typed::<$t>(device, config, prod, counters, door, addr)
+            build_typed::<$t>(device, config, buffer_frames, prod, counters, door, addr)
         };
     }
     match config.sample_format {
@@ -283,6 +303,7 @@ fn build_input(
 fn build_typed<T>(
     device: &cpal::Device,
     config: DeviceConfig,
+    buffer_frames: Option<u32>,
     mut prod: HeapProd<f32>,
     counters: Arc<Counters>,
     door: Doorbell,
@@ -297,7 +318,10 @@ where
     let stream_config = cpal::StreamConfig {
         channels: config.channels,
         sample_rate: config.sample_rate,
-        buffer_size: cpal::BufferSize::Default,
+        buffer_size: match buffer_frames {
+            Some(n) => cpal::BufferSize::Fixed(n),
+            None => cpal::BufferSize::Default,
+        },
     };
     device
         .build_input_stream::<T, _, _>(
@@ -387,6 +411,7 @@ impl SoundDeviceRecorder {
             dev_channels: None,
             dev_format: None,
             own_arbiter: false,
+            buffer_frames: None,
         }
     }
 
@@ -398,6 +423,7 @@ impl SoundDeviceRecorder {
             0 => None,
             ns => Some(self.counters.epoch + Duration::from_nanos(ns)),
         };
+        let woken = MicProbe::enabled().then(Instant::now);
         let avail = self.cons.occupied_len();
         if avail > 0 {
             self.scratch.resize(avail, 0.0);
@@ -412,6 +438,12 @@ impl SoundDeviceRecorder {
                 let samples: Arc<[i16]> = self.acc.drain(..self.chunk).collect();
                 self.stats.chunks_published += 1;
                 self.stats.published_ms += self.chunk_ms as u64;
+                if let (Some(woken), Some(origin)) = (woken, origin) {
+                    let key = MicProbe::key(&samples);
+                    MicProbe::mark_at(key, MicStage::Callback, origin);
+                    MicProbe::mark_at(key, MicStage::Woken, woken);
+                    MicProbe::mark(key, MicStage::Published);
+                }
                 let audio = AudioChunk {
                     samples,
                     sample_rate: self.rate,

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 use liveagent::audio::{GetPlaybackStats, SoundDevicePlayer, SoundDeviceRecorder, WavSink};
+use liveagent::probe::{MicProbe, MicStage, StageTimes, MIC_STAGE_NAMES};
 use liveagent::{Conversation, SessionOptions, SessionState};
 
 use crate::common::{self, out, ServerProcess};
@@ -182,7 +183,11 @@ pub async fn run_in(
     server_bin: PathBuf,
     sessions: usize,
     secs: u64,
+    stages: bool,
+    arbiters: usize,
+    buffer_frames: Option<u32>,
 ) -> anyhow::Result<LatencyFigures> {
+    let workers: Vec<actix::Arbiter> = (0..arbiters).map(|_| actix::Arbiter::new()).collect();
     let server = ServerProcess::start(&server_bin, &["--workers".into(), "1".into()])?;
     let cap = (secs as usize + 5) * 50;
     let agent = common::agent(
@@ -193,24 +198,49 @@ pub async fn run_in(
         },
     )?;
     let mut convs = Vec::new();
-    for _ in 0..sessions {
-        convs.push(agent.run()?);
+    for k in 0..sessions {
+        convs.push(match workers.get(k % workers.len().max(1)) {
+            Some(w) => agent.run_on(&w.handle())?,
+            None => agent.run()?,
+        });
     }
     wait_ready(&convs, Duration::from_secs(20)).await?;
+    if stages {
+        MicProbe::enable(cap * sessions);
+    }
     let mut speech = play_into_mic(secs).ok();
     let mut recorders = Vec::new();
-    for c in &convs {
-        recorders.push(
-            SoundDeviceRecorder::new(c.context().clone())
-                .chunk_ms(20)
-                .start()
-                .context("cannot open the input device (run under scripts/bench.sh, which starts a PulseAudio null sink)")?,
-        );
+    for (k, c) in convs.iter().enumerate() {
+        // Each recorder on its conversation's arbiter.
+        let mut builder = SoundDeviceRecorder::new(c.context().clone()).chunk_ms(20);
+        if let Some(n) = buffer_frames {
+            builder = builder.device_buffer_frames(n);
+        }
+
+        let started = match workers.get(k % workers.len().max(1)) {
+            Some(w) => {
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                w.spawn_fn(move || {
+                    let _ = tx.send(builder.start());
+                });
+                rx.recv().context("the worker arbiter stopped")?
+            }
+            None => builder.start(),
+        };
+        recorders.push(started.context(
+            "cannot open the input device (run under scripts/bench.sh, which starts a PulseAudio null sink)",
+        )?);
+    }
+    if let Some(r) = recorders.first() {
+        if let Ok(d) = r.send(liveagent::audio::GetDevice).await {
+            out(format!("input device: {d:?}"));
+        }
     }
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let mut figures = LatencyFigures {
         label: format!(
-            "latency mic callback->socket (SoundDeviceRecorder on cpal/ALSA->PulseAudio mic.monitor, {sessions} sessions x {secs} s, 20 ms chunks)"
+            "latency mic callback->socket (SoundDeviceRecorder on cpal/ALSA->PulseAudio mic.monitor, {sessions} sessions x {secs} s, 20 ms chunks{})",
+            if arbiters > 0 { format!(", {arbiters} worker arbiters") } else { String::new() }
         ),
         us: Vec::new(),
         chunks: 0,
@@ -224,6 +254,10 @@ pub async fn run_in(
             figures.us.extend_from_slice(s.mic_to_socket.micros());
         }
     }
+    if stages {
+        MicProbe::disable();
+        print_stages(&MicProbe::take());
+    }
     for r in &recorders {
         let _ = r.send(liveagent::audio::StopAudio).await;
     }
@@ -235,5 +269,78 @@ pub async fn run_in(
         let _ = p.wait();
     }
     drop(server);
+    for w in workers {
+        w.stop();
+    }
     Ok(figures)
+}
+
+/// Prints the microphone path stage by stage ([`MicProbe`]): for each hop the time from the
+/// previous stage, and where the slowest chunks (the p99 and max of the whole path) spent it.
+fn print_stages(done: &[StageTimes]) {
+    use MicStage::*;
+    let order = [Callback, Woken, Published, Bus, Session, Encoded, Written];
+    let complete: Vec<&StageTimes> = done.iter().filter(|t| t.iter().all(|&x| x != 0)).collect();
+    out(format!(
+        "== mic path stage by stage ({} chunks traced, {} complete)",
+        done.len(),
+        complete.len()
+    ));
+    if complete.is_empty() {
+        return;
+    }
+    for w in order.windows(2) {
+        let mut us: Vec<u32> = complete
+            .iter()
+            .filter_map(|t| MicProbe::span(t, w[0], w[1]))
+            .map(|d| d.as_micros() as u32)
+            .collect();
+        let mean = us.iter().map(|&x| x as u64).sum::<u64>() / us.len().max(1) as u64;
+        let (p50, p99, max) = common::percentiles(&mut us);
+        out(format!(
+            "RESULT mic stage {}->{}: mean_ms={} p50_ms={} p99_ms={} max_ms={}",
+            MIC_STAGE_NAMES[w[0] as usize],
+            MIC_STAGE_NAMES[w[1] as usize],
+            common::ms(mean as u32),
+            common::ms(p50),
+            common::ms(p99),
+            common::ms(max)
+        ));
+    }
+    let mut total: Vec<(u64, &StageTimes)> = complete
+        .iter()
+        .map(|t| (t[Written as usize] - t[Callback as usize], *t))
+        .collect();
+    total.sort_by_key(|(d, _)| *d);
+    let mut us: Vec<u32> = total.iter().map(|(d, _)| (*d / 1000) as u32).collect();
+    let (p50, p99, max) = common::percentiles(&mut us);
+    out(format!(
+        "RESULT mic stage callback->written (traced): p50_ms={} p99_ms={} max_ms={}",
+        common::ms(p50),
+        common::ms(p99),
+        common::ms(max)
+    ));
+    // Where the slowest 1 % spent their time, on average per hop.
+    let tail = &total[total.len() - total.len().div_ceil(100)..];
+    let parts: Vec<String> = order
+        .windows(2)
+        .map(|w| {
+            let sum: u64 = tail
+                .iter()
+                .filter_map(|(_, t)| MicProbe::span(t, w[0], w[1]))
+                .map(|d| d.as_micros() as u64)
+                .sum();
+            format!(
+                "{}->{}={}",
+                MIC_STAGE_NAMES[w[0] as usize],
+                MIC_STAGE_NAMES[w[1] as usize],
+                common::ms((sum / tail.len() as u64) as u32)
+            )
+        })
+        .collect();
+    out(format!(
+        "RESULT mic stage slowest 1% ({} chunks), mean per hop: {}",
+        tail.len(),
+        parts.join(" ")
+    ));
 }

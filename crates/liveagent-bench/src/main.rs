@@ -63,6 +63,17 @@ enum Cmd {
         sessions: usize,
         #[arg(long, default_value_t = 12)]
         secs: u64,
+        /// Also trace every chunk stage by stage (callback, recorder woken, published, bus,
+        /// session, encoded, written) and print the breakdown (adds a mutex per stage).
+        #[arg(long)]
+        stages: bool,
+        /// Spread the conversations (and each one's recorder) round-robin over this many
+        /// worker arbiters (0: all on the main arbiter).
+        #[arg(long, default_value_t = 0)]
+        arbiters: usize,
+        /// Ask the input device for periods of this many frames (default: the host's).
+        #[arg(long)]
+        device_buffer_frames: Option<u32>,
     },
     /// Speech-started -> silent output, on the real cpal path.
     BargeIn {
@@ -210,9 +221,22 @@ fn main() -> anyhow::Result<()> {
             } => latency::run_out(server_bin, sink, sessions, secs)
                 .await?
                 .print(),
-            Cmd::LatencyIn { sessions, secs } => {
-                latency::run_in(server_bin, sessions, secs).await?.print()
-            }
+            Cmd::LatencyIn {
+                sessions,
+                secs,
+                stages,
+                arbiters,
+                device_buffer_frames,
+            } => latency::run_in(
+                server_bin,
+                sessions,
+                secs,
+                stages,
+                arbiters,
+                device_buffer_frames,
+            )
+            .await?
+            .print(),
             Cmd::BargeIn {
                 trials,
                 device_buffer_frames,

@@ -631,6 +631,12 @@ impl Handler<Unsubscribe> for EventBus {
 impl Handler<Publish> for EventBus {
     type Result = ();
     fn handle(&mut self, msg: Publish, ctx: &mut Context<Self>) {
+        if let LiveEvent::RecordedAudio(a) = &msg.0 {
+            if crate::probe::MicProbe::enabled() {
+                let key = crate::probe::MicProbe::key(&a.audio.samples);
+                crate::probe::MicProbe::mark(key, crate::probe::MicStage::Bus);
+            }
+        }
         self.publish_local(msg.0, ctx);
     }
 }

@@ -19,6 +19,7 @@
 //!   crates implement, and [`RealtimeConfig`], the provider configuration that builds one.
 //! - [`limits`]: byte caps on provider-supplied text (per item, for the restore history).
 //! - [`metrics`]: [`LatencySamples`], latency measurements for the benchmarks.
+//! - [`probe`]: [`MicProbe`](probe::MicProbe), the microphone path stage by stage (benchmarks).
 //! - [`middleware`]: [`EventMiddleware`], hooks on the event flow.
 //! - [`observer`]: closure [`Observer`]s and the built-in [`LoopDetector`] and
 //!   [`TokenMonitor`].
@@ -53,6 +54,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod observer;
 pub mod output;
+pub mod probe;
 pub mod protocol;
 pub mod raw;
 pub mod secret;

@@ -17,6 +17,8 @@ use liveagent_core::{
     SessionReconnecting, SubscriberId, TaskId, ToolResult, UserText, WireFrame,
 };
 
+use liveagent_core::probe::{MicProbe, MicStage};
+
 use crate::buffer::PendingCommands;
 use crate::connect::{connect, WsFramed};
 use crate::keepalive::{CountingSink, Liveness};
@@ -897,6 +899,16 @@ pub(crate) fn subscribe_commands(
 impl Handler<RecordedAudio> for SessionActor {
     type Result = ();
     fn handle(&mut self, msg: RecordedAudio, ctx: &mut Context<Self>) {
+        if MicProbe::enabled() {
+            let key = MicProbe::key(&msg.audio.samples);
+            MicProbe::mark(key, MicStage::Session);
+            let frames = self.frames_out;
+            self.command(SessionCommand::Audio(msg.audio), ctx);
+            if self.frames_out != frames {
+                MicProbe::handed_to_writer(key);
+            }
+            return;
+        }
         self.command(SessionCommand::Audio(msg.audio), ctx);
     }
 }

@@ -56,6 +56,7 @@ impl<I, S: Sink<I> + Unpin> Sink<I> for CountingSink<S> {
         let res = Pin::new(&mut self.inner).poll_flush(cx);
         if let Poll::Ready(Ok(())) = res {
             self.flushed.set(sent);
+            liveagent_core::probe::MicProbe::flushed();
         }
         res
     }
