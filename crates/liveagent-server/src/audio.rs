@@ -5,6 +5,10 @@
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::packed_audio::Packed;
 
 /// The rate every signal is kept at inside the server (OpenAI GA and Gemini output use it).
 pub const INTERNAL_RATE: u32 = 24_000;
@@ -243,15 +247,21 @@ pub fn synth_text_up_to(text: &str, max_samples: usize) -> Vec<i16> {
 /// conversation can also let go of while keeping the duration.
 ///
 /// A user turn's audio item, the part of it the echo brain plays back and the assistant item
-/// that keeps what was played are views of one buffer, not three copies. A conversation
-/// item whose audio no longer fits the session's audio budget is [`Pcm::release`]d: it
-/// still knows how long it was (truncation and snapshots need that), but holds no samples.
+/// that keeps what was played are views of one buffer, not three copies. Audio the
+/// conversation keeps is stored losslessly packed ([`Pcm::packed`], about half the bytes of
+/// PCM16 for speech; see `packed_audio`); views of it decode only the range they are asked
+/// for. A conversation item whose audio no longer fits the session's audio budget is
+/// [`Pcm::release`]d: it still knows how long it was (truncation and snapshots need that),
+/// but holds no samples.
 ///
 /// ```
 /// use liveagent_server::audio::Pcm;
 /// let all = Pcm::from(vec![1i16, 2, 3, 4]);
 /// let head = all.slice(0, 2);
-/// assert_eq!(head.samples(), Some(&[1i16, 2][..]));
+/// assert_eq!(head.samples().as_deref(), Some(&[1i16, 2][..]));
+/// let packed = Pcm::packed(vec![1i16, 2, 3, 4]);
+/// assert_eq!(packed.slice(1, 3).range(0, 2).as_ref(), &[2i16, 3]);
+/// assert_eq!(packed, all);
 /// let mut kept = all.clone();
 /// kept.release();
 /// assert_eq!((kept.len(), kept.samples()), (4, None));
@@ -259,12 +269,60 @@ pub fn synth_text_up_to(text: &str, max_samples: usize) -> Vec<i16> {
 /// ```
 #[derive(Clone, Default)]
 pub struct Pcm {
-    buf: Option<std::sync::Arc<Vec<i16>>>,
+    buf: Option<Arc<Store>>,
     start: usize,
     len: usize,
 }
 
+/// What a [`Pcm`] view's samples are kept in.
+enum Store {
+    /// Plain samples (audio being played or received).
+    Raw(Vec<i16>),
+    /// Losslessly packed samples (audio the conversation keeps).
+    Packed(Packed),
+}
+
+impl Store {
+    fn len(&self) -> usize {
+        match self {
+            Store::Raw(v) => v.len(),
+            Store::Packed(p) => p.len(),
+        }
+    }
+
+    fn held_bytes(&self) -> usize {
+        match self {
+            Store::Raw(v) => v.len() * 2,
+            Store::Packed(p) => p.held_bytes(),
+        }
+    }
+}
+
 impl Pcm {
+    /// Keeps `samples` losslessly packed (for audio that is kept rather than played: it
+    /// costs a pass over the samples now, and each read decodes the blocks it touches).
+    pub fn packed(samples: Vec<i16>) -> Pcm {
+        Pcm::from_packed(Packed::new(&samples))
+    }
+
+    /// A view of all of `packed`.
+    pub(crate) fn from_packed(packed: Packed) -> Pcm {
+        Pcm {
+            len: packed.len(),
+            start: 0,
+            buf: Some(Arc::new(Store::Packed(packed))),
+        }
+    }
+
+    /// This view with its samples packed (a copy when they were plain; the same buffer
+    /// when they already were packed, or were released).
+    pub fn to_packed(&self) -> Pcm {
+        match self.buf.as_deref() {
+            Some(Store::Raw(_)) => Pcm::packed(self.range(0, self.len).into_owned()),
+            _ => self.clone(),
+        }
+    }
+
     /// Number of samples (also after [`Pcm::release`]).
     pub fn len(&self) -> usize {
         self.len
@@ -275,16 +333,49 @@ impl Pcm {
         self.len == 0
     }
 
-    /// The samples, or `None` once released.
-    pub fn samples(&self) -> Option<&[i16]> {
-        self.buf
-            .as_ref()
-            .map(|b| &b[self.start..self.start + self.len])
+    /// The samples (decoded when packed), or `None` once released.
+    pub fn samples(&self) -> Option<Cow<'_, [i16]>> {
+        self.buf.as_ref()?;
+        Some(self.range(0, self.len))
     }
 
-    /// The samples, or an empty slice once released.
-    pub fn as_slice(&self) -> &[i16] {
-        self.samples().unwrap_or_default()
+    /// Samples `[from, to)` of this view (clamped), decoding only those when packed; empty
+    /// once released.
+    pub fn range(&self, from: usize, to: usize) -> Cow<'_, [i16]> {
+        let to = to.min(self.len);
+        let from = from.min(to);
+        match self.buf.as_deref() {
+            None => Cow::Borrowed(&[]),
+            Some(Store::Raw(v)) => Cow::Borrowed(&v[self.start + from..self.start + to]),
+            Some(Store::Packed(p)) => {
+                let mut out = Vec::with_capacity(to - from);
+                p.decode_range(self.start + from, self.start + to, &mut out);
+                Cow::Owned(out)
+            }
+        }
+    }
+
+    /// Bytes this view's samples take in their buffer (its share of a packed buffer); 0
+    /// once released.
+    pub fn held_bytes(&self) -> usize {
+        match self.buf.as_deref() {
+            None => 0,
+            Some(store) => {
+                (store.held_bytes() as u128 * self.len as u128 / store.len().max(1) as u128)
+                    as usize
+            }
+        }
+    }
+
+    /// Identifies the buffer this view's samples are in (views of one buffer share it);
+    /// `None` once released.
+    pub(crate) fn buffer_id(&self) -> Option<usize> {
+        self.buf.as_ref().map(|b| Arc::as_ptr(b) as usize)
+    }
+
+    /// Samples in the whole buffer this view is a range of; 0 once released.
+    pub(crate) fn buffer_len(&self) -> usize {
+        self.buf.as_deref().map_or(0, Store::len)
     }
 
     /// Whether the samples are still held.
@@ -314,7 +405,7 @@ impl From<Vec<i16>> for Pcm {
         Pcm {
             len: v.len(),
             start: 0,
-            buf: Some(std::sync::Arc::new(v)),
+            buf: Some(Arc::new(Store::Raw(v))),
         }
     }
 }
@@ -331,7 +422,11 @@ impl std::fmt::Debug for Pcm {
             f,
             "Pcm({} samples{})",
             self.len,
-            if self.is_held() { "" } else { ", released" }
+            match self.buf.as_deref() {
+                None if self.len > 0 => ", released",
+                Some(Store::Packed(_)) => ", packed",
+                _ => "",
+            }
         )
     }
 }

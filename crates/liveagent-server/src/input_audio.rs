@@ -5,10 +5,14 @@
 //! It is sized for memory per session, which the `sessions` benchmark measures: a ring
 //! (`VecDeque`), so that keeping only the newest few hundred ms while nobody speaks drops
 //! old samples without moving the rest; growth by an eighth instead of doubling, so that a
-//! turn's buffer holds little spare room; and commits hand over the samples with no spare
-//! capacity, so that a conversation item holds exactly its audio.
+//! turn's buffer holds little spare room; and commits hand over the samples losslessly
+//! packed ([`Pcm::packed`]), coded straight from the ring, so that a conversation item holds
+//! its audio in about half the bytes and no unpacked copy of a whole turn is ever made.
 
 use std::collections::VecDeque;
+
+use crate::audio::Pcm;
+use crate::packed_audio::Packed;
 
 /// The least a growing buffer reserves beyond what it needs: 100 ms at 24 kHz.
 const GROW_MIN: usize = 2_400;
@@ -70,30 +74,42 @@ impl InputAudio {
         }
     }
 
-    /// Removes the timeline samples `[from, to)` and returns them (with no spare capacity);
-    /// everything buffered before `to` is dropped.
-    pub fn take_range(&mut self, from: u64, to: u64) -> Vec<i16> {
+    /// Removes the timeline samples `[from, to)` and returns them, packed; everything
+    /// buffered before `to` is dropped.
+    pub fn take_range(&mut self, from: u64, to: u64) -> Pcm {
         let a = (from.saturating_sub(self.start) as usize).min(self.buf.len());
-        let b = (to.saturating_sub(self.start) as usize).min(self.buf.len());
-        let out: Vec<i16> = if a < b {
-            self.buf.range(a..b).copied().collect()
-        } else {
-            Vec::new()
-        };
+        let b = (to.saturating_sub(self.start) as usize)
+            .min(self.buf.len())
+            .max(a);
+        let out = self.pack(a, b);
         self.buf.drain(..b);
         self.start += b as u64;
         self.shed_capacity();
         out
     }
 
-    /// Takes everything buffered (a commit), with no spare capacity; the buffer starts
-    /// again, empty, at the end of the timeline.
-    pub fn take_all(&mut self) -> Vec<i16> {
-        let mut all = Vec::from(std::mem::take(&mut self.buf));
-        // Shrinking gives the spare room back in place; nothing is copied.
-        all.shrink_to_fit();
+    /// Takes everything buffered (a commit), packed; the buffer starts again, empty, at the
+    /// end of the timeline.
+    pub fn take_all(&mut self) -> Pcm {
+        let all = self.pack(0, self.buf.len());
+        self.buf = VecDeque::new();
         self.start = self.total;
         all
+    }
+
+    /// Buffered samples `[a, b)`, packed straight from the ring's two halves.
+    fn pack(&self, a: usize, b: usize) -> Pcm {
+        let (head, tail) = self.buf.as_slices();
+        let cut = |s: &'_ [i16], from: usize, to: usize| -> std::ops::Range<usize> {
+            from.min(s.len())..to.min(s.len())
+        };
+        let h = &head[cut(head, a, b)];
+        let t = &tail[cut(
+            tail,
+            a.saturating_sub(head.len()),
+            b.saturating_sub(head.len()),
+        )];
+        Pcm::from_packed(Packed::from_parts(h, t))
     }
 
     /// Drops everything buffered; the buffer starts again at the end of the timeline.
@@ -136,13 +152,11 @@ mod tests {
         assert_eq!((b.start(), b.len(), b.total()), (600, 400, 1000));
         b.push(&ramp(1000, 500));
         let t = b.take_range(700, 1200);
-        assert_eq!(t, ramp(700, 500));
-        assert_eq!(t.capacity(), 500);
+        assert_eq!(t, Pcm::from(ramp(700, 500)));
         // Everything before the range's end is gone; the rest stays.
         assert_eq!((b.start(), b.len()), (1200, 300));
         let all = b.take_all();
-        assert_eq!(all, ramp(1200, 300));
-        assert_eq!(all.capacity(), 300);
+        assert_eq!(all, Pcm::from(ramp(1200, 300)));
         assert_eq!((b.start(), b.len(), b.total()), (1500, 0, 1500));
         b.skip(100);
         b.push(&[7; 10]);
@@ -151,8 +165,21 @@ mod tests {
         // it is clamped to it.
         assert!(b.take_range(0, 1600).is_empty());
         assert_eq!((b.start(), b.len()), (1600, 10));
-        assert_eq!(b.take_range(0, 1605), vec![7; 5]);
+        assert_eq!(b.take_range(0, 1605), Pcm::from(vec![7; 5]));
         assert_eq!((b.start(), b.len()), (1605, 5));
+    }
+
+    #[test]
+    fn a_range_across_the_ring_wrap_is_packed_whole() {
+        let mut b = InputAudio::default();
+        b.push(&ramp(0, 3000));
+        b.keep_newest(1000);
+        // The ring wraps: the newest samples land in the front of the allocation.
+        b.push(&ramp(3000, 3000));
+        assert!(!b.buf.as_slices().1.is_empty(), "the ring did not wrap");
+        let t = b.take_range(2100, 5900);
+        assert_eq!(t.samples().unwrap().as_ref(), &ramp(2100, 3800)[..]);
+        assert_eq!(b.take_all(), Pcm::from(ramp(5900, 100)));
     }
 
     #[test]

@@ -160,9 +160,15 @@ impl Item {
 /// length, so that the item just committed or spoken can be retrieved. Released items keep
 /// their duration and transcript. Releasing goes from the oldest side, so the walk stops at
 /// the first item already released: a call costs only the recent items.
+///
+/// Audio is counted by buffer, not by view: a kept view counts its whole buffer (a short
+/// truncated answer still holds all of the turn it echoes), and an item whose samples are in
+/// a buffer a newer kept item holds (a user turn and the answer that echoes it) costs
+/// nothing more and keeps its audio.
 pub(crate) fn keep_recent_audio(items: &mut [Item], budget: usize) {
     let mut total = 0usize;
     let mut newest = true;
+    let mut kept: Vec<usize> = Vec::new();
     for item in items.iter_mut().rev() {
         let ItemKind::Message { content, .. } = &mut item.kind else {
             continue;
@@ -177,9 +183,15 @@ pub(crate) fn keep_recent_audio(items: &mut [Item], budget: usize) {
             if !audio.is_held() {
                 return;
             }
-            total += audio.len();
+            let buffer = audio.buffer_id();
+            if buffer.is_some_and(|b| kept.contains(&b)) {
+                continue;
+            }
+            total += audio.buffer_len();
             if total > budget && !newest {
                 audio.release();
+            } else {
+                kept.extend(buffer);
             }
             newest = false;
         }
@@ -241,4 +253,65 @@ pub struct SessionInfo {
     /// Input audio buffered and not yet committed, in ms (bounded by
     /// `ServerConfig::max_input_audio_ms`).
     pub input_buffered_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn audio_item(role: Role, audio: Pcm) -> Item {
+        let content = match role {
+            Role::User => Content::InputAudio {
+                audio,
+                transcript: None,
+            },
+            _ => Content::OutputAudio {
+                audio,
+                transcript: String::new(),
+            },
+        };
+        Item {
+            id: String::new(),
+            kind: ItemKind::Message {
+                role,
+                content: vec![content],
+            },
+            status: "completed",
+        }
+    }
+
+    fn held(items: &[Item]) -> Vec<bool> {
+        items
+            .iter()
+            .map(|i| match &i.kind {
+                ItemKind::Message { content, .. } => match &content[0] {
+                    Content::InputAudio { audio, .. } | Content::OutputAudio { audio, .. } => {
+                        audio.is_held()
+                    }
+                    _ => true,
+                },
+                _ => true,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_turn_and_its_echo_count_once_and_older_turns_go() {
+        // Turns of 2,600 samples echoed (2,100 of them) by the answer; a budget of 4,000.
+        let mut items = Vec::new();
+        for turn in 0..4 {
+            let user = Pcm::packed(vec![turn as i16; 2_600]);
+            let echo = user.slice(0, 2_100);
+            items.push(audio_item(Role::User, user));
+            keep_recent_audio(&mut items, 4_000);
+            items.push(audio_item(Role::Assistant, echo));
+            keep_recent_audio(&mut items, 4_000);
+        }
+        // The last turn and its answer share one buffer: both keep their audio; every older
+        // turn is let go of, whole.
+        assert_eq!(
+            held(&items),
+            [false, false, false, false, false, false, true, true]
+        );
+    }
 }

@@ -45,6 +45,7 @@ mod input_audio;
 mod items;
 mod openai;
 mod packed;
+mod packed_audio;
 pub mod record;
 mod registry;
 mod resume;
@@ -144,11 +145,13 @@ pub struct ServerConfig {
     /// `expires_after.seconds` (default 10, as OpenAI; tests lower it to see expiry fast).
     pub min_client_secret_seconds: u64,
     /// Audio each session keeps in its conversation for `conversation.item.retrieve`, in
-    /// milliseconds (default 4 000 ≈ 190 KB per session). The newest audio item always keeps
-    /// its samples; older items let go of theirs once the newer ones hold this much, and then
-    /// keep only their duration and transcript (a retrieve returns them without `audio`).
-    /// Without this bound every spoken turn stayed in memory for the whole session (about
-    /// 200 KB per turn with its echo).
+    /// milliseconds (default 4 000: 192 KB as PCM16, kept losslessly packed in about half
+    /// that for speech). The newest audio item always keeps its samples; older items let go
+    /// of theirs once the newer ones hold this much, and then keep only their duration and
+    /// transcript (a retrieve returns them without `audio`). Audio is counted by buffer: a
+    /// user turn and the answer that echoes it share one and count once. Without this bound
+    /// every spoken turn stayed in memory for the whole session (about 200 KB per turn with
+    /// its echo).
     pub conversation_audio_ms: u64,
 }
 

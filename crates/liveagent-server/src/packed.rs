@@ -404,7 +404,7 @@ mod tests {
         let Content::InputAudio { audio, .. } = &content[1] else {
             panic!("audio")
         };
-        assert_eq!(audio.samples(), Some(&[1i16, 2, 3, 4][..]));
+        assert_eq!(audio.samples().as_deref(), Some(&[1i16, 2, 3, 4][..]));
         assert_eq!(PackedItems::new(&[]).unpack().len(), 0);
     }
 

@@ -16,7 +16,7 @@ use crate::items::{Content, Item, ItemKind};
 use crate::packed::PackedItems;
 
 fn held_bytes(audio: &crate::audio::Pcm) -> usize {
-    audio.samples().map_or(0, |s| s.len() * 2)
+    audio.held_bytes()
 }
 
 /// The bytes an item holds (audio samples and text), as counted against the budget.

@@ -37,6 +37,14 @@ impl Default for VadConfig {
 }
 
 impl VadConfig {
+    /// How much input audio a session keeps while nobody speaks: the prefix padding of a
+    /// turn that may be starting. A voiced run that has not yet become speech began less than
+    /// `min_speech_ms` (and one 10 ms frame) ago, and the detected start is that run's start,
+    /// so the padding before it reaches back at most this far (with 30 ms to spare).
+    pub fn idle_keep_ms(&self) -> u64 {
+        self.prefix_padding_ms as u64 + self.min_speech_ms.max(10) as u64 + 2 * FRAME_MS + 30
+    }
+
     /// The RMS level (on the PCM16 scale) above which a frame is voiced.
     pub fn rms_threshold(&self) -> f64 {
         let t = self.threshold.clamp(0.0, 1.0) as f64;

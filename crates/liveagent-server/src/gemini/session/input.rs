@@ -34,9 +34,9 @@ impl GSession {
         }
         if ri.activity_end.is_some() && self.manual_active {
             self.manual_active = false;
+            // Packed by the input buffer: the conversation keeps it (see `audio::Pcm`).
             let all = self.input.take_all();
             let ms = audio::samples_to_ms(all.len(), INTERNAL_RATE);
-            let all = Pcm::from(all);
             self.user_audio_turn(all.clone(), all, ms).await?;
         }
         if ri.audio_stream_end == Some(true) {
@@ -96,7 +96,7 @@ impl GSession {
             }
         }
         if self.speech_start.is_none() && !self.manual_active {
-            let keep = (self.vad.config().prefix_padding_ms as usize + 200) * SPS_MS as usize;
+            let keep = (self.vad.config().idle_keep_ms() * SPS_MS) as usize;
             self.input.keep_newest(keep);
         }
         Ok(())
@@ -109,8 +109,7 @@ impl GSession {
         let from = start_ms.saturating_sub(self.vad.config().prefix_padding_ms as u64);
         let all = self.input.take_range(from * SPS_MS, end_ms * SPS_MS);
         let voiced = ((last_voiced_ms.saturating_sub(from)) * SPS_MS) as usize;
-        // The echo is a view of the item's audio, not a copy.
-        let all = Pcm::from(all);
+        // Packed by the input buffer; the echo is a view of the item's audio, not a copy.
         let echo = all.slice(0, voiced);
         self.user_audio_turn(all, echo, last_voiced_ms.saturating_sub(start_ms))
             .await
@@ -205,7 +204,7 @@ impl GSession {
                             self.push_item(
                                 role,
                                 Content::InputAudio {
-                                    audio: Pcm::from(samples),
+                                    audio: Pcm::packed(samples),
                                     transcript: None,
                                 },
                             );

@@ -243,7 +243,7 @@ impl GSession {
         } else {
             String::new()
         };
-        let data = audio::b64_encode(&audio::pcm_to_bytes(&say.audio.as_slice()[from..end]));
+        let data = audio::b64_encode(&audio::pcm_to_bytes(&say.audio.range(from, end)));
         if end > from {
             run.out_audio_samples += end - from;
             self.shared.stats.chunk_sent(late);
@@ -305,7 +305,8 @@ impl GSession {
             Content::OutputText(say.text[..n.min(say.text.len())].iter().collect())
         } else {
             Content::OutputAudio {
-                audio,
+                // Kept packed (the echo of a user turn already is: then it is the same buffer).
+                audio: audio.to_packed(),
                 transcript: text,
             }
         };

@@ -73,7 +73,7 @@ impl OaSession {
         }
         if self.speech.is_none() {
             // Keep only the prefix padding while nobody speaks.
-            let keep = (td.vad.prefix_padding_ms as usize + 200) * SPS_MS as usize;
+            let keep = (td.vad.idle_keep_ms() * SPS_MS) as usize;
             self.input.keep_newest(keep);
         }
         Ok(())
@@ -103,13 +103,13 @@ impl OaSession {
     pub(super) async fn commit_audio(
         &mut self,
         item_id: String,
-        all: Vec<i16>,
+        all: Pcm,
         voiced: usize,
         label: String,
     ) -> R {
         let prev = self.items.last().map(|i| i.id.clone());
-        // The echo is a view of the item's audio, not a copy.
-        let all = Pcm::from(all);
+        // `all` comes packed from the input buffer (about half the bytes for speech, lossless:
+        // `conversation.item.retrieve` returns it); the echo is a view of it, not a copy.
         let echo = all.slice(0, voiced.max(1));
         let item = Item {
             id: item_id.clone(),

@@ -119,7 +119,7 @@ impl OaSession {
                                 None => Vec::new(),
                             };
                             Content::InputAudio {
-                                audio: Pcm::from(fmt.decode(&bytes)),
+                                audio: Pcm::packed(fmt.decode(&bytes)),
                                 transcript,
                             }
                         }
@@ -259,7 +259,7 @@ pub(super) fn wire_item(item: &Item, with_audio: bool, fmt: WireAudio) -> WireIt
     // Audio the session has let go of (see `ServerConfig::conversation_audio_ms`) is left out.
     let enc = |a: &Pcm| {
         with_audio
-            .then(|| a.samples().map(|s| audio::b64_encode(&fmt.encode(s))))
+            .then(|| a.samples().map(|s| audio::b64_encode(&fmt.encode(&s))))
             .flatten()
     };
     let base = WireItem {

@@ -84,7 +84,7 @@ impl OaSession {
                             item_id: item_id.clone(),
                             output_index: idx,
                             content_index: 0,
-                            delta: audio::b64_encode(&fmt.encode(&samples.as_slice()[from..end])),
+                            delta: audio::b64_encode(&fmt.encode(&samples.range(from, end))),
                         },
                     )
                     .await?;
@@ -182,8 +182,9 @@ impl OaSession {
             Content::OutputText(said.clone())
         } else {
             Content::OutputAudio {
-                // What was played is a view of the response's audio, not a copy.
-                audio: samples.slice(0, pos),
+                // What was played: a view of the response's audio when it is kept packed
+                // already (the echo of a user turn), else a packed copy of it.
+                audio: samples.slice(0, pos).to_packed(),
                 transcript: said.clone(),
             }
         };
