@@ -835,7 +835,24 @@ struct AppProcess {
 
 impl AppProcess {
     fn start(provider_url: &str, sessions: usize, cpu: usize, nagle: bool) -> anyhow::Result<Self> {
-        let mut child = Command::new(std::env::current_exe()?)
+        // `TRANSPORT_APP_WRAP="valgrind --tool=callgrind"` runs the app under a profiler
+        // (instruction counts do not depend on the machine's load); `TRANSPORT_APP_BIN`
+        // runs another build's app against this generator (before/after comparisons).
+        let wrap = std::env::var("TRANSPORT_APP_WRAP").unwrap_or_default();
+        let mut wrap = wrap.split_whitespace();
+        let exe = match std::env::var_os("TRANSPORT_APP_BIN") {
+            Some(bin) => PathBuf::from(bin),
+            None => std::env::current_exe()?,
+        };
+        let mut command = match wrap.next() {
+            Some(tool) => {
+                let mut c = Command::new(tool);
+                c.args(wrap).arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        let mut child = command
             .args(["transport-app", "--provider-url", provider_url])
             .args([
                 "--sessions",

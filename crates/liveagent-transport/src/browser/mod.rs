@@ -241,7 +241,9 @@ impl BrowserTransport {
                 .insert_header((header::RETRY_AFTER, "5"))
                 .body("too many conversations; try again later");
         };
-        let (resp, session, stream) = match actix_ws::handle(&req, body) {
+        // actix-ws's `Session` is not used: the connection's actors write through the body
+        // `RemoteRecorder::start` gives the response.
+        let (resp, _session, stream) = match actix_ws::handle(&req, body) {
             Ok(x) => x,
             Err(e) => return e.error_response(),
         };
@@ -264,10 +266,9 @@ impl BrowserTransport {
                 error_frame: codec::error_frame,
                 on_dtmf: None,
             },
-            session,
+            resp,
             stream,
-        );
-        resp
+        )
     }
 }
 

@@ -12,7 +12,8 @@
 //!   `PlaybackStopped` with the milliseconds the remote listener actually heard, from the
 //!   remote side's own reports (the page's played-sample counts, Twilio's mark echoes).
 //!
-//! Both write through one bounded queue to a writer task that owns the socket's send half.
+//! Both write through one bounded queue that the connection's response body drains
+//! (frames queued together leave in one socket write).
 //! A remote side that stops reading fills the queue and is disconnected; nothing grows
 //! without bound.
 
@@ -20,8 +21,12 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError, Session};
+use actix_http::ws::{OpCode, Parser};
+use actix_web::body::{BodySize, BoxBody, MessageBody};
+use actix_web::HttpResponse;
+use actix_ws::{AggregatedMessage, CloseCode, CloseReason, ProtocolError};
 use bytes::Bytes;
+use bytes::BytesMut;
 use liveagent_audio::convert::{f32_to_pcm16, MonoResampler};
 use liveagent_core::events::Id;
 use liveagent_core::{
@@ -71,11 +76,24 @@ enum WsOut {
 /// otherwise hold the queue and the socket forever).
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
-/// The sending side of a connection: a bounded queue drained by a writer task.
+/// Encoded bytes handed to the HTTP dispatcher in one chunk at most (then it writes them
+/// and asks again).
+const MAX_CHUNK: usize = 64 * 1024;
+
+/// The sending side of a connection: a bounded queue that the connection's response body
+/// ([`OutBody`]) drains. Frames queued between two polls of the connection go out in one
+/// chunk (one socket write), with no task or channel in between.
 #[derive(Clone)]
 pub(crate) struct WsTx {
     tx: mpsc::Sender<WsOut>,
-    writer: tokio::task::AbortHandle,
+    abort: std::sync::Arc<Abort>,
+}
+
+/// Ends a connection's body now (its close frame did not get out within [`CLOSE_GRACE`]).
+#[derive(Default)]
+struct Abort {
+    set: std::sync::atomic::AtomicBool,
+    waker: futures_util::task::AtomicWaker,
 }
 
 /// Why a frame could not be queued.
@@ -88,29 +106,25 @@ pub(crate) enum SendError {
 }
 
 impl WsTx {
-    /// Starts the writer task for `session` with room for `capacity` frames.
-    pub(crate) fn spawn(mut session: Session, capacity: usize) -> WsTx {
-        let (tx, mut rx) = mpsc::channel::<WsOut>(capacity.max(8));
-        let writer = actix::spawn(async move {
-            while let Some(out) = rx.recv().await {
-                let sent = match out {
-                    WsOut::Frame(OutFrame::Text(t)) => session.text(t).await,
-                    WsOut::Frame(OutFrame::Binary(b)) => session.binary(b).await,
-                    WsOut::Pong(p) => session.pong(&p).await,
-                    WsOut::Close(reason) => {
-                        let _ = session.close(Some(reason)).await;
-                        return;
-                    }
-                };
-                if sent.is_err() {
-                    return;
-                }
-            }
-        });
-        WsTx {
-            tx,
-            writer: writer.abort_handle(),
-        }
+    /// Takes over the sending side of an upgraded connection: `response` (from
+    /// `actix_ws::handle`) gets a body that writes what this queue holds, with room for
+    /// `capacity` frames. `actix_ws`'s own body (and its `Session`) are not used for writing;
+    /// the body is kept, unpolled, inside the new one, so that its drop still tells the
+    /// connection's `MessageStream` that the connection is gone.
+    pub(crate) fn attach(response: HttpResponse, capacity: usize) -> (WsTx, HttpResponse) {
+        let (tx, rx) = mpsc::channel::<WsOut>(capacity.max(8));
+        let abort = std::sync::Arc::new(Abort::default());
+        let body_abort = abort.clone();
+        let response = response
+            .map_body(move |_, inner| OutBody {
+                rx,
+                buf: BytesMut::new(),
+                closing: false,
+                abort: body_abort,
+                _inner: inner,
+            })
+            .map_into_boxed_body();
+        (WsTx { tx, abort }, response)
     }
 
     pub(crate) fn send(&self, frame: OutFrame) -> Result<(), SendError> {
@@ -125,10 +139,10 @@ impl WsTx {
     }
 
     /// Queues the close frame, waiting for room (the last thing a connection sends); after
-    /// [`CLOSE_GRACE`] the writer is dropped with its queue and the socket's send half,
-    /// whether or not the remote side read it all.
+    /// [`CLOSE_GRACE`] the body ends with whatever it still queues, whether or not the
+    /// remote side read it all.
     fn close(&self, code: u16, reason: &str) {
-        let (tx, writer) = (self.tx.clone(), self.writer.clone());
+        let (tx, abort) = (self.tx.clone(), self.abort.clone());
         let reason = CloseReason {
             code: CloseCode::from(code),
             description: Some(truncate(reason, 120)),
@@ -138,8 +152,81 @@ impl WsTx {
             let _ = tokio::time::timeout_at(deadline, tx.send(WsOut::Close(reason))).await;
             drop(tx);
             tokio::time::sleep_until(deadline).await;
-            writer.abort();
+            abort.set.store(true, std::sync::atomic::Ordering::Release);
+            abort.waker.wake();
         });
+    }
+}
+
+/// The response body of an upgraded connection: the frames [`WsTx`] queued, encoded
+/// (server frames are not masked) into one buffer per poll.
+struct OutBody {
+    rx: mpsc::Receiver<WsOut>,
+    buf: BytesMut,
+    /// The close frame was encoded (or every sender is gone): end once `buf` is out.
+    closing: bool,
+    abort: std::sync::Arc<Abort>,
+    _inner: BoxBody,
+}
+
+impl OutBody {
+    fn encode(&mut self, out: WsOut) {
+        match out {
+            WsOut::Frame(OutFrame::Text(t)) => {
+                Parser::write_message(&mut self.buf, t.as_bytes(), OpCode::Text, true, false)
+            }
+            WsOut::Frame(OutFrame::Binary(b)) => {
+                Parser::write_message(&mut self.buf, &b[..], OpCode::Binary, true, false)
+            }
+            // Control frames carry at most 125 bytes (RFC 6455 5.5).
+            WsOut::Pong(p) => Parser::write_message(
+                &mut self.buf,
+                &p[..p.len().min(125)],
+                OpCode::Pong,
+                true,
+                false,
+            ),
+            WsOut::Close(reason) => {
+                Parser::write_close(&mut self.buf, Some(reason), false);
+                self.closing = true;
+                self.rx.close();
+            }
+        }
+    }
+}
+
+impl MessageBody for OutBody {
+    type Error = std::convert::Infallible;
+
+    fn size(&self) -> BodySize {
+        BodySize::Stream
+    }
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Bytes, Self::Error>>> {
+        use std::task::Poll;
+        let this = self.get_mut();
+        this.abort.waker.register(cx.waker());
+        if this.abort.set.load(std::sync::atomic::Ordering::Acquire) {
+            return Poll::Ready(None);
+        }
+        while !this.closing && this.buf.len() < MAX_CHUNK {
+            match this.rx.poll_recv(cx) {
+                Poll::Ready(Some(out)) => this.encode(out),
+                Poll::Ready(None) => this.closing = true,
+                Poll::Pending => break,
+            }
+        }
+        if !this.buf.is_empty() {
+            return Poll::Ready(Some(Ok(this.buf.split().freeze())));
+        }
+        if this.closing {
+            Poll::Ready(None)
+        } else {
+            Poll::Pending
+        }
     }
 }
 
@@ -152,4 +239,106 @@ fn truncate(s: &str, max: usize) -> String {
         end -= 1;
     }
     s[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_codec::Decoder as _;
+    use actix_http::ws::{Codec, Frame};
+    use std::task::{Context, Poll};
+
+    fn next(body: &mut BoxBody) -> Poll<Option<Bytes>> {
+        let mut cx = Context::from_waker(futures_util::task::noop_waker_ref());
+        std::pin::Pin::new(body)
+            .poll_next(&mut cx)
+            .map(|c| c.map(|r| r.expect("infallible")))
+    }
+
+    /// Decodes server frames the way a client does.
+    fn frames(mut bytes: BytesMut) -> Vec<Frame> {
+        let mut codec = Codec::new().client_mode();
+        let mut out = Vec::new();
+        while let Some(f) = codec.decode(&mut bytes).expect("valid frames") {
+            out.push(f);
+        }
+        assert!(bytes.is_empty(), "a partial frame was left");
+        out
+    }
+
+    #[test]
+    fn queued_frames_leave_in_one_chunk_and_the_close_frame_ends_the_body() {
+        let (tx, response) = WsTx::attach(HttpResponse::SwitchingProtocols().finish(), 16);
+        let mut body = response.into_body();
+        assert_eq!(next(&mut body), Poll::Pending);
+        tx.send(OutFrame::Text(r#"{"type":"audio"}"#.into()))
+            .unwrap();
+        tx.send(OutFrame::Binary(Bytes::from(vec![7u8; 960])))
+            .unwrap();
+        tx.pong(Bytes::from(vec![1u8; 300]));
+        let Poll::Ready(Some(chunk)) = next(&mut body) else {
+            panic!("no chunk")
+        };
+        let got = frames(BytesMut::from(&chunk[..]));
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(
+            got[0],
+            Frame::Text(Bytes::from_static(br#"{"type":"audio"}"#))
+        );
+        assert_eq!(got[1], Frame::Binary(Bytes::from(vec![7u8; 960])));
+        // Control frames are cut to 125 bytes.
+        assert_eq!(got[2], Frame::Pong(Bytes::from(vec![1u8; 125])));
+        assert_eq!(next(&mut body), Poll::Pending);
+
+        tx.tx
+            .try_send(WsOut::Close(CloseReason {
+                code: CloseCode::Policy,
+                description: Some("bye".into()),
+            }))
+            .unwrap();
+        let Poll::Ready(Some(chunk)) = next(&mut body) else {
+            panic!("no close frame")
+        };
+        match &frames(BytesMut::from(&chunk[..]))[..] {
+            [Frame::Close(Some(r))] => {
+                assert_eq!(r.code, CloseCode::Policy);
+                assert_eq!(r.description.as_deref(), Some("bye"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(next(&mut body), Poll::Ready(None));
+        // Nothing is queued after the close.
+        assert_eq!(
+            tx.send(OutFrame::Text("late".into())),
+            Err(SendError::Closed)
+        );
+    }
+
+    #[test]
+    fn a_full_queue_is_refused_and_an_abort_ends_the_body() {
+        let (tx, response) = WsTx::attach(HttpResponse::SwitchingProtocols().finish(), 8);
+        let mut body = response.into_body();
+        for _ in 0..8 {
+            tx.send(OutFrame::Binary(Bytes::from_static(&[0, 0])))
+                .unwrap();
+        }
+        assert_eq!(
+            tx.send(OutFrame::Binary(Bytes::from_static(&[0, 0]))),
+            Err(SendError::Full)
+        );
+        tx.abort
+            .set
+            .store(true, std::sync::atomic::Ordering::Release);
+        assert_eq!(next(&mut body), Poll::Ready(None));
+    }
+
+    #[test]
+    fn the_body_ends_when_every_sender_is_gone() {
+        let (tx, response) = WsTx::attach(HttpResponse::SwitchingProtocols().finish(), 8);
+        let mut body = response.into_body();
+        tx.send(OutFrame::Text("last".into())).unwrap();
+        drop(tx);
+        assert!(matches!(next(&mut body), Poll::Ready(Some(_))));
+        assert_eq!(next(&mut body), Poll::Ready(None));
+    }
 }

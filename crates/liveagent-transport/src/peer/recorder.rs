@@ -51,16 +51,18 @@ struct StoredIds {
 }
 
 impl<D: Decoder, E: Encoder> RemoteRecorder<D, E> {
-    /// Starts the connection's actors for an upgraded WebSocket.
+    /// Starts the connection's actors for an upgraded WebSocket (`response` and `stream`
+    /// from `actix_ws::handle`); returns the response to send, whose body writes what the
+    /// actors queue.
     pub(crate) fn start(
         hub: Hub,
         permit: Permit,
         setup: PeerSetup<D, E>,
-        session: Session,
+        response: HttpResponse,
         stream: actix_ws::MessageStream,
-    ) {
+    ) -> HttpResponse {
         let limits = hub.limits.clone();
-        let tx = WsTx::spawn(session, limits.max_queued_frames);
+        let (tx, response) = WsTx::attach(response, limits.max_queued_frames);
         let stream = stream
             .max_frame_size(limits.max_frame_bytes)
             .aggregate_continuations()
@@ -94,6 +96,7 @@ impl<D: Decoder, E: Encoder> RemoteRecorder<D, E> {
             recorder
         });
         hub.register(id, addr.recipient());
+        response
     }
 
     fn launch(&mut self, start: CallStart, ctx: &mut Context<Self>) {

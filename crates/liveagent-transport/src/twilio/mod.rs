@@ -400,7 +400,9 @@ impl TwilioTransport {
                 .insert_header((header::RETRY_AFTER, "5"))
                 .body("too many calls");
         };
-        let (resp, session, stream) = match actix_ws::handle(&req, body) {
+        // actix-ws's `Session` is not used: the connection's actors write through the body
+        // `RemoteRecorder::start` gives the response.
+        let (resp, _session, stream) = match actix_ws::handle(&req, body) {
             Ok(x) => x,
             Err(e) => return e.error_response(),
         };
@@ -416,10 +418,9 @@ impl TwilioTransport {
                 error_frame: |_, _| None,
                 on_dtmf: self.on_dtmf.clone(),
             },
-            session,
+            resp,
             stream,
-        );
-        resp
+        )
     }
 }
 
