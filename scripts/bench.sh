@@ -28,12 +28,12 @@
 #   CASCADE_N=10 CASCADE_TURNS=5 cascade conversations x spoken turns (CASCADE_N=0: skip), run
 #                                by liveagent and by AG2's cascade mode side by side
 #
-#   SOAK=1                       also run the fault soak at the end (opt-in; ~11 min per run):
-#                                SOAK_N=100 conversations for SOAK_SECS=600 s, once with the
-#                                library's default history bounds and once with SOAK_TIGHT="512
-#                                256" (Conversation::history KiB, restore history KiB; "" skips it)
+#   SOAK=1                       also run the fault soak at the end (opt-in; ~11 min):
+#                                SOAK_N=100 conversations for SOAK_SECS=600 s with the library's
+#                                default history bounds; SOAK_TIGHT="512 256" (Conversation::history
+#                                KiB, restore history KiB) adds a second run with those bounds
 #
-# `scripts/bench.sh soak` runs only the fault soak (docs/reliability.md; ~22 min).
+# `scripts/bench.sh soak` runs only the fault soak (docs/reliability.md; ~11 min).
 # `scripts/bench.sh cascade` runs only the cascade benchmark and its AG2 side by side (~2 min).
 # `scripts/bench.sh barge-in` runs only the barge-in benchmarks (~3 min, needs PulseAudio).
 # `scripts/bench.sh capacity` runs only the capacity sweep (~15 min, see CAPACITY).
@@ -66,7 +66,7 @@ TRANSPORT_SECS=${TRANSPORT_SECS:-20}
 SOAK=${SOAK:-0}
 SOAK_N=${SOAK_N:-100}
 SOAK_SECS=${SOAK_SECS:-600}
-SOAK_TIGHT=${SOAK_TIGHT-512 256}
+SOAK_TIGHT=${SOAK_TIGHT-}
 LOG=$(mktemp /tmp/liveagent-bench.XXXX.log)
 
 echo "== machine"

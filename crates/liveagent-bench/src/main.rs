@@ -162,7 +162,7 @@ enum Cmd {
         /// library's bounds, 1,000 events and 64 KiB).
         #[arg(long)]
         history_kib: Option<usize>,
-        /// Bound the OpenAI restore history to this many KiB (default: the library's, 1 MiB).
+        /// Bound the OpenAI restore history to this many KiB (default: the library's, 128 KiB).
         #[arg(long)]
         restore_history_kib: Option<usize>,
     },

@@ -12,8 +12,19 @@ use crate::events::{Id, TextDropped};
 /// would be ~50 KiB; far more than any real answer).
 pub const DEFAULT_MAX_ITEM_TEXT_BYTES: usize = 64 * 1024;
 
-/// Default bound on the text of the history kept to restore a session: 1 MiB.
-pub const DEFAULT_MAX_HISTORY_BYTES: usize = 1024 * 1024;
+/// Default bound on the text of the history kept to restore a session: 128 KiB.
+///
+/// That is about 32,000 tokens of English text (about 4 bytes a token): the whole context
+/// window of `gpt-realtime` (32k tokens, audio included), a quarter of a 128k-token window
+/// (Gemini Live, `gpt-realtime-2`), and, at about 1 KiB of transcript per minute of
+/// two-sided speech, about two hours of conversation; a live session's own context holds
+/// far less text than that, its audio taking most of it (Gemini: 15 minutes of audio fill
+/// 128k tokens). Replaying more than the model can hold only costs memory, and a long or
+/// hostile conversation reaches this bound early, so a process's memory levels off (see
+/// the soak in docs/reliability.md). Past it the oldest turns are dropped with a
+/// `TextDropped` event; raise it per provider with `history_max_bytes` on the provider's
+/// `RealtimeConfig`.
+pub const DEFAULT_MAX_HISTORY_BYTES: usize = 128 * 1024;
 
 /// Default number of call ids a provider protocol remembers as answered (or cancelled) to
 /// drop a duplicate result: older ids are forgotten, so a provider that floods calls cannot

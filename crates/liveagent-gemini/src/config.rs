@@ -420,7 +420,9 @@ pub struct RealtimeConfig {
     pub max_output_tokens: Option<u32>,
     /// Most history entries kept for replay after a reconnect without resumption.
     pub max_history_entries: usize,
-    /// Most bytes of text kept in that history (default 1 MiB); past it the oldest entries
+    /// Most bytes of text kept in that history (default 128 KiB,
+    /// [`DEFAULT_MAX_HISTORY_BYTES`](liveagent_core::limits::DEFAULT_MAX_HISTORY_BYTES):
+    /// more text than the model's context holds); past it the oldest entries
     /// are dropped and a `TextDropped` event says how many.
     pub history_max_bytes: usize,
     /// Most bytes of one turn's input transcript, output transcript or text (default
@@ -816,7 +818,8 @@ impl RealtimeConfig {
         self
     }
 
-    /// Sets how many bytes of text the replay history keeps (default 1 MiB).
+    /// Sets how many bytes of text the replay history keeps (default 128 KiB,
+    /// [`DEFAULT_MAX_HISTORY_BYTES`](liveagent_core::limits::DEFAULT_MAX_HISTORY_BYTES)).
     pub fn history_max_bytes(mut self, bytes: usize) -> Self {
         self.history_max_bytes = bytes;
         self

@@ -457,7 +457,9 @@ pub struct RealtimeConfig {
     /// Most conversation items kept for replay after a reconnect (default 400; the oldest
     /// are dropped first; the model's own context is 32k tokens anyway).
     pub history_limit: usize,
-    /// Most bytes of text kept in that history (default 1 MiB); past it the oldest items are
+    /// Most bytes of text kept in that history (default 128 KiB,
+    /// [`DEFAULT_MAX_HISTORY_BYTES`](liveagent_core::limits::DEFAULT_MAX_HISTORY_BYTES):
+    /// more text than the model's context holds); past it the oldest items are
     /// dropped and a `TextDropped` event says how many.
     pub history_max_bytes: usize,
     /// Most bytes of one item's input transcript, output transcript or text (default
@@ -628,7 +630,8 @@ impl RealtimeConfig {
         self
     }
 
-    /// Sets how many bytes of text the replay history keeps (default 1 MiB).
+    /// Sets how many bytes of text the replay history keeps (default 128 KiB,
+    /// [`DEFAULT_MAX_HISTORY_BYTES`](liveagent_core::limits::DEFAULT_MAX_HISTORY_BYTES)).
     pub fn history_max_bytes(mut self, bytes: usize) -> Self {
         self.history_max_bytes = bytes;
         self

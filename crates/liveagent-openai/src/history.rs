@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use liveagent_core::limits::cut_to;
+use liveagent_core::limits::{cut_to, DEFAULT_MAX_HISTORY_BYTES};
 
 use crate::wire::Item;
 
@@ -188,13 +188,13 @@ pub(crate) fn push_capped(text: &mut String, delta: &str, cap: usize) -> usize {
 }
 
 impl History {
-    /// An empty history keeping at most `limit` items (and at most 1 MiB of text; see
-    /// [`History::with_max_bytes`]).
+    /// An empty history keeping at most `limit` items (and at most
+    /// [`DEFAULT_MAX_HISTORY_BYTES`], 128 KiB, of text; see [`History::with_max_bytes`]).
     pub fn new(limit: usize) -> Self {
         History {
             items: VecDeque::new(),
             limit: limit.max(1),
-            max_bytes: 1024 * 1024,
+            max_bytes: DEFAULT_MAX_HISTORY_BYTES,
             bytes: 0,
             calls: HashSet::new(),
             outputs: HashMap::new(),
@@ -397,9 +397,21 @@ impl History {
     /// is what the user got).
     pub(crate) fn finish_all(&mut self) {
         for item in self.items.iter_mut() {
-            if let HistoryItem::Assistant { done, .. } = item {
-                *done = true;
+            if let HistoryItem::Assistant { done, text, .. } = item {
+                if !*done {
+                    *done = true;
+                    text.shrink_to_fit();
+                }
             }
+        }
+    }
+
+    /// Marks the assistant item `id` as done with the text its deltas built (the room the
+    /// appends reserved is given back: a kept item takes about its counted bytes).
+    pub(crate) fn finish(&mut self, id: &str) {
+        if let Some(HistoryItem::Assistant { done, text, .. }) = self.assistant_mut(id) {
+            *done = true;
+            text.shrink_to_fit();
         }
     }
 
@@ -463,6 +475,29 @@ mod tests {
         let mut t = String::from("ab");
         assert_eq!(push_capped(&mut t, "cdé", 4), 2);
         assert_eq!(t, "abcd");
+    }
+
+    #[test]
+    fn default_bound_and_finished_text_without_spare_room() {
+        let mut h = History::new(10);
+        assert_eq!(h.max_bytes, 128 * 1024);
+        h.push(HistoryItem::Assistant {
+            item_id: "a".into(),
+            text: String::new(),
+            done: false,
+            audio_ms: 0,
+            heard_ms: None,
+        });
+        for _ in 0..100 {
+            h.append_text("a", "words ", 1 << 20);
+        }
+        h.finish("a");
+        let Some(HistoryItem::Assistant { text, done, .. }) = h.items().next() else {
+            panic!("the assistant item is kept");
+        };
+        assert!(*done);
+        assert_eq!((text.len(), text.capacity()), (600, 600));
+        assert_eq!(h.bytes(), 601);
     }
 
     #[test]

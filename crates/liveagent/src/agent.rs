@@ -836,7 +836,28 @@ impl LiveAgentBuilder {
     ///     .unwrap();
     /// ```
     pub fn history_limit(mut self, events: usize, bytes: usize) -> Self {
-        self.history = crate::conversation::HistoryBounds { events, bytes };
+        self.history.events = events;
+        self.history.bytes = bytes;
+        self
+    }
+
+    /// How many bytes of text each conversation's
+    /// [`Conversation::messages`](crate::Conversation::messages) keeps: the oldest messages go
+    /// first past it, the newest is always kept (default
+    /// [`MESSAGES_MAX_BYTES`](crate::MESSAGES_MAX_BYTES), 128 KiB, about two hours of speech).
+    /// A response's words collected before its `ResponseDone` are bounded by it too.
+    ///
+    /// ```
+    /// use liveagent::{openai, LiveAgent};
+    /// // Keep a whole day's transcript in memory.
+    /// let agent = LiveAgent::builder("assistant")
+    ///     .config(openai::RealtimeConfig::new("gpt-realtime"))
+    ///     .messages_limit(4 * 1024 * 1024)
+    ///     .build()
+    ///     .unwrap();
+    /// ```
+    pub fn messages_limit(mut self, bytes: usize) -> Self {
+        self.history.messages = bytes;
         self
     }
 

@@ -58,15 +58,23 @@ pub const HISTORY_LIMIT: usize = 1_000;
 /// conversation's texts are kept apart, compactly.
 pub const HISTORY_MAX_BYTES: usize = 64 * 1024;
 
-/// Bound on the texts [`Conversation::messages`] keeps (the oldest messages go first):
-/// 1 MiB, many hours of speech.
-const MESSAGES_MAX_BYTES: usize = 1024 * 1024;
+/// How many bytes of text [`Conversation::messages`] keeps by default (the oldest messages
+/// go first; see
+/// [`LiveAgentBuilder::messages_limit`](crate::LiveAgentBuilder::messages_limit)): 128 KiB,
+/// the same as the history kept to restore a session
+/// ([`DEFAULT_MAX_HISTORY_BYTES`](liveagent_core::limits::DEFAULT_MAX_HISTORY_BYTES)),
+/// about two hours of speech (about 1 KiB of transcript per minute of two-sided
+/// conversation). A kept message takes about its text's bytes in memory.
+pub const MESSAGES_MAX_BYTES: usize = 128 * 1024;
 
-/// The bounds of one conversation's [`Conversation::history`].
+/// The bounds of one conversation's [`Conversation::history`] (and of its
+/// [`Conversation::messages`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct HistoryBounds {
     pub events: usize,
     pub bytes: usize,
+    /// Bytes of text kept for [`Conversation::messages`].
+    pub messages: usize,
 }
 
 impl Default for HistoryBounds {
@@ -74,6 +82,7 @@ impl Default for HistoryBounds {
         HistoryBounds {
             events: HISTORY_LIMIT,
             bytes: HISTORY_MAX_BYTES,
+            messages: MESSAGES_MAX_BYTES,
         }
     }
 }
@@ -124,10 +133,18 @@ struct Book {
 impl Book {
     fn record(&mut self, event: &LiveEvent) {
         match event {
-            LiveEvent::ModelMessageChunk(c) => self.current.push_str(&c.text),
+            LiveEvent::ModelMessageChunk(c) => {
+                // A response never done (its connection lost) goes on into the next one:
+                // bounded like the messages.
+                let room = self.bounds.messages.saturating_sub(self.current.len());
+                self.current
+                    .push_str(liveagent_core::limits::cut_to(&c.text, room));
+            }
             LiveEvent::ResponseDone(_) => {
-                let text = std::mem::take(&mut self.current);
+                let mut text = std::mem::take(&mut self.current);
                 if !text.trim().is_empty() {
+                    // Give back the room the appends reserved (up to as much again).
+                    text.shrink_to_fit();
                     self.push_message("assistant", text);
                 }
             }
@@ -137,7 +154,7 @@ impl Book {
             LiveEvent::UserText(t) => self.push_message("user", t.text.to_string()),
             _ => {}
         }
-        let HistoryBounds { events, bytes } = self.bounds;
+        let HistoryBounds { events, bytes, .. } = self.bounds;
         if events == 0 || bytes == 0 {
             return;
         }
@@ -188,7 +205,7 @@ impl Book {
     fn push_message(&mut self, role: &'static str, text: String) {
         self.messages_bytes += text.len();
         self.messages.push_back((role, text));
-        while self.messages_bytes > MESSAGES_MAX_BYTES && self.messages.len() > 1 {
+        while self.messages_bytes > self.bounds.messages && self.messages.len() > 1 {
             if let Some((_, t)) = self.messages.pop_front() {
                 self.messages_bytes -= t.len();
             }
@@ -348,8 +365,9 @@ impl Conversation {
     /// What the model said, one string per finished response (its `ModelMessageChunk`s
     /// joined), and what the user said (final transcripts and texts), in order, as
     /// `(role, text)` with role `"user"` or `"assistant"`. Kept apart from
-    /// [`history`](Self::history) (whose bound does not apply), up to 1 MiB of text (the
-    /// oldest messages go first).
+    /// [`history`](Self::history) (whose bound does not apply), up to [`MESSAGES_MAX_BYTES`]
+    /// (128 KiB) of text by default (the oldest messages go first; see
+    /// [`LiveAgentBuilder::messages_limit`](crate::LiveAgentBuilder::messages_limit)).
     pub fn messages(&self) -> Vec<(&'static str, String)> {
         let book = self.extras.book.lock().unwrap_or_else(|e| e.into_inner());
         let mut out: Vec<(&'static str, String)> = book.messages.iter().cloned().collect();
@@ -463,7 +481,11 @@ mod tests {
 
     fn book(events: usize, bytes: usize) -> Book {
         Book {
-            bounds: HistoryBounds { events, bytes },
+            bounds: HistoryBounds {
+                events,
+                bytes,
+                ..HistoryBounds::default()
+            },
             ..Book::default()
         }
     }
@@ -519,5 +541,36 @@ mod tests {
         none.record(&done());
         assert!(none.history().is_empty());
         assert_eq!(none.messages.len(), 1);
+    }
+
+    #[test]
+    fn messages_are_bounded_by_their_own_bytes() {
+        let mut book = Book {
+            bounds: HistoryBounds {
+                messages: 1_000,
+                ..HistoryBounds::default()
+            },
+            ..Book::default()
+        };
+        for i in 0..20 {
+            book.record(&chunk(&format!("{i:03} {}", "x".repeat(96)))); // 100 bytes
+            book.record(&done());
+        }
+        assert_eq!(book.messages.len(), 10);
+        assert_eq!(book.messages_bytes, 1_000);
+        assert!(book.messages[0].1.starts_with("010 "));
+        assert!(book.messages[9].1.starts_with("019 "));
+        // Kept texts hold no spare room.
+        assert!(book.messages.iter().all(|(_, t)| t.capacity() == t.len()));
+        // A response never done is bounded too, and the newest message is always kept.
+        for _ in 0..50 {
+            book.record(&chunk(&"y".repeat(100)));
+        }
+        assert_eq!(book.current.len(), 1_000);
+        book.record(&done());
+        assert_eq!(book.messages.len(), 1);
+        assert_eq!(book.messages_bytes, 1_000);
+        assert_eq!(MESSAGES_MAX_BYTES, 128 * 1024);
+        assert_eq!(HistoryBounds::default().messages, MESSAGES_MAX_BYTES);
     }
 }

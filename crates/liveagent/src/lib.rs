@@ -36,7 +36,9 @@ pub mod run;
 pub mod system;
 
 pub use agent::{BuildError, LiveAgent, LiveAgentBuilder};
-pub use conversation::{Conversation, ConversationWatch, HISTORY_LIMIT, HISTORY_MAX_BYTES};
+pub use conversation::{
+    Conversation, ConversationWatch, HISTORY_LIMIT, HISTORY_MAX_BYTES, MESSAGES_MAX_BYTES,
+};
 pub use prompt::{render_prompt, PromptPart};
 pub use record::RecordingOptions;
 pub use run::RunOptions;

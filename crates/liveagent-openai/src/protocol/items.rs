@@ -91,13 +91,7 @@ impl OpenAiProtocol {
                     });
                     match full {
                         Some(full) => self.finish_assistant_text(&id, &full),
-                        None => {
-                            if let Some(HistoryItem::Assistant { done, .. }) =
-                                self.history.assistant_mut(&id)
-                            {
-                                *done = true;
-                            }
-                        }
+                        None => self.history.finish(&id),
                     }
                 }
             }
