@@ -439,14 +439,26 @@ pub struct AudioDeltaFrame<'a> {
     #[serde(rename = "type", borrow)]
     pub kind: std::borrow::Cow<'a, str>,
     /// The response.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_str")]
     pub response_id: Option<std::borrow::Cow<'a, str>>,
     /// The assistant item.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_str")]
     pub item_id: Option<std::borrow::Cow<'a, str>>,
     /// Base64 audio.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "borrowed_str")]
     pub delta: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// An optional string borrowed from the frame when it has no escapes (owned only when it
+/// does). serde borrows a `Cow<str>` field marked `borrow` only when its type is exactly
+/// `Cow<str>`: an `Option<Cow<str>>` field always got an owned copy, which for `delta` was
+/// an allocation and a copy of every audio delta's base64 text.
+fn borrowed_str<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<std::borrow::Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
+    Ok(Option::<Borrowed<'a>>::deserialize(deserializer)?.map(|b| b.0))
 }
 
 impl AudioDeltaFrame<'_> {

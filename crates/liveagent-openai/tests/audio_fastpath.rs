@@ -27,6 +27,24 @@ fn delta_fast_path_takes_complete_deltas_in_any_field_order() {
     let frame = r#"{"delta":"AQI=","item_id":"it\u0041","event_id":"e","output_index":0,"type":"response.output_audio.delta","content_index":0,"response_id":"r1"}"#;
     let parsed: AudioDeltaFrame<'_> = serde_json::from_str(frame).unwrap();
     assert_eq!(parsed.fields(), Some(("r1", "itA", "AQI=")));
+    // Unescaped strings are borrowed from the frame (no copy of the audio); the escaped one
+    // is decoded into an owned string.
+    assert!(matches!(parsed.delta, Some(std::borrow::Cow::Borrowed(_))));
+    assert!(matches!(
+        parsed.response_id,
+        Some(std::borrow::Cow::Borrowed(_))
+    ));
+    assert!(matches!(parsed.item_id, Some(std::borrow::Cow::Owned(_))));
+    // An escaped delta (`\/` is valid JSON for `/`) is still read, as an owned string.
+    let frame =
+        r#"{"type":"response.output_audio.delta","response_id":"r","item_id":"i","delta":"AQ\/+"}"#;
+    let parsed: AudioDeltaFrame<'_> = serde_json::from_str(frame).unwrap();
+    assert_eq!(parsed.fields(), Some(("r", "i", "AQ/+")));
+    // An explicit null is no delta (the full parse reports the malformed event).
+    let frame =
+        r#"{"type":"response.output_audio.delta","response_id":"r","item_id":"i","delta":null}"#;
+    let parsed: AudioDeltaFrame<'_> = serde_json::from_str(frame).unwrap();
+    assert_eq!(parsed.fields(), None);
 }
 
 #[test]

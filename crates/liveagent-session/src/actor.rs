@@ -21,7 +21,7 @@ use liveagent_core::probe::{MicProbe, MicStage};
 
 use crate::buffer::PendingCommands;
 use crate::connect::{connect, WsFramed};
-use crate::keepalive::{CountingSink, Liveness};
+use crate::keepalive::{spawn_ticker, CountingSink, Liveness, Tick};
 use crate::SessionOptions;
 
 type Writer = SinkWrite<WsMessage, CountingSink<SplitSink<WsFramed, WsMessage>>>;
@@ -751,7 +751,10 @@ impl Actor for SessionActor {
             return;
         }
         ctx.set_mailbox_capacity(256);
-        ctx.run_interval(self.tick_period(), |act, ctx| act.tick(ctx));
+        if self.starts == 0 {
+            // Once per session: the ticker outlives the supervisor's restarts.
+            spawn_ticker(ctx.address().downgrade(), self.tick_period());
+        }
         self.starts += 1;
         if self.starts == 1 {
             self.open_connection(ctx);
@@ -783,6 +786,13 @@ impl Actor for SessionActor {
         if self.stopping || self.fatal.is_some() {
             self.answer_stop_waiters();
         }
+    }
+}
+
+impl Handler<Tick> for SessionActor {
+    type Result = ();
+    fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) {
+        self.tick(ctx);
     }
 }
 
