@@ -356,7 +356,8 @@ mod tests {
 
     #[test]
     fn splits_big_histories() {
-        let mut h = History::new(1000);
+        // 160 KB of text: past the default byte bound (128 KiB), so raise it.
+        let mut h = History::new(1000).with_max_bytes(1 << 20);
         for i in 0..40 {
             h.push(HistoryEntry::User(format!("{i} {}", "x".repeat(4000))));
         }
