@@ -2,25 +2,35 @@
 //! commit, placed on the session's timeline (samples since the session began, at
 //! [`crate::audio::INTERNAL_RATE`]).
 //!
-//! It is sized for memory per session, which the `sessions` benchmark measures: a ring
-//! (`VecDeque`), so that keeping only the newest few hundred ms while nobody speaks drops
-//! old samples without moving the rest; growth by an eighth instead of doubling, so that a
-//! turn's buffer holds little spare room; and commits hand over the samples losslessly
-//! packed ([`Pcm::packed`]), coded straight from the ring, so that a conversation item holds
-//! its audio in about half the bytes and no unpacked copy of a whole turn is ever made.
+//! It is sized for memory per session, which the `sessions` benchmark measures. The samples
+//! are kept in chunks of one fixed size ([`CHUNK`], 100 ms), not in one growing buffer: a
+//! turn's buffer holds at most one chunk of spare room, growing never copies what is
+//! buffered, and since every chunk is the same size a freed chunk is exactly what the next
+//! one needs — a growing buffer reallocated through every size up to a whole turn left free
+//! holes of all those sizes in the heap, which stayed resident (the `sessions` benchmark
+//! counted ≈ 40 KiB of such free memory per talking session). Keeping only the newest few
+//! hundred ms while nobody speaks frees whole chunks from the front. Commits hand over the
+//! samples losslessly packed ([`Pcm::packed`]), coded straight from the chunks, so a
+//! conversation item holds its audio in about half the bytes and no unpacked copy of a
+//! whole turn is ever made.
 
 use std::collections::VecDeque;
 
 use crate::audio::Pcm;
 use crate::packed_audio::Packed;
 
-/// The least a growing buffer reserves beyond what it needs: 100 ms at 24 kHz.
-const GROW_MIN: usize = 2_400;
+/// Samples per chunk: 100 ms at 24 kHz (4.8 KB).
+const CHUNK: usize = 2_400;
 
 /// Audio received and not committed yet.
 #[derive(Debug, Default)]
 pub(crate) struct InputAudio {
-    buf: VecDeque<i16>,
+    /// Full chunks, and the last one filling up.
+    chunks: VecDeque<Box<[i16]>>,
+    /// Where the first buffered sample is in the first chunk.
+    head: usize,
+    /// Samples buffered.
+    len: usize,
     /// Timeline position of the first buffered sample.
     start: u64,
     /// Samples received over the session: the timeline's end.
@@ -30,7 +40,7 @@ pub(crate) struct InputAudio {
 impl InputAudio {
     /// Samples buffered.
     pub fn len(&self) -> usize {
-        self.buf.len()
+        self.len
     }
 
     /// Timeline position of the first buffered sample.
@@ -44,16 +54,19 @@ impl InputAudio {
     }
 
     /// Appends received samples.
-    pub fn push(&mut self, samples: &[i16]) {
+    pub fn push(&mut self, mut samples: &[i16]) {
         self.total += samples.len() as u64;
-        let need = self.buf.len() + samples.len();
-        if need > self.buf.capacity() {
-            // An eighth more than needed (at least 100 ms), not twice: a buffer holding a
-            // turn keeps at most ~12 % of spare room instead of up to 100 %.
-            self.buf
-                .reserve_exact(samples.len() + (need / 8).max(GROW_MIN));
+        while !samples.is_empty() {
+            let used = (self.head + self.len) % CHUNK;
+            if used == 0 && self.head + self.len == self.chunks.len() * CHUNK {
+                self.chunks.push_back(vec![0i16; CHUNK].into_boxed_slice());
+            }
+            let last = self.chunks.back_mut().expect("a chunk with room");
+            let n = (CHUNK - used).min(samples.len());
+            last[used..used + n].copy_from_slice(&samples[..n]);
+            self.len += n;
+            samples = &samples[n..];
         }
-        self.buf.extend(samples);
     }
 
     /// Counts received samples that are not kept (nothing can commit them); the buffer is
@@ -63,76 +76,74 @@ impl InputAudio {
         self.clear();
     }
 
+    /// Drops the oldest `n` buffered samples (whole chunks are freed).
+    fn drop_front(&mut self, n: usize) {
+        let n = n.min(self.len);
+        self.head += n;
+        self.len -= n;
+        self.start += n as u64;
+        while self.head >= CHUNK {
+            self.chunks.pop_front();
+            self.head -= CHUNK;
+        }
+        if self.len == 0 {
+            // Nothing buffered: the next sample starts a fresh chunk.
+            self.chunks.clear();
+            self.head = 0;
+        }
+    }
+
     /// Keeps only the newest `keep` samples (while nobody speaks, only the prefix padding of
-    /// a turn that has not started yet can still be committed). Dropping the oldest samples
-    /// of a ring moves nothing.
+    /// a turn that has not started yet can still be committed).
     pub fn keep_newest(&mut self, keep: usize) {
-        if self.buf.len() > keep {
-            let cut = self.buf.len() - keep;
-            self.buf.drain(..cut);
-            self.start += cut as u64;
+        if self.len > keep {
+            self.drop_front(self.len - keep);
         }
     }
 
     /// Removes the timeline samples `[from, to)` and returns them, packed; everything
     /// buffered before `to` is dropped.
     pub fn take_range(&mut self, from: u64, to: u64) -> Pcm {
-        let a = (from.saturating_sub(self.start) as usize).min(self.buf.len());
+        let a = (from.saturating_sub(self.start) as usize).min(self.len);
         let b = (to.saturating_sub(self.start) as usize)
-            .min(self.buf.len())
+            .min(self.len)
             .max(a);
         let out = self.pack(a, b);
-        self.buf.drain(..b);
-        self.start += b as u64;
-        self.shed_capacity();
+        self.drop_front(b);
         out
     }
 
     /// Takes everything buffered (a commit), packed; the buffer starts again, empty, at the
     /// end of the timeline.
     pub fn take_all(&mut self) -> Pcm {
-        let all = self.pack(0, self.buf.len());
-        self.buf = VecDeque::new();
-        self.start = self.total;
+        let all = self.pack(0, self.len);
+        self.clear();
         all
-    }
-
-    /// Buffered samples `[a, b)`, packed straight from the ring's two halves.
-    fn pack(&self, a: usize, b: usize) -> Pcm {
-        let (head, tail) = self.buf.as_slices();
-        let cut = |s: &'_ [i16], from: usize, to: usize| -> std::ops::Range<usize> {
-            from.min(s.len())..to.min(s.len())
-        };
-        let h = &head[cut(head, a, b)];
-        let t = &tail[cut(
-            tail,
-            a.saturating_sub(head.len()),
-            b.saturating_sub(head.len()),
-        )];
-        Pcm::from_packed(Packed::from_parts(h, t))
     }
 
     /// Drops everything buffered; the buffer starts again at the end of the timeline.
     pub fn clear(&mut self) {
-        self.buf.clear();
+        self.drop_front(self.len);
         self.start = self.total;
-        self.shed_capacity();
     }
 
-    /// Gives back the spare capacity of a buffer that was drained or cleared: otherwise it
-    /// keeps its high-water capacity — one long utterance, or a flood of appends up to the
-    /// input cap, would stay allocated for the rest of the session. Not on every small trim:
-    /// only when the spare room is well past what the buffer holds.
-    fn shed_capacity(&mut self) {
-        if self.buf.capacity() > 4 * self.buf.len() + 8192 {
-            self.buf.shrink_to(2 * self.buf.len());
+    /// Buffered samples `[a, b)`, packed straight from the chunks.
+    fn pack(&self, a: usize, b: usize) -> Pcm {
+        let mut parts: Vec<&[i16]> = Vec::new();
+        let (mut from, to) = (self.head + a, self.head + b);
+        while from < to {
+            let (c, off) = (from / CHUNK, from % CHUNK);
+            let n = (CHUNK - off).min(to - from);
+            parts.push(&self.chunks[c][off..off + n]);
+            from += n;
         }
+        Pcm::from_packed(Packed::from_parts(&parts))
     }
 
-    /// Allocated capacity, in samples (for tests).
+    /// Allocated room, in samples (for tests).
     #[cfg(test)]
     fn capacity(&self) -> usize {
-        self.buf.capacity()
+        self.chunks.len() * CHUNK
     }
 }
 
@@ -170,16 +181,19 @@ mod tests {
     }
 
     #[test]
-    fn a_range_across_the_ring_wrap_is_packed_whole() {
+    fn a_range_across_chunks_is_packed_whole() {
         let mut b = InputAudio::default();
-        b.push(&ramp(0, 3000));
-        b.keep_newest(1000);
-        // The ring wraps: the newest samples land in the front of the allocation.
-        b.push(&ramp(3000, 3000));
-        assert!(!b.buf.as_slices().1.is_empty(), "the ring did not wrap");
-        let t = b.take_range(2100, 5900);
-        assert_eq!(t.samples().unwrap().as_ref(), &ramp(2100, 3800)[..]);
-        assert_eq!(b.take_all(), Pcm::from(ramp(5900, 100)));
+        // Appends of 480 samples (20 ms), as clients send them, over many chunks; the front
+        // is trimmed in the middle of a chunk.
+        for i in 0..40 {
+            b.push(&ramp(i * 480, 480));
+        }
+        b.keep_newest(15_000);
+        assert_eq!(b.start(), 19_200 - 15_000);
+        let t = b.take_range(4_500, 18_999);
+        assert_eq!(t.samples().unwrap().as_ref(), &ramp(4_500, 14_499)[..]);
+        assert_eq!(b.take_all(), Pcm::from(ramp(18_999, 201)));
+        assert_eq!(b.capacity(), 0);
     }
 
     #[test]
@@ -190,21 +204,17 @@ mod tests {
             b.push(&[0; 480]);
             b.keep_newest(12_000);
         }
-        assert!(
-            b.capacity() <= 12_480 + 12_480 / 8 + GROW_MIN,
-            "{}",
-            b.capacity()
-        );
-        // A long turn: at most an eighth (or 100 ms) of spare room, not up to twice the data.
+        assert!(b.capacity() <= 12_000 + 2 * CHUNK, "{}", b.capacity());
+        // A long turn: at most one chunk of spare room.
         for _ in 0..200 {
             b.push(&[1; 480]);
         }
-        assert!(b.capacity() <= b.len() + b.len() / 8 + GROW_MIN + 480);
-        // After the turn is taken, the capacity goes back down.
+        assert!(b.capacity() < b.len() + 2 * CHUNK, "{}", b.capacity());
+        // After the turn is taken, only what is left stays allocated.
         let _ = b.take_range(b.start(), b.total() - 480);
-        assert!(b.capacity() <= 8192 + 4 * 480, "{}", b.capacity());
+        assert!(b.capacity() <= 2 * CHUNK, "{}", b.capacity());
         b.push(&[2; 480_000]);
         b.clear();
-        assert!(b.capacity() <= 8192, "{}", b.capacity());
+        assert_eq!(b.capacity(), 0);
     }
 }

@@ -46,24 +46,24 @@ pub(crate) struct Packed {
 impl Packed {
     /// Codes `samples`.
     pub fn new(samples: &[i16]) -> Packed {
-        Packed::from_parts(samples, &[])
+        Packed::from_parts(&[samples])
     }
 
-    /// Codes the samples of `head` followed by those of `tail` (the two halves of a ring
-    /// buffer), without joining them first.
-    pub fn from_parts(head: &[i16], tail: &[i16]) -> Packed {
+    /// Codes the samples of `parts` one after the other (the chunks of an input buffer),
+    /// without joining them first.
+    pub fn from_parts(parts: &[&[i16]]) -> Packed {
         thread_local! {
             /// Where a turn is coded before it is copied out at its exact size: growing (or
             /// over-reserving and shrinking) the kept buffer itself would leave free holes of
             /// up to a turn's size in the heap, which stay resident.
             static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        let len = head.len() + tail.len();
+        let len = parts.iter().map(|p| p.len()).sum::<usize>();
         let blocks = len.div_ceil(BLOCK);
         let mut offsets = Vec::with_capacity(blocks + 1);
         let mut residual = Vec::with_capacity(BLOCK);
         let mut block = [0i16; BLOCK];
-        let mut samples = head.iter().chain(tail).copied();
+        let mut samples = parts.iter().flat_map(|p| p.iter()).copied();
         let data = SCRATCH.with_borrow_mut(|data| {
             data.clear();
             for b in 0..blocks {
