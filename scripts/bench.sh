@@ -37,8 +37,9 @@
 # `scripts/bench.sh cascade` runs only the cascade benchmark and its AG2 side by side (~2 min).
 # `scripts/bench.sh barge-in` runs only the barge-in benchmarks (~3 min, needs PulseAudio).
 # `scripts/bench.sh capacity` runs only the capacity sweep (~15 min, see CAPACITY).
-# `scripts/bench.sh mic` runs only the microphone path (~1 min, needs PulseAudio): callback ->
-#   socket with LAT_SESSIONS recorders, then the same traced stage by stage (MicProbe).
+# `scripts/bench.sh mic` runs only the microphone path (~2 min, needs PulseAudio): callback ->
+#   socket with LAT_SESSIONS recorders, the same traced stage by stage (MicProbe), and the same
+#   with the input opened at the source's own format (24 kHz mono s16, 10 ms periods).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -191,6 +192,10 @@ mic_bench() {
   run "$BENCH" latency-in --sessions "$LAT_SESSIONS" --secs "$LAT_SECS" || true
   echo "== the same, traced stage by stage"
   run "$BENCH" latency-in --sessions "$LAT_SESSIONS" --secs "$LAT_SECS" --stages || true
+  echo "== the same with the input opened at the source's own format (24 kHz mono s16, 10 ms periods):"
+  echo "   no busy poll in cpal's ALSA loop (docs/performance-audio.md#4)"
+  run "$BENCH" latency-in --sessions "$LAT_SESSIONS" --secs "$LAT_SECS" \
+    --device-rate 24000 --device-buffer-frames 360 || true
 }
 
 if [ "$ONLY" = mic ]; then

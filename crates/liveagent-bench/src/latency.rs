@@ -186,6 +186,7 @@ pub async fn run_in(
     stages: bool,
     arbiters: usize,
     buffer_frames: Option<u32>,
+    device_rate: Option<u32>,
 ) -> anyhow::Result<LatencyFigures> {
     let workers: Vec<actix::Arbiter> = (0..arbiters).map(|_| actix::Arbiter::new()).collect();
     let server = ServerProcess::start(&server_bin, &["--workers".into(), "1".into()])?;
@@ -215,6 +216,12 @@ pub async fn run_in(
         let mut builder = SoundDeviceRecorder::new(c.context().clone()).chunk_ms(20);
         if let Some(n) = buffer_frames {
             builder = builder.device_buffer_frames(n);
+        }
+        if let Some(rate) = device_rate {
+            builder = builder
+                .device_sample_rate(rate)
+                .device_channels(1)
+                .device_format(cpal::SampleFormat::I16);
         }
 
         let started = match workers.get(k % workers.len().max(1)) {

@@ -74,6 +74,10 @@ enum Cmd {
         /// Ask the input device for periods of this many frames (default: the host's).
         #[arg(long)]
         device_buffer_frames: Option<u32>,
+        /// Open the input device at this rate, mono, 16-bit (default: the device's default
+        /// configuration).
+        #[arg(long)]
+        device_rate: Option<u32>,
     },
     /// Speech-started -> silent output, on the real cpal path.
     BargeIn {
@@ -227,6 +231,7 @@ fn main() -> anyhow::Result<()> {
                 stages,
                 arbiters,
                 device_buffer_frames,
+                device_rate,
             } => latency::run_in(
                 server_bin,
                 sessions,
@@ -234,6 +239,7 @@ fn main() -> anyhow::Result<()> {
                 stages,
                 arbiters,
                 device_buffer_frames,
+                device_rate,
             )
             .await?
             .print(),
