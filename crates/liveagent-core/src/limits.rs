@@ -49,8 +49,9 @@ pub const DEFAULT_MAX_REMEMBERED_IDS: usize = 4_096;
 #[derive(Debug, Clone)]
 pub struct RecentIds {
     cap: usize,
-    set: HashSet<String>,
-    order: VecDeque<String>,
+    /// Each id is stored once, shared by the set (lookups) and the queue (age order).
+    set: HashSet<Arc<str>>,
+    order: VecDeque<Arc<str>>,
 }
 
 impl Default for RecentIds {
@@ -76,13 +77,15 @@ impl RecentIds {
 
     /// Remembers `id`, forgetting the oldest ids beyond the cap. Returns whether it was new.
     pub fn insert(&mut self, id: String) -> bool {
-        if !self.set.insert(id.clone()) {
+        if self.set.contains(id.as_str()) {
             return false;
         }
+        let id: Arc<str> = id.into();
+        self.set.insert(Arc::clone(&id));
         self.order.push_back(id);
         while self.order.len() > self.cap {
             if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
+                self.set.remove(&*old);
             }
         }
         true
