@@ -98,18 +98,7 @@ async fn older_items_let_go_of_their_audio_past_the_budget() {
 async fn a_spoken_turn_and_its_echo_are_retrievable() {
     // Default budget: the user's turn and the answer that echoes it are both retrievable
     // with their audio (the answer shares the user's samples rather than copying them).
-    let server = LocalServer::start(ServerConfig {
-        pacing: Pacing::AsFastAsPossible,
-        ..ServerConfig::default()
-    })
-    .await
-    .unwrap();
-    let mut ws = connect(
-        &format!("{}/realtime?model=gpt-realtime", server.openai_url()),
-        &[],
-    )
-    .await;
-    ws.until("session.created").await;
+    let (server, mut ws) = fast_openai().await;
     append_audio(&mut ws, &utterance(300, 900, 700, 24_000)).await;
     let ev = ws.until("response.done").await;
     let user = ev

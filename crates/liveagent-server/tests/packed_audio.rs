@@ -7,7 +7,6 @@ mod common;
 
 use common::*;
 use liveagent_server::audio::Pcm;
-use liveagent_server::{LocalServer, Pacing, ServerConfig};
 use serde_json::json;
 
 /// A quiet noise floor (about -60 dBFS), as a real microphone adds under speech and silence.
@@ -59,18 +58,7 @@ fn speech_is_kept_losslessly_in_fewer_bytes() {
 
 #[actix_rt::test]
 async fn a_retrieved_user_turn_is_exactly_what_was_sent() {
-    let server = LocalServer::start(ServerConfig {
-        pacing: Pacing::AsFastAsPossible,
-        ..ServerConfig::default()
-    })
-    .await
-    .unwrap();
-    let mut ws = connect(
-        &format!("{}/realtime?model=gpt-realtime", server.openai_url()),
-        &[],
-    )
-    .await;
-    ws.until("session.created").await;
+    let (server, mut ws) = fast_openai().await;
     let mut sent = spoken("What is the weather like today?");
     sent.extend(std::iter::repeat_n(0i16, 24_000));
     append_audio(&mut ws, &sent).await;
@@ -105,18 +93,7 @@ async fn a_retrieved_user_turn_is_exactly_what_was_sent() {
 
 #[actix_rt::test]
 async fn older_spoken_turns_let_go_of_their_audio() {
-    let server = LocalServer::start(ServerConfig {
-        pacing: Pacing::AsFastAsPossible,
-        ..ServerConfig::default()
-    })
-    .await
-    .unwrap();
-    let mut ws = connect(
-        &format!("{}/realtime?model=gpt-realtime", server.openai_url()),
-        &[],
-    )
-    .await;
-    ws.until("session.created").await;
+    let (server, mut ws) = fast_openai().await;
     let mut users = Vec::new();
     for _ in 0..3 {
         append_audio(&mut ws, &utterance(300, 2_000, 700, 24_000)).await;

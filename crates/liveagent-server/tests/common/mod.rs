@@ -24,6 +24,24 @@ pub enum Connect {
     Status(u16),
 }
 
+/// A local server that answers as fast as it can (no real-time pacing), and one OpenAI
+/// connection to it, past its `session.created`.
+pub async fn fast_openai() -> (liveagent_server::LocalServer, Ws) {
+    let server = liveagent_server::LocalServer::start(liveagent_server::ServerConfig {
+        pacing: liveagent_server::Pacing::AsFastAsPossible,
+        ..liveagent_server::ServerConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut ws = connect(
+        &format!("{}/realtime?model=gpt-realtime", server.openai_url()),
+        &[],
+    )
+    .await;
+    ws.until("session.created").await;
+    (server, ws)
+}
+
 /// awc is built with rustls; pick its crypto provider once per test process.
 pub fn crypto() {
     static ONCE: std::sync::Once = std::sync::Once::new();
