@@ -101,13 +101,7 @@ async fn a_spoken_turn_and_its_echo_are_retrievable() {
     let (server, mut ws) = fast_openai().await;
     append_audio(&mut ws, &utterance(300, 900, 700, 24_000)).await;
     let ev = ws.until("response.done").await;
-    let user = ev
-        .iter()
-        .find(|e| e["type"] == "input_audio_buffer.committed")
-        .unwrap()["item_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let user = committed_item(&ev);
     let answer = ev
         .iter()
         .find(|e| e["type"] == "response.output_item.done")

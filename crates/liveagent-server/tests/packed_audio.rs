@@ -63,13 +63,7 @@ async fn a_retrieved_user_turn_is_exactly_what_was_sent() {
     sent.extend(std::iter::repeat_n(0i16, 24_000));
     append_audio(&mut ws, &sent).await;
     let ev = ws.until("response.done").await;
-    let user = ev
-        .iter()
-        .find(|e| e["type"] == "input_audio_buffer.committed")
-        .unwrap()["item_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let user = committed_item(&ev);
     let start_ms = ev
         .iter()
         .find(|e| e["type"] == "input_audio_buffer.speech_started")
@@ -98,14 +92,7 @@ async fn older_spoken_turns_let_go_of_their_audio() {
     for _ in 0..3 {
         append_audio(&mut ws, &utterance(300, 2_000, 700, 24_000)).await;
         let ev = ws.until("response.done").await;
-        users.push(
-            ev.iter()
-                .find(|e| e["type"] == "input_audio_buffer.committed")
-                .unwrap()["item_id"]
-                .as_str()
-                .unwrap()
-                .to_owned(),
-        );
+        users.push(committed_item(&ev));
     }
     let mut kept = Vec::new();
     for id in &users {

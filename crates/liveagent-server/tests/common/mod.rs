@@ -42,6 +42,17 @@ pub async fn fast_openai() -> (liveagent_server::LocalServer, Ws) {
     (server, ws)
 }
 
+/// The `item_id` of the first `input_audio_buffer.committed` among `events`.
+pub fn committed_item(events: &[Value]) -> String {
+    events
+        .iter()
+        .find(|e| e["type"] == "input_audio_buffer.committed")
+        .expect("no input_audio_buffer.committed")["item_id"]
+        .as_str()
+        .expect("committed without an item_id")
+        .to_owned()
+}
+
 /// awc is built with rustls; pick its crypto provider once per test process.
 pub fn crypto() {
     static ONCE: std::sync::Once = std::sync::Once::new();
