@@ -33,6 +33,14 @@
 //! started in the measured window); no page failed. A run whose generator lag p99 is over
 //! 20 ms says `load-side-late`: the app was fed bunched frames.
 //!
+//! Where a slow answer was stretched: the app records when each answer's audio chunks
+//! were read from its provider socket (the chunks' `origin`) and hands them to the
+//! generator by item id, which prints the same answers' rate at the app
+//! (`app_min_answer_rate`: the local server and the kernel up to the app's read), the
+//! slowest page answer's rate at the page and at the app, and how much longer each answer's
+//! arrival span was at the page than at the app (`page_path_stretch_*`: the app's session,
+//! bus, player and writer, the kernel, and the generator's reads).
+//!
 //! Also printed, for comparing builds on a loaded machine where wall-clock lags mean little:
 //! the app's CPU time per session-second, its context switches per frame
 //! (`/proc/PID/task/*/status`), and each core's utilisation by every process on it
@@ -52,7 +60,7 @@ use actix_service::ServiceExt as _;
 use actix_web::{App, HttpServer};
 use anyhow::{bail, Context as _};
 use futures_util::{SinkExt as _, StreamExt as _};
-use liveagent::{EventMiddleware, LiveError, SessionCommand, SessionOptions};
+use liveagent::{EventMiddleware, LiveError, LiveEvent, SessionCommand, SessionOptions};
 use liveagent_transport::{AgentSource, BrowserTransport, Limits};
 
 use crate::common::{cpu_time, out, percentiles, speech_pattern, ServerProcess};
@@ -229,6 +237,23 @@ struct Lags {
 struct AppStats {
     measuring: AtomicBool,
     lags: Mutex<Lags>,
+    /// Every answer's audio as the app received it, by item id (the whole run: the
+    /// generator keeps the answers of its window).
+    answers: Mutex<std::collections::HashMap<liveagent::events::Id, AppAnswer>>,
+}
+
+/// One answer's audio at the app: when its chunks were read from the provider socket
+/// (the chunks' `origin`), on the monotonic clock every process reads.
+#[derive(Clone, Copy)]
+struct AppAnswer {
+    /// Microseconds of audio.
+    audio_us: u64,
+    /// The first chunk's read.
+    first_ns: u64,
+    /// The last chunk's read.
+    last_ns: u64,
+    /// The last chunk's duration (the span counts it, as the generator's does).
+    last_dur_us: u64,
 }
 
 fn us32(ns: u64) -> u32 {
@@ -236,6 +261,29 @@ fn us32(ns: u64) -> u32 {
 }
 
 impl EventMiddleware for SendLag {
+    fn on_event(&self, event: LiveEvent) -> Option<LiveEvent> {
+        if let LiveEvent::SynthesizedAudio(a) = &event {
+            let now = mono_ns();
+            let read = a
+                .audio
+                .origin
+                .map_or(now, |o| now.saturating_sub(o.elapsed().as_nanos() as u64));
+            let dur_us = a.audio.duration_us();
+            if let Ok(mut answers) = self.shared.answers.lock() {
+                let e = answers.entry(a.item_id.clone()).or_insert(AppAnswer {
+                    audio_us: 0,
+                    first_ns: read,
+                    last_ns: read,
+                    last_dur_us: 0,
+                });
+                e.audio_us += dur_us;
+                e.last_ns = read;
+                e.last_dur_us = dur_us;
+            }
+        }
+        Some(event)
+    }
+
     fn on_command(&self, command: SessionCommand) -> Option<SessionCommand> {
         if let SessionCommand::Audio(chunk) = &command {
             let k = self.frames.fetch_add(1, Ordering::Relaxed);
@@ -354,6 +402,13 @@ pub async fn run_app(
                 let (a50, a99, amax) = percentiles(&mut lags.app);
                 let (p50, p99, pmax) = percentiles(&mut lags.in_process);
                 let (o50, o99, omax) = percentiles(&mut outl);
+                // Every answer's arrival at the app, for the generator to match with its own.
+                for (id, a) in stats.answers.lock().unwrap().iter() {
+                    out(format!(
+                        "ITEM {} {} {} {} {id}",
+                        a.audio_us, a.first_ns, a.last_ns, a.last_dur_us
+                    ));
+                }
                 out(format!(
                     "APP lag_n={} lag_p50_us={l50} lag_p99_us={l99} lag_max_us={lmax} gen_p50_us={g50} gen_p99_us={g99} gen_max_us={gmax} app_p50_us={a50} app_p99_us={a99} app_max_us={amax} inproc_p50_us={p50} inproc_p99_us={p99} inproc_max_us={pmax} unstamped={} out_n={} out_p50_us={o50} out_p99_us={o99} out_max_us={omax} cpu_pct={:.1} cpu_s={cpu:.3} vcsw={} ivcsw={} conversations={}",
                     lags.total.len(),
@@ -405,20 +460,30 @@ struct Playback {
     done: Vec<Rc<str>>,
 }
 
-/// Answer audio arrival per item, for the answer-rate criterion.
+/// Answer audio arrival per item, for the answer-rate criterion (monotonic ns).
 #[derive(Default)]
 struct Arrival {
     item: Option<Rc<str>>,
-    first: Option<Instant>,
-    last: Option<Instant>,
+    first_ns: Option<u64>,
+    last_ns: u64,
     last_dur: Duration,
     audio: Duration,
 }
 
+/// One answer of >= 400 ms as the page received it.
+struct GenAnswer {
+    item: Rc<str>,
+    /// First and last audio frame's arrival (monotonic ns).
+    first_ns: u64,
+    last_ns: u64,
+    /// Audio duration / arrival span (the last frame's duration included).
+    rate: f64,
+}
+
 #[derive(Default)]
 struct GenStats {
-    /// (first arrival, ratio) per answer of >= 400 ms.
-    answers: Vec<(Instant, Instant, f64)>,
+    /// Every answer of >= 400 ms.
+    answers: Vec<GenAnswer>,
     late_ticks: u64,
     ticks: u64,
     failed: u64,
@@ -433,12 +498,15 @@ struct GenStats {
 
 impl Arrival {
     fn close(&mut self, stats: &mut GenStats) {
-        if let (Some(first), Some(last)) = (self.first, self.last) {
+        if let (Some(first_ns), Some(item)) = (self.first_ns, self.item.take()) {
             if self.audio >= Duration::from_millis(400) {
-                let span = last.duration_since(first) + self.last_dur;
-                stats
-                    .answers
-                    .push((first, last, self.audio.as_secs_f64() / span.as_secs_f64()));
+                let span = Duration::from_nanos(self.last_ns - first_ns) + self.last_dur;
+                stats.answers.push(GenAnswer {
+                    item,
+                    first_ns,
+                    last_ns: self.last_ns,
+                    rate: self.audio.as_secs_f64() / span.as_secs_f64(),
+                });
             }
         }
         *self = Arrival::default();
@@ -513,14 +581,14 @@ async fn page(
                     let samples = b.len() / 2;
                     stats.borrow_mut().audio_in_samples += samples as u64;
                     let item = current_item.clone().unwrap_or_else(|| Rc::from(""));
-                    let now = Instant::now();
+                    let now = mono_ns();
                     if arrival.item.as_deref() != Some(&*item) {
                         arrival.close(&mut stats.borrow_mut());
                         arrival.item = Some(item.clone());
                     }
                     let d = Duration::from_micros(samples as u64 * 1_000_000 / 24_000);
-                    arrival.first.get_or_insert(now);
-                    arrival.last = Some(now);
+                    arrival.first_ns.get_or_insert(now);
+                    arrival.last_ns = now;
                     arrival.last_dur = d;
                     arrival.audio += d;
                     play.queue.push_back((item, samples));
@@ -618,6 +686,79 @@ fn played(item: &str, samples: u64, state: &str) -> String {
     format!(r#"{{"type":"played","item_id":"{item}","samples":{samples},"state":"{state}"}}"#)
 }
 
+/// Where the answers' stretch happened: the rate of the same answers at the app (their
+/// audio read from the provider socket) next to the page's, and the span the path from
+/// the app's provider socket to the page added.
+struct Stretch {
+    /// Answers of the window the app also saw.
+    matched: usize,
+    app_min: f64,
+    app_p1: f64,
+    /// The page's slowest answer: its rate at the page and at the app.
+    slowest_page: f64,
+    slowest_app: f64,
+    /// Page span minus app span per answer (ms): p50, p99, max.
+    path_ms: (f64, f64, f64),
+}
+
+impl Stretch {
+    fn of(page: &[&GenAnswer], app: &std::collections::HashMap<String, AppAnswer>) -> Stretch {
+        let rate = |a: &AppAnswer| {
+            a.audio_us as f64 / ((a.last_ns - a.first_ns) as f64 / 1000.0 + a.last_dur_us as f64)
+        };
+        let mut app_rates = Vec::new();
+        let mut path: Vec<f64> = Vec::new();
+        for g in page {
+            if let Some(a) = app.get(&*g.item) {
+                app_rates.push(rate(a));
+                let page_span = (g.last_ns - g.first_ns) as f64;
+                let app_span = (a.last_ns - a.first_ns) as f64;
+                path.push((page_span - app_span) / 1e6);
+            }
+        }
+        app_rates.sort_by(f64::total_cmp);
+        path.sort_by(f64::total_cmp);
+        let at = |v: &[f64], q: f64| {
+            v.get(((v.len() as f64 * q) as usize).min(v.len().saturating_sub(1)))
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        let slowest = page.first();
+        Stretch {
+            matched: app_rates.len(),
+            app_min: app_rates.first().copied().unwrap_or(f64::NAN),
+            app_p1: at(&app_rates, 0.01),
+            slowest_page: slowest.map_or(f64::NAN, |g| g.rate),
+            slowest_app: slowest
+                .and_then(|g| app.get(&*g.item))
+                .map_or(f64::NAN, rate),
+            path_ms: (
+                at(&path, 0.5),
+                at(&path, 0.99),
+                path.last().copied().unwrap_or(f64::NAN),
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for Stretch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "app_min_answer_rate={:.3}x app_p1_answer_rate={:.3}x slowest_answer={:.3}x@page/{:.3}x@app \
+             page_path_stretch_p50_ms={:.1} p99_ms={:.1} max_ms={:.1} matched={}",
+            self.app_min,
+            self.app_p1,
+            self.slowest_page,
+            self.slowest_app,
+            self.path_ms.0,
+            self.path_ms.1,
+            self.path_ms.2,
+            self.matched
+        )
+    }
+}
+
 /// The figures of one run.
 struct Figures {
     line: String,
@@ -654,7 +795,8 @@ async fn run_one(
     let ramp_ns = 2_000_000_000u64;
     let warmup = Duration::from_secs(4);
     let first_t0 = start_ns + ramp_ns + 3_000_000_000;
-    let window_start = instant_at(first_t0) + warmup;
+    let window_start_ns = first_t0 + warmup.as_nanos() as u64;
+    let window_start = instant_at(window_start_ns);
     let end_ns = first_t0 + warmup.as_nanos() as u64 + secs * 1_000_000_000 + 500_000_000;
     let mut tasks = Vec::with_capacity(sessions);
     for i in 0..sessions {
@@ -687,8 +829,8 @@ async fn run_one(
         cpu_time(Some(server.pid())),
     );
     let j1 = cpu_jiffies();
-    let app_line = app.report()?;
-    let window_end = Instant::now();
+    let (app_line, app_answers) = app.report()?;
+    let window_end_ns = mono_ns();
     let (ticks, late) = {
         let s = stats.borrow();
         (s.ticks - ticks0, s.late_ticks - late0)
@@ -700,15 +842,16 @@ async fn run_one(
     drop(server);
 
     let s = stats.borrow();
-    let mut ratios: Vec<f64> = s
+    let mut in_window: Vec<&GenAnswer> = s
         .answers
         .iter()
-        .filter(|(first, last, _)| *first >= window_start && *last <= window_end)
-        .map(|(_, _, r)| *r)
+        .filter(|a| a.first_ns >= window_start_ns && a.last_ns <= window_end_ns)
         .collect();
-    ratios.sort_by(|a, b| a.total_cmp(b));
+    in_window.sort_by(|a, b| a.rate.total_cmp(&b.rate));
+    let ratios: Vec<f64> = in_window.iter().map(|a| a.rate).collect();
     let min_rate = ratios.first().copied().unwrap_or(0.0);
     let p1_rate = ratios.get(ratios.len() / 100).copied().unwrap_or(0.0);
+    let stretch = Stretch::of(&in_window, &app_answers);
     let field = |name: &str| -> u64 {
         app_line
             .split_whitespace()
@@ -749,6 +892,7 @@ async fn run_one(
          in_app_p50_ms={:.3} p99_ms={:.3} max_ms={:.1} lag_n={} unstamped={} \
          out_p50_ms={:.3} out_p99_ms={:.3} out_max_ms={:.1} \
          min_answer_rate={min_rate:.3}x p1_answer_rate={p1_rate:.3}x answers={} failed={} \
+         {stretch} \
          app_cpu={app_cpu_pct:.0}%(cpu{app_cpu}) app_cpu_us_per_session_s={:.0} \
          app_csw_per_frame={csw_per_frame:.3} \
          core{app_cpu}_busy={busy_app:.0}% load_core_busy={busy_load:.0}%(cpus{load_cpus:?}) \
@@ -899,13 +1043,37 @@ impl AppProcess {
         Ok(())
     }
 
-    /// Ends the window; the app's `APP ...` line.
-    fn report(&mut self) -> anyhow::Result<String> {
+    /// Ends the window; the app's `APP ...` line and its answers by item id (its
+    /// `ITEM ...` lines).
+    fn report(&mut self) -> anyhow::Result<(String, std::collections::HashMap<String, AppAnswer>)> {
         self.command("report")?;
+        let mut answers = std::collections::HashMap::new();
         for line in self.lines.by_ref() {
             let line = line?;
             if line.starts_with("APP ") {
-                return Ok(line);
+                return Ok((line, answers));
+            }
+            if let Some(rest) = line.strip_prefix("ITEM ") {
+                let f: Vec<&str> = rest.splitn(5, ' ').collect();
+                let n = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+                if let (
+                    Some(audio_us),
+                    Some(first_ns),
+                    Some(last_ns),
+                    Some(last_dur_us),
+                    Some(id),
+                ) = (n(0), n(1), n(2), n(3), f.get(4))
+                {
+                    answers.insert(
+                        (*id).to_owned(),
+                        AppAnswer {
+                            audio_us,
+                            first_ns,
+                            last_ns,
+                            last_dur_us,
+                        },
+                    );
+                }
             }
         }
         bail!("the app exited without a report")
