@@ -448,6 +448,15 @@ pub fn page_client(nagle: bool) -> awc::Client {
         .finish()
 }
 
+/// The fields of the app's text messages the page acts on (the rest is skipped unparsed).
+#[derive(serde::Deserialize)]
+struct PageMsg<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    item_id: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// One simulated page's playback: what it received and has not played yet.
 #[derive(Default)]
 struct Playback {
@@ -478,6 +487,8 @@ struct GenAnswer {
     last_ns: u64,
     /// Audio duration / arrival span (the last frame's duration included).
     rate: f64,
+    /// Audio duration (microseconds).
+    audio_us: u64,
 }
 
 #[derive(Default)]
@@ -506,6 +517,7 @@ impl Arrival {
                     first_ns,
                     last_ns: self.last_ns,
                     rate: self.audio.as_secs_f64() / span.as_secs_f64(),
+                    audio_us: self.audio.as_micros() as u64,
                 });
             }
         }
@@ -550,6 +562,7 @@ async fn page(
     let mut current_item: Option<Rc<str>> = None;
     let mut ended = false;
     let mut opened = false;
+    let mut buf = bytes::BytesMut::with_capacity(FRAME * 2);
     loop {
         tokio::select! {
             t = ticker.tick() => {
@@ -561,19 +574,28 @@ async fn page(
                     if t.elapsed() > Duration::from_millis(20) { s.late_ticks += 1; }
                     s.frames_out += 1;
                 }
-                let mut frame = bytes::BytesMut::from(&pattern[(offset + k) % pattern.len()][..]);
-                stamp_frame(&mut frame, ((mono_ns().saturating_sub(t0_ns)) / 1000) as u32);
-                let frame = frame.freeze();
+                // The frame is built in the page's own buffer, whose memory is reused once
+                // the codec has copied (and masked) the previous frame: no allocation per
+                // frame.
+                buf.reserve(FRAME * 2);
+                buf.extend_from_slice(&pattern[(offset + k) % pattern.len()]);
+                stamp_frame(&mut buf, ((mono_ns().saturating_sub(t0_ns)) / 1000) as u32);
+                let frame = buf.split().freeze();
                 k += 1;
-                if ws.send(awc::ws::Message::Binary(frame)).await.is_err() {
+                // Play 20 ms; report like the page's worklet. The frame and the reports due
+                // with it leave in one write (`feed`, then one flush): one syscall per tick.
+                let msgs = play.tick(FRAME);
+                if ws.feed(awc::ws::Message::Binary(frame)).await.is_err() {
                     return fail("send".into());
                 }
-                // Play 20 ms; report like the page's worklet.
-                for msg in play.tick(FRAME) {
+                for msg in msgs {
                     stats.borrow_mut().played_reports += 1;
-                    if ws.send(awc::ws::Message::Text(msg.into())).await.is_err() {
+                    if ws.feed(awc::ws::Message::Text(msg.into())).await.is_err() {
                         return fail("send played".into());
                     }
+                }
+                if ws.flush().await.is_err() {
+                    return fail("send".into());
                 }
             }
             frame = ws.next() => match frame {
@@ -599,13 +621,14 @@ async fn page(
                         let late = mono_ns() as i64 - t0_ns as i64;
                         stats.borrow_mut().open_vs_t0_ms.push(late / 1_000_000);
                     }
-                    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&t) else { continue };
-                    match v["type"].as_str() {
+                    // Only the type and the item id are read (no JSON tree per message).
+                    let Ok(v) = serde_json::from_slice::<PageMsg>(&t) else { continue };
+                    match Some(&*v.kind) {
                         Some("audio") => {
-                            current_item = v["item_id"].as_str().map(Rc::from);
+                            current_item = v.item_id.as_deref().map(Rc::from);
                         }
                         Some("audio_done") => {
-                            if let Some(i) = v["item_id"].as_str() { play.done.push(Rc::from(i)); }
+                            if let Some(i) = v.item_id.as_deref() { play.done.push(Rc::from(i)); }
                             arrival.close(&mut stats.borrow_mut());
                         }
                         Some("interrupted") => {
@@ -614,7 +637,7 @@ async fn page(
                                 let _ = ws.send(awc::ws::Message::Text(msg.into())).await;
                             }
                         }
-                        Some("error") => { ended = true; fail(format!("error: {v}")); break; }
+                        Some("error") => { ended = true; fail(format!("error: {}", String::from_utf8_lossy(&t))); break; }
                         _ => {}
                     }
                 }
@@ -699,6 +722,13 @@ struct Stretch {
     slowest_app: f64,
     /// Page span minus app span per answer (ms): p50, p99, max.
     path_ms: (f64, f64, f64),
+    /// The slowest page answer's audio (ms) and how far its last frame arrived behind
+    /// real time (arrival span minus audio, ms).
+    slowest_audio_ms: f64,
+    slowest_behind_ms: f64,
+    /// The most any answer fell behind real time (ms), at the page and at the app.
+    max_behind_page_ms: f64,
+    max_behind_app_ms: f64,
 }
 
 impl Stretch {
@@ -706,10 +736,14 @@ impl Stretch {
         let rate = |a: &AppAnswer| {
             a.audio_us as f64 / ((a.last_ns - a.first_ns) as f64 / 1000.0 + a.last_dur_us as f64)
         };
+        let behind = |audio_us: u64, rate: f64| audio_us as f64 / 1000.0 * (1.0 / rate - 1.0);
         let mut app_rates = Vec::new();
         let mut path: Vec<f64> = Vec::new();
+        let (mut max_behind_page_ms, mut max_behind_app_ms) = (f64::NAN, f64::NAN);
         for g in page {
+            max_behind_page_ms = max_behind_page_ms.max(behind(g.audio_us, g.rate));
             if let Some(a) = app.get(&*g.item) {
+                max_behind_app_ms = max_behind_app_ms.max(behind(a.audio_us, rate(a)));
                 app_rates.push(rate(a));
                 let page_span = (g.last_ns - g.first_ns) as f64;
                 let app_span = (a.last_ns - a.first_ns) as f64;
@@ -737,6 +771,10 @@ impl Stretch {
                 at(&path, 0.99),
                 path.last().copied().unwrap_or(f64::NAN),
             ),
+            slowest_audio_ms: slowest.map_or(f64::NAN, |g| g.audio_us as f64 / 1000.0),
+            slowest_behind_ms: slowest.map_or(f64::NAN, |g| behind(g.audio_us, g.rate)),
+            max_behind_page_ms,
+            max_behind_app_ms,
         }
     }
 }
@@ -746,11 +784,16 @@ impl std::fmt::Display for Stretch {
         write!(
             f,
             "app_min_answer_rate={:.3}x app_p1_answer_rate={:.3}x slowest_answer={:.3}x@page/{:.3}x@app \
+             slowest_answer_audio_ms={:.0} behind_ms={:.1} max_behind_ms={:.1}@page/{:.1}@app \
              page_path_stretch_p50_ms={:.1} p99_ms={:.1} max_ms={:.1} matched={}",
             self.app_min,
             self.app_p1,
             self.slowest_page,
             self.slowest_app,
+            self.slowest_audio_ms,
+            self.slowest_behind_ms,
+            self.max_behind_page_ms,
+            self.max_behind_app_ms,
             self.path_ms.0,
             self.path_ms.1,
             self.path_ms.2,
