@@ -37,6 +37,9 @@
 # `scripts/bench.sh cascade` runs only the cascade benchmark and its AG2 side by side (~2 min).
 # `scripts/bench.sh barge-in` runs only the barge-in benchmarks (~3 min, needs PulseAudio).
 # `scripts/bench.sh capacity` runs only the capacity sweep (~15 min, see CAPACITY).
+# `scripts/bench.sh py` runs only the fixed-N side by side with the Python frameworks (~6 min):
+#   liveagent's scale run and PY_FRAMEWORKS at each N of PY_N, PY_SECS=20 s each, and a table
+#   of the per-session figures with the ratios.
 # `scripts/bench.sh mic` runs only the microphone path (~2 min, needs PulseAudio): callback ->
 #   socket with LAT_SESSIONS recorders, the same traced stage by stage (MicProbe), and the same
 #   with the input opened at the source's own format (24 kHz mono s16, 10 ms periods).
@@ -295,6 +298,50 @@ py_run() {
   kill "$spid" 2>/dev/null || true; wait "$spid" 2>/dev/null || true
   rm -f "$out"
 }
+
+# `scripts/bench.sh py`: the fixed-N side by side alone (issue 18 goal 3): for each N in
+# PY_N, liveagent's scale run and every framework of PY_FRAMEWORKS, PY_SECS measured seconds
+# each (default 20), each Python run killed after PY_SECS + 45 s. About 6 minutes with the
+# defaults (at most ~10), then a table of CPU and memory per session with the ratios.
+if [ "$ONLY" = py ]; then
+  PY_SECS=${PY_SECS:-20}
+  PY_TIMEOUT=${PY_TIMEOUT:-$((PY_SECS + 45))}
+  echo "== fixed-N side by side: liveagent and $PY_FRAMEWORKS, N in $PY_N, $PY_SECS s each"
+  setup_venv
+  for n in ${PY_N//,/ }; do
+    run timeout $((PY_SECS + 60)) "$BENCH" scale --sessions "$n" --secs "$PY_SECS" --arbiters "$SCALE_ARBITERS" || true
+    for fw in $PY_FRAMEWORKS; do
+      py_run "$fw" "$n" "$PY_SECS"
+    done
+  done
+  echo
+  echo "== summary"
+  grep '^RESULT' "$LOG" || true
+  echo
+  echo "== per session (client): CPU s/session-min, RSS KiB, anonymous RSS KiB; ratio = peer / liveagent"
+  grep -E '^RESULT (scale|python)' "$LOG" | awk '
+    function val(key,   i, a) { for (i = 1; i <= NF; i++) if (index($i, key "=") == 1) { split($i, a, "="); return a[2] + 0 } return -1 }
+    {
+      if ($2 == "scale") { fw = "liveagent"; n = $3 } else { fw = $3; n = $4 }
+      sub(/^N=/, "", n); sub(/:$/, "", n)
+      cpu = val("client_cpu_s/session-min"); rss = val("client_rss/session_KiB"); anon = val("client_anon/session_KiB")
+      rt = ($0 ~ /realtime=yes/) ? "yes" : "NO"
+      if (fw == "liveagent") { lc[n] = cpu; lr[n] = rss; la[n] = anon }
+      line[++k] = sprintf("%s|%s|%.3f|%d|%d|%s", n, fw, cpu, rss, anon, rt)
+    }
+    END {
+      printf "%-5s %-14s %9s %8s %8s %9s %8s %8s %s\n", "N", "framework", "cpu", "rss", "anon", "cpu x", "rss x", "anon x", "realtime"
+      for (i = 1; i <= k; i++) {
+        split(line[i], f, "|"); n = f[1]
+        cx = (lc[n] > 0) ? sprintf("%.1f", f[3] / lc[n]) : "-"
+        rx = (lr[n] > 0) ? sprintf("%.1f", f[4] / lr[n]) : "-"
+        ax = (la[n] > 0) ? sprintf("%.1f", f[5] / la[n]) : "-"
+        printf "%-5s %-14s %9s %8s %8s %9s %8s %8s %s\n", n, f[2], f[3], f[4], f[5], cx, rx, ax, f[6]
+      }
+    }'
+  rm -f "$LOG"
+  exit 0
+fi
 
 [ "$ONLY" = all ] && transport_bench
 

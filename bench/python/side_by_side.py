@@ -91,11 +91,13 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_bytes(pid: int | None) -> int:
+def rss_bytes(pid: int | None, field: str = "VmRSS:") -> int:
+    """A kB field of /proc/PID/status in bytes: VmRSS, or RssAnon (heap and other private
+    memory, without file-backed pages such as mapped code), as the Rust bench reports both."""
     path = f"/proc/{pid}/status" if pid else "/proc/self/status"
     try:
         for line in open(path):
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1]) * 1024
     except OSError:
         pass
@@ -145,8 +147,14 @@ class Session:
         self.first = self.last = self.audio = 0.0
 
 
+# Microphones are not in phase: like the Rust bench, session i sends in slot i % SLOTS, the
+# slots 1 ms apart (--slots; 1 puts every session in phase, as this harness did before).
+SLOTS = 20
+
+
 async def drive(send, sess: Session, pattern: list[bytes], phase: int, t0: float, stop_at: float) -> None:
     k = 0
+    t0 += (phase % SLOTS) * 0.001
     while True:
         scheduled = t0 + k * 0.02
         if scheduled >= stop_at:
@@ -318,7 +326,10 @@ async def main() -> None:
     ap.add_argument("--sessions", type=int, default=50)
     ap.add_argument("--secs", type=int, default=30)
     ap.add_argument("--server-pid", type=int)
+    ap.add_argument("--slots", type=int, default=20, help="1 ms send slots the sessions are spread over (1: all in phase)")
     a = ap.parse_args()
+    global SLOTS
+    SLOTS = max(1, a.slots)
     os.environ.setdefault("OPENAI_AGENTS_DISABLE_TRACING", "1")
     pattern = speech_pattern(3000)
     # Import the framework before the baseline, so that RSS/session counts sessions only.
@@ -347,6 +358,7 @@ async def main() -> None:
     await asyncio.sleep(0.2)
     server_rss0 = rss_bytes(a.server_pid)
     rss0 = rss_bytes(None)
+    anon0 = rss_bytes(None, "RssAnon:")
     loop = asyncio.get_running_loop()
     go: asyncio.Future = loop.create_future()
     sessions = [Session() for _ in range(a.sessions)]
@@ -382,6 +394,7 @@ async def main() -> None:
     c_cpu = cpu_seconds(None) - c0
     s_cpu = cpu_seconds(a.server_pid) - sc0
     rss = rss_bytes(None)
+    anon = rss_bytes(None, "RssAnon:")
     server_rss = rss_bytes(a.server_pid)
     for s in sessions:
         s.measuring = False
@@ -407,6 +420,7 @@ async def main() -> None:
         f"RESULT python {a.framework} N={n}: client_cpu_s/session-min={c_cpu / (n * mins):.3f} "
         f"server_cpu_s/session-min={s_cpu / (n * mins):.3f} client_cpu={100 * c_cpu / wall:.0f}% "
         f"server_cpu={100 * s_cpu / wall:.0f}% client_rss/session_KiB={(rss - rss0) / n / 1024:.0f} "
+        f"client_anon/session_KiB={(anon - anon0) / n / 1024:.0f} "
         f"server_rss/session_KiB={(server_rss - server_rss0) / n / 1024:.0f} "
         f"send_lag_p50_ms={1000 * pct(lags, 50):.2f} p99_ms={1000 * p99:.2f} "
         f"recv_to_app_p50_ms={1000 * pct(recv, 50):.3f} recv_to_app_p99_ms={1000 * pct(recv, 99):.3f} "

@@ -157,6 +157,20 @@ fn clock_ticks() -> f64 {
 
 /// Resident memory of a process in bytes, from /proc/PID/status (VmRSS).
 pub fn rss_bytes(pid: Option<u32>) -> u64 {
+    status_bytes(pid, "VmRSS:")
+}
+
+/// The anonymous part of the resident memory (`RssAnon` in `/proc/PID/status`): heap,
+/// stacks and other private memory, without the file-backed pages (the binary's code and
+/// data paged in on first use, shared with every process that maps the same file). The
+/// Python side by side reports the same field.
+pub fn rss_anon_bytes(pid: Option<u32>) -> u64 {
+    status_bytes(pid, "RssAnon:")
+}
+
+/// One `kB` field of `/proc/PID/status` (`/proc/self/status` for `None`), in bytes; 0 when
+/// it cannot be read.
+fn status_bytes(pid: Option<u32>, field: &str) -> u64 {
     let path = match pid {
         Some(p) => format!("/proc/{p}/status"),
         None => "/proc/self/status".into(),
@@ -165,7 +179,7 @@ pub fn rss_bytes(pid: Option<u32>) -> u64 {
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<u64>().ok())
         })

@@ -80,6 +80,12 @@ pub struct ScaleFigures {
     pub client_cpu_util: f64,
     pub server_cpu_util: f64,
     pub client_rss_per_session: f64,
+    /// The anonymous part of `client_rss_per_session` (`RssAnon`: heap, stacks; no code
+    /// pages): what each session costs beyond the one-time paging in of the program.
+    pub client_anon_per_session: f64,
+    /// File-backed resident memory the client gained over the run (`VmRSS - RssAnon`: the
+    /// binary's code paged in on first use), in total: a one-time cost, not per session.
+    pub client_file_growth: f64,
     pub server_rss_per_session: f64,
     pub send_lag_p50_ms: f64,
     pub send_lag_p99_ms: f64,
@@ -95,7 +101,7 @@ pub struct ScaleFigures {
 impl ScaleFigures {
     pub fn print(&self) {
         out(format!(
-            "RESULT scale N={} ({:.0} s measured): client_cpu_s/session-min={:.3} server_cpu_s/session-min={:.3} client_cpu={:.0}% server_cpu={:.0}% client_rss/session_KiB={:.0} server_rss/session_KiB={:.0} send_lag_p50_ms={:.2} p99_ms={:.2} max_ms={:.1} min_answer_rate={:.3}x p1_answer_rate={:.3}x answers={} silent_sessions={} failed_sessions={} realtime={} loadavg={}",
+            "RESULT scale N={} ({:.0} s measured): client_cpu_s/session-min={:.3} server_cpu_s/session-min={:.3} client_cpu={:.0}% server_cpu={:.0}% client_rss/session_KiB={:.0} client_anon/session_KiB={:.0} client_file_growth_KiB={:.0} server_rss/session_KiB={:.0} send_lag_p50_ms={:.2} p99_ms={:.2} max_ms={:.1} min_answer_rate={:.3}x p1_answer_rate={:.3}x answers={} silent_sessions={} failed_sessions={} realtime={} loadavg={}",
             self.sessions,
             self.secs,
             self.client_cpu_s_per_session_min,
@@ -103,6 +109,8 @@ impl ScaleFigures {
             self.client_cpu_util * 100.0,
             self.server_cpu_util * 100.0,
             self.client_rss_per_session / 1024.0,
+            self.client_anon_per_session / 1024.0,
+            self.client_file_growth / 1024.0,
             self.server_rss_per_session / 1024.0,
             self.send_lag_p50_ms,
             self.send_lag_p99_ms,
@@ -139,6 +147,7 @@ pub async fn run(
     tokio::time::sleep(Duration::from_millis(200)).await;
     let server_rss0 = common::rss_bytes(Some(server.pid()));
     let client_rss0 = common::rss_bytes(None);
+    let client_anon0 = common::rss_anon_bytes(None);
     let agent = common::agent(
         &server.openai_url,
         SessionOptions {
@@ -208,6 +217,7 @@ pub async fn run(
     let c_cpu = (common::cpu_time(None) - c_cpu0).as_secs_f64();
     let s_cpu = (common::cpu_time(Some(server.pid())) - s_cpu0).as_secs_f64();
     let client_rss = common::rss_bytes(None);
+    let client_anon = common::rss_anon_bytes(None);
     let server_rss = common::rss_bytes(Some(server.pid()));
     let _ = driver.await;
 
@@ -255,6 +265,9 @@ pub async fn run(
         client_cpu_util: c_cpu / wall,
         server_cpu_util: s_cpu / wall,
         client_rss_per_session: client_rss.saturating_sub(client_rss0) as f64 / n,
+        client_anon_per_session: client_anon.saturating_sub(client_anon0) as f64 / n,
+        client_file_growth: (client_rss.saturating_sub(client_anon) as f64)
+            - (client_rss0.saturating_sub(client_anon0) as f64),
         server_rss_per_session: server_rss.saturating_sub(server_rss0) as f64 / n,
         send_lag_p50_ms: p50 as f64 / 1000.0,
         send_lag_p99_ms: p99 as f64 / 1000.0,
