@@ -70,6 +70,139 @@ impl ServerProcess {
     }
 }
 
+impl ServerProcess {
+    /// The server's answer-rate histograms (`GET /debug/stats`): how fast it sent its
+    /// answers' audio, as paced and as written. `None` when the server does not answer.
+    pub async fn answer_rates(&self) -> Option<ServerRates> {
+        let url = self
+            .openai_url
+            .replacen("ws://", "http://", 1)
+            .trim_end_matches("/v1")
+            .to_owned()
+            + "/debug/stats";
+        let mut resp = awc::Client::default().get(&url).send().await.ok()?;
+        let v: serde_json::Value = resp.json().limit(4 << 20).await.ok()?;
+        Some(ServerRates {
+            paced: Rates::from_json(&v["answer_rate_paced"])?,
+            written: Rates::from_json(&v["answer_rate_written"])?,
+        })
+    }
+}
+
+/// The local server's own timing of its answers, as paced (when a session queued each
+/// audio delta) and as written (when its writer task handed it to the WebSocket): the
+/// same rate formula as the clients' (audio duration / span of the deltas + the last
+/// delta's duration), over completed answers of at least 400 ms. Set beside the client's
+/// figure it tells whether the server sent the answers late or the client read them late.
+#[derive(Clone, Debug, Default)]
+pub struct ServerRates {
+    pub paced: Rates,
+    pub written: Rates,
+}
+
+impl ServerRates {
+    /// The answers completed since `before` (a snapshot at the start of a window).
+    pub fn since(&self, before: &ServerRates) -> ServerRates {
+        ServerRates {
+            paced: self.paced.since(&before.paced),
+            written: self.written.since(&before.written),
+        }
+    }
+
+    /// `server_paced_min_rate=… p1=… below_0.98=…` and the same for `written`.
+    pub fn fields(&self) -> String {
+        format!(
+            "{} {}",
+            self.paced.fields("server_paced"),
+            self.written.fields("server_written")
+        )
+    }
+}
+
+/// One of the server's rate histograms (see `liveagent_server::AnswerRates`).
+#[derive(Clone, Debug, Default)]
+pub struct Rates {
+    pub answers: u64,
+    /// Exact for a histogram since the server's start; for a window, the lower bound of the
+    /// slowest answer's 0.005-wide bucket.
+    pub min_rate: f64,
+    pub buckets: Vec<u64>,
+}
+
+impl Rates {
+    fn from_json(v: &serde_json::Value) -> Option<Rates> {
+        Some(Rates {
+            answers: v["answers"].as_u64()?,
+            min_rate: v["min_rate"].as_f64()?,
+            buckets: v["buckets"]
+                .as_array()?
+                .iter()
+                .map(|b| b.as_u64().unwrap_or(0))
+                .collect(),
+        })
+    }
+
+    /// The lower bound of bucket `i` (0.800 + 0.005 (i − 1); 0 for the first).
+    fn floor(i: usize) -> f64 {
+        if i == 0 {
+            0.0
+        } else {
+            0.800 + 0.005 * (i - 1) as f64
+        }
+    }
+
+    fn since(&self, before: &Rates) -> Rates {
+        if before.answers == 0 {
+            return self.clone();
+        }
+        let buckets: Vec<u64> = self
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(i, b)| b.saturating_sub(before.buckets.get(i).copied().unwrap_or(0)))
+            .collect();
+        let min_rate = buckets
+            .iter()
+            .position(|b| *b > 0)
+            .map_or(0.0, Rates::floor)
+            .max(self.min_rate);
+        Rates {
+            answers: self.answers.saturating_sub(before.answers),
+            min_rate,
+            buckets,
+        }
+    }
+
+    /// The bucket floor under which 1 % of the answers fall (0.005 resolution).
+    pub fn p1(&self) -> f64 {
+        let target = self.answers.div_ceil(100).max(1);
+        let mut acc = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            acc += b;
+            if acc >= target {
+                return Rates::floor(i);
+            }
+        }
+        0.0
+    }
+
+    /// Answers below 0.98× real time (the benchmarks' criterion).
+    pub fn below_098(&self) -> u64 {
+        // Buckets from 1 cover [0.800 + 0.005 (i − 1), + 0.005): below 0.98 are i ≤ 36.
+        self.buckets.iter().take(37).sum()
+    }
+
+    fn fields(&self, name: &str) -> String {
+        format!(
+            "{name}_min_rate={:.3}x {name}_p1_rate={:.3}x {name}_below_0.98={} {name}_answers={}",
+            self.min_rate,
+            self.p1(),
+            self.below_098(),
+            self.answers
+        )
+    }
+}
+
 impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -96,12 +96,14 @@ pub struct ScaleFigures {
     pub sessions_without_answers: usize,
     pub sessions_failed: usize,
     pub realtime: bool,
+    /// The server's own timing of the same answers (since its start, like the client's).
+    pub server_rates: Option<common::ServerRates>,
 }
 
 impl ScaleFigures {
     pub fn print(&self) {
         out(format!(
-            "RESULT scale N={} ({:.0} s measured): client_cpu_s/session-min={:.3} server_cpu_s/session-min={:.3} client_cpu={:.0}% server_cpu={:.0}% client_rss/session_KiB={:.0} client_anon/session_KiB={:.0} client_file_growth_KiB={:.0} server_rss/session_KiB={:.0} send_lag_p50_ms={:.2} p99_ms={:.2} max_ms={:.1} min_answer_rate={:.3}x p1_answer_rate={:.3}x answers={} silent_sessions={} failed_sessions={} realtime={} loadavg={}",
+            "RESULT scale N={} ({:.0} s measured): client_cpu_s/session-min={:.3} server_cpu_s/session-min={:.3} client_cpu={:.0}% server_cpu={:.0}% client_rss/session_KiB={:.0} client_anon/session_KiB={:.0} client_file_growth_KiB={:.0} server_rss/session_KiB={:.0} send_lag_p50_ms={:.2} p99_ms={:.2} max_ms={:.1} min_answer_rate={:.3}x p1_answer_rate={:.3}x answers={} silent_sessions={} failed_sessions={} realtime={} {} loadavg={}",
             self.sessions,
             self.secs,
             self.client_cpu_s_per_session_min,
@@ -121,6 +123,9 @@ impl ScaleFigures {
             self.sessions_without_answers,
             self.sessions_failed,
             if self.realtime { "yes" } else { "NO" },
+            self.server_rates
+                .as_ref()
+                .map_or("server_rates=unavailable".to_owned(), |r| r.fields()),
             std::fs::read_to_string("/proc/loadavg")
                 .unwrap_or_default()
                 .split_whitespace()
@@ -220,6 +225,7 @@ pub async fn run(
     let client_anon = common::rss_anon_bytes(None);
     let server_rss = common::rss_bytes(Some(server.pid()));
     let _ = driver.await;
+    let server_rates = server.answer_rates().await;
 
     let mut lags = Vec::new();
     let mut failed = 0;
@@ -278,6 +284,7 @@ pub async fn run(
         sessions_without_answers: silent,
         sessions_failed: failed,
         realtime: p99 <= 20_000 && min_ratio >= 0.95 && silent == 0 && failed == 0,
+        server_rates,
     };
     for c in convs {
         c.stop().await;

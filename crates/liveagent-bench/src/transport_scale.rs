@@ -852,6 +852,7 @@ async fn run_one(
         }));
     }
     tokio::time::sleep_until(window_start.into()).await;
+    let rates0 = server.answer_rates().await;
     app.command("mark")?;
     let (g0, a0, s0) = (
         cpu_time(None),
@@ -874,6 +875,10 @@ async fn run_one(
     let j1 = cpu_jiffies();
     let (app_line, app_answers) = app.report()?;
     let window_end_ns = mono_ns();
+    let server_rates = match (server.answer_rates().await, rates0) {
+        (Some(r1), Some(r0)) => r1.since(&r0).fields(),
+        _ => "server_rates=unavailable".to_owned(),
+    };
     let (ticks, late) = {
         let s = stats.borrow();
         (s.ticks - ticks0, s.late_ticks - late0)
@@ -935,7 +940,7 @@ async fn run_one(
          in_app_p50_ms={:.3} p99_ms={:.3} max_ms={:.1} lag_n={} unstamped={} \
          out_p50_ms={:.3} out_p99_ms={:.3} out_max_ms={:.1} \
          min_answer_rate={min_rate:.3}x p1_answer_rate={p1_rate:.3}x answers={} failed={} \
-         {stretch} \
+         {stretch} {server_rates} \
          app_cpu={app_cpu_pct:.0}%(cpu{app_cpu}) app_cpu_us_per_session_s={:.0} \
          app_csw_per_frame={csw_per_frame:.3} \
          core{app_cpu}_busy={busy_app:.0}% load_core_busy={busy_load:.0}%(cpus{load_cpus:?}) \

@@ -24,6 +24,8 @@ use tokio::sync::mpsc;
 
 use crate::record::Direction;
 use crate::server::Shared;
+use crate::stats::AnswerClock;
+use std::time::Instant;
 
 /// Bytes a pong costs in the backlog besides its payload (frame header).
 const PONG_OVERHEAD: usize = 2;
@@ -36,7 +38,10 @@ pub(crate) enum End {
 }
 
 enum Cmd {
-    Text(String),
+    /// A text frame, and the microseconds of answer audio it carries (0 for other frames).
+    Text(String, u32),
+    /// The answer whose audio deltas were timed ended (completed or not).
+    AnswerEnd(bool),
     Pong(Bytes),
     Close(u16, String),
     Drop,
@@ -52,6 +57,10 @@ pub(crate) struct Conn {
     sock: Option<Arc<std::net::TcpStream>>,
     /// Frames sent so far on this connection.
     pub sent: u64,
+    /// Audio (µs) of the next text frame, set by [`Conn::mark_audio`].
+    next_audio_us: u32,
+    /// The current answer's audio deltas, timed as they are queued.
+    paced: AnswerClock,
 }
 
 async fn writer(
@@ -59,17 +68,23 @@ async fn writer(
     mut rx: mpsc::UnboundedReceiver<Cmd>,
     open: Arc<AtomicBool>,
     queued: Arc<AtomicUsize>,
+    shared: Arc<Shared>,
 ) {
+    let mut written = AnswerClock::default();
     while let Some(cmd) = rx.recv().await {
         match cmd {
-            Cmd::Text(text) => {
+            Cmd::Text(text, audio_us) => {
                 let n = text.len();
                 let r = session.text(text).await;
                 queued.fetch_sub(n, Ordering::Relaxed);
                 if r.is_err() {
                     break;
                 }
+                if audio_us > 0 {
+                    written.delta(Instant::now(), audio_us as u64);
+                }
             }
+            Cmd::AnswerEnd(completed) => written.end(completed, &shared.stats.answer_rate_written),
             Cmd::Pong(p) => {
                 let r = session.pong(&p).await;
                 queued.fetch_sub(p.len() + PONG_OVERHEAD, Ordering::Relaxed);
@@ -103,7 +118,13 @@ impl Conn {
         let (tx, rx) = mpsc::unbounded_channel();
         let open = Arc::new(AtomicBool::new(true));
         let queued = Arc::new(AtomicUsize::new(0));
-        let writer = actix_rt::spawn(writer(session, rx, open.clone(), queued.clone()));
+        let writer = actix_rt::spawn(writer(
+            session,
+            rx,
+            open.clone(),
+            queued.clone(),
+            shared.clone(),
+        ));
         Conn {
             tx: Some(tx),
             open,
@@ -112,6 +133,8 @@ impl Conn {
             shared,
             sock,
             sent: 0,
+            next_audio_us: 0,
+            paced: AnswerClock::default(),
         }
     }
 
@@ -187,7 +210,27 @@ impl Conn {
             .fetch_add(text.len() as u64, Ordering::Relaxed);
         self.sent += 1;
         self.enqueue_bytes(text.len())?;
-        self.push(Cmd::Text(text))
+        let audio_us = std::mem::take(&mut self.next_audio_us);
+        if audio_us > 0 {
+            self.paced.delta(Instant::now(), audio_us as u64);
+        }
+        self.push(Cmd::Text(text, audio_us))
+    }
+
+    /// Says that the next text frame carries `samples` of answer audio at `rate`: the
+    /// answer-rate figures time it (`answer_rate_paced`/`_written` in `/debug/stats`).
+    pub fn mark_audio(&mut self, samples: usize, rate: u32) {
+        self.next_audio_us = (samples as u64 * 1_000_000 / rate.max(1) as u64) as u32;
+    }
+
+    /// Ends the timed answer: a `completed` one (played to its end) is recorded.
+    pub fn answer_end(&mut self, completed: bool) {
+        self.next_audio_us = 0;
+        self.paced
+            .end(completed, &self.shared.stats.answer_rate_paced);
+        if self.is_open() {
+            let _ = self.push(Cmd::AnswerEnd(completed));
+        }
     }
 
     /// Serializes and queues one JSON frame.

@@ -63,7 +63,7 @@ pub use brain::{Brain, Scenario, ScenarioError, Step};
 pub use heap::HeapStats;
 pub use items::{ItemInfo, ProtocolKind, Role, SessionInfo};
 pub use server::LocalServer;
-pub use stats::StatsSnapshot;
+pub use stats::{AnswerRates, StatsSnapshot};
 pub use vad::VadConfig;
 
 /// How response audio is paced.

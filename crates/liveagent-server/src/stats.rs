@@ -1,6 +1,7 @@
 //! Server-wide counters, used by the load benchmark and `GET /debug/stats`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use serde::Serialize;
 
@@ -35,6 +36,104 @@ pub(crate) struct Stats {
     pub refused: AtomicU64,
     /// Sessions closed for being idle.
     pub idle_closed: AtomicU64,
+    /// Answer rates as paced: each delta timed when the session hands it to its connection.
+    pub answer_rate_paced: RateHist,
+    /// Answer rates as written: each delta timed when the connection's writer task has
+    /// handed it to the WebSocket (after the queue between the session and the writer).
+    pub answer_rate_written: RateHist,
+}
+
+/// Answers shorter than this are not timed (the clients' criterion: `liveagent-bench scale`
+/// and `transport-scale` time answers of at least 400 ms).
+const MIN_TIMED_ANSWER_US: u64 = 400_000;
+
+/// Rate histogram layout: bucket 0 is below [`RATE_LO_PM`] ‰ of real time, then steps of
+/// [`RATE_STEP_PM`] ‰, the last bucket at or above `RATE_LO_PM + RATE_STEPS * RATE_STEP_PM`.
+pub(crate) const RATE_LO_PM: u64 = 800;
+/// Width of one rate bucket, in ‰ of real time.
+pub(crate) const RATE_STEP_PM: u64 = 5;
+/// Buckets between the open-ended first and last ones (0.800× to 1.100×).
+pub(crate) const RATE_STEPS: usize = 60;
+
+/// How fast completed answers went out: audio duration / (last delta − first delta + the
+/// last delta's duration), the same formula the benchmarks' clients apply to arrivals.
+#[derive(Debug)]
+pub(crate) struct RateHist {
+    answers: AtomicU64,
+    /// Slowest rate seen, in ppm (`u64::MAX` before the first).
+    min_ppm: AtomicU64,
+    buckets: [AtomicU64; RATE_STEPS + 2],
+}
+
+impl Default for RateHist {
+    fn default() -> Self {
+        RateHist {
+            answers: AtomicU64::new(0),
+            min_ppm: AtomicU64::new(u64::MAX),
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl RateHist {
+    fn record(&self, audio_us: u64, span_us: u64) {
+        let ppm = audio_us.saturating_mul(1_000_000) / span_us.max(1);
+        self.answers.fetch_add(1, Ordering::Relaxed);
+        self.min_ppm.fetch_min(ppm, Ordering::Relaxed);
+        let pm = ppm / 1000;
+        let idx = if pm < RATE_LO_PM {
+            0
+        } else {
+            (((pm - RATE_LO_PM) / RATE_STEP_PM) as usize + 1).min(RATE_STEPS + 1)
+        };
+        self.buckets[idx].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> AnswerRates {
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let min = l(&self.min_ppm);
+        AnswerRates {
+            answers: l(&self.answers),
+            min_rate: if min == u64::MAX {
+                0.0
+            } else {
+                min as f64 / 1e6
+            },
+            buckets: self.buckets.iter().map(l).collect(),
+        }
+    }
+}
+
+/// Times one answer's audio deltas at one point of the server's sending path; plain data,
+/// kept by the connection (no allocation, one clock reading per delta).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct AnswerClock {
+    first: Option<Instant>,
+    last: Option<Instant>,
+    last_dur_us: u64,
+    audio_us: u64,
+}
+
+impl AnswerClock {
+    /// A delta of `dur_us` of audio went out at `at`.
+    pub fn delta(&mut self, at: Instant, dur_us: u64) {
+        self.first.get_or_insert(at);
+        self.last = Some(at);
+        self.last_dur_us = dur_us;
+        self.audio_us += dur_us;
+    }
+
+    /// The answer ended: a completed one of at least 400 ms is recorded in `hist`; the clock
+    /// starts again either way.
+    pub fn end(&mut self, completed: bool, hist: &RateHist) {
+        if let (true, Some(first), Some(last)) = (completed, self.first, self.last) {
+            if self.audio_us >= MIN_TIMED_ANSWER_US {
+                let span = last.duration_since(first).as_micros() as u64 + self.last_dur_us;
+                hist.record(self.audio_us, span);
+            }
+        }
+        *self = AnswerClock::default();
+    }
 }
 
 impl Stats {
@@ -97,6 +196,8 @@ impl Stats {
             tcp_accepted: l(&self.tcp_accepted),
             refused: l(&self.refused),
             idle_closed: l(&self.idle_closed),
+            answer_rate_paced: self.answer_rate_paced.snapshot(),
+            answer_rate_written: self.answer_rate_written.snapshot(),
             sessions_kept_closed: 0,
             resumable_states: 0,
             resumable_bytes: 0,
@@ -153,6 +254,13 @@ pub struct StatsSnapshot {
     pub refused: u64,
     /// Sessions closed for being idle.
     pub idle_closed: u64,
+    /// Completed answers (≥ 400 ms of audio) timed when the session handed each audio delta
+    /// to its connection: how well the pacing kept its schedule.
+    pub answer_rate_paced: AnswerRates,
+    /// The same answers timed when the connection's writer task handed each delta to the
+    /// WebSocket: adds the queue between session and writer (the socket write itself
+    /// follows in the HTTP dispatcher, on the same thread).
+    pub answer_rate_written: AnswerRates,
     /// Closed sessions whose snapshots are kept.
     pub sessions_kept_closed: u64,
     /// Gemini resumable states held.
@@ -164,4 +272,66 @@ pub struct StatsSnapshot {
     /// User turns answered so far per scenario (the key of
     /// [`crate::ServerConfig::scenarios`]; `""` for the server's default brain).
     pub scenario_turns: std::collections::BTreeMap<String, u32>,
+}
+
+/// A histogram of completed answers' rates (audio duration / emission span; 1.0 = real time).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct AnswerRates {
+    /// Answers timed.
+    pub answers: u64,
+    /// The slowest answer's rate (0 before the first).
+    pub min_rate: f64,
+    /// Answer counts: `[0]` below 0.800×, `[i]` for `i` in 1..=60 from
+    /// `0.800 + 0.005 (i − 1)` up to `+ 0.005`, `[61]` at or above 1.100×.
+    pub buckets: Vec<u64>,
+}
+
+impl AnswerRates {
+    /// The lower bound of bucket `i`'s rates (0 for the first).
+    pub fn bucket_floor(i: usize) -> f64 {
+        if i == 0 {
+            0.0
+        } else {
+            (RATE_LO_PM + RATE_STEP_PM * (i as u64 - 1)) as f64 / 1000.0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn an_answer_rate_is_audio_over_its_span() {
+        let hist = RateHist::default();
+        let mut clock = AnswerClock::default();
+        let t0 = Instant::now();
+        // 25 deltas of 40 ms (1 s of audio) sent 42 ms apart: the span is 24 × 42 + 40 ms.
+        for i in 0..25 {
+            clock.delta(t0 + Duration::from_millis(42 * i), 40_000);
+        }
+        clock.end(true, &hist);
+        let s = hist.snapshot();
+        assert_eq!(s.answers, 1);
+        let want = 1000.0 / (24.0 * 42.0 + 40.0);
+        assert!((s.min_rate - want).abs() < 1e-6, "{}", s.min_rate);
+        // 0.954: the bucket from 0.950 to 0.955.
+        let i = s.buckets.iter().position(|b| *b == 1).unwrap();
+        assert_eq!(AnswerRates::bucket_floor(i), 0.95);
+        // Cut short, or shorter than 400 ms: not counted; the clock starts again.
+        clock.delta(t0, 40_000);
+        clock.delta(t0 + Duration::from_secs(1), 400_000);
+        clock.end(false, &hist);
+        clock.delta(t0, 390_000);
+        clock.end(true, &hist);
+        // Far faster than real time (two 250 ms deltas at once: 2×) lands in the last bucket.
+        clock.delta(t0, 250_000);
+        clock.delta(t0, 250_000);
+        clock.end(true, &hist);
+        let s = hist.snapshot();
+        assert_eq!(s.answers, 2);
+        assert_eq!(s.buckets[RATE_STEPS + 1], 1);
+        assert!((s.min_rate - want).abs() < 1e-6);
+    }
 }

@@ -77,6 +77,7 @@ impl OaSession {
                     run.out_audio_samples += end - from;
                     let late = now.saturating_duration_since(run.next_at);
                     self.shared.stats.chunk_sent(late.as_micros() as u64);
+                    self.conn.mark_audio(end - from, INTERNAL_RATE);
                     self.with_run(
                         run,
                         ServerEvent::AudioDelta {
@@ -170,6 +171,7 @@ impl OaSession {
         else {
             return Ok(());
         };
+        self.conn.answer_end(!cancelled);
         let rid = run.id.clone();
         let status = if cancelled { "incomplete" } else { "completed" };
         let full: String = text.iter().collect();
