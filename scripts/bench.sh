@@ -191,14 +191,18 @@ fi
 # Microphone callback -> socket (docs/performance-audio.md#mic-path): the headline run, then
 # the same with every chunk traced stage by stage (the probe adds a mutex per stage).
 mic_bench() {
-  echo "== added latency, SoundDeviceRecorder (PulseAudio mic.monitor -> cpal) through a session"
+  echo "== added latency, SoundDeviceRecorder (PulseAudio mic.monitor -> cpal) through a session,"
+  echo "   default settings (the input opens in the session's format: 24 kHz mono s16, 10 ms asked)"
   run "$BENCH" latency-in --sessions "$LAT_SESSIONS" --secs "$LAT_SECS" || true
   echo "== the same, traced stage by stage"
   run "$BENCH" latency-in --sessions "$LAT_SESSIONS" --secs "$LAT_SECS" --stages || true
-  echo "== the same with the input opened at the source's own format (24 kHz mono s16, 10 ms periods):"
-  echo "   no busy poll in cpal's ALSA loop (docs/performance-audio.md#4)"
+  echo "== the same with 360-frame periods asked (PulseAudio's plugin opens 240: exactly 10 ms)"
   run "$BENCH" latency-in --sessions "$LAT_SESSIONS" --secs "$LAT_SECS" \
-    --device-rate 24000 --device-buffer-frames 360 || true
+    --device-buffer-frames 360 || true
+  echo "== the same with the input at the device's default configuration (48 kHz stereo f32,"
+  echo "   the former default: cpal's ALSA loop busy-polls, docs/performance-audio.md#4)"
+  run "$BENCH" latency-in --sessions "$LAT_SESSIONS" --secs "$LAT_SECS" \
+    --device-default-config || true
 }
 
 if [ "$ONLY" = mic ]; then

@@ -259,11 +259,52 @@ pub(crate) fn is_supported_format(f: SampleFormat) -> bool {
     )
 }
 
+/// How long dropping an audio thread waits for it to close its stream before leaving it
+/// behind. Closing a healthy stream takes milliseconds; a thread still busy after this is
+/// stuck in the driver or sound-server library (see [`close_audio_thread`]).
+pub(crate) const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Waits up to `wait` for an audio thread to finish closing its stream (`done` disconnects
+/// when the thread ends), then joins it; a thread still running then is detached and logged,
+/// never waited for.
+///
+/// This is what keeps a lost device from hanging the actor (and every actor on its
+/// arbiter): on PulseAudio's ALSA plugin a dying sound server can deadlock libpulse's
+/// threaded main loop against cpal's capture thread (the capture thread waits for the main
+/// loop's lock inside `snd_pcm_poll_descriptors_revents`; the main loop thread, holding it
+/// while it tears the dead connection down, waits in `pa_memimport_free` for a shared-memory
+/// block that is still acquired). cpal's error callback then never fires and its
+/// `Stream::drop` joins that capture thread forever. Such a thread (and the stream it owns)
+/// can only be left behind; it costs a few stuck threads until the process exits.
+pub(crate) fn close_audio_thread(
+    what: &str,
+    join: JoinHandle<()>,
+    done: &mpsc::Receiver<()>,
+    wait: std::time::Duration,
+) {
+    match done.recv_timeout(wait) {
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            tracing::warn!(
+                thread = what,
+                waited_ms = wait.as_millis() as u64,
+                "the audio thread did not close its stream (driver or sound server stuck); leaving it behind"
+            );
+        }
+        _ => {
+            let _ = join.join();
+        }
+    }
+}
+
 /// Owns a cpal stream on a dedicated thread (streams are not `Send` on every platform);
-/// dropping it stops and closes the stream.
+/// dropping it stops and closes the stream, waiting at most [`CLOSE_WAIT`] for that (see
+/// [`close_audio_thread`]); [`abandon`](Self::abandon) does not wait at all.
 pub(crate) struct StreamThread {
+    name: String,
     stop: Option<mpsc::Sender<()>>,
     join: Option<JoinHandle<()>>,
+    done: mpsc::Receiver<()>,
+    wait: std::time::Duration,
 }
 
 impl StreamThread {
@@ -275,39 +316,53 @@ impl StreamThread {
     {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
         let join = std::thread::Builder::new()
             .name(name.to_owned())
-            .spawn(move || match open() {
-                Ok((stream, info)) => {
-                    let _ = ready_tx.send(Ok(info));
-                    // Until told to stop (or the owner is dropped).
-                    let _ = stop_rx.recv();
-                    drop(stream);
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
+            .spawn(move || {
+                // Disconnects `done` when this thread ends, however it ends.
+                let _done = done_tx;
+                match open() {
+                    Ok((stream, info)) => {
+                        let _ = ready_tx.send(Ok(info));
+                        // Until told to stop (or the owner is dropped).
+                        let _ = stop_rx.recv();
+                        drop(stream);
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
                 }
             })
             .map_err(|e| audio_err(format!("cannot start the audio thread: {e}")))?;
         match ready_rx.recv() {
             Ok(Ok(info)) => Ok((
                 StreamThread {
+                    name: name.to_owned(),
                     stop: Some(stop_tx),
                     join: Some(join),
+                    done: done_rx,
+                    wait: CLOSE_WAIT,
                 },
                 info,
             )),
             Ok(Err(e)) => {
-                let _ = join.join();
+                close_audio_thread(name, join, &done_rx, CLOSE_WAIT);
                 Err(e)
             }
             Err(_) => {
-                let _ = join.join();
+                close_audio_thread(name, join, &done_rx, CLOSE_WAIT);
                 Err(audio_err(
                     "the audio thread panicked while opening the device",
                 ))
             }
         }
+    }
+
+    /// Tells the thread to close the stream without waiting for it: for a stream whose
+    /// device stopped delivering (its thread may be stuck for good).
+    pub(crate) fn abandon(mut self) {
+        self.wait = std::time::Duration::ZERO;
     }
 }
 
@@ -315,7 +370,7 @@ impl Drop for StreamThread {
     fn drop(&mut self) {
         drop(self.stop.take());
         if let Some(join) = self.join.take() {
-            let _ = join.join();
+            close_audio_thread(&self.name, join, &self.done, self.wait);
         }
     }
 }
@@ -373,8 +428,10 @@ pub(crate) fn classify(e: &cpal::Error) -> Severity {
     }
 }
 
-/// Escalates non-fatal device errors to a fatal one when the stream stops making progress
-/// (its callback is no longer called) for [`Watchdog::STALL`].
+/// Turns a stream that stops making progress (its callback is no longer called) into a
+/// fatal error: after [`Watchdog::STALL`] when the device reported errors before, and after
+/// [`Watchdog::SILENT_STALL`] when it reported nothing (a device or sound server that went
+/// away without the host noticing, see [`close_audio_thread`]).
 #[derive(Debug)]
 pub(crate) struct Watchdog {
     trouble: Option<LiveError>,
@@ -385,6 +442,10 @@ pub(crate) struct Watchdog {
 
 impl Watchdog {
     pub(crate) const STALL: std::time::Duration = std::time::Duration::from_secs(3);
+    /// No callback for this long without any error: the device is gone all the same. Long
+    /// enough that no running stream (periods are milliseconds to ~100 ms, a loaded machine
+    /// delays a callback by well under a second) trips it.
+    pub(crate) const SILENT_STALL: std::time::Duration = std::time::Duration::from_secs(4);
 
     pub(crate) fn new() -> Self {
         Watchdog {
@@ -408,23 +469,107 @@ impl Watchdog {
     }
 
     /// Feeds the stream's progress counter; returns the fatal error once the stream has
-    /// stalled after errors.
-    pub(crate) fn check(&mut self, progress: u64, now: std::time::Instant) -> Option<LiveError> {
+    /// stalled (after errors, or silently for longer). `direction`: "input" or "output".
+    pub(crate) fn check(
+        &mut self,
+        progress: u64,
+        now: std::time::Instant,
+        direction: &str,
+    ) -> Option<LiveError> {
         if progress != self.progress {
             self.progress = progress;
             self.progress_at = now;
             return None;
         }
-        if now.saturating_duration_since(self.progress_at) < Self::STALL {
+        let stalled = now.saturating_duration_since(self.progress_at);
+        if stalled < Self::STALL {
             return None;
         }
-        self.trouble.take().map(|e| {
+        if let Some(e) = self.trouble.take() {
+            return Some(
+                audio_err(format!(
+                    "the audio device stopped working ({}; no audio for {} s)",
+                    e.message,
+                    Self::STALL.as_secs()
+                ))
+                .with_code(e.code.unwrap_or_else(|| "stalled".into())),
+            );
+        }
+        (stalled >= Self::SILENT_STALL).then(|| {
             audio_err(format!(
-                "the audio device stopped working ({}; no audio for {} s)",
-                e.message,
-                Self::STALL.as_secs()
+                "the audio {direction} stopped: no audio from the device for {} s and no error \
+                 from the driver (device unplugged, or the sound server went away)",
+                Self::SILENT_STALL.as_secs()
             ))
-            .with_code(e.code.unwrap_or_else(|| "stalled".into()))
+            .with_code("stalled")
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn watchdog_escalates_a_silent_stall() {
+        let t0 = Instant::now();
+        let mut w = Watchdog::new();
+        assert!(w.check(1, t0, "input").is_none());
+        // Progress resets the clock.
+        assert!(w.check(2, t0 + Duration::from_secs(1), "input").is_none());
+        // No progress and no error: quiet until SILENT_STALL has passed.
+        let at = t0 + Duration::from_secs(1) + Watchdog::STALL;
+        assert!(w.check(2, at, "input").is_none());
+        let at = t0 + Duration::from_secs(1) + Watchdog::SILENT_STALL;
+        let err = w.check(2, at, "input").expect("a silent stall is fatal");
+        assert_eq!(err.kind, ErrorKind::Audio);
+        assert_eq!(err.code.as_deref(), Some("stalled"));
+        assert!(
+            err.message.contains("audio input stopped"),
+            "{}",
+            err.message
+        );
+    }
+
+    #[test]
+    fn watchdog_escalates_errors_sooner() {
+        let t0 = Instant::now();
+        let mut w = Watchdog::new();
+        assert!(w.check(5, t0, "output").is_none());
+        assert!(w.on_trouble(audio_err("I/O error").with_code("BackendSpecific"), t0));
+        // Errors within 5 s are noted but not published again.
+        assert!(!w.on_trouble(audio_err("I/O error"), t0 + Duration::from_secs(1)));
+        let err = w
+            .check(5, t0 + Watchdog::STALL, "output")
+            .expect("a stall after errors is fatal");
+        assert!(err.message.contains("I/O error"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_stuck_audio_thread_is_left_behind() {
+        // A thread that never ends (as one stuck in a deadlocked sound-server library).
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let join = std::thread::spawn(move || {
+            let _done = done_tx;
+            let _ = release_rx.recv();
+        });
+        let (returned_tx, returned_rx) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            close_audio_thread("test", join, &done_rx, Duration::from_millis(10));
+            let _ = returned_tx.send(());
+        });
+        // Returns without joining (the bound only keeps a broken version from hanging).
+        let returned = returned_rx.recv_timeout(Duration::from_secs(30));
+        release_tx.send(()).unwrap();
+        assert!(
+            returned.is_ok(),
+            "close_audio_thread waited for a stuck thread"
+        );
+        // A finished thread is joined.
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        let join = std::thread::spawn(move || drop(done_tx));
+        close_audio_thread("test", join, &done_rx, Duration::from_secs(5));
     }
 }

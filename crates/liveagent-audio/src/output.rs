@@ -24,8 +24,8 @@ use liveagent_core::LiveError;
 use crate::convert::upmix_from_mono;
 use crate::devbuf::{BufferPlan, DeviceBuffer};
 use crate::device::{
-    audio_err, cpal_err, find_device, resolve_config, stream_error_callback, DeviceConfig,
-    OpenedDevice,
+    audio_err, close_audio_thread, cpal_err, find_device, resolve_config, stream_error_callback,
+    DeviceConfig, OpenedDevice, CLOSE_WAIT,
 };
 use crate::playback::{PlaybackQueue, QueueOptions, Renderer, Shared};
 use crate::player::SoundDevicePlayer;
@@ -73,10 +73,13 @@ pub(crate) struct Opened {
 }
 
 /// Owns the output stream on a dedicated thread (streams are not `Send` on every platform);
-/// dropping it stops and closes the stream.
+/// dropping it stops and closes the stream, waiting at most [`CLOSE_WAIT`] for that (see
+/// [`close_audio_thread`]); [`abandon`](Self::abandon) does not wait at all.
 pub(crate) struct OutputThread {
     commands: Option<mpsc::Sender<OutputCommand>>,
     join: Option<JoinHandle<()>>,
+    done: mpsc::Receiver<()>,
+    wait: Duration,
 }
 
 impl OutputThread {
@@ -88,26 +91,13 @@ impl OutputThread {
     ) -> Result<(OutputThread, Opened), LiveError> {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (cmd_tx, cmd_rx) = mpsc::channel::<OutputCommand>();
+        let (done_tx, done_rx) = mpsc::channel::<()>();
         let join = std::thread::Builder::new()
             .name("liveagent-player".into())
-            .spawn(move || match open(setup, addr.clone()) {
-                Ok((mut out, opened)) => {
-                    let _ = ready_tx.send(Ok(opened));
-                    // Until the player goes away (its sender is dropped).
-                    while let Ok(cmd) = cmd_rx.recv() {
-                        match cmd {
-                            OutputCommand::Resize(frames) => {
-                                if !out.resize(frames, &addr) {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    drop(out);
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                }
+            .spawn(move || {
+                // Disconnects `done` when this thread ends, however it ends.
+                let _done = done_tx;
+                play(setup, addr, ready_tx, cmd_rx)
             })
             .map_err(|e| audio_err(format!("cannot start the audio thread: {e}")))?;
         match ready_rx.recv() {
@@ -115,15 +105,17 @@ impl OutputThread {
                 OutputThread {
                     commands: Some(cmd_tx),
                     join: Some(join),
+                    done: done_rx,
+                    wait: CLOSE_WAIT,
                 },
                 opened,
             )),
             Ok(Err(e)) => {
-                let _ = join.join();
+                close_audio_thread("liveagent-player", join, &done_rx, CLOSE_WAIT);
                 Err(e)
             }
             Err(_) => {
-                let _ = join.join();
+                close_audio_thread("liveagent-player", join, &done_rx, CLOSE_WAIT);
                 Err(audio_err(
                     "the audio thread panicked while opening the device",
                 ))
@@ -137,11 +129,47 @@ impl OutputThread {
     }
 }
 
+impl OutputThread {
+    /// Tells the thread to close the stream without waiting for it: for a stream whose
+    /// device stopped playing (its thread may be stuck for good).
+    pub(crate) fn abandon(mut self) {
+        self.wait = Duration::ZERO;
+    }
+}
+
 impl Drop for OutputThread {
     fn drop(&mut self) {
         drop(self.commands.take());
         if let Some(join) = self.join.take() {
-            let _ = join.join();
+            close_audio_thread("liveagent-player", join, &self.done, self.wait);
+        }
+    }
+}
+
+/// The output thread's body: opens the device, reports it on `ready`, then serves resize
+/// commands until the player goes away (drops its sender).
+fn play(
+    setup: OutputSetup,
+    addr: Addr<SoundDevicePlayer>,
+    ready: mpsc::Sender<Result<Opened, LiveError>>,
+    commands: mpsc::Receiver<OutputCommand>,
+) {
+    match open(setup, addr.clone()) {
+        Ok((mut out, opened)) => {
+            let _ = ready.send(Ok(opened));
+            while let Ok(cmd) = commands.recv() {
+                match cmd {
+                    OutputCommand::Resize(frames) => {
+                        if !out.resize(frames, &addr) {
+                            break;
+                        }
+                    }
+                }
+            }
+            drop(out);
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
         }
     }
 }

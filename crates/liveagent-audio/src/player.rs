@@ -431,9 +431,16 @@ impl SoundDevicePlayer {
             .shared
             .renders
             .load(std::sync::atomic::Ordering::Relaxed);
-        if let Some(err) = self.watchdog.check(progress, std::time::Instant::now()) {
+        if let Some(err) = self
+            .watchdog
+            .check(progress, std::time::Instant::now(), "output")
+        {
             tracing::error!(error = %err, "audio output stalled");
             self.context.publish(ErrorEvent::fatal("player", err));
+            // Its thread may be stuck in the driver for good: do not wait for it.
+            if let Some(stream) = self.stream.take() {
+                stream.abandon();
+            }
             ctx.stop();
         }
     }

@@ -77,6 +77,7 @@ pub struct SoundDeviceRecorderBuilder {
     dev_format: Option<SampleFormat>,
     own_arbiter: bool,
     buffer_frames: Option<u32>,
+    device_default: bool,
 }
 
 impl SoundDeviceRecorderBuilder {
@@ -130,28 +131,40 @@ impl SoundDeviceRecorderBuilder {
         self
     }
 
-    /// Opens the device at this rate instead of its default.
+    /// Opens the device at this rate (default: the publish rate when the device supports
+    /// it, see [`SoundDeviceRecorder`]).
     pub fn device_sample_rate(mut self, rate: u32) -> Self {
         self.dev_rate = Some(rate);
         self
     }
 
-    /// Opens the device with this many channels instead of its default (they are averaged).
+    /// Opens the device with this many channels (averaged to mono; default: 1 when the
+    /// device supports it).
     pub fn device_channels(mut self, channels: u16) -> Self {
         self.dev_channels = Some(channels);
         self
     }
 
     /// Asks the device for periods of this many frames (its callback then runs once per
-    /// period) instead of the host's default.
+    /// period; default: 10 ms at the device rate when the device supports it, else the
+    /// host's default).
     pub fn device_buffer_frames(mut self, frames: u32) -> Self {
         self.buffer_frames = Some(frames.max(16));
         self
     }
 
-    /// Opens the device with this sample format instead of its default.
+    /// Opens the device with this sample format (default: 16-bit when the device supports
+    /// it).
     pub fn device_format(mut self, format: SampleFormat) -> Self {
         self.dev_format = Some(format);
+        self
+    }
+
+    /// Opens the device in its own default configuration (cpal's
+    /// `default_input_config`, e.g. 48 kHz stereo f32, and the host's default period)
+    /// instead of the session's format; the `device_*` settings still override it.
+    pub fn device_default_config(mut self) -> Self {
+        self.device_default = true;
         self
     }
 
@@ -192,51 +205,51 @@ impl SoundDeviceRecorderBuilder {
         let ctx: Context<SoundDeviceRecorder> = Context::new();
         let addr = ctx.address();
         let counters = Arc::new(Counters::default());
-        let (dev_name, r, ch, f) = (
-            self.device.clone(),
-            self.dev_rate,
-            self.dev_channels,
-            self.dev_format,
-        );
+        let request = InputRequest {
+            rate: self.dev_rate,
+            channels: self.dev_channels,
+            format: self.dev_format,
+            buffer_frames: self.buffer_frames,
+            publish_rate: self.publish_rate(),
+            device_default: self.device_default,
+        };
+        let dev_name = self.device.clone();
         let ring_ms = self.ring_ms;
-        let buffer_frames = self.buffer_frames;
         let cb_counters = counters.clone();
-        let (door, bell) =
-            doorbell().map_err(|e| audio_err(format!("cannot create the wake-up socket: {e}")))?;
         let (tx, rx) = std::sync::mpsc::channel();
         let (thread, opened) = StreamThread::spawn("liveagent-recorder", move || {
             let device = find_device(dev_name.as_deref(), true)?;
-            let config = resolve_config(&device, true, r, ch, f)?;
             let name = device
                 .description()
                 .map(|d| d.name().to_owned())
                 .unwrap_or_else(|_| "?".into());
-            let frames = (config.sample_rate as u64 * ring_ms as u64 / 1000).max(1024) as usize;
-            let (prod, cons) = HeapRb::<f32>::new(frames).split();
-            let stream = build_input(
-                &device,
-                config,
-                buffer_frames,
-                prod,
-                cb_counters,
-                door,
-                addr,
-            )?;
-            stream
-                .play()
-                .map_err(|e| cpal_err("cannot start the audio input", e))?;
-            let _ = tx.send(cons);
-            let buffer_frames = stream.buffer_size().ok();
-            Ok((
-                stream,
-                OpenedDevice {
-                    name,
-                    config,
-                    buffer_frames,
-                },
-            ))
+            let mut choices = input_choices(&device, &request)?.into_iter().peekable();
+            loop {
+                let Some(choice) = choices.next() else {
+                    return Err(audio_err("no input configuration to try"));
+                };
+                match open_input(&device, choice, ring_ms, &cb_counters, &addr) {
+                    Ok((stream, cons, bell)) => {
+                        let _ = tx.send((cons, bell, choice.kind));
+                        let buffer_frames = stream.buffer_size().ok();
+                        return Ok((
+                            stream,
+                            OpenedDevice {
+                                name,
+                                config: choice.config,
+                                buffer_frames,
+                            },
+                        ));
+                    }
+                    Err(e) if choices.peek().is_some() => {
+                        tracing::warn!(device = %name, error = %e, config = ?choice.config,
+                            "cannot open the audio input in the session's format; trying the device's default");
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         })?;
-        let cons = rx
+        let (cons, bell, kind) = rx
             .recv()
             .map_err(|_| audio_err("the audio thread ended while opening the device"))?;
         let rate = self.rate.unwrap_or(self.context.input_sample_rate());
@@ -244,7 +257,7 @@ impl SoundDeviceRecorderBuilder {
         tracing::info!(device = %opened.name, rate = opened.config.sample_rate,
             buffer_frames = ?opened.buffer_frames,
             channels = opened.config.channels, format = ?opened.config.sample_format,
-            publish_rate = rate, "audio input opened");
+            publish_rate = rate, config = kind.describe(), "audio input opened");
         let chunk = (rate as u64 * self.chunk_ms as u64 / 1000).max(1) as usize;
         let recorder = SoundDeviceRecorder {
             context: self.context,
@@ -267,6 +280,137 @@ impl SoundDeviceRecorderBuilder {
         };
         Ok(ctx.run(recorder))
     }
+}
+
+/// What the builder asked of the input device (`None`: not set).
+#[derive(Clone, Copy, Debug)]
+struct InputRequest {
+    rate: Option<u32>,
+    channels: Option<u16>,
+    format: Option<SampleFormat>,
+    buffer_frames: Option<u32>,
+    publish_rate: u32,
+    device_default: bool,
+}
+
+/// Which configuration the recorder opened (for the log line).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum InputKind {
+    /// The session's format: publish rate, mono, 16-bit, 10 ms periods (and overrides).
+    Session,
+    /// The device's default configuration (with overrides): the device does not support
+    /// the session's format, or `device_default_config()` asked for it.
+    DeviceDefault,
+}
+
+impl InputKind {
+    fn describe(self) -> &'static str {
+        match self {
+            InputKind::Session => "session format",
+            InputKind::DeviceDefault => "device default",
+        }
+    }
+}
+
+/// One configuration to try.
+#[derive(Clone, Copy, Debug)]
+struct InputChoice {
+    config: DeviceConfig,
+    buffer_frames: Option<u32>,
+    kind: InputKind,
+}
+
+/// The configurations to try, best first (never empty): the session's format when the
+/// device lists it as supported, then the device's default; the builder's `device_*`
+/// settings override either.
+fn input_choices(device: &cpal::Device, req: &InputRequest) -> Result<Vec<InputChoice>, LiveError> {
+    let mut choices = Vec::with_capacity(2);
+    if !req.device_default {
+        let config = DeviceConfig {
+            sample_rate: req.rate.unwrap_or(req.publish_rate),
+            channels: req.channels.unwrap_or(1).max(1),
+            sample_format: req.format.unwrap_or(SampleFormat::I16),
+        };
+        // 10 ms periods: one callback (and one wake-up) per 10 ms of audio.
+        let period = (config.sample_rate / 100).max(16);
+        let supported: Vec<cpal::SupportedStreamConfigRange> = device
+            .supported_input_configs()
+            .map(|r| r.collect())
+            .unwrap_or_default();
+        let fits = |r: &cpal::SupportedStreamConfigRange, frames: Option<u32>| {
+            r.channels() == config.channels
+                && r.sample_format() == config.sample_format
+                && r.contains_rate(config.sample_rate)
+                && match (frames, r.buffer_size()) {
+                    (Some(n), cpal::SupportedBufferSize::Range { min, max }) => {
+                        (*min..=*max).contains(&n)
+                    }
+                    _ => true,
+                }
+        };
+        let buffer_frames = match req.buffer_frames {
+            Some(n) => supported.iter().any(|r| fits(r, None)).then_some(Some(n)),
+            None => supported
+                .iter()
+                .any(|r| fits(r, Some(period)))
+                .then_some(Some(period))
+                .or_else(|| supported.iter().any(|r| fits(r, None)).then_some(None)),
+        };
+        if let Some(buffer_frames) = buffer_frames {
+            choices.push(InputChoice {
+                config,
+                buffer_frames,
+                kind: InputKind::Session,
+            });
+        }
+    }
+    match resolve_config(device, true, req.rate, req.channels, req.format) {
+        Ok(config) => {
+            let choice = InputChoice {
+                config,
+                buffer_frames: req.buffer_frames,
+                kind: InputKind::DeviceDefault,
+            };
+            if !choices
+                .iter()
+                .any(|c| c.config == choice.config && c.buffer_frames == choice.buffer_frames)
+            {
+                choices.push(choice);
+            }
+        }
+        Err(e) if choices.is_empty() => return Err(e),
+        Err(_) => {}
+    }
+    Ok(choices)
+}
+
+/// Builds and starts the input stream of `choice`, with its own ring and doorbell (a failed
+/// attempt's are dropped with it).
+fn open_input(
+    device: &cpal::Device,
+    choice: InputChoice,
+    ring_ms: u32,
+    counters: &Arc<Counters>,
+    addr: &Addr<SoundDeviceRecorder>,
+) -> Result<(cpal::Stream, HeapCons<f32>, BellSocket), LiveError> {
+    let config = choice.config;
+    let frames = (config.sample_rate as u64 * ring_ms as u64 / 1000).max(1024) as usize;
+    let (prod, cons) = HeapRb::<f32>::new(frames).split();
+    let (door, bell) =
+        doorbell().map_err(|e| audio_err(format!("cannot create the wake-up socket: {e}")))?;
+    let stream = build_input(
+        device,
+        config,
+        choice.buffer_frames,
+        prod,
+        counters.clone(),
+        door,
+        addr.clone(),
+    )?;
+    stream
+        .play()
+        .map_err(|e| cpal_err("cannot start the audio input", e))?;
+    Ok((stream, cons, bell))
 }
 
 fn build_input(
@@ -358,6 +502,24 @@ where
 /// Captures a microphone with cpal, converts whatever the device gives to mono PCM16 at the
 /// session's input rate and publishes it as `RecordedAudio` chunks of fixed length.
 ///
+/// **Device configuration.** By default the device is opened in the session's format when
+/// it lists it as supported: the publish rate, mono, 16-bit, with 10 ms periods (a sound
+/// server then converts, nothing is resampled here, and on PulseAudio's ALSA plugin cpal's
+/// capture thread waits once per period instead of busy-polling, see
+/// `docs/performance-audio.md` §4). Otherwise (or when that fails to open) it falls back to
+/// the device's default configuration and converts. The `audio input opened` log line says
+/// which (`config = "session format"` or `"device default"`), and
+/// [`GetDevice`](crate::GetDevice) returns what was opened. `device_sample_rate`,
+/// `device_channels`, `device_format` and `device_buffer_frames` override single fields;
+/// [`device_default_config`](SoundDeviceRecorderBuilder::device_default_config) asks for
+/// the device's default outright.
+///
+/// **Device loss.** A fatal error from the host, errors followed by 3 s without audio, or
+/// 4 s without any audio and without any error (a sound server that died can deadlock its
+/// client library so that the host reports nothing) become a fatal `ErrorEvent` from
+/// `"recorder"` and stop the recorder; a capture thread stuck in the driver is left behind
+/// rather than waited for.
+///
 /// The device callback only downmixes, pushes into a lock-free ring and rings a lock-free
 /// doorbell that wakes the actor at once (no polling timer); the actor drains the ring,
 /// resamples (rubato) and publishes.
@@ -412,6 +574,7 @@ impl SoundDeviceRecorder {
             dev_format: None,
             own_arbiter: false,
             buffer_frames: None,
+            device_default: false,
         }
     }
 
@@ -571,9 +734,16 @@ impl SoundDeviceRecorder {
     /// Escalates device errors to a fatal `ErrorEvent` when the stream has stalled.
     fn watch(&mut self, ctx: &mut Context<Self>) {
         let progress = self.counters.captured.load(Ordering::Relaxed);
-        if let Some(err) = self.watchdog.check(progress, std::time::Instant::now()) {
+        if let Some(err) = self
+            .watchdog
+            .check(progress, std::time::Instant::now(), "input")
+        {
             tracing::error!(error = %err, "audio input stalled");
             self.context.publish(ErrorEvent::fatal("recorder", err));
+            // Its thread may be stuck in the driver for good: do not wait for it.
+            if let Some(stream) = self.stream.take() {
+                stream.abandon();
+            }
             ctx.stop();
         }
     }

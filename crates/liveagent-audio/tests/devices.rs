@@ -383,6 +383,24 @@ fn player_pulse_interruption() {
 /// `ErrorEvent` of kind `Audio` instead of hanging or panicking.
 #[test]
 fn device_loss_becomes_error_event() {
+    device_loss("device_loss_becomes_error_event", false);
+}
+
+/// The same with the recorder in the device's default configuration (48 kHz stereo f32 on
+/// the pulse device), where cpal reports the loss itself.
+#[test]
+fn device_loss_at_device_default_config_becomes_error_event() {
+    device_loss(
+        "device_loss_at_device_default_config_becomes_error_event",
+        true,
+    );
+}
+
+/// Kills PulseAudio under a playing player and a recording recorder; both must report a
+/// fatal Audio error and stop. With the recorder in the session's format (the default) the
+/// dying server deadlocks libpulse under cpal's capture thread, so no error comes from the
+/// host: the recorder's stall watchdog reports it and leaves the stuck thread behind.
+fn device_loss(test: &str, device_default: bool) {
     if !is_child() {
         let mut pulse = PulseServer::start(24_000);
         let dir = temp_dir("pulse-loss");
@@ -391,12 +409,7 @@ fn device_loss_becomes_error_event() {
         envs.push(("TEST_FLAG", flag.display().to_string()));
         let exe = std::env::current_exe().unwrap();
         let child = std::process::Command::new(exe)
-            .args([
-                "device_loss_becomes_error_event",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args([test, "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD, "1")
             .env_remove("ALSA_CONFIG_PATH")
             .envs(envs)
@@ -409,7 +422,26 @@ fn device_loss_becomes_error_event() {
             std::thread::sleep(Duration::from_millis(50));
         }
         pulse.kill();
-        let out = child.wait_with_output().unwrap();
+        // A hang is a failure, not a stuck suite: give the child 60 s.
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let out = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(out) => out.unwrap(),
+            Err(_) => {
+                let _ = std::process::Command::new("kill")
+                    .args(["-9", &pid.to_string()])
+                    .status();
+                let out = rx.recv().unwrap().unwrap();
+                panic!(
+                    "the child hung after the sound server died:\n{}\n{}",
+                    String::from_utf8_lossy(&out.stdout),
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+        };
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -428,9 +460,18 @@ fn device_loss_becomes_error_event() {
         let player = SoundDevicePlayer::new(ctx.clone())
             .start()
             .expect("player on PulseAudio");
-        let mic = SoundDeviceRecorder::new(ctx.clone())
-            .start()
-            .expect("recorder on PulseAudio");
+        let mut mic = SoundDeviceRecorder::new(ctx.clone());
+        if device_default {
+            mic = mic.device_default_config();
+        }
+        let mic = mic.start().expect("recorder on PulseAudio");
+        let dev = mic.send(liveagent_audio::GetDevice).await.unwrap();
+        println!("recording from {dev:?}");
+        assert_eq!(
+            dev.config.sample_format == SampleFormat::I16 && dev.config.channels == 1,
+            !device_default,
+            "{dev:?}"
+        );
         ctx.publish(SynthesizedAudio {
             response_id: None,
             item_id: "item".into(),
@@ -477,10 +518,24 @@ fn device_loss_becomes_error_event() {
 }
 
 /// The recorder on a real-time device: espeak speech is played into PulseAudio's `mic` sink
-/// with paplay, and the recorder (the pulse device's default config, typically 48 kHz stereo
-/// f32, converted to 24 kHz mono) publishes it in 20 ms chunks that match the source.
+/// with paplay, and the recorder (by default in the session's format: 24 kHz mono s16 with
+/// 10 ms periods) publishes it in 20 ms chunks that match the source.
 #[test]
 fn recorder_pulse_captures_played_speech() {
+    recorder_pulse("recorder_pulse_captures_played_speech", false);
+}
+
+/// The same in the pulse device's default configuration (typically 48 kHz stereo f32,
+/// converted to 24 kHz mono here).
+#[test]
+fn recorder_pulse_device_default_config_captures_played_speech() {
+    recorder_pulse(
+        "recorder_pulse_device_default_config_captures_played_speech",
+        true,
+    );
+}
+
+fn recorder_pulse(test: &str, device_default: bool) {
     if !is_child() {
         let pulse = PulseServer::start(24_000);
         let dir = temp_dir("pulse-rec");
@@ -489,11 +544,7 @@ fn recorder_pulse_captures_played_speech() {
         write_raw(&path, &speech);
         let mut envs = pulse.envs();
         envs.push(("TEST_SPEECH", path.display().to_string()));
-        let stdout = run_child(
-            "recorder_pulse_captures_played_speech",
-            &envs,
-            &["ALSA_CONFIG_PATH"],
-        );
+        let stdout = run_child(test, &envs, &["ALSA_CONFIG_PATH"]);
         println!("{}", result(&stdout, "snr_db"));
         let _ = std::fs::remove_dir_all(&dir);
         return;
@@ -503,11 +554,23 @@ fn recorder_pulse_captures_played_speech() {
     actix::System::new().block_on(async move {
         let ctx = ConversationContext::new(EventBus::start_default(), 24_000, 24_000);
         let mut stream = ctx.stream().capacity(10_000).only::<RecordedAudio>();
-        let mic = SoundDeviceRecorder::new(ctx.clone())
-            .start()
-            .expect("recorder on PulseAudio");
+        let mut mic = SoundDeviceRecorder::new(ctx.clone());
+        if device_default {
+            mic = mic.device_default_config();
+        }
+        let mic = mic.start().expect("recorder on PulseAudio");
         let dev = mic.send(liveagent_audio::GetDevice).await.unwrap();
         println!("recording from {dev:?}");
+        if device_default {
+            assert_ne!(dev.config.sample_format, SampleFormat::I16, "{dev:?}");
+        } else {
+            // The session's format, with a period near 10 ms.
+            assert_eq!(
+                (dev.config.sample_rate, dev.config.channels, dev.config.sample_format),
+                (24_000, 1, SampleFormat::I16),
+                "{dev:?}"
+            );
+        }
         // A fresh pulse capture stream stalls for a while: wait until audio flows (300 ms
         // of chunks), then play the speech into the microphone.
         let mut flowing = 0;
@@ -519,8 +582,10 @@ fn recorder_pulse_captures_played_speech() {
             flowing += 1;
         }
         let mut paplay = std::process::Command::new("paplay")
+            // A generous buffer: an underrun of paplay on a loaded machine would put gaps
+            // into the microphone that the comparison below cannot tell from lost audio.
             .args([
-                "--latency-msec=20",
+                "--latency-msec=200",
                 "--device=mic",
                 "--raw",
                 "--rate=24000",
@@ -548,6 +613,11 @@ fn recorder_pulse_captures_played_speech() {
             t0.elapsed()
         );
         let _ = paplay.wait();
+        let stats = mic
+            .send(liveagent_audio::GetRecorderStats)
+            .await
+            .unwrap();
+        println!("recorder stats: {stats:?}");
         mic.send(StopAudio).await.unwrap();
         // Align on the speech onset, then compare 200 ms windows, each aligned within
         // ±20 ms of the previous one: a sound server on a loaded machine may drop a period
@@ -587,9 +657,9 @@ fn recorder_pulse_captures_played_speech() {
             snrs.len()
         );
         assert!(snrs.len() >= 5, "too little speech was captured");
-        // The sound server resamples twice on the way (24 kHz sink -> 48 kHz client) and
-        // leaves a fractional-sample delay, so expect ~15-40 dB here; a wrong rate, channel
-        // mix-up or lost audio gives < 3 dB.
+        // At the device default the sound server resamples twice on the way (24 kHz sink ->
+        // 48 kHz client) and leaves a fractional-sample delay, so expect ~15-40 dB there; a
+        // wrong rate, channel mix-up or lost audio gives < 3 dB.
         assert!(median > 12.0, "captured speech differs from what was played: {snrs:.1?}");
         assert!(good * 4 >= snrs.len() * 3, "too many windows differ: {snrs:.1?}");
     });

@@ -177,6 +177,17 @@ fn play_into_mic(secs: u64) -> anyhow::Result<Child> {
         .context("paplay not found (apt-get install pulseaudio-utils)")
 }
 
+/// How `latency-in` opens the input device (`None`/`false`: the recorder's defaults).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct InputSetup {
+    /// Frames per device period.
+    pub buffer_frames: Option<u32>,
+    /// Device rate (then also mono, 16-bit).
+    pub rate: Option<u32>,
+    /// The device's own default configuration instead of the session's format.
+    pub device_default: bool,
+}
+
 /// Microphone callback -> append frame handed to the socket, with `sessions` recorders on
 /// the default cpal input (the PulseAudio `mic.monitor` in bench.sh) for `secs`.
 pub async fn run_in(
@@ -185,8 +196,7 @@ pub async fn run_in(
     secs: u64,
     stages: bool,
     arbiters: usize,
-    buffer_frames: Option<u32>,
-    device_rate: Option<u32>,
+    input: InputSetup,
 ) -> anyhow::Result<LatencyFigures> {
     let workers: Vec<actix::Arbiter> = (0..arbiters).map(|_| actix::Arbiter::new()).collect();
     let server = ServerProcess::start(&server_bin, &["--workers".into(), "1".into()])?;
@@ -214,10 +224,13 @@ pub async fn run_in(
     for (k, c) in convs.iter().enumerate() {
         // Each recorder on its conversation's arbiter.
         let mut builder = SoundDeviceRecorder::new(c.context().clone()).chunk_ms(20);
-        if let Some(n) = buffer_frames {
+        if input.device_default {
+            builder = builder.device_default_config();
+        }
+        if let Some(n) = input.buffer_frames {
             builder = builder.device_buffer_frames(n);
         }
-        if let Some(rate) = device_rate {
+        if let Some(rate) = input.rate {
             builder = builder
                 .device_sample_rate(rate)
                 .device_channels(1)
@@ -238,15 +251,24 @@ pub async fn run_in(
             "cannot open the input device (run under scripts/bench.sh, which starts a PulseAudio null sink)",
         )?);
     }
+    let mut opened = String::from("?");
     if let Some(r) = recorders.first() {
         if let Ok(d) = r.send(liveagent::audio::GetDevice).await {
             out(format!("input device: {d:?}"));
+            opened = format!(
+                "input {} Hz x{} {:?}, {} frames/period",
+                d.config.sample_rate,
+                d.config.channels,
+                d.config.sample_format,
+                d.buffer_frames
+                    .map_or_else(|| "?".to_owned(), |n| n.to_string())
+            );
         }
     }
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let mut figures = LatencyFigures {
         label: format!(
-            "latency mic callback->socket (SoundDeviceRecorder on cpal/ALSA->PulseAudio mic.monitor, {sessions} sessions x {secs} s, 20 ms chunks{})",
+            "latency mic callback->socket (SoundDeviceRecorder on cpal/ALSA->PulseAudio mic.monitor, {opened}, {sessions} sessions x {secs} s, 20 ms chunks{})",
             if arbiters > 0 { format!(", {arbiters} worker arbiters") } else { String::new() }
         ),
         us: Vec::new(),

@@ -71,13 +71,18 @@ enum Cmd {
         /// worker arbiters (0: all on the main arbiter).
         #[arg(long, default_value_t = 0)]
         arbiters: usize,
-        /// Ask the input device for periods of this many frames (default: the host's).
+        /// Ask the input device for periods of this many frames (default: the recorder's,
+        /// 10 ms at the device rate when the device supports the session's format).
         #[arg(long)]
         device_buffer_frames: Option<u32>,
-        /// Open the input device at this rate, mono, 16-bit (default: the device's default
-        /// configuration).
+        /// Open the input device at this rate, mono, 16-bit (default: the recorder's, the
+        /// session's rate when the device supports it).
         #[arg(long)]
         device_rate: Option<u32>,
+        /// Open the input device in its own default configuration (cpal's, e.g. 48 kHz
+        /// stereo f32: the recorder's default before it preferred the session's format).
+        #[arg(long)]
+        device_default_config: bool,
     },
     /// Speech-started -> silent output, on the real cpal path.
     BargeIn {
@@ -232,14 +237,18 @@ fn main() -> anyhow::Result<()> {
                 arbiters,
                 device_buffer_frames,
                 device_rate,
+                device_default_config,
             } => latency::run_in(
                 server_bin,
                 sessions,
                 secs,
                 stages,
                 arbiters,
-                device_buffer_frames,
-                device_rate,
+                latency::InputSetup {
+                    buffer_frames: device_buffer_frames,
+                    rate: device_rate,
+                    device_default: device_default_config,
+                },
             )
             .await?
             .print(),
