@@ -37,7 +37,7 @@
 # `scripts/bench.sh cascade` runs only the cascade benchmark and its AG2 side by side (~2 min).
 # `scripts/bench.sh barge-in` runs only the barge-in benchmarks (~3 min, needs PulseAudio).
 # `scripts/bench.sh capacity` runs only the capacity sweep (~15 min, see CAPACITY).
-# `scripts/bench.sh py` runs only the fixed-N side by side with the Python frameworks (~6 min):
+# `scripts/bench.sh py` runs only the fixed-N side by side with the Python frameworks (~7 min):
 #   liveagent's scale run and PY_FRAMEWORKS at each N of PY_N, PY_SECS=20 s each, and a table
 #   of the per-session figures with the ratios.
 # `scripts/bench.sh mic` runs only the microphone path (~2 min, needs PulseAudio): callback ->
@@ -305,17 +305,18 @@ py_run() {
 
 # `scripts/bench.sh py`: the fixed-N side by side alone (issue 18 goal 3): for each N in
 # PY_N, liveagent's scale run and every framework of PY_FRAMEWORKS, PY_SECS measured seconds
-# each (default 20), each Python run killed after PY_SECS + 45 s. About 6 minutes with the
-# defaults (at most ~10), then a table of CPU and memory per session with the ratios.
+# each (default 20), each Python run killed after PY_SECS + 45 s + 0.75 s per session
+# (PY_RUN_TIMEOUT overrides). About 6-7 minutes with the defaults (at most ~18 if every run
+# hit its timeout), then a table of CPU and memory per session with the ratios.
 if [ "$ONLY" = py ]; then
   PY_SECS=${PY_SECS:-20}
-  PY_TIMEOUT=${PY_TIMEOUT:-$((PY_SECS + 45))}
   echo "== fixed-N side by side: liveagent and $PY_FRAMEWORKS, N in $PY_N, $PY_SECS s each"
   setup_venv
   for n in ${PY_N//,/ }; do
     run timeout $((PY_SECS + 60)) "$BENCH" scale --sessions "$n" --secs "$PY_SECS" --arbiters "$SCALE_ARBITERS" || true
     for fw in $PY_FRAMEWORKS; do
-      py_run "$fw" "$n" "$PY_SECS"
+      # AG2 needs about a second per session to connect on a loaded machine.
+      PY_TIMEOUT=${PY_RUN_TIMEOUT:-$((PY_SECS + 45 + n * 3 / 4))} py_run "$fw" "$n" "$PY_SECS"
     done
   done
   echo
