@@ -567,32 +567,61 @@ impl Actor for EventBus {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(SWEEP, |bus, ctx| {
-            bus.subs.retain(|s| s.busy || !s.sink.is_closed());
-            for s in bus.subs.iter_mut() {
-                if s.queue.is_empty() || s.taken != s.taken_at_sweep {
-                    s.taken_at_sweep = s.taken;
-                    s.stalled_sweeps = 0;
-                } else {
-                    s.stalled_sweeps += 1;
-                }
+        spawn_sweeper(ctx.address().downgrade());
+    }
+}
+
+/// The periodic sweep's clock, sent by [`spawn_sweeper`].
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Sweep;
+
+/// Sends the bus at `addr` a [`Sweep`] every [`SWEEP`] until it has stopped.
+///
+/// A task of its own rather than `ctx.run_interval`: an actor polls every future spawned on
+/// its context each time it wakes, so an interval there meant a timer poll for every
+/// publish (every microphone and provider frame), not one per period.
+fn spawn_sweeper(addr: actix::WeakAddr<EventBus>) {
+    actix::spawn(async move {
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + SWEEP, SWEEP);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            match addr.upgrade() {
+                Some(addr) if addr.connected() => addr.do_send(Sweep),
+                _ => break,
             }
-            // A subscriber over the count bound that stopped taking events is stuck even
-            // when nothing new is published.
-            let stuck: Vec<SubscriberId> = bus
-                .subs
-                .iter()
-                .filter(|s| bus.config.is_stuck(s))
-                .map(|s| s.id)
-                .collect();
-            if !stuck.is_empty() {
-                let mut notices = Vec::new();
-                bus.unsubscribe_stuck(stuck, &mut notices);
-                for notice in notices {
-                    bus.publish_local(notice, ctx);
-                }
+        }
+    });
+}
+
+impl Handler<Sweep> for EventBus {
+    type Result = ();
+    fn handle(&mut self, _: Sweep, ctx: &mut Context<Self>) {
+        self.subs.retain(|s| s.busy || !s.sink.is_closed());
+        for s in self.subs.iter_mut() {
+            if s.queue.is_empty() || s.taken != s.taken_at_sweep {
+                s.taken_at_sweep = s.taken;
+                s.stalled_sweeps = 0;
+            } else {
+                s.stalled_sweeps += 1;
             }
-        });
+        }
+        // A subscriber over the count bound that stopped taking events is stuck even
+        // when nothing new is published.
+        let stuck: Vec<SubscriberId> = self
+            .subs
+            .iter()
+            .filter(|s| self.config.is_stuck(s))
+            .map(|s| s.id)
+            .collect();
+        if !stuck.is_empty() {
+            let mut notices = Vec::new();
+            self.unsubscribe_stuck(stuck, &mut notices);
+            for notice in notices {
+                self.publish_local(notice, ctx);
+            }
+        }
     }
 }
 
