@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use actix::io::{SinkWrite, WriteHandler};
+use actix::io::WriteHandler;
 use actix::prelude::*;
 use actix_http::ws::Item;
 use awc::error::WsProtocolError;
@@ -22,9 +22,10 @@ use liveagent_core::probe::{MicProbe, MicStage};
 use crate::buffer::PendingCommands;
 use crate::connect::{connect, WsFramed};
 use crate::keepalive::{spawn_ticker, CountingSink, Liveness, Tick};
+use crate::writer::FrameWriter;
 use crate::SessionOptions;
 
-type Writer = SinkWrite<WsMessage, CountingSink<SplitSink<WsFramed, WsMessage>>>;
+type Writer = FrameWriter<WsMessage, CountingSink<SplitSink<WsFramed, WsMessage>>>;
 
 /// How to end a connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -126,6 +127,9 @@ pub struct SessionActor {
     tasks: HashMap<TaskId, SpawnHandle>,
     /// What the model said in the response in progress (`ResponseDone::text`).
     response_words: String,
+    /// True while a mailbox handler runs: frames written then need no wake-up of the
+    /// actor (see [`FrameWriter::write_in_mailbox`]).
+    in_mailbox: bool,
 }
 
 impl SessionActor {
@@ -168,6 +172,7 @@ impl SessionActor {
             stop_waiters: Vec::new(),
             tasks: HashMap::new(),
             response_words: String::new(),
+            in_mailbox: false,
         }
     }
 
@@ -223,7 +228,7 @@ impl SessionActor {
         self.liveness = Some(Liveness::new(flushed.clone()));
         self.closing = false;
         self.peer_closed = false;
-        self.writer = Some(SinkWrite::new(CountingSink::new(sink, flushed), ctx));
+        self.writer = Some(FrameWriter::new(CountingSink::new(sink, flushed), ctx));
         ctx.add_stream(stream);
         self.connected = true;
         self.connected_at = Some(Instant::now());
@@ -368,7 +373,12 @@ impl SessionActor {
         let Some(writer) = self.writer.as_mut() else {
             return false;
         };
-        if writer.write(msg).is_err() {
+        let written = if self.in_mailbox {
+            writer.write_in_mailbox(msg)
+        } else {
+            writer.write(msg)
+        };
+        if written.is_err() {
             return false;
         }
         if let Some(liveness) = self.liveness.as_mut() {
@@ -556,7 +566,7 @@ impl SessionActor {
         }
         match how {
             CloseHow::Answer => {
-                // Not `SinkWrite::close`: actix-codec's `Framed::close` flushes the socket
+                // Not `FrameWriter::close`: actix-codec's `Framed::close` flushes the socket
                 // but not the frames still in its own write buffer, so the Close queued just
                 // above was never sent (the provider saw a bare EOF). Instead: stop once
                 // everything handed to the writer is flushed.
@@ -792,11 +802,20 @@ impl Actor for SessionActor {
 impl Handler<Tick> for SessionActor {
     type Result = ();
     fn handle(&mut self, _: Tick, ctx: &mut Context<Self>) {
-        self.tick(ctx);
+        self.in_mailbox(|act| act.tick(ctx));
     }
 }
 
 impl SessionActor {
+    /// Runs `f` as (part of) a mailbox handler: the frames it writes are handed to the
+    /// socket in the same poll of the actor, without waking it again.
+    fn in_mailbox<R>(&mut self, f: impl FnOnce(&mut Self) -> R) -> R {
+        self.in_mailbox = true;
+        let result = f(self);
+        self.in_mailbox = false;
+        result
+    }
+
     fn answer_stop_waiters(&mut self) {
         for waiter in self.stop_waiters.drain(..) {
             let _ = waiter.send(());
@@ -913,41 +932,41 @@ impl Handler<RecordedAudio> for SessionActor {
             let key = MicProbe::key(&msg.audio.samples);
             MicProbe::mark(key, MicStage::Session);
             let frames = self.frames_out;
-            self.command(SessionCommand::Audio(msg.audio), ctx);
+            self.in_mailbox(|act| act.command(SessionCommand::Audio(msg.audio), ctx));
             if self.frames_out != frames {
                 MicProbe::handed_to_writer(key);
             }
             return;
         }
-        self.command(SessionCommand::Audio(msg.audio), ctx);
+        self.in_mailbox(|act| act.command(SessionCommand::Audio(msg.audio), ctx));
     }
 }
 
 impl Handler<UserText> for SessionActor {
     type Result = ();
     fn handle(&mut self, msg: UserText, ctx: &mut Context<Self>) {
-        self.command(SessionCommand::Text(msg), ctx);
+        self.in_mailbox(|act| act.command(SessionCommand::Text(msg), ctx));
     }
 }
 
 impl Handler<SessionControl> for SessionActor {
     type Result = ();
     fn handle(&mut self, msg: SessionControl, ctx: &mut Context<Self>) {
-        self.command(SessionCommand::Control(msg.command), ctx);
+        self.in_mailbox(|act| act.command(SessionCommand::Control(msg.command), ctx));
     }
 }
 
 impl Handler<ToolResult> for SessionActor {
     type Result = ();
     fn handle(&mut self, msg: ToolResult, ctx: &mut Context<Self>) {
-        self.command(SessionCommand::ToolResult(msg), ctx);
+        self.in_mailbox(|act| act.command(SessionCommand::ToolResult(msg), ctx));
     }
 }
 
 impl Handler<PlaybackStopped> for SessionActor {
     type Result = ();
     fn handle(&mut self, msg: PlaybackStopped, ctx: &mut Context<Self>) {
-        self.command(SessionCommand::PlaybackStopped(msg), ctx);
+        self.in_mailbox(|act| act.command(SessionCommand::PlaybackStopped(msg), ctx));
     }
 }
 
