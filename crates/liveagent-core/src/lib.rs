@@ -78,9 +78,9 @@ pub use observer::{
 };
 pub use output::{Output, TextOutput};
 pub use protocol::{
-    ConnectRequest, Outbox, ProtocolSignal, ProtocolTask, RealtimeConfig, RealtimeProtocol,
-    RestoreSnapshot, RestoreTurn, SessionCommand, SessionSetup, TaskId, TaskItem, ToolSchema,
-    WireFrame,
+    ByteString, ConnectRequest, Outbox, ProtocolSignal, ProtocolTask, RealtimeConfig,
+    RealtimeProtocol, RestoreSnapshot, RestoreTurn, SessionCommand, SessionSetup, TaskId, TaskItem,
+    ToolSchema, WireFrame,
 };
 pub use secret::Secret;
 pub use tls::TlsRoots;

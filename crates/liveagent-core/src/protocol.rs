@@ -17,6 +17,7 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
+pub use bytestring::ByteString;
 use futures_util::stream::LocalBoxStream;
 use serde::Serialize;
 use serde_json::Value;
@@ -29,8 +30,10 @@ use crate::secret::Secret;
 /// One WebSocket message.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WireFrame {
-    /// A text frame (JSON for both providers).
-    Text(String),
+    /// A text frame (JSON for both providers): UTF-8 text in a shared buffer, so that a
+    /// frame read from the socket is not copied out of it. Build one from a `String` or a
+    /// `&'static str` with `.into()`; it derefs to `&str`.
+    Text(ByteString),
     /// A binary frame (Gemini may send JSON in binary frames).
     Binary(Bytes),
 }
@@ -193,13 +196,13 @@ impl Outbox {
 
     /// Queues a text frame.
     pub fn send_text(&mut self, text: String) {
-        self.frames.push(WireFrame::Text(text));
+        self.frames.push(WireFrame::Text(text.into()));
     }
 
     /// Serializes `value` as JSON and queues it as a text frame.
     pub fn send_json<T: Serialize + ?Sized>(&mut self, value: &T) {
         match serde_json::to_string(value) {
-            Ok(text) => self.frames.push(WireFrame::Text(text)),
+            Ok(text) => self.frames.push(WireFrame::Text(text.into())),
             Err(e) => self.error(
                 "protocol",
                 LiveError::protocol(format!("cannot encode frame: {e}")),

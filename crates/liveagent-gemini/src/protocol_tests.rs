@@ -63,7 +63,7 @@ fn validate(all: &[String]) {
 
 fn server(p: &mut GeminiProtocol, frame: Value) -> Outbox {
     let mut out = Outbox::new();
-    p.on_frame(WireFrame::Text(frame.to_string()), &mut out);
+    p.on_frame(WireFrame::Text(frame.to_string().into()), &mut out);
     out
 }
 
@@ -1131,7 +1131,7 @@ fn decodes_every_server_example() {
     for f in &server_frames {
         crate::wire::decode_server(f.as_bytes()).unwrap_or_else(|e| panic!("{f}: {e}"));
         let mut out = Outbox::new();
-        p.on_frame(WireFrame::Text(f.clone()), &mut out);
+        p.on_frame(WireFrame::Text(f.clone().into()), &mut out);
         assert!(
             events::<ErrorEvent>(&out).is_empty(),
             "{f}: {:?}",

@@ -151,7 +151,7 @@ fn run_bytes(bytes: Vec<u8>, binary: bool, variant: u8) -> Result<(), TestCaseEr
     let frame = if binary {
         WireFrame::Binary(bytes.into())
     } else {
-        WireFrame::Text(String::from_utf8_lossy(&bytes).into_owned())
+        WireFrame::Text(String::from_utf8_lossy(&bytes).into_owned().into())
     };
     p.on_frame(frame, &mut out);
     check(&out);
@@ -167,7 +167,7 @@ fn run_messages(msgs: Vec<Value>, variant: u8, close_between: bool) -> Result<()
     for (i, m) in msgs.iter().enumerate() {
         INPUTS.fetch_add(1, Ordering::Relaxed);
         let mut out = Outbox::new();
-        p.on_frame(WireFrame::Text(m.to_string()), &mut out);
+        p.on_frame(WireFrame::Text(m.to_string().into()), &mut out);
         check(&out);
         // answer whatever tool calls came, feed some commands, maybe drop the socket
         for e in out.events.clone() {
@@ -210,7 +210,7 @@ fn run_audio(data: String, mime: &str) -> Result<(), TestCaseError> {
     let mut p = protocol(1);
     let mut out = Outbox::new();
     p.on_frame(
-        WireFrame::Text(audio_part(data, mime.to_owned()).to_string()),
+        WireFrame::Text(audio_part(data, mime.to_owned()).to_string().into()),
         &mut out,
     );
     check(&out);

@@ -25,7 +25,7 @@ fn audio_frame(rate: u32, samples: usize) -> Outbox {
     ]}}});
     let mut p = ready();
     let mut out = Outbox::new();
-    p.on_frame(WireFrame::Text(frame.to_string()), &mut out);
+    p.on_frame(WireFrame::Text(frame.to_string().into()), &mut out);
     out
 }
 

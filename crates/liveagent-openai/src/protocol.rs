@@ -357,20 +357,17 @@ impl RealtimeProtocol for OpenAiProtocol {
     }
 
     fn on_frame(&mut self, frame: WireFrame, out: &mut Outbox) {
-        let bytes = frame.as_bytes();
         // Most frames of a conversation are audio deltas: parse those straight into borrowed
         // fields (no buffering of the whole object, no copy of the base64 text). Anything
         // else, or a delta missing a field, takes the full parse below (and its errors).
-        if let Ok(delta) = serde_json::from_slice::<crate::wire::AudioDeltaFrame<'_>>(bytes) {
+        if let Ok(delta) = parse_frame::<crate::wire::AudioDeltaFrame<'_>>(&frame) {
             if let Some((response_id, item_id, delta)) = delta.fields() {
                 return self.on_audio_delta(response_id, item_id, delta, out);
             }
         }
-        match serde_json::from_slice::<ServerEvent>(bytes) {
+        match parse_frame::<ServerEvent>(&frame) {
             Ok(ServerEvent::Unknown) => {
-                let kind = serde_json::from_slice::<TypeOnly>(bytes)
-                    .ok()
-                    .and_then(|t| t.kind);
+                let kind = parse_frame::<TypeOnly>(&frame).ok().and_then(|t| t.kind);
                 let event = self.redact(kind.as_deref().unwrap_or("?"));
                 tracing::debug!(target: "liveagent::openai", %event, "server event ignored");
             }
@@ -379,9 +376,7 @@ impl RealtimeProtocol for OpenAiProtocol {
                 self.report_trimmed(out);
             }
             Err(e) => {
-                let kind = serde_json::from_slice::<TypeOnly>(bytes)
-                    .ok()
-                    .and_then(|t| t.kind);
+                let kind = parse_frame::<TypeOnly>(&frame).ok().and_then(|t| t.kind);
                 let what = match kind {
                     Some(k) => format!("malformed `{k}` event"),
                     None => "undecodable frame".to_owned(),
@@ -508,5 +503,14 @@ impl RealtimeProtocol for OpenAiProtocol {
             self.history.push(item);
         }
         Ok(())
+    }
+}
+
+/// Parses a server frame: a text frame as the `str` it already is (its UTF-8 was checked
+/// once, when it was read), a binary frame as bytes (serde checks its strings).
+fn parse_frame<'a, T: serde::Deserialize<'a>>(frame: &'a WireFrame) -> serde_json::Result<T> {
+    match frame {
+        WireFrame::Text(text) => serde_json::from_str(text),
+        WireFrame::Binary(bytes) => serde_json::from_slice(bytes),
     }
 }

@@ -251,7 +251,7 @@ proptest! {
             match s {
                 Step::Frame(f) => {
                     FRAMES.fetch_add(1, Ordering::Relaxed);
-                    p.on_frame(WireFrame::Text(f), &mut out);
+                    p.on_frame(WireFrame::Text(f.into()), &mut out);
                     let protocol_error = out.events.iter().any(|e| matches!(e, LiveEvent::ErrorEvent(e) if e.error.kind == ErrorKind::Protocol));
                     if !protocol_error {
                         DECODED.fetch_add(1, Ordering::Relaxed);

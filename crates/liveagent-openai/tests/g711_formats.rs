@@ -26,7 +26,7 @@ fn frames(out: &Outbox) -> Vec<Value> {
 
 fn feed(p: &mut OpenAiProtocol, v: Value) -> Outbox {
     let mut out = Outbox::new();
-    p.on_frame(WireFrame::Text(v.to_string()), &mut out);
+    p.on_frame(WireFrame::Text(v.to_string().into()), &mut out);
     out
 }
 

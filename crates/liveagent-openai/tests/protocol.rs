@@ -54,7 +54,7 @@ fn texts(out: &Outbox) -> Vec<String> {
 
 fn feed(p: &mut OpenAiProtocol, v: Value) -> Outbox {
     let mut out = Outbox::new();
-    p.on_frame(WireFrame::Text(v.to_string()), &mut out);
+    p.on_frame(WireFrame::Text(v.to_string().into()), &mut out);
     out
 }
 
@@ -554,7 +554,7 @@ fn decodes_every_example_server_frame() {
     let mut all = Outbox::new();
     for f in &frames {
         let mut out = Outbox::new();
-        p.on_frame(WireFrame::Text(f.clone()), &mut out);
+        p.on_frame(WireFrame::Text(f.clone().into()), &mut out);
         for e in errors(&out) {
             // the examples contain exactly one `error` event (invalid_request_error), which
             // must map to a non-fatal InvalidRequest; nothing may be a decoding error
@@ -664,7 +664,7 @@ fn malformed_frames_become_protocol_errors() {
         r#"{"type":"response.created","response":5}"#.to_owned(),
     ] {
         let mut out = Outbox::new();
-        p.on_frame(WireFrame::Text(bad.clone()), &mut out);
+        p.on_frame(WireFrame::Text(bad.clone().into()), &mut out);
         let errs = errors(&out);
         assert_eq!(errs.len(), 1, "{bad}: {:?}", out.events);
         assert_eq!(errs[0].error.kind, ErrorKind::Protocol, "{bad}");

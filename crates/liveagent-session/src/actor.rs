@@ -11,10 +11,10 @@ use awc::ws::{CloseCode, CloseReason, Frame, Message as WsMessage};
 use bytes::BytesMut;
 use futures_util::stream::{SplitSink, StreamExt};
 use liveagent_core::{
-    AudioDropped, ConversationContext, ErrorEvent, LatencySamples, LiveError, LiveEvent,
-    ModelMessageChunk, Outbox, PlaybackStopped, ProtocolSignal, ProtocolTask, RealtimeProtocol,
-    RecordedAudio, SessionClosed, SessionCommand, SessionControl, SessionReconnected,
-    SessionReconnecting, SubscriberId, TaskId, ToolResult, UserText, WireFrame,
+    AudioDropped, ByteString, ConversationContext, ErrorEvent, LatencySamples, LiveError,
+    LiveEvent, ModelMessageChunk, Outbox, PlaybackStopped, ProtocolSignal, ProtocolTask,
+    RealtimeProtocol, RecordedAudio, SessionClosed, SessionCommand, SessionControl,
+    SessionReconnected, SessionReconnecting, SubscriberId, TaskId, ToolResult, UserText, WireFrame,
 };
 
 use liveagent_core::probe::{MicProbe, MicStage};
@@ -355,7 +355,7 @@ impl SessionActor {
             return;
         }
         let msg = match frame {
-            WireFrame::Text(text) => WsMessage::Text(text.into()),
+            WireFrame::Text(text) => WsMessage::Text(text),
             WireFrame::Binary(bytes) => WsMessage::Binary(bytes),
         };
         if self.send_ws(msg) {
@@ -733,7 +733,7 @@ impl SessionActor {
         if last {
             if let Some((is_text, buf)) = self.fragments.take() {
                 if is_text {
-                    self.on_text(buf.to_vec(), ctx);
+                    self.on_text(buf.freeze(), ctx);
                 } else {
                     self.on_frame(WireFrame::Binary(buf.freeze()), ctx);
                 }
@@ -741,8 +741,10 @@ impl SessionActor {
         }
     }
 
-    fn on_text(&mut self, bytes: Vec<u8>, ctx: &mut Context<Self>) {
-        match String::from_utf8(bytes) {
+    /// A text frame: its bytes stay in the buffer they were read into (no copy); their
+    /// UTF-8 is checked here, once (the protocol parses the `str` without checking again).
+    fn on_text(&mut self, bytes: bytes::Bytes, ctx: &mut Context<Self>) {
+        match ByteString::try_from(bytes) {
             Ok(text) => self.on_frame(WireFrame::Text(text), ctx),
             Err(_) => {
                 let error = LiveError::protocol("received a text frame that is not UTF-8");
@@ -862,7 +864,7 @@ impl StreamHandler<Result<Frame, WsProtocolError>> for SessionActor {
             liveness.on_read();
         }
         match item {
-            Ok(Frame::Text(bytes)) => self.on_text(bytes.to_vec(), ctx),
+            Ok(Frame::Text(bytes)) => self.on_text(bytes, ctx),
             Ok(Frame::Binary(bytes)) => self.on_frame(WireFrame::Binary(bytes), ctx),
             Ok(Frame::Continuation(item)) => self.on_fragment(item, ctx),
             Ok(Frame::Ping(bytes)) => {

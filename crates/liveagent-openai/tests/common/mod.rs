@@ -26,6 +26,6 @@ pub fn ready() -> OpenAiProtocol {
 /// Feeds one server frame; returns what the protocol sent and published in answer.
 pub fn feed(p: &mut OpenAiProtocol, v: Value) -> Outbox {
     let mut out = Outbox::new();
-    p.on_frame(WireFrame::Text(v.to_string()), &mut out);
+    p.on_frame(WireFrame::Text(v.to_string().into()), &mut out);
     out
 }
