@@ -5,6 +5,7 @@
 //! pure round trips.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use liveagent_core::events::Id;
@@ -26,6 +27,10 @@ pub enum OutFrame {
     Text(String),
     /// A binary frame (PCM16 audio for the browser).
     Binary(Bytes),
+    /// A binary frame of these samples as little-endian PCM16, encoded straight into the
+    /// connection's write buffer (the agent's audio chunk is shared, not copied into a
+    /// frame of its own).
+    Pcm16(Arc<[i16]>),
 }
 
 /// How far the remote listener got through an item, as the remote reported it.
@@ -146,6 +151,15 @@ impl FrameError {
 pub trait Decoder: Send + Unpin + 'static {
     /// Decodes one message. An `Err` ends the connection with a clear error.
     fn decode(&mut self, frame: WireIn<'_>) -> Result<Vec<Inbound>, FrameError>;
+
+    /// Decodes one message into `out` (appended), the form the connection calls with one
+    /// buffer for all its messages. The default calls [`decode`](Self::decode); a decoder
+    /// overrides it to spare the per-message `Vec` on its hot path (the browser's audio
+    /// frames).
+    fn decode_into(&mut self, frame: WireIn<'_>, out: &mut Vec<Inbound>) -> Result<(), FrameError> {
+        out.extend(self.decode(frame)?);
+        Ok(())
+    }
 }
 
 /// The sending half of a codec: owned by the [`RemotePlayer`](crate::peer::RemotePlayer).
@@ -178,6 +192,19 @@ pub trait Encoder: Unpin + 'static {
 
     /// Encodes `samples` (at [`output_rate`](Self::output_rate)) of assistant item `item`.
     fn audio(&mut self, item: &Id, response: Option<&Id>, samples: &[i16], out: &mut Vec<OutFrame>);
+
+    /// [`audio`](Self::audio) for samples the caller shares (the agent's chunk when no
+    /// resampling is needed): an encoder whose frames are the samples themselves can queue
+    /// them as [`OutFrame::Pcm16`] without a copy. The default calls `audio`.
+    fn audio_shared(
+        &mut self,
+        item: &Id,
+        response: Option<&Id>,
+        samples: &Arc<[i16]>,
+        out: &mut Vec<OutFrame>,
+    ) {
+        self.audio(item, response, samples, out);
+    }
 
     /// The current item got all its audio: flush whatever is held back.
     fn item_done(&mut self, _out: &mut Vec<OutFrame>) {}

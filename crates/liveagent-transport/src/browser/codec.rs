@@ -66,21 +66,35 @@ fn malformed(e: impl std::fmt::Display) -> FrameError {
     FrameError::Malformed(e.to_string())
 }
 
+impl BrowserDecoder {
+    /// A binary frame: PCM16 at the rate agreed in `hello`.
+    fn audio(&self, bytes: &[u8]) -> Result<Inbound, FrameError> {
+        let Some(rate) = self.input_rate else {
+            return Err(FrameError::OutOfOrder("audio before hello".into()));
+        };
+        if bytes.len() % 2 == 1 {
+            return Err(FrameError::BadAudio(format!(
+                "PCM16 frames have an even byte count, got {}",
+                bytes.len()
+            )));
+        }
+        Ok(Inbound::Audio(AudioChunk::from_le_bytes(bytes, rate)))
+    }
+}
+
 impl Decoder for BrowserDecoder {
+    fn decode_into(&mut self, frame: WireIn<'_>, out: &mut Vec<Inbound>) -> Result<(), FrameError> {
+        // Audio frames (50 a second per page) skip the `Vec` of `decode`.
+        match frame {
+            WireIn::Binary(bytes) => out.push(self.audio(bytes)?),
+            text => out.extend(self.decode(text)?),
+        }
+        Ok(())
+    }
+
     fn decode(&mut self, frame: WireIn<'_>) -> Result<Vec<Inbound>, FrameError> {
         let text = match frame {
-            WireIn::Binary(bytes) => {
-                let Some(rate) = self.input_rate else {
-                    return Err(FrameError::OutOfOrder("audio before hello".into()));
-                };
-                if bytes.len() % 2 == 1 {
-                    return Err(FrameError::BadAudio(format!(
-                        "PCM16 frames have an even byte count, got {}",
-                        bytes.len()
-                    )));
-                }
-                return Ok(vec![Inbound::Audio(AudioChunk::from_le_bytes(bytes, rate))]);
-            }
+            WireIn::Binary(bytes) => return Ok(vec![self.audio(bytes)?]),
             WireIn::Text(t) => t,
         };
         let value: serde_json::Value = serde_json::from_str(text).map_err(malformed)?;
@@ -197,6 +211,20 @@ impl BrowserEncoder {
     fn push(out: &mut Vec<OutFrame>, msg: ServerMessage) {
         out.push(OutFrame::Text(msg.to_json()));
     }
+
+    /// The `audio` message that announces `item` before its first binary frame.
+    fn announce(&mut self, item: &Id, response: Option<&Id>, out: &mut Vec<OutFrame>) {
+        if self.current.as_ref() != Some(item) {
+            self.current = Some(item.clone());
+            Self::push(
+                out,
+                ServerMessage::Audio {
+                    item_id: item.to_string(),
+                    response_id: response.map(|r| r.to_string()),
+                },
+            );
+        }
+    }
 }
 
 /// The `error` frame the browser protocol closes with.
@@ -271,19 +299,22 @@ impl Encoder for BrowserEncoder {
         samples: &[i16],
         out: &mut Vec<OutFrame>,
     ) {
-        if self.current.as_ref() != Some(item) {
-            self.current = Some(item.clone());
-            Self::push(
-                out,
-                ServerMessage::Audio {
-                    item_id: item.to_string(),
-                    response_id: response.map(|r| r.to_string()),
-                },
-            );
-        }
+        self.announce(item, response, out);
         let mut bytes = Vec::new();
         liveagent_core::audio::extend_le_bytes(samples, &mut bytes);
         out.push(OutFrame::Binary(Bytes::from(bytes)));
+    }
+
+    fn audio_shared(
+        &mut self,
+        item: &Id,
+        response: Option<&Id>,
+        samples: &std::sync::Arc<[i16]>,
+        out: &mut Vec<OutFrame>,
+    ) {
+        self.announce(item, response, out);
+        // The frame is the chunk's samples, encoded by the connection's writer.
+        out.push(OutFrame::Pcm16(samples.clone()));
     }
 
     fn item_done(&mut self, out: &mut Vec<OutFrame>) {
@@ -497,5 +528,49 @@ mod tests {
         );
         assert_eq!(out[1], OutFrame::Binary(Bytes::from_static(&[1, 0, 2, 0])));
         assert!(matches!(&out[3], OutFrame::Text(t) if t.contains("interrupted")));
+    }
+
+    #[test]
+    fn shared_audio_is_announced_then_queued_as_the_chunk_itself() {
+        let (_, mut e) = BrowserCodec::default().split();
+        let mut out = Vec::new();
+        let (a, b): (Id, Id) = ("it_1".into(), "it_2".into());
+        let chunk: std::sync::Arc<[i16]> = std::sync::Arc::from([1i16, 2]);
+        e.audio_shared(&a, None, &chunk, &mut out);
+        e.audio_shared(&a, None, &chunk, &mut out);
+        e.audio(&b, None, &[3], &mut out);
+        e.audio_shared(&a, None, &chunk, &mut out);
+        assert_eq!(out.len(), 7, "{out:?}");
+        assert!(matches!(&out[0], OutFrame::Text(t) if t.contains("it_1")));
+        assert!(matches!(&out[1], OutFrame::Pcm16(s) if std::sync::Arc::ptr_eq(s, &chunk)));
+        assert!(matches!(&out[2], OutFrame::Pcm16(_)));
+        assert!(matches!(&out[3], OutFrame::Text(t) if t.contains("it_2")));
+        assert_eq!(out[4], OutFrame::Binary(Bytes::from_static(&[3, 0])));
+        // Back to the first item: announced again.
+        assert!(matches!(&out[5], OutFrame::Text(t) if t.contains("it_1")));
+        assert!(matches!(&out[6], OutFrame::Pcm16(_)));
+    }
+
+    #[test]
+    fn decode_into_appends_what_decode_returns() {
+        let mut d = decoder();
+        let mut items = Vec::new();
+        d.decode_into(
+            WireIn::Text(r#"{"type":"hello","input_rate":24000,"output_rate":24000}"#),
+            &mut items,
+        )
+        .unwrap();
+        assert_eq!(items.len(), 2);
+        d.decode_into(WireIn::Binary(&[2, 0, 254, 255]), &mut items)
+            .unwrap();
+        match &items[2] {
+            Inbound::Audio(a) => assert_eq!(&a.samples[..], &[2, -2]),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            d.decode_into(WireIn::Binary(&[1]), &mut items),
+            Err(FrameError::BadAudio(_))
+        ));
+        assert_eq!(items.len(), 3);
     }
 }

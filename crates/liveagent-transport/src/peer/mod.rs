@@ -119,6 +119,7 @@ impl WsTx {
             .map_body(move |_, inner| OutBody {
                 rx,
                 buf: BytesMut::new(),
+                scratch: Vec::new(),
                 closing: false,
                 abort: body_abort,
                 _inner: inner,
@@ -163,6 +164,8 @@ impl WsTx {
 struct OutBody {
     rx: mpsc::Receiver<WsOut>,
     buf: BytesMut,
+    /// [`OutFrame::Pcm16`] samples as bytes, before they are framed into `buf`.
+    scratch: Vec<u8>,
     /// The close frame was encoded (or every sender is gone): end once `buf` is out.
     closing: bool,
     abort: std::sync::Arc<Abort>,
@@ -177,6 +180,12 @@ impl OutBody {
             }
             WsOut::Frame(OutFrame::Binary(b)) => {
                 Parser::write_message(&mut self.buf, &b[..], OpCode::Binary, true, false)
+            }
+            WsOut::Frame(OutFrame::Pcm16(samples)) => {
+                // Encoded in the body's scratch buffer (no allocation once it has grown).
+                self.scratch.clear();
+                liveagent_core::audio::extend_le_bytes(&samples, &mut self.scratch);
+                Parser::write_message(&mut self.buf, &self.scratch, OpCode::Binary, true, false)
             }
             // Control frames carry at most 125 bytes (RFC 6455 5.5).
             WsOut::Pong(p) => Parser::write_message(
@@ -311,6 +320,31 @@ mod tests {
         assert_eq!(
             tx.send(OutFrame::Text("late".into())),
             Err(SendError::Closed)
+        );
+    }
+
+    #[test]
+    fn shared_samples_leave_as_little_endian_pcm16_frames() {
+        let (tx, response) = WsTx::attach(HttpResponse::SwitchingProtocols().finish(), 16);
+        let mut body = response.into_body();
+        let long: std::sync::Arc<[i16]> = (0..480).map(|i| i as i16 - 240).collect();
+        tx.send(OutFrame::Pcm16(std::sync::Arc::from([1i16, -1, 256])))
+            .unwrap();
+        tx.send(OutFrame::Pcm16(long.clone())).unwrap();
+        tx.send(OutFrame::Pcm16(std::sync::Arc::from([7i16])))
+            .unwrap();
+        let Poll::Ready(Some(chunk)) = next(&mut body) else {
+            panic!("no chunk")
+        };
+        let got = frames(BytesMut::from(&chunk[..]));
+        let long_bytes: Vec<u8> = long.iter().flat_map(|s| s.to_le_bytes()).collect();
+        assert_eq!(
+            got,
+            vec![
+                Frame::Binary(Bytes::from_static(&[1, 0, 255, 255, 0, 1])),
+                Frame::Binary(Bytes::from(long_bytes)),
+                Frame::Binary(Bytes::from_static(&[7, 0])),
+            ]
         );
     }
 

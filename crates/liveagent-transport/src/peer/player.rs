@@ -168,11 +168,26 @@ impl<E: Encoder> RemotePlayer<E> {
             self.current = Some(a.item_id.clone());
         }
         let out_rate = self.encoder.output_rate();
-        // At the remote side's rate the chunk's own samples are encoded as they are (no copy).
-        let resampled: Vec<i16>;
-        let samples: &[i16] = if a.audio.sample_rate == out_rate {
-            &a.audio.samples
-        } else {
+        if a.audio.sample_rate == out_rate {
+            // At the remote side's rate the chunk's own samples are the frame: shared with
+            // the encoder, not copied.
+            let track = self.track(&a.item_id);
+            track.sent_samples += a.audio.samples.len() as u64;
+            track.reported = false;
+            if track.response_id.is_none() {
+                track.response_id = a.response_id.clone();
+            }
+            if !a.audio.samples.is_empty() {
+                self.encoder.audio_shared(
+                    &a.item_id,
+                    a.response_id.as_ref(),
+                    &a.audio.samples,
+                    &mut self.frames,
+                );
+            }
+            return;
+        }
+        let samples: Vec<i16> = {
             let rs = match &mut self.resampler {
                 Some(rs) if rs.in_rate() == a.audio.sample_rate && rs.out_rate() == out_rate => rs,
                 slot => match MonoResampler::new(a.audio.sample_rate, out_rate) {
@@ -185,8 +200,7 @@ impl<E: Encoder> RemotePlayer<E> {
             };
             let mut out = Vec::new();
             rs.process_i16(&a.audio.samples, &mut out);
-            resampled = out.into_iter().map(f32_to_pcm16).collect();
-            &resampled
+            out.into_iter().map(f32_to_pcm16).collect()
         };
         let track = self.track(&a.item_id);
         track.sent_samples += samples.len() as u64;
@@ -198,7 +212,7 @@ impl<E: Encoder> RemotePlayer<E> {
             self.encoder.audio(
                 &a.item_id,
                 a.response_id.as_ref(),
-                samples,
+                &samples,
                 &mut self.frames,
             );
         }

@@ -37,6 +37,8 @@ pub struct RemoteRecorder<D: Decoder, E: Encoder> {
     audio_started: Option<Instant>,
     audio_us: u64,
     pending_start: Option<CallStart>,
+    /// The decoder's output for the message being handled, reused for every message.
+    inbound: Vec<Inbound>,
     resume: Option<ResumeRequest>,
     launching: bool,
     closing: bool,
@@ -86,6 +88,7 @@ impl<D: Decoder, E: Encoder> RemoteRecorder<D, E> {
             audio_started: None,
             audio_us: 0,
             pending_start: setup.start_now,
+            inbound: Vec::new(),
             resume: None,
             launching: false,
             closing: false,
@@ -434,9 +437,15 @@ impl<D: Decoder, E: Encoder> StreamHandler<Result<AggregatedMessage, ProtocolErr
             return;
         }
         self.last_rx = Instant::now();
+        let mut items = std::mem::take(&mut self.inbound);
+        items.clear();
         let decoded = match msg {
-            Ok(AggregatedMessage::Text(t)) => self.decoder.decode(WireIn::Text(&t)),
-            Ok(AggregatedMessage::Binary(b)) => self.decoder.decode(WireIn::Binary(&b)),
+            Ok(AggregatedMessage::Text(t)) => {
+                self.decoder.decode_into(WireIn::Text(&t), &mut items)
+            }
+            Ok(AggregatedMessage::Binary(b)) => {
+                self.decoder.decode_into(WireIn::Binary(&b), &mut items)
+            }
             Ok(AggregatedMessage::Ping(p)) => {
                 self.tx.pong(p);
                 return;
@@ -464,13 +473,16 @@ impl<D: Decoder, E: Encoder> StreamHandler<Result<AggregatedMessage, ProtocolErr
             }
         };
         match decoded {
-            Ok(items) => {
-                for item in items {
+            Ok(()) => {
+                for item in items.drain(..) {
                     if self.closing {
                         break;
                     }
                     self.on_inbound(item, ctx);
                 }
+                // Back for the next message (its allocation is kept).
+                items.clear();
+                self.inbound = items;
             }
             Err(e) => self.fail(e, ctx),
         }
