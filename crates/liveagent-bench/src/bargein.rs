@@ -33,7 +33,12 @@ impl EventMiddleware for SpeechStartedAt {
 
 /// Runs `trials` barge-ins; returns (speech-started -> silent, Interrupted handled -> silent)
 /// in microseconds, and the mean device period.
-pub async fn run(server_bin: PathBuf, trials: usize, buffer: DeviceBuffer) -> anyhow::Result<()> {
+pub async fn run(
+    server_bin: PathBuf,
+    trials: usize,
+    buffer: DeviceBuffer,
+    mic_device_default: bool,
+) -> anyhow::Result<()> {
     let scenario = common::long_say_scenario(trials * 2 + 10, 30_000)?;
     let server = ServerProcess::start(
         &server_bin,
@@ -69,8 +74,11 @@ pub async fn run(server_bin: PathBuf, trials: usize, buffer: DeviceBuffer) -> an
         .device_buffer(buffer)
         .start()
         .context("cannot open the output device (run under scripts/bench.sh)")?;
-    let mic = SoundDeviceRecorder::new(conv.context().clone())
-        .chunk_ms(20)
+    let mut mic = SoundDeviceRecorder::new(conv.context().clone()).chunk_ms(20);
+    if mic_device_default {
+        mic = mic.device_default_config();
+    }
+    let mic = mic
         .start()
         .context("cannot open the input device (run under scripts/bench.sh)")?;
     let speech = liveagent_testkit::speech_pcm("Stop, wait a moment please.", 24_000);

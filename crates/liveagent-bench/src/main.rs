@@ -96,6 +96,10 @@ enum Cmd {
         /// buffer).
         #[arg(long)]
         host_buffer: bool,
+        /// Open the microphone in its device's default configuration (cpal's) instead of the
+        /// recorder's default (the session's format).
+        #[arg(long)]
+        mic_device_default_config: bool,
     },
     /// The default output device's own period and reported output latency (bare cpal).
     DeviceLatency {
@@ -256,13 +260,14 @@ fn main() -> anyhow::Result<()> {
                 trials,
                 device_buffer_frames,
                 host_buffer,
+                mic_device_default_config,
             } => {
                 let buffer = match (device_buffer_frames, host_buffer) {
                     (Some(f), _) => liveagent::audio::DeviceBuffer::Fixed(f),
                     (None, true) => liveagent::audio::DeviceBuffer::HostDefault,
                     (None, false) => liveagent::audio::DeviceBuffer::default(),
                 };
-                bargein::run(server_bin, trials, buffer).await?
+                bargein::run(server_bin, trials, buffer, mic_device_default_config).await?
             }
             Cmd::DeviceLatency { secs } => device::run(secs)?,
             Cmd::Transport { sessions, secs } => transport::run(server_bin, sessions, secs).await?,
