@@ -64,6 +64,34 @@ pub fn pcm_to_bytes(samples: &[i16]) -> Vec<u8> {
     out
 }
 
+/// Base64 of samples `[from, to)` of `pcm` in the wire format `fmt`: the samples and their
+/// bytes go through per-thread scratch buffers, so an audio delta costs one allocation (its
+/// text) however the answer's audio is kept.
+pub fn b64_delta(pcm: &Pcm, from: usize, to: usize, fmt: WireAudio) -> String {
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<(Vec<i16>, Vec<u8>)> =
+            const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    }
+    SCRATCH.with_borrow_mut(|(samples, bytes)| {
+        samples.clear();
+        pcm.range_into(from, to, samples);
+        bytes.clear();
+        match fmt {
+            WireAudio::Pcm(INTERNAL_RATE) => {
+                bytes.extend(samples.iter().flat_map(|s| s.to_le_bytes()));
+            }
+            other => bytes.extend_from_slice(&other.encode(samples)),
+        }
+        let text = b64_encode(bytes);
+        // A long chunk (a test's 100 ms at most) does not keep big scratch buffers.
+        if samples.capacity() > 1 << 16 {
+            *samples = Vec::new();
+            *bytes = Vec::new();
+        }
+        text
+    })
+}
+
 /// Linear-interpolation resampler (good enough for an echo; not for hi-fi).
 pub fn resample(samples: &[i16], from: u32, to: u32) -> Vec<i16> {
     if from == to || samples.is_empty() || from == 0 || to == 0 {
@@ -352,6 +380,18 @@ impl Pcm {
                 p.decode_range(self.start + from, self.start + to, &mut out);
                 Cow::Owned(out)
             }
+        }
+    }
+
+    /// Appends samples `[from, to)` of this view (clamped) to `out`, decoding only those
+    /// when packed; nothing once released.
+    pub fn range_into(&self, from: usize, to: usize, out: &mut Vec<i16>) {
+        let to = to.min(self.len);
+        let from = from.min(to);
+        match self.buf.as_deref() {
+            None => {}
+            Some(Store::Raw(v)) => out.extend_from_slice(&v[self.start + from..self.start + to]),
+            Some(Store::Packed(p)) => p.decode_range(self.start + from, self.start + to, out),
         }
     }
 

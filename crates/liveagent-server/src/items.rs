@@ -168,7 +168,11 @@ impl Item {
 pub(crate) fn keep_recent_audio(items: &mut [Item], budget: usize) {
     let mut total = 0usize;
     let mut newest = true;
-    let mut kept: Vec<usize> = Vec::new();
+    // Called after every frame: the kept buffers' ids go on the stack (a few at most; a
+    // conversation of many short kept turns spills to the heap).
+    let mut few = [0usize; 8];
+    let mut nfew = 0;
+    let mut more: Vec<usize> = Vec::new();
     for item in items.iter_mut().rev() {
         let ItemKind::Message { content, .. } = &mut item.kind else {
             continue;
@@ -184,14 +188,19 @@ pub(crate) fn keep_recent_audio(items: &mut [Item], budget: usize) {
                 return;
             }
             let buffer = audio.buffer_id();
-            if buffer.is_some_and(|b| kept.contains(&b)) {
+            if buffer.is_some_and(|b| few[..nfew].contains(&b) || more.contains(&b)) {
                 continue;
             }
             total += audio.buffer_len();
             if total > budget && !newest {
                 audio.release();
-            } else {
-                kept.extend(buffer);
+            } else if let Some(b) = buffer {
+                if nfew < few.len() {
+                    few[nfew] = b;
+                    nfew += 1;
+                } else {
+                    more.push(b);
+                }
             }
             newest = false;
         }

@@ -63,13 +63,29 @@ impl Packed {
         let mut offsets = Vec::with_capacity(blocks + 1);
         let mut residual = Vec::with_capacity(BLOCK);
         let mut block = [0i16; BLOCK];
-        let mut samples = parts.iter().flat_map(|p| p.iter()).copied();
+        let mut rest = parts.iter().copied();
+        let mut cur: &[i16] = &[];
         let data = SCRATCH.with_borrow_mut(|data| {
             data.clear();
             for b in 0..blocks {
                 let n = BLOCK.min(len - b * BLOCK);
-                for s in &mut block[..n] {
-                    *s = samples.next().unwrap_or(0);
+                // Gather the block from the parts, a slice at a time.
+                let mut filled = 0;
+                while filled < n {
+                    if cur.is_empty() {
+                        match rest.next() {
+                            Some(p) => cur = p,
+                            None => {
+                                block[filled..n].fill(0);
+                                break;
+                            }
+                        }
+                        continue;
+                    }
+                    let m = cur.len().min(n - filled);
+                    block[filled..filled + m].copy_from_slice(&cur[..m]);
+                    filled += m;
+                    cur = &cur[m..];
                 }
                 offsets.push(data.len() as u32);
                 encode_block(&block[..n], &mut residual, data);
@@ -110,10 +126,17 @@ impl Packed {
             let start = b * BLOCK;
             let n = BLOCK.min(self.len - start);
             let bytes = &self.data[self.offsets[b] as usize..self.offsets[b + 1] as usize];
-            decode_block(bytes, &mut block[..n]);
             let lo = from.max(start) - start;
             let hi = to.min(start + n) - start;
-            out.extend_from_slice(&block[lo..hi]);
+            if lo == 0 && hi == n {
+                // A whole block (the usual case): decoded straight into `out`.
+                let at = out.len();
+                out.resize(at + n, 0);
+                decode_block(bytes, &mut out[at..]);
+            } else {
+                decode_block(bytes, &mut block[..n]);
+                out.extend_from_slice(&block[lo..hi]);
+            }
         }
     }
 }
@@ -145,58 +168,64 @@ fn encode_block(block: &[i16], residual: &mut Vec<u32>, out: &mut Vec<u8>) {
         out.extend_from_slice(&block[0].to_le_bytes());
         return;
     }
+    // The samples with the two (zero) samples before the block, so that every pass below is
+    // a plain loop over arrays the compiler can vectorize.
+    let n = block.len();
+    let mut x = [0i32; BLOCK + 2];
+    for (d, &s) in x[2..n + 2].iter_mut().zip(block) {
+        *d = s as i32;
+    }
+    let x = &x[..n + 2];
     // The order whose residuals are smallest in sum (a fair proxy for their coded size).
     let mut sums = [0u64; 3];
-    let (mut x1, mut x2) = (0i32, 0i32);
-    for &s in block {
-        let x = s as i32;
-        sums[0] += zigzag(x) as u64;
-        sums[1] += zigzag(x - x1) as u64;
-        sums[2] += zigzag(x - 2 * x1 + x2) as u64;
-        (x2, x1) = (x1, x);
+    for w in x.windows(3) {
+        sums[0] += zigzag(w[2]) as u64;
+        sums[1] += zigzag(w[2] - w[1]) as u64;
+        sums[2] += zigzag(w[2] - 2 * w[1] + w[0]) as u64;
     }
     let order = (0..3u8).min_by_key(|&o| sums[o as usize]).unwrap_or(0);
     residual.clear();
-    let (mut x1, mut x2) = (0i32, 0i32);
-    for &s in block {
-        let x = s as i32;
-        residual.push(zigzag(x - predict(order, x1, x2)));
-        (x2, x1) = (x1, x);
+    match order {
+        0 => residual.extend(x[2..].iter().map(|&v| zigzag(v))),
+        1 => residual.extend(x[1..].windows(2).map(|w| zigzag(w[1] - w[0]))),
+        _ => residual.extend(x.windows(3).map(|w| zigzag(w[2] - 2 * w[1] + w[0]))),
     }
-    // The Rice parameter that codes these residuals in the fewest bits (near log2 of their
-    // mean; the neighbours are tried too).
-    let mean = sums[order as usize] / block.len() as u64;
+    // The Rice parameter that codes the residuals in the fewest bits: near log2 of their
+    // mean, the neighbours tried too.
+    let mean = sums[order as usize] / n as u64;
     let guess = 64 - mean.leading_zeros();
-    let bits = |k: u32| -> u64 {
-        residual
+    let ks = [guess.saturating_sub(1), guess, guess + 1];
+    let mut bits = [0u64; 3];
+    for (b, &k) in bits.iter_mut().zip(&ks) {
+        *b = residual
             .iter()
             .map(|&v| {
                 let q = v >> k;
                 if q < ESC {
-                    (q + 1 + k) as u64
+                    q + 1 + k
                 } else {
-                    (ESC + ESC_BITS) as u64
+                    ESC + ESC_BITS
                 }
             })
-            .sum()
-    };
-    let k = [guess.saturating_sub(1), guess, guess + 1]
-        .into_iter()
-        .filter(|&k| k <= 16)
-        .min_by_key(|&k| bits(k))
-        .unwrap_or(16);
+            .sum::<u32>() as u64;
+    }
+    let k = (0..3)
+        .filter(|&i| ks[i] <= 16)
+        .min_by_key(|&i| bits[i])
+        .map_or(16, |i| ks[i]);
     let start = out.len();
+    out.reserve(2 + block.len() * 2 + 8);
     out.push((order << 5) | k as u8);
     let mut w = BitWriter::new(out);
     for &v in residual.iter() {
         let q = v >> k;
         if q < ESC {
-            w.put_ones(q);
-            w.put(0, 1);
-            w.put(v & ((1u32 << k) - 1), k);
+            // q ones, a zero, then the low k bits: at most 23 + 1 + 16 bits in one write.
+            let code = (((1u64 << q) - 1) << (k + 1)) | (v & ((1u32 << k) - 1)) as u64;
+            w.put_long(code, q + 1 + k);
         } else {
-            w.put_ones(ESC);
-            w.put(v, ESC_BITS);
+            let code = (((1u64 << ESC) - 1) << ESC_BITS) | (v & ((1u32 << ESC_BITS) - 1)) as u64;
+            w.put_long(code, ESC + ESC_BITS);
         }
     }
     w.flush();
@@ -225,21 +254,22 @@ fn decode_block(bytes: &[u8], out: &mut [i16]) {
                 *s = i16::from_le_bytes([b[0], b[1]]);
             }
         }
-        order => {
-            let mut r = BitReader::new(body);
-            let (mut x1, mut x2) = (0i32, 0i32);
-            for s in out.iter_mut() {
-                let q = r.ones(ESC);
-                let v = if q < ESC {
-                    (q << k) | r.get(k)
-                } else {
-                    r.get(ESC_BITS)
-                };
-                let x = predict(order, x1, x2) + unzigzag(v);
-                *s = x as i16;
-                (x2, x1) = (x1, x);
-            }
-        }
+        0 => decode_rice::<0>(body, k, out),
+        1 => decode_rice::<1>(body, k, out),
+        _ => decode_rice::<2>(body, k, out),
+    }
+}
+
+/// Decodes a block's Rice-coded residuals with the predictor of `ORDER` (one loop per order,
+/// so that the prediction is not chosen again for every sample).
+fn decode_rice<const ORDER: u8>(body: &[u8], k: u32, out: &mut [i16]) {
+    let mut r = BitReader::new(body);
+    let (mut x1, mut x2) = (0i32, 0i32);
+    for s in out.iter_mut() {
+        let v = r.rice(k);
+        let x = predict(ORDER, x1, x2) + unzigzag(v);
+        *s = x as i16;
+        (x2, x1) = (x1, x);
     }
 }
 
@@ -255,26 +285,14 @@ impl<'a> BitWriter<'a> {
         BitWriter { out, acc: 0, n: 0 }
     }
 
-    /// Writes the low `bits` bits of `v` (at most 32).
+    /// Writes the low `bits` bits of `code` (at most 56).
     #[inline]
-    fn put(&mut self, v: u32, bits: u32) {
-        if bits == 0 {
-            return;
-        }
-        self.acc = (self.acc << bits) | (v as u64 & ((1u64 << bits) - 1));
+    fn put_long(&mut self, code: u64, bits: u32) {
+        self.acc = (self.acc << bits) | code;
         self.n += bits;
         while self.n >= 8 {
             self.n -= 8;
             self.out.push((self.acc >> self.n) as u8);
-        }
-    }
-
-    #[inline]
-    fn put_ones(&mut self, mut n: u32) {
-        while n > 0 {
-            let m = n.min(24);
-            self.put((1u32 << m) - 1, m);
-            n -= m;
         }
     }
 
@@ -304,8 +322,19 @@ impl<'a> BitReader<'a> {
         }
     }
 
+    /// Tops the accumulator up to at least 56 bits: eight bytes at a time while they are
+    /// there (the bits of a partly taken byte are or-ed in again by the next refill, the
+    /// same bits at the same place), then byte by byte, zeros past the end.
     #[inline]
     fn refill(&mut self) {
+        if let Some(word) = self.bytes.get(self.pos..self.pos + 8) {
+            let w = u64::from_be_bytes(word.try_into().unwrap_or([0; 8]));
+            self.acc |= w >> self.n;
+            let take = (63 - self.n) >> 3;
+            self.pos += take as usize;
+            self.n += take * 8;
+            return;
+        }
         while self.n <= 56 {
             let b = self.bytes.get(self.pos).copied().unwrap_or(0);
             self.pos += 1;
@@ -314,29 +343,28 @@ impl<'a> BitReader<'a> {
         }
     }
 
-    /// Reads `bits` bits (at most 32).
+    /// Reads one Rice-coded value with parameter `k` (at most 16): up to [`ESC`] ones, the
+    /// zero that ends them and `k` low bits, or [`ESC`] ones and an [`ESC_BITS`]-bit value.
     #[inline]
-    fn get(&mut self, bits: u32) -> u32 {
-        if bits == 0 {
-            return 0;
-        }
+    fn rice(&mut self, k: u32) -> u32 {
         self.refill();
-        let v = (self.acc >> (64 - bits)) as u32;
-        self.acc <<= bits;
-        self.n -= bits;
-        v
-    }
-
-    /// Counts up to `max` one bits and consumes them, plus the zero that ends them when
-    /// fewer than `max`.
-    #[inline]
-    fn ones(&mut self, max: u32) -> u32 {
-        self.refill();
-        let q = (!self.acc).leading_zeros().min(max);
-        let used = if q < max { q + 1 } else { q };
+        let q = (!self.acc).leading_zeros().min(ESC);
+        let (v, used) = if q < ESC {
+            let low = if k == 0 {
+                0
+            } else {
+                ((self.acc << (q + 1)) >> (64 - k)) as u32
+            };
+            ((q << k) | low, q + 1 + k)
+        } else {
+            (
+                ((self.acc << ESC) >> (64 - ESC_BITS)) as u32,
+                ESC + ESC_BITS,
+            )
+        };
         self.acc <<= used;
         self.n -= used;
-        q
+        v
     }
 }
 

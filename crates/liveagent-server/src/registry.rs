@@ -103,6 +103,22 @@ impl Registry {
         }
     }
 
+    /// Updates only a live session's counters (the hot path: no strings copied).
+    pub fn update_counts(
+        &self,
+        id: u64,
+        responses: u32,
+        client_errors: u32,
+        input_buffered_ms: u64,
+    ) {
+        if let Some(l) = self.lock().live.get_mut(&id) {
+            let m = &mut l.meta;
+            (m.responses, m.client_errors, m.input_buffered_ms) =
+                (responses, client_errors, input_buffered_ms);
+            m.connected = true;
+        }
+    }
+
     /// Moves a session to the closed history with its final snapshot.
     pub fn closed(&self, mut info: SessionInfo) {
         let mut g = self.lock();

@@ -244,7 +244,7 @@ impl GSession {
         } else {
             String::new()
         };
-        let data = audio::b64_encode(&audio::pcm_to_bytes(&say.audio.range(from, end)));
+        let data = audio::b64_delta(&say.audio, from, end, audio::WireAudio::Pcm(INTERNAL_RATE));
         if end > from {
             run.out_audio_samples += end - from;
             self.shared.stats.chunk_sent(late);

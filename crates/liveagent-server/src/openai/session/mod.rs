@@ -174,6 +174,8 @@ struct OaSession {
     client_errors: u32,
     /// The last client data frame or the end of the last response (idle session timeout).
     last_activity: Instant,
+    /// The frame just handled was a plain `input_audio_buffer.append` (fast path).
+    plain_append: bool,
 }
 
 /// Runs a session until the client goes away or the server closes it.
@@ -266,6 +268,7 @@ impl OaSession {
             responses: 0,
             client_errors: 0,
             last_activity: Instant::now(),
+            plain_append: false,
         }
     }
 
@@ -334,6 +337,7 @@ impl OaSession {
             }
         }
         loop {
+            let before = (self.items.len(), self.run.is_some());
             let deadline = self.run.as_ref().map(|r| r.next_at);
             let idle = self.idle_deadline();
             tokio::select! {
@@ -365,10 +369,15 @@ impl OaSession {
                 _ = sleep_until_opt(self.idle_at), if self.idle_at.is_some() && self.run.is_none() => self.idle_timeout().await?,
                 _ = sleep_until_opt(idle), if idle.is_some() => return self.idle_close().await,
             }
-            crate::items::keep_recent_audio(
-                &mut self.items,
-                self.shared.cfg.conversation_audio_samples(),
-            );
+            // A plain append (50 a second) that neither added an item nor started or ended a
+            // response changed no kept audio: the budget walk is skipped for it.
+            let plain = std::mem::take(&mut self.plain_append);
+            if !plain || (self.items.len(), self.run.is_some()) != before {
+                crate::items::keep_recent_audio(
+                    &mut self.items,
+                    self.shared.cfg.conversation_audio_samples(),
+                );
+            }
             if !self.conn.is_open() {
                 return Err(End::Closed);
             }
@@ -463,7 +472,14 @@ impl OaSession {
                     self.client_error(event_id, inv.code, &inv.message, inv.param)
                         .await?;
                 }
-                self.publish(true);
+                self.plain_append = true;
+                // Only the counters can have changed: no metadata strings copied.
+                self.shared.registry.update_counts(
+                    self.sid,
+                    self.responses,
+                    self.client_errors,
+                    audio::samples_to_ms(self.input.len(), INTERNAL_RATE),
+                );
                 return Ok(());
             }
         }

@@ -85,7 +85,7 @@ impl OaSession {
                             item_id: item_id.clone(),
                             output_index: idx,
                             content_index: 0,
-                            delta: audio::b64_encode(&fmt.encode(&samples.range(from, end))),
+                            delta: audio::b64_delta(&samples, from, end, fmt),
                         },
                     )
                     .await?;
