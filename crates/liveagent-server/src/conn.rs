@@ -1,5 +1,7 @@
-//! One WebSocket connection's sending side: records and counts every frame, and hands it to
-//! a writer task so that the session keeps reading while a slow client drains its socket.
+//! One WebSocket connection's sending side: records and counts every frame, and sends it
+//! straight into the WebSocket when that takes it without waiting and nothing is queued
+//! before it; otherwise it hands it to a writer task, so that the session keeps reading while
+//! a slow client drains its socket.
 //!
 //! Without the writer task a client that stops reading while it is blocked sending (both TCP
 //! buffers full) would deadlock the session. A client that lets more than
@@ -15,10 +17,12 @@
 //! data with a reset, which some clients report as an abnormal closure.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use actix_ws::{CloseCode, CloseReason};
 use bytes::Bytes;
+use bytestring::ByteString;
+use futures_util::FutureExt as _;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -39,7 +43,7 @@ pub(crate) enum End {
 
 enum Cmd {
     /// A text frame, and the microseconds of answer audio it carries (0 for other frames).
-    Text(String, u32),
+    Text(ByteString, u32),
     /// The answer whose audio deltas were timed ended (completed or not).
     AnswerEnd(bool),
     Pong(Bytes),
@@ -61,6 +65,14 @@ pub(crate) struct Conn {
     next_audio_us: u32,
     /// The current answer's audio deltas, timed as they are queued.
     paced: AnswerClock,
+    /// The session's own handle on the WebSocket, to send a frame straight away while the
+    /// writer task has nothing queued (dropped when the connection closes or drops).
+    direct: Option<actix_ws::Session>,
+    /// Commands handed to the writer task and not finished yet.
+    inflight: Arc<AtomicUsize>,
+    /// The current answer's audio deltas, timed as they are handed to the WebSocket
+    /// (straight away or by the writer task).
+    written: Arc<Mutex<AnswerClock>>,
 }
 
 async fn writer(
@@ -69,9 +81,12 @@ async fn writer(
     open: Arc<AtomicBool>,
     queued: Arc<AtomicUsize>,
     shared: Arc<Shared>,
+    inflight: Arc<AtomicUsize>,
+    written: Arc<Mutex<AnswerClock>>,
 ) {
-    let mut written = AnswerClock::default();
     while let Some(cmd) = rx.recv().await {
+        // Finished once this iteration ends (whatever way it ends).
+        let _done = Finished(&inflight);
         match cmd {
             Cmd::Text(text, audio_us) => {
                 let n = text.len();
@@ -81,10 +96,12 @@ async fn writer(
                     break;
                 }
                 if audio_us > 0 {
-                    written.delta(Instant::now(), audio_us as u64);
+                    lock(&written).delta(Instant::now(), audio_us as u64);
                 }
             }
-            Cmd::AnswerEnd(completed) => written.end(completed, &shared.stats.answer_rate_written),
+            Cmd::AnswerEnd(completed) => {
+                lock(&written).end(completed, &shared.stats.answer_rate_written)
+            }
             Cmd::Pong(p) => {
                 let r = session.pong(&p).await;
                 queued.fetch_sub(p.len() + PONG_OVERHEAD, Ordering::Relaxed);
@@ -109,6 +126,19 @@ async fn writer(
     // Dropping the session ends the response body: the connection closes without a close frame.
 }
 
+/// Counts a writer command as finished when dropped.
+struct Finished<'a>(&'a AtomicUsize);
+
+impl Drop for Finished<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn lock(clock: &Mutex<AnswerClock>) -> std::sync::MutexGuard<'_, AnswerClock> {
+    clock.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 impl Conn {
     pub fn new(
         session: actix_ws::Session,
@@ -118,12 +148,17 @@ impl Conn {
         let (tx, rx) = mpsc::unbounded_channel();
         let open = Arc::new(AtomicBool::new(true));
         let queued = Arc::new(AtomicUsize::new(0));
+        let inflight = Arc::new(AtomicUsize::new(0));
+        let written = Arc::new(Mutex::new(AnswerClock::default()));
+        let direct = Some(session.clone());
         let writer = actix_rt::spawn(writer(
             session,
             rx,
             open.clone(),
             queued.clone(),
             shared.clone(),
+            inflight.clone(),
+            written.clone(),
         ));
         Conn {
             tx: Some(tx),
@@ -135,6 +170,9 @@ impl Conn {
             sent: 0,
             next_audio_us: 0,
             paced: AnswerClock::default(),
+            direct,
+            inflight,
+            written,
         }
     }
 
@@ -156,6 +194,7 @@ impl Conn {
             self.writer.abort();
             self.open.store(false, Ordering::SeqCst);
             self.tx = None;
+            self.direct = None;
             return Err(End::Closed);
         }
         Ok(())
@@ -166,6 +205,7 @@ impl Conn {
     /// the close timeout), so that the socket closes without a reset.
     pub async fn finish(&mut self) {
         self.tx = None;
+        self.direct = None;
         if let Some(sock) = self.sock.take() {
             drain_after_close(sock, self.shared.cfg.close_timeout).await;
         }
@@ -179,9 +219,12 @@ impl Conn {
         if !self.is_open() {
             return Err(End::Closed);
         }
+        self.inflight.fetch_add(1, Ordering::Relaxed);
         let ok = self.tx.as_ref().is_some_and(|tx| tx.send(cmd).is_ok());
         if !ok {
+            self.inflight.fetch_sub(1, Ordering::Relaxed);
             self.tx = None;
+            self.direct = None;
             return Err(End::Closed);
         }
         Ok(())
@@ -209,11 +252,35 @@ impl Conn {
             .bytes_out
             .fetch_add(text.len() as u64, Ordering::Relaxed);
         self.sent += 1;
-        self.enqueue_bytes(text.len())?;
         let audio_us = std::mem::take(&mut self.next_audio_us);
+        let now = Instant::now();
         if audio_us > 0 {
-            self.paced.delta(Instant::now(), audio_us as u64);
+            self.paced.delta(now, audio_us as u64);
         }
+        let text = ByteString::from(text);
+        // Straight into the WebSocket when the writer task has nothing queued (frames stay
+        // in order) and the WebSocket takes it without waiting: no second task wake-up per
+        // frame. Otherwise the writer task queues it, so that the session keeps reading.
+        if self.inflight.load(Ordering::Relaxed) == 0 {
+            if let Some(ws) = self.direct.as_mut() {
+                match ws.text(text.clone()).now_or_never() {
+                    Some(Ok(())) => {
+                        if audio_us > 0 {
+                            lock(&self.written).delta(now, audio_us as u64);
+                        }
+                        return Ok(());
+                    }
+                    Some(Err(_)) => {
+                        self.open.store(false, Ordering::SeqCst);
+                        self.tx = None;
+                        self.direct = None;
+                        return Err(End::Closed);
+                    }
+                    None => {}
+                }
+            }
+        }
+        self.enqueue_bytes(text.len())?;
         self.push(Cmd::Text(text, audio_us))
     }
 
@@ -228,7 +295,9 @@ impl Conn {
         self.next_audio_us = 0;
         self.paced
             .end(completed, &self.shared.stats.answer_rate_paced);
-        if self.is_open() {
+        if self.inflight.load(Ordering::Relaxed) == 0 {
+            lock(&self.written).end(completed, &self.shared.stats.answer_rate_written);
+        } else if self.is_open() {
             let _ = self.push(Cmd::AnswerEnd(completed));
         }
     }
@@ -258,6 +327,7 @@ impl Conn {
             let _ = self.push(Cmd::Close(code, reason[..end].to_owned()));
         }
         self.tx = None;
+        self.direct = None;
     }
 
     /// Drops the connection without a close frame (after the frames already queued).
@@ -269,12 +339,14 @@ impl Conn {
             let _ = self.push(Cmd::Drop);
         }
         self.tx = None;
+        self.direct = None;
     }
 
     /// Forgets the connection without a note (end of the session loop); frames already
     /// queued are still delivered.
     pub fn drop_now_quiet(&mut self) {
         self.tx = None;
+        self.direct = None;
     }
 
     /// Answers a ping. The pong counts in the backlog like any frame: a client that sends
