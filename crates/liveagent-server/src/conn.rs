@@ -44,8 +44,8 @@ pub(crate) enum End {
 enum Cmd {
     /// A text frame, and the microseconds of answer audio it carries (0 for other frames).
     Text(ByteString, u32),
-    /// The answer whose audio deltas were timed ended (completed or not).
-    AnswerEnd(bool),
+    /// The answer whose audio deltas were timed ended (completed or cut short).
+    AnswerEnd,
     Pong(Bytes),
     Close(u16, String),
     Drop,
@@ -99,9 +99,7 @@ async fn writer(
                     lock(&written).delta(Instant::now(), audio_us as u64);
                 }
             }
-            Cmd::AnswerEnd(completed) => {
-                lock(&written).end(completed, &shared.stats.answer_rate_written)
-            }
+            Cmd::AnswerEnd => lock(&written).end(&shared.stats.answer_rate_written),
             Cmd::Pong(p) => {
                 let r = session.pong(&p).await;
                 queued.fetch_sub(p.len() + PONG_OVERHEAD, Ordering::Relaxed);
@@ -290,15 +288,15 @@ impl Conn {
         self.next_audio_us = (samples as u64 * 1_000_000 / rate.max(1) as u64) as u32;
     }
 
-    /// Ends the timed answer: a `completed` one (played to its end) is recorded.
-    pub fn answer_end(&mut self, completed: bool) {
+    /// Ends the timed answer (played to its end or cut short): recorded if at least 400 ms
+    /// of its audio went out.
+    pub fn answer_end(&mut self) {
         self.next_audio_us = 0;
-        self.paced
-            .end(completed, &self.shared.stats.answer_rate_paced);
+        self.paced.end(&self.shared.stats.answer_rate_paced);
         if self.inflight.load(Ordering::Relaxed) == 0 {
-            lock(&self.written).end(completed, &self.shared.stats.answer_rate_written);
+            lock(&self.written).end(&self.shared.stats.answer_rate_written);
         } else if self.is_open() {
-            let _ = self.push(Cmd::AnswerEnd(completed));
+            let _ = self.push(Cmd::AnswerEnd);
         }
     }
 

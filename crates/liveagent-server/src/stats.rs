@@ -55,7 +55,7 @@ pub(crate) const RATE_STEP_PM: u64 = 5;
 /// Buckets between the open-ended first and last ones (0.800× to 1.100×).
 pub(crate) const RATE_STEPS: usize = 60;
 
-/// How fast completed answers went out: audio duration / (last delta − first delta + the
+/// How fast answers went out: audio duration / (last delta − first delta + the
 /// last delta's duration), the same formula the benchmarks' clients apply to arrivals.
 #[derive(Debug)]
 pub(crate) struct RateHist {
@@ -123,10 +123,11 @@ impl AnswerClock {
         self.audio_us += dur_us;
     }
 
-    /// The answer ended: a completed one of at least 400 ms is recorded in `hist`; the clock
-    /// starts again either way.
-    pub fn end(&mut self, completed: bool, hist: &RateHist) {
-        if let (true, Some(first), Some(last)) = (completed, self.first, self.last) {
+    /// The answer ended, played to its end or cut short: if at least 400 ms of its audio went
+    /// out, its rate is recorded in `hist` (as the benchmarks' clients count every answer of
+    /// which they received 400 ms); the clock starts again either way.
+    pub fn end(&mut self, hist: &RateHist) {
+        if let (Some(first), Some(last)) = (self.first, self.last) {
             if self.audio_us >= MIN_TIMED_ANSWER_US {
                 let span = last.duration_since(first).as_micros() as u64 + self.last_dur_us;
                 hist.record(self.audio_us, span);
@@ -254,12 +255,14 @@ pub struct StatsSnapshot {
     pub refused: u64,
     /// Sessions closed for being idle.
     pub idle_closed: u64,
-    /// Completed answers (≥ 400 ms of audio) timed when the session handed each audio delta
-    /// to its connection: how well the pacing kept its schedule.
+    /// Answers (played to their end or cut short, with ≥ 400 ms of audio sent) timed when the
+    /// session handed each audio delta to its connection: how well the pacing kept its
+    /// schedule.
     pub answer_rate_paced: AnswerRates,
-    /// The same answers timed when the connection's writer task handed each delta to the
-    /// WebSocket: adds the queue between session and writer (the socket write itself
-    /// follows in the HTTP dispatcher, on the same thread).
+    /// The same answers timed when each delta was handed to the WebSocket (by the session
+    /// itself, or by the connection's writer task when it had to wait): adds the queue
+    /// between them (the socket write itself follows in the HTTP dispatcher, on the same
+    /// thread).
     pub answer_rate_written: AnswerRates,
     /// Closed sessions whose snapshots are kept.
     pub sessions_kept_closed: u64,
@@ -274,7 +277,7 @@ pub struct StatsSnapshot {
     pub scenario_turns: std::collections::BTreeMap<String, u32>,
 }
 
-/// A histogram of completed answers' rates (audio duration / emission span; 1.0 = real time).
+/// A histogram of answers' rates (audio duration / emission span; 1.0 = real time).
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct AnswerRates {
     /// Answers timed.
@@ -311,7 +314,7 @@ mod tests {
         for i in 0..25 {
             clock.delta(t0 + Duration::from_millis(42 * i), 40_000);
         }
-        clock.end(true, &hist);
+        clock.end(&hist);
         let s = hist.snapshot();
         assert_eq!(s.answers, 1);
         let want = 1000.0 / (24.0 * 42.0 + 40.0);
@@ -319,16 +322,13 @@ mod tests {
         // 0.954: the bucket from 0.950 to 0.955.
         let i = s.buckets.iter().position(|b| *b == 1).unwrap();
         assert_eq!(AnswerRates::bucket_floor(i), 0.95);
-        // Cut short, or shorter than 400 ms: not counted; the clock starts again.
-        clock.delta(t0, 40_000);
-        clock.delta(t0 + Duration::from_secs(1), 400_000);
-        clock.end(false, &hist);
+        // Shorter than 400 ms: not counted; the clock starts again.
         clock.delta(t0, 390_000);
-        clock.end(true, &hist);
+        clock.end(&hist);
         // Far faster than real time (two 250 ms deltas at once: 2×) lands in the last bucket.
         clock.delta(t0, 250_000);
         clock.delta(t0, 250_000);
-        clock.end(true, &hist);
+        clock.end(&hist);
         let s = hist.snapshot();
         assert_eq!(s.answers, 2);
         assert_eq!(s.buckets[RATE_STEPS + 1], 1);

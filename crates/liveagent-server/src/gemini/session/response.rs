@@ -104,7 +104,7 @@ impl GSession {
                         } else {
                             audio.unwrap_or_else(|| Pcm::from(audio::synth_text(&text)))
                         };
-                        self.conn.answer_end(false);
+                        self.conn.answer_end();
                         let item_id = self.shared.new_id("item");
                         run.cur = Some(Say {
                             words: if self.text_only {
@@ -293,7 +293,7 @@ impl GSession {
 
     /// Records what was said (all of it, or up to the interruption) as a model item.
     pub(super) fn finalize_say(&mut self, say: &Say, cut: bool) {
-        self.conn.answer_end(!cut);
+        self.conn.answer_end();
         // What was played is a view of the response's audio, not a copy.
         let (audio, text): (Pcm, String) = if cut {
             (

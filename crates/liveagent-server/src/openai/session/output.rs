@@ -171,7 +171,7 @@ impl OaSession {
         else {
             return Ok(());
         };
-        self.conn.answer_end(!cancelled);
+        self.conn.answer_end();
         let rid = run.id.clone();
         let status = if cancelled { "incomplete" } else { "completed" };
         let full: String = text.iter().collect();

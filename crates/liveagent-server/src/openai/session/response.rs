@@ -284,7 +284,7 @@ impl OaSession {
         } else {
             audio.unwrap_or_else(|| Pcm::from(audio::synth_text(&text)))
         };
-        self.conn.answer_end(false);
+        self.conn.answer_end();
         let item_id = self.shared.new_id("item");
         let idx = run.next_index;
         run.next_index += 1;
