@@ -25,6 +25,25 @@ fn env_path(key: &str) -> std::path::PathBuf {
         .into()
 }
 
+/// Starts a recorder on PulseAudio's default input, in the session's format or (when
+/// `device_default`) the device's default configuration, and returns it with what it opened.
+async fn start_pulse_recorder(
+    ctx: &ConversationContext,
+    device_default: bool,
+) -> (
+    actix::Addr<SoundDeviceRecorder>,
+    liveagent_audio::OpenedDevice,
+) {
+    let mut mic = SoundDeviceRecorder::new(ctx.clone());
+    if device_default {
+        mic = mic.device_default_config();
+    }
+    let mic = mic.start().expect("recorder on PulseAudio");
+    let dev = mic.send(liveagent_audio::GetDevice).await.unwrap();
+    println!("recording from {dev:?}");
+    (mic, dev)
+}
+
 async fn collect_recorded(
     ctx: &ConversationContext,
     samples: usize,
@@ -460,13 +479,7 @@ fn device_loss(test: &str, device_default: bool) {
         let player = SoundDevicePlayer::new(ctx.clone())
             .start()
             .expect("player on PulseAudio");
-        let mut mic = SoundDeviceRecorder::new(ctx.clone());
-        if device_default {
-            mic = mic.device_default_config();
-        }
-        let mic = mic.start().expect("recorder on PulseAudio");
-        let dev = mic.send(liveagent_audio::GetDevice).await.unwrap();
-        println!("recording from {dev:?}");
+        let (mic, dev) = start_pulse_recorder(&ctx, device_default).await;
         assert_eq!(
             dev.config.sample_format == SampleFormat::I16 && dev.config.channels == 1,
             !device_default,
@@ -554,13 +567,7 @@ fn recorder_pulse(test: &str, device_default: bool) {
     actix::System::new().block_on(async move {
         let ctx = ConversationContext::new(EventBus::start_default(), 24_000, 24_000);
         let mut stream = ctx.stream().capacity(10_000).only::<RecordedAudio>();
-        let mut mic = SoundDeviceRecorder::new(ctx.clone());
-        if device_default {
-            mic = mic.device_default_config();
-        }
-        let mic = mic.start().expect("recorder on PulseAudio");
-        let dev = mic.send(liveagent_audio::GetDevice).await.unwrap();
-        println!("recording from {dev:?}");
+        let (mic, dev) = start_pulse_recorder(&ctx, device_default).await;
         if device_default {
             assert_ne!(dev.config.sample_format, SampleFormat::I16, "{dev:?}");
         } else {
