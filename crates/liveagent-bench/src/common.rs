@@ -33,6 +33,9 @@ impl ServerProcess {
         };
         let mut child = command
             .args(["--port", "0"])
+            // Every bench client comes from 127.0.0.1: the server's per-address connection
+            // limit (1,024 by default) would cap the scale runs below their N.
+            .args(["--max-connections-per-addr", "0"])
             .args(args)
             // Extra server arguments for debugging, e.g. `--record frames.jsonl`.
             .args(
