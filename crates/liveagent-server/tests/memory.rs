@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use liveagent_server::{LocalServer, Pacing, ServerConfig};
+use liveagent_server::{Pacing, ServerConfig};
 use liveagent_testkit::{validate_frames, Protocol};
 use serde_json::{json, Value};
 
@@ -33,19 +33,12 @@ async fn add_audio_item(ws: &mut Ws, ms: usize) -> String {
 
 #[actix_rt::test]
 async fn older_items_let_go_of_their_audio_past_the_budget() {
-    let server = LocalServer::start(ServerConfig {
+    let (server, mut ws) = openai_on(ServerConfig {
         pacing: Pacing::AsFastAsPossible,
         conversation_audio_ms: 1_500,
         ..ServerConfig::default()
     })
-    .await
-    .unwrap();
-    let mut ws = connect(
-        &format!("{}/realtime?model=gpt-realtime", server.openai_url()),
-        &[],
-    )
     .await;
-    ws.until("session.created").await;
     let first = add_audio_item(&mut ws, 1_000).await;
     // Within the budget: the audio is still there.
     let item = retrieve(&mut ws, &first).await;

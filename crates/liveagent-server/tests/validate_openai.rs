@@ -84,18 +84,11 @@ async fn tool_call_scenario_frames_validate() {
         "#,
     )
     .unwrap();
-    let server = LocalServer::start(ServerConfig {
+    let (server, mut ws) = openai_on(ServerConfig {
         brain: liveagent_server::Brain::Script(scenario),
         ..config(&path)
     })
-    .await
-    .unwrap();
-    let mut ws = connect(
-        &format!("{}/realtime?model=gpt-realtime", server.openai_url()),
-        &[],
-    )
     .await;
-    ws.until("session.created").await;
     ws.send(&json!({"type": "session.update", "session": {"type": "realtime",
         "tools": [{"type": "function", "name": "get_weather", "description": "Weather",
                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]}}))

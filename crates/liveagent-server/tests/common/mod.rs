@@ -27,12 +27,20 @@ pub enum Connect {
 /// A local server that answers as fast as it can (no real-time pacing), and one OpenAI
 /// connection to it, past its `session.created`.
 pub async fn fast_openai() -> (liveagent_server::LocalServer, Ws) {
-    let server = liveagent_server::LocalServer::start(liveagent_server::ServerConfig {
+    openai_on(liveagent_server::ServerConfig {
         pacing: liveagent_server::Pacing::AsFastAsPossible,
         ..liveagent_server::ServerConfig::default()
     })
     .await
-    .unwrap();
+}
+
+/// A local server started with `config`, and one OpenAI connection to it, past its
+/// `session.created`.
+#[allow(dead_code)]
+pub async fn openai_on(
+    config: liveagent_server::ServerConfig,
+) -> (liveagent_server::LocalServer, Ws) {
+    let server = liveagent_server::LocalServer::start(config).await.unwrap();
     let mut ws = connect(
         &format!("{}/realtime?model=gpt-realtime", server.openai_url()),
         &[],
