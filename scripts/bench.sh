@@ -314,6 +314,8 @@ if [ "$ONLY" = py ]; then
   setup_venv
   for n in ${PY_N//,/ }; do
     run timeout $((PY_SECS + 60)) "$BENCH" scale --sessions "$n" --secs "$PY_SECS" --arbiters "$SCALE_ARBITERS" || true
+    # The workload's own cost: the cheapest possible client (src/floor.rs), same N and window.
+    run timeout $((PY_SECS + 60)) "$BENCH" floor --sessions "$n" --secs "$PY_SECS" || true
     for fw in $PY_FRAMEWORKS; do
       # AG2 needs about a second per session to connect on a loaded machine.
       PY_TIMEOUT=${PY_RUN_TIMEOUT:-$((PY_SECS + 45 + n * 3 / 4))} py_run "$fw" "$n" "$PY_SECS"
@@ -324,14 +326,16 @@ if [ "$ONLY" = py ]; then
   grep '^RESULT' "$LOG" || true
   echo
   echo "== per session (client): CPU s/session-min, RSS KiB, anonymous RSS KiB; ratio = peer / liveagent"
-  grep -E '^RESULT (scale|python)' "$LOG" | awk '
+  grep -E '^RESULT (scale|floor|python)' "$LOG" | awk '
     function val(key,   i, a) { for (i = 1; i <= NF; i++) if (index($i, key "=") == 1) { split($i, a, "="); return a[2] + 0 } return -1 }
     {
-      if ($2 == "scale") { fw = "liveagent"; n = $3 } else { fw = $3; n = $4 }
+      if ($2 == "scale" || $2 == "floor") { fw = ($2 == "scale") ? "liveagent" : "(floor)"; n = $3 } else { fw = $3; n = $4 }
       sub(/^N=/, "", n); sub(/:$/, "", n)
       cpu = val("client_cpu_s/session-min"); rss = val("client_rss/session_KiB"); anon = val("client_anon/session_KiB")
       rt = ($0 ~ /realtime=yes/) ? "yes" : "NO"
       if (fw == "liveagent") { lc[n] = cpu; lr[n] = rss; la[n] = anon }
+      if (fw == "(floor)") { fc[n] = cpu }
+      else if (fw != "liveagent" && cpu > 0 && (!(n in best) || cpu < best[n])) { best[n] = cpu; bestfw[n] = fw }
       line[++k] = sprintf("%s|%s|%.3f|%d|%d|%s", n, fw, cpu, rss, anon, rt)
     }
     END {
@@ -343,6 +347,8 @@ if [ "$ONLY" = py ]; then
         ax = (la[n] > 0) ? sprintf("%.1f", f[5] / la[n]) : "-"
         printf "%-5s %-14s %9s %8s %8s %9s %8s %8s %s\n", n, f[2], f[3], f[4], f[5], cx, rx, ax, f[6]
       }
+      for (n in best) if (n in fc)
+        printf "N=%s: 1/10 of the cheapest peer (%s, %.3f) is %.4f CPU s/session-min; the floor alone (no library, frames built once, answers dropped) costs %.4f\n", n, bestfw[n], best[n], best[n] / 10, fc[n]
     }'
   rm -f "$LOG"
   exit 0

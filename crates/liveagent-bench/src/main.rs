@@ -9,6 +9,7 @@
 //! liveagent-bench barge-in --trials 20                                # needs PulseAudio null sinks
 //! liveagent-bench device-latency                                      # the output device alone
 //! liveagent-bench scale --sessions 100,200,500 --secs 30
+//! liveagent-bench floor --sessions 20,100 --secs 20              # the workload's own cost
 //! liveagent-bench transport --sessions 100 --secs 20                 # browser transport
 //! liveagent-bench cascade --sessions 10 --turns 5                      # cascade mode
 //! liveagent-bench transport-scale --sessions 300,500 --secs 30       # app pinned to one core
@@ -22,6 +23,7 @@ mod bargein;
 mod cascade;
 mod common;
 mod device;
+mod floor;
 mod latency;
 mod scale;
 mod soak;
@@ -194,6 +196,14 @@ enum Cmd {
         #[arg(long)]
         provider_nagle: bool,
     },
+    /// The scale workload with the cheapest possible client (frames built once, answers
+    /// read and dropped): the lower bound of any client's CPU on it. See `floor.rs`.
+    Floor {
+        #[arg(long, value_delimiter = ',', default_value = "20,100")]
+        sessions: Vec<usize>,
+        #[arg(long, default_value_t = 20)]
+        secs: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -349,6 +359,30 @@ fn main() -> anyhow::Result<()> {
                     "RESULT scale largest real-time N tried: {}",
                     best.map_or("none".to_string(), |n| n.to_string())
                 ));
+            }
+            Cmd::Floor { sessions, secs } => {
+                if let [n] = sessions[..] {
+                    // Its own blocking loop, off the actix thread.
+                    let figures =
+                        std::thread::spawn(move || floor::run(server_bin, n, secs)).join();
+                    figures
+                        .map_err(|_| anyhow::anyhow!("the floor client panicked"))??
+                        .print();
+                    return anyhow::Ok(());
+                }
+                // One process per N, as for `scale`.
+                for n in sessions {
+                    let output = std::process::Command::new(std::env::current_exe()?)
+                        .arg("--server-bin")
+                        .arg(&server_bin)
+                        .args(["floor", "--sessions", &n.to_string()])
+                        .args(["--secs", &secs.to_string()])
+                        .stderr(std::process::Stdio::inherit())
+                        .output()?;
+                    for line in String::from_utf8_lossy(&output.stdout).lines() {
+                        common::out(line);
+                    }
+                }
             }
         }
         anyhow::Ok(())
