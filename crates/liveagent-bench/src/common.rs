@@ -258,6 +258,25 @@ pub fn agent(url: &str, options: SessionOptions) -> anyhow::Result<LiveAgent> {
         .build()?)
 }
 
+/// User and system CPU seconds of a process (this one for `None`), from /proc/PID/stat.
+pub fn cpu_split(pid: Option<u32>) -> (f64, f64) {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/stat"),
+        None => "/proc/self/stat".into(),
+    };
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // rest[0] is field 3 (state): utime is field 14, stime field 15.
+    let ticks = |i: usize| {
+        f.get(i - 3)
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let hz = clock_ticks();
+    (ticks(14) / hz, ticks(15) / hz)
+}
+
 /// CPU time (user + system) of a process, from /proc/PID/stat.
 pub fn cpu_time(pid: Option<u32>) -> Duration {
     let path = match pid {
@@ -281,14 +300,12 @@ pub fn cpu_time(pid: Option<u32>) -> Duration {
 }
 
 fn clock_ticks() -> f64 {
-    // sysconf(_SC_CLK_TCK) is 100 on every Linux this runs on.
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(100.0)
+    // SAFETY: sysconf has no preconditions. (Was a `getconf` child process per reading,
+    // whose fork landed inside the measured window.)
+    match unsafe { libc::sysconf(libc::_SC_CLK_TCK) } {
+        hz if hz > 0 => hz as f64,
+        _ => 100.0,
+    }
 }
 
 /// Resident memory of a process in bytes, from /proc/PID/status (VmRSS).

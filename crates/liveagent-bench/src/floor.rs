@@ -181,7 +181,7 @@ pub fn run(server_bin: PathBuf, sessions: usize, secs: u64) -> anyhow::Result<Fl
             }
             if measuring.is_none() && scheduled >= warm {
                 let received: u64 = conns.iter().map(|c| c.received).sum();
-                measuring = Some((Instant::now(), cpu_split(), received));
+                measuring = Some((Instant::now(), common::cpu_split(None), received));
             }
             let (k, slot) = (m / SLOTS, m % SLOTS);
             for i in (slot..sessions).step_by(SLOTS) {
@@ -222,7 +222,7 @@ pub fn run(server_bin: PathBuf, sessions: usize, secs: u64) -> anyhow::Result<Fl
     }
     let (m0, (user0, sys0), received0) = measuring.expect("the run passes its warm-up");
     let wall = m0.elapsed().as_secs_f64();
-    let (user1, sys1) = cpu_split();
+    let (user1, sys1) = common::cpu_split(None);
     let (rss, anon) = (common::rss_bytes(None), common::rss_anon_bytes(None));
     let received: u64 = conns.iter().map(|c| c.received).sum::<u64>() - received0;
     let failed = conns.iter().filter(|c| c.closed).count();
@@ -347,19 +347,4 @@ fn masked_text_frame(payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
     f.extend_from_slice(&mask);
     f.extend(payload.iter().enumerate().map(|(j, b)| b ^ mask[j % 4]));
     f
-}
-
-/// This process's user and system CPU seconds, from /proc/self/stat.
-fn cpu_split() -> (f64, f64) {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        f.get(i - 3)
-            .and_then(|s| s.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    (ticks(14) / hz, ticks(15) / hz)
 }

@@ -76,6 +76,9 @@ pub struct ScaleFigures {
     pub sessions: usize,
     pub secs: f64,
     pub client_cpu_s_per_session_min: f64,
+    /// The kernel's part of `client_cpu_s_per_session_min` (system time: the socket calls,
+    /// wake-ups and the loopback TCP they run; compare with `liveagent-bench floor`).
+    pub client_sys_s_per_session_min: f64,
     pub server_cpu_s_per_session_min: f64,
     pub client_cpu_util: f64,
     pub server_cpu_util: f64,
@@ -103,10 +106,11 @@ pub struct ScaleFigures {
 impl ScaleFigures {
     pub fn print(&self) {
         out(format!(
-            "RESULT scale N={} ({:.0} s measured): client_cpu_s/session-min={:.3} server_cpu_s/session-min={:.3} client_cpu={:.0}% server_cpu={:.0}% client_rss/session_KiB={:.0} client_anon/session_KiB={:.0} client_file_growth_KiB={:.0} server_rss/session_KiB={:.0} send_lag_p50_ms={:.2} p99_ms={:.2} max_ms={:.1} min_answer_rate={:.3}x p1_answer_rate={:.3}x answers={} silent_sessions={} failed_sessions={} realtime={} {} loadavg={}",
+            "RESULT scale N={} ({:.0} s measured): client_cpu_s/session-min={:.3} client_sys_s/session-min={:.3} server_cpu_s/session-min={:.3} client_cpu={:.0}% server_cpu={:.0}% client_rss/session_KiB={:.0} client_anon/session_KiB={:.0} client_file_growth_KiB={:.0} server_rss/session_KiB={:.0} send_lag_p50_ms={:.2} p99_ms={:.2} max_ms={:.1} min_answer_rate={:.3}x p1_answer_rate={:.3}x answers={} silent_sessions={} failed_sessions={} realtime={} {} loadavg={}",
             self.sessions,
             self.secs,
             self.client_cpu_s_per_session_min,
+            self.client_sys_s_per_session_min,
             self.server_cpu_s_per_session_min,
             self.client_cpu_util * 100.0,
             self.server_cpu_util * 100.0,
@@ -215,11 +219,13 @@ pub async fn run(
     // On stderr, so an outside profiler (`perf stat -p`) can start with the window.
     eprintln!("scale: measuring {sessions} sessions for {secs} s");
     let c_cpu0 = common::cpu_time(None);
+    let (_, c_sys0) = common::cpu_split(None);
     let s_cpu0 = common::cpu_time(Some(server.pid()));
     let m0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(secs)).await;
     let wall = m0.elapsed().as_secs_f64();
     let c_cpu = (common::cpu_time(None) - c_cpu0).as_secs_f64();
+    let c_sys = common::cpu_split(None).1 - c_sys0;
     let s_cpu = (common::cpu_time(Some(server.pid())) - s_cpu0).as_secs_f64();
     let client_rss = common::rss_bytes(None);
     let client_anon = common::rss_anon_bytes(None);
@@ -267,6 +273,7 @@ pub async fn run(
         sessions,
         secs: wall,
         client_cpu_s_per_session_min: c_cpu / (n * minutes),
+        client_sys_s_per_session_min: c_sys / (n * minutes),
         server_cpu_s_per_session_min: s_cpu / (n * minutes),
         client_cpu_util: c_cpu / wall,
         server_cpu_util: s_cpu / wall,
