@@ -296,26 +296,35 @@ pub(crate) fn close_audio_thread(
     }
 }
 
+/// What the owner of a [`StreamThread`] asks of its stream (dropping the sender closes it).
+enum Control {
+    /// Start the stream; a failure goes to `report` as a fatal [`DeviceFailed`](crate::DeviceFailed).
+    Play {
+        direction: &'static str,
+        report: actix::Recipient<crate::DeviceFailed>,
+    },
+}
+
 /// Owns a cpal stream on a dedicated thread (streams are not `Send` on every platform);
 /// dropping it stops and closes the stream, waiting at most [`CLOSE_WAIT`] for that (see
 /// [`close_audio_thread`]); [`abandon`](Self::abandon) does not wait at all.
 pub(crate) struct StreamThread {
     name: String,
-    stop: Option<mpsc::Sender<()>>,
+    stop: Option<mpsc::Sender<Control>>,
     join: Option<JoinHandle<()>>,
     done: mpsc::Receiver<()>,
     wait: std::time::Duration,
 }
 
 impl StreamThread {
-    /// Runs `open` on a new thread; it must build and start the stream. Returns once the
-    /// stream plays, or with `open`'s error.
+    /// Runs `open` on a new thread; it must build the stream, and may start it (or leave
+    /// that to [`play`](Self::play)). Returns once `open` returned, or with its error.
     pub(crate) fn spawn<F>(name: &str, open: F) -> Result<(StreamThread, OpenedDevice), LiveError>
     where
         F: FnOnce() -> Result<(cpal::Stream, OpenedDevice), LiveError> + Send + 'static,
     {
         let (ready_tx, ready_rx) = mpsc::channel();
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let (stop_tx, stop_rx) = mpsc::channel::<Control>();
         let (done_tx, done_rx) = mpsc::channel::<()>();
         let join = std::thread::Builder::new()
             .name(name.to_owned())
@@ -325,8 +334,23 @@ impl StreamThread {
                 match open() {
                     Ok((stream, info)) => {
                         let _ = ready_tx.send(Ok(info));
-                        // Until told to stop (or the owner is dropped).
-                        let _ = stop_rx.recv();
+                        // Until told to stop (the owner dropped the sender).
+                        while let Ok(control) = stop_rx.recv() {
+                            match control {
+                                Control::Play { direction, report } => {
+                                    use cpal::traits::StreamTrait;
+                                    if let Err(e) = stream.play() {
+                                        report.do_send(crate::DeviceFailed {
+                                            error: cpal_err(
+                                                &format!("cannot start the audio {direction}"),
+                                                e,
+                                            ),
+                                            fatal: true,
+                                        });
+                                    }
+                                }
+                            }
+                        }
                         drop(stream);
                     }
                     Err(e) => {
@@ -356,6 +380,18 @@ impl StreamThread {
                     "the audio thread panicked while opening the device",
                 ))
             }
+        }
+    }
+
+    /// Starts the stream (on its thread, without waiting); a failure is sent to `report` as
+    /// a fatal [`DeviceFailed`](crate::DeviceFailed). `direction`: "input" or "output".
+    pub(crate) fn play(
+        &self,
+        direction: &'static str,
+        report: actix::Recipient<crate::DeviceFailed>,
+    ) {
+        if let Some(stop) = &self.stop {
+            let _ = stop.send(Control::Play { direction, report });
         }
     }
 

@@ -170,7 +170,9 @@ impl SoundDeviceRecorderBuilder {
 
     /// Opens the device and starts the recorder actor on the current arbiter (or its own,
     /// see [`own_arbiter`](Self::own_arbiter)). Must be called inside a running actix
-    /// `System`.
+    /// `System`. Opening blocks the calling thread (milliseconds; the sound server is asked
+    /// what the device supports); the device then starts capturing when the actor first
+    /// runs on its arbiter, so nothing is captured that the actor could not take at once.
     ///
     /// Errors with a [`LiveError`] of kind `Audio` when there is no such device or it cannot
     /// be opened.
@@ -384,8 +386,8 @@ fn input_choices(device: &cpal::Device, req: &InputRequest) -> Result<Vec<InputC
     Ok(choices)
 }
 
-/// Builds and starts the input stream of `choice`, with its own ring and doorbell (a failed
-/// attempt's are dropped with it).
+/// Builds the input stream of `choice` (not started), with its own ring and doorbell (a
+/// failed attempt's are dropped with it).
 fn open_input(
     device: &cpal::Device,
     choice: InputChoice,
@@ -398,6 +400,7 @@ fn open_input(
     let (prod, cons) = HeapRb::<f32>::new(frames).split();
     let (door, bell) =
         doorbell().map_err(|e| audio_err(format!("cannot create the wake-up socket: {e}")))?;
+    // Built, not started: the actor starts it once it runs and can drain (`started`).
     let stream = build_input(
         device,
         config,
@@ -407,9 +410,6 @@ fn open_input(
         door,
         addr.clone(),
     )?;
-    stream
-        .play()
-        .map_err(|e| cpal_err("cannot start the audio input", e))?;
     Ok((stream, cons, bell))
 }
 
@@ -658,6 +658,13 @@ impl Actor for SoundDeviceRecorder {
                 ctx.run_interval(Duration::from_millis(1), |this, _| this.drain());
             }
             None => {}
+        }
+        // Only now, with the actor running on its arbiter and the wake-ups registered, does
+        // the device start: audio captured earlier (while the caller's arbiter was busy, e.g.
+        // opening more devices) would wait in the ring and then cross the whole path in one
+        // burst, every chunk of it late (docs/performance-audio.md §4, the cold outlier).
+        if let Some(stream) = &self.stream {
+            stream.play("input", ctx.address().recipient());
         }
         ctx.run_interval(WATCH_PERIOD, |this, ctx| {
             this.drain();

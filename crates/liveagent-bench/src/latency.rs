@@ -221,7 +221,10 @@ pub async fn run_in(
     }
     let mut speech = play_into_mic(secs).ok();
     let mut recorders = Vec::new();
+    let t0 = Instant::now();
+    let mut starts: Vec<(Duration, Duration)> = Vec::new();
     for (k, c) in convs.iter().enumerate() {
+        let s0 = t0.elapsed();
         // Each recorder on its conversation's arbiter.
         let mut builder = SoundDeviceRecorder::new(c.context().clone()).chunk_ms(20);
         if input.device_default {
@@ -250,7 +253,19 @@ pub async fn run_in(
         recorders.push(started.context(
             "cannot open the input device (run under scripts/bench.sh, which starts a PulseAudio null sink)",
         )?);
+        starts.push((s0, t0.elapsed()));
     }
+    let slowest_start = starts
+        .iter()
+        .map(|(a, b)| *b - *a)
+        .max()
+        .unwrap_or_default();
+    out(format!(
+        "recorders started one after another: {} in {:.1} ms (slowest {:.1} ms); their devices start when their actors run",
+        starts.len(),
+        starts.last().map_or(0.0, |(_, b)| b.as_secs_f64() * 1e3),
+        slowest_start.as_secs_f64() * 1e3
+    ));
     let mut opened = String::from("?");
     if let Some(r) = recorders.first() {
         if let Ok(d) = r.send(liveagent::audio::GetDevice).await {
@@ -274,15 +289,40 @@ pub async fn run_in(
         us: Vec::new(),
         chunks: 0,
     };
+    let mut captured = Vec::new();
     for r in &recorders {
         let s = r.send(liveagent::audio::GetRecorderStats).await?;
         figures.chunks += s.chunks_published;
+        captured.push(s.published_ms);
     }
-    for c in &convs {
+    // Less than `secs` of audio: the sound server delivered the first period late (a fresh
+    // PulseAudio record stream often stays silent ~1.8 s, see docs/performance-audio.md §4).
+    out(format!(
+        "audio published per recorder: {:.2}..{:.2} s of the {secs} s run",
+        captured.iter().min().copied().unwrap_or(0) as f64 / 1e3,
+        captured.iter().max().copied().unwrap_or(0) as f64 / 1e3
+    ));
+    let mut worst: Vec<(u32, usize, usize)> = Vec::new();
+    for (k, c) in convs.iter().enumerate() {
         if let Some(s) = c.status().await {
             figures.us.extend_from_slice(s.mic_to_socket.micros());
+            for (i, &us) in s.mic_to_socket.micros().iter().enumerate() {
+                worst.push((us, k, i));
+            }
         }
     }
+    worst.sort_unstable_by(|a, b| b.cmp(a));
+    // Where in the run the slowest chunks were (#0: a session's first chunk): a burst at
+    // start-up shows as several chunks of one session with #0, #1, ...
+    out(format!(
+        "slowest chunks (ms@session#chunk): {}",
+        worst
+            .iter()
+            .take(8)
+            .map(|(us, k, i)| format!("{}@s{k}#{i}", common::ms(*us)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    ));
     if stages {
         MicProbe::disable();
         print_stages(&MicProbe::take());
@@ -349,6 +389,26 @@ fn print_stages(done: &[StageTimes]) {
         common::ms(p99),
         common::ms(max)
     ));
+    let first = complete
+        .iter()
+        .map(|t| t[Callback as usize])
+        .min()
+        .unwrap_or(0);
+    for (d, t) in total.iter().rev().take(5) {
+        out(format!(
+            "slowest traced chunk {} ms: callback {:.1} ms after the first traced one, per hop (ms) {}",
+            common::ms((*d / 1000) as u32),
+            (t[Callback as usize] - first) as f64 / 1e6,
+            order
+                .windows(2)
+                .map(|w| format!(
+                    "{:.3}",
+                    MicProbe::span(t, w[0], w[1]).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+                ))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
     // Where the slowest 1 % spent their time, on average per hop.
     let tail = &total[total.len() - total.len().div_ceil(100)..];
     let parts: Vec<String> = order
