@@ -2,19 +2,19 @@
 
 use std::time::Duration;
 
-use actix_codec::Framed;
 use actix_service::{Service, ServiceExt as _};
 use actix_tls::connect::{ConnectError, ConnectInfo, Connection, ConnectorService};
 use awc::error::WsClientError;
 use awc::http::StatusCode;
 use awc::http::Uri;
-use awc::ws::Codec;
 use awc::BoxedSocket;
 use liveagent_core::{ConnectRequest, ErrorKind, LiveError, TlsRoots};
 use tokio::net::TcpStream;
 
-/// An open provider connection.
-pub(crate) type WsFramed = Framed<BoxedSocket, Codec>;
+use crate::socket::LeanFramed;
+
+/// An open provider connection (awc's socket and codec, without awc's buffers).
+pub(crate) type WsFramed = LeanFramed<BoxedSocket>;
 
 /// A TCP connector that turns Nagle's algorithm off on every connection it opens
 /// (`TCP_NODELAY`).
@@ -75,7 +75,7 @@ pub(crate) async fn connect(
             timeout.as_millis()
         ))),
         Ok(Err(err)) => Err(classify(&request, err)),
-        Ok(Ok((_response, framed))) => Ok(framed),
+        Ok(Ok((_response, framed))) => Ok(LeanFramed::from_framed(framed, max_frame_size)),
     }
 }
 

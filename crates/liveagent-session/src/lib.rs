@@ -45,6 +45,7 @@ mod backoff;
 pub mod buffer;
 mod connect;
 mod keepalive;
+mod socket;
 mod writer;
 
 use std::sync::Arc;
