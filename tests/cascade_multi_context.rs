@@ -177,7 +177,7 @@ async fn one_socket_for_the_conversation_and_a_context_per_answer() {
         .sum();
     assert!(audio_ms > 4000, "{audio_ms} ms");
     let done = run.collect(|e| match e {
-        LiveEvent::ResponseDone(d) => Some(d.clone()),
+        LiveEvent::ResponseDone(d) => Some((**d).clone()),
         _ => None,
     });
     let usage = done[0].usage.as_ref().expect("usage");

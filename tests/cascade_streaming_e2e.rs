@@ -107,7 +107,7 @@ async fn realtime_stt_and_stream_input_tts_with_a_tool_call() {
     assert!(spoken.contains("Let me look that up for you."), "{spoken}");
 
     let done = run.collect(|e| match e {
-        LiveEvent::ResponseDone(d) => Some(d.clone()),
+        LiveEvent::ResponseDone(d) => Some((**d).clone()),
         _ => None,
     });
     let usage = done[0].usage.as_ref().expect("usage");

@@ -82,7 +82,7 @@ pub fn transcripts(run: &Run) -> Vec<(bool, String)> {
 /// Every `ResponseDone` so far.
 pub fn responses_done(run: &Run) -> Vec<ResponseDone> {
     run.collect(|e| match e {
-        LiveEvent::ResponseDone(d) => Some(d.clone()),
+        LiveEvent::ResponseDone(d) => Some((**d).clone()),
         _ => None,
     })
 }

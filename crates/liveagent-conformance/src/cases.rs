@@ -163,7 +163,7 @@ fn is_done(status: ResponseStatus) -> impl Fn(&LiveEvent) -> bool {
 
 fn response_done(e: &LiveEvent) -> Option<liveagent::ResponseDone> {
     match e {
-        LiveEvent::ResponseDone(d) => Some(d.clone()),
+        LiveEvent::ResponseDone(d) => Some((**d).clone()),
         _ => None,
     }
 }

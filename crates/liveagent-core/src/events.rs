@@ -18,6 +18,15 @@
 //! | observers → everyone | [`ObserverStarted`], [`ObserverCompleted`], [`ObserverAlert`] |
 //! | application → session | [`UserText`], [`SessionControl`] |
 //! | anyone → everyone | [`ErrorEvent`], [`AudioDropped`], [`TextDropped`] |
+//!
+//! Every `LiveEvent` is as large as its largest variant, and every slot of a stream's
+//! channel, a bus queue, a mailbox and the conversation history holds one. So the few
+//! events much larger than the rest and published at most once per response
+//! ([`ResponseDone`], with its token [`Usage`], [`TaskCompleted`], [`TaskFailed`]) are
+//! boxed in their variant: `LiveEvent::ResponseDone(Box<ResponseDone>)`. That keeps a
+//! `LiveEvent` at 88 bytes instead of 208 (checked when this crate compiles). The event
+//! structs themselves are unchanged; build a `LiveEvent` from one with `.into()`, and take
+//! one out with [`Event::from_event`] or a stream of that type (`stream().only::<ResponseDone>()`).
 
 use std::fmt;
 use std::sync::Arc;
@@ -49,8 +58,59 @@ pub enum EventClass {
     Control,
 }
 
+/// The payload type of a [`LiveEvent`] variant: the event, or the event boxed.
+macro_rules! payload {
+    (boxed $name:ident) => { Box<$name> };
+    ($name:ident) => { $name };
+}
+
+/// Wraps an event into its variant's payload.
+macro_rules! wrap {
+    (boxed $e:expr) => {
+        Box::new($e)
+    };
+    ($e:expr) => {
+        $e
+    };
+}
+
+/// Takes an event out of its variant's payload.
+macro_rules! unwrap {
+    (boxed $e:expr) => {
+        *$e
+    };
+    ($e:expr) => {
+        $e
+    };
+}
+
+/// Borrows an event in its variant's payload.
+macro_rules! unwrap_ref {
+    (boxed $e:expr) => {
+        &**$e
+    };
+    ($e:expr) => {
+        $e
+    };
+}
+
+/// The doc line of a variant.
+macro_rules! variant_doc {
+    (boxed $name:ident) => {
+        concat!(
+            "A [`",
+            stringify!($name),
+            "`], boxed: it is much larger than most events, and \
+                 every `LiveEvent` is as large as its largest variant."
+        )
+    };
+    ($name:ident) => {
+        concat!("A [`", stringify!($name), "`].")
+    };
+}
+
 macro_rules! events {
-    ($( $name:ident : $class:ident ),* $(,)?) => {
+    ($( $name:ident : $class:ident $([$boxed:ident])? ),* $(,)?) => {
         /// The kind of an event, one per event type.
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
         pub enum EventKind { $( #[doc = concat!("[`", stringify!($name), "`]")] $name ),* }
@@ -73,7 +133,7 @@ macro_rules! events {
         /// Any event, as it travels on the bus and through mixed streams.
         #[derive(Clone, Debug, Serialize)]
         #[serde(tag = "event")]
-        pub enum LiveEvent { $( #[doc = concat!("A [`", stringify!($name), "`].")] $name($name) ),* }
+        pub enum LiveEvent { $( #[doc = variant_doc!($($boxed)? $name)] $name(payload!($($boxed)? $name)) ),* }
 
         impl LiveEvent {
             /// The kind of this event.
@@ -85,16 +145,16 @@ macro_rules! events {
         $(
             impl Event for $name {
                 const KIND: EventKind = EventKind::$name;
-                fn into_event(self) -> LiveEvent { LiveEvent::$name(self) }
+                fn into_event(self) -> LiveEvent { LiveEvent::$name(wrap!($($boxed)? self)) }
                 fn from_event(event: LiveEvent) -> Option<Self> {
-                    match event { LiveEvent::$name(e) => Some(e), #[allow(unreachable_patterns)] _ => None }
+                    match event { LiveEvent::$name(e) => Some(unwrap!($($boxed)? e)), #[allow(unreachable_patterns)] _ => None }
                 }
                 fn from_event_ref(event: &LiveEvent) -> Option<&Self> {
-                    match event { LiveEvent::$name(e) => Some(e), #[allow(unreachable_patterns)] _ => None }
+                    match event { LiveEvent::$name(e) => Some(unwrap_ref!($($boxed)? e)), #[allow(unreachable_patterns)] _ => None }
                 }
             }
             impl From<$name> for LiveEvent {
-                fn from(e: $name) -> LiveEvent { LiveEvent::$name(e) }
+                fn from(e: $name) -> LiveEvent { e.into_event() }
             }
             impl actix::Message for $name { type Result = (); }
         )*
@@ -110,7 +170,7 @@ events! {
     SpeechStarted: Control,
     SpeechStopped: Control,
     ResponseStarted: Control,
-    ResponseDone: Control,
+    ResponseDone: Control [boxed],
     Interrupted: Control,
     PlaybackStopped: Control,
     ToolCallRequested: Control,
@@ -134,8 +194,8 @@ events! {
     ObserverAlert: Control,
     ToolProgress: Control,
     TaskStarted: Control,
-    TaskCompleted: Control,
-    TaskFailed: Control,
+    TaskCompleted: Control [boxed],
+    TaskFailed: Control [boxed],
     ResumptionHandleUpdated: Control,
     PlaybackUnderrun: Control,
 }
@@ -298,6 +358,13 @@ pub struct SpeechStarted {
     /// Where speech started, in ms of input audio since the session began.
     pub audio_start_ms: Option<u64>,
 }
+
+// Every channel slot, queue entry and history entry is a `LiveEvent`: a new large field
+// belongs in a boxed variant (see the module docs), not inline.
+const _: () = assert!(
+    std::mem::size_of::<LiveEvent>() <= 88,
+    "LiveEvent grew past 88 bytes: box the large event's variant"
+);
 
 /// The provider's turn detection heard the user stop speaking.
 #[derive(Clone, Debug, Default, Serialize)]

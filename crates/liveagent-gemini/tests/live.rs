@@ -276,7 +276,7 @@ async fn manual_activity_marks_the_turn() {
     let done = h
         .log
         .wait_for("ResponseDone", |e| match e {
-            LiveEvent::ResponseDone(d) => Some(d.clone()),
+            LiveEvent::ResponseDone(d) => Some((**d).clone()),
             _ => None,
         })
         .await;

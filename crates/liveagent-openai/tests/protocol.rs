@@ -1100,7 +1100,7 @@ fn connection_loss_mid_response_ends_it_and_results_go_out_once_after_reconnect(
         .events
         .iter()
         .find_map(|e| match e {
-            LiveEvent::ResponseDone(d) => Some(d.clone()),
+            LiveEvent::ResponseDone(d) => Some((**d).clone()),
             _ => None,
         })
         .expect("ResponseDone on loss");

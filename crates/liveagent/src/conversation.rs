@@ -470,13 +470,14 @@ mod tests {
     }
 
     fn done() -> LiveEvent {
-        LiveEvent::ResponseDone(ResponseDone {
+        ResponseDone {
             response_id: "resp_1".into(),
             status: ResponseStatus::Completed,
             reason: None,
             usage: None,
             text: None,
-        })
+        }
+        .into()
     }
 
     fn book(events: usize, bytes: usize) -> Book {
