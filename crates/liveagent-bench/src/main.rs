@@ -21,6 +21,7 @@
 mod alloc;
 mod bargein;
 mod cascade;
+mod clock;
 mod common;
 mod device;
 mod floor;
