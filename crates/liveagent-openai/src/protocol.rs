@@ -357,12 +357,15 @@ impl RealtimeProtocol for OpenAiProtocol {
     }
 
     fn on_frame(&mut self, frame: WireFrame, out: &mut Outbox) {
-        // Most frames of a conversation are audio deltas: parse those straight into borrowed
-        // fields (no buffering of the whole object, no copy of the base64 text). Anything
-        // else, or a delta missing a field, takes the full parse below (and its errors).
-        if let Ok(delta) = parse_frame::<crate::wire::AudioDeltaFrame<'_>>(&frame) {
-            if let Some((response_id, item_id, delta)) = delta.fields() {
-                return self.on_audio_delta(response_id, item_id, delta, out);
+        // Most frames of a conversation are audio deltas: their fields are found in the text
+        // without a JSON parser and the base64 is decoded straight from the frame. Whatever
+        // the scan is not certain of, and a delta that does not decode, takes the one full
+        // parse below (and its errors); other events are parsed once.
+        if let WireFrame::Text(text) = &frame {
+            if let Some(d) = crate::wire::AudioDeltaFrame::scan(text) {
+                if let Ok(bytes) = base64_simd::STANDARD.decode_to_vec(d.delta) {
+                    return self.on_audio_bytes(d.response_id, d.item_id, bytes, out);
+                }
             }
         }
         match parse_frame::<ServerEvent>(&frame) {

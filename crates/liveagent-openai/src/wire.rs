@@ -9,6 +9,9 @@ use serde_json::Value;
 
 use crate::config::{Eagerness, MaxOutputTokens, NoiseReduction, ToolChoice, Voice};
 
+mod delta;
+pub use delta::{AudioDeltaFrame, AUDIO_DELTA_TYPE};
+
 // ---------------------------------------------------------------------------------------
 // Client events
 // ---------------------------------------------------------------------------------------
@@ -428,53 +431,6 @@ pub enum ContentPart {
 // ---------------------------------------------------------------------------------------
 // Server events
 // ---------------------------------------------------------------------------------------
-
-/// The fields of a `response.output_audio.delta` frame, borrowed from the frame: the fast
-/// path for the most frequent server event (no intermediate buffering of the object, as the
-/// internally tagged [`ServerEvent`] needs, and no copy of the base64 payload). Other fields
-/// are ignored; see [`fields`](Self::fields).
-#[derive(Debug, Deserialize)]
-pub struct AudioDeltaFrame<'a> {
-    /// The event type.
-    #[serde(rename = "type", borrow)]
-    pub kind: std::borrow::Cow<'a, str>,
-    /// The response.
-    #[serde(default, borrow, deserialize_with = "borrowed_str")]
-    pub response_id: Option<std::borrow::Cow<'a, str>>,
-    /// The assistant item.
-    #[serde(default, borrow, deserialize_with = "borrowed_str")]
-    pub item_id: Option<std::borrow::Cow<'a, str>>,
-    /// Base64 audio.
-    #[serde(default, borrow, deserialize_with = "borrowed_str")]
-    pub delta: Option<std::borrow::Cow<'a, str>>,
-}
-
-/// An optional string borrowed from the frame when it has no escapes (owned only when it
-/// does). serde borrows a `Cow<str>` field marked `borrow` only when its type is exactly
-/// `Cow<str>`: an `Option<Cow<str>>` field always got an owned copy, which for `delta` was
-/// an allocation and a copy of every audio delta's base64 text.
-fn borrowed_str<'de: 'a, 'a, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Option<std::borrow::Cow<'a, str>>, D::Error> {
-    #[derive(Deserialize)]
-    struct Borrowed<'a>(#[serde(borrow)] std::borrow::Cow<'a, str>);
-    Ok(Option::<Borrowed<'a>>::deserialize(deserializer)?.map(|b| b.0))
-}
-
-impl AudioDeltaFrame<'_> {
-    /// `(response_id, item_id, delta)` when this is a complete audio delta; `None` for any
-    /// other event (parse those as [`ServerEvent`]).
-    pub fn fields(&self) -> Option<(&str, &str, &str)> {
-        if self.kind != "response.output_audio.delta" {
-            return None;
-        }
-        Some((
-            self.response_id.as_deref()?,
-            self.item_id.as_deref()?,
-            self.delta.as_deref()?,
-        ))
-    }
-}
 
 /// An event the server sends. Unknown types decode as [`ServerEvent::Unknown`].
 #[derive(Clone, Debug, PartialEq, Deserialize)]

@@ -29,17 +29,24 @@ impl OpenAiProtocol {
         let decoded = base64_simd::STANDARD
             .decode_to_vec(delta)
             .or_else(|_| B64.decode(delta));
-        let bytes = match decoded {
-            Ok(b) => b,
-            Err(e) => {
-                self.error(
-                    out,
-                    ErrorKind::Protocol,
-                    format!("openai: undecodable audio delta for {item_id}: {e}"),
-                );
-                return;
-            }
-        };
+        match decoded {
+            Ok(bytes) => self.on_audio_bytes(response_id, item_id, bytes, out),
+            Err(e) => self.error(
+                out,
+                ErrorKind::Protocol,
+                format!("openai: undecodable audio delta for {item_id}: {e}"),
+            ),
+        }
+    }
+
+    /// A decoded audio delta of `item_id`.
+    pub(super) fn on_audio_bytes(
+        &mut self,
+        response_id: &str,
+        item_id: &str,
+        bytes: Vec<u8>,
+        out: &mut Outbox,
+    ) {
         let late = self
             .interrupted_response
             .as_deref()
