@@ -230,6 +230,50 @@ impl EventSink for ChannelSink {
     }
 }
 
+/// The sink of a [`ConversationContext::stream`](crate::ConversationContext::stream).
+///
+/// A `futures` channel rather than tokio's: tokio's bounded channel allocates its slots 32
+/// at a time (two blocks of 32 `LiveEvent`s, ~5.7 KiB, for any stream that ever wrapped
+/// around), while this one allocates a node per queued event and frees it when the
+/// stream takes it, so an idle stream holds no slots at all (docs/performance.md, memory
+/// by owner). The bus calls sinks from its own actor only, hence the `RefCell` (the
+/// channel's `try_send` wants `&mut`).
+pub(crate) struct StreamSink(std::cell::RefCell<futures_channel::mpsc::Sender<LiveEvent>>);
+
+impl StreamSink {
+    pub(crate) fn new(tx: futures_channel::mpsc::Sender<LiveEvent>) -> Self {
+        StreamSink(std::cell::RefCell::new(tx))
+    }
+}
+
+impl EventSink for StreamSink {
+    fn deliver(&self, event: LiveEvent) -> Delivery {
+        let mut tx = self.0.borrow_mut();
+        match tx.try_send(event) {
+            Ok(()) => Box::pin(std::future::ready(Ok(()))),
+            Err(e) if e.is_disconnected() => Box::pin(std::future::ready(Err(()))),
+            Err(e) => {
+                let mut tx = tx.clone();
+                let event = e.into_inner();
+                Box::pin(async move {
+                    use futures_util::SinkExt;
+                    tx.send(event).await.map_err(|_| ())
+                })
+            }
+        }
+    }
+    fn try_deliver(&self, event: LiveEvent) -> TryDelivery {
+        match self.0.borrow_mut().try_send(event) {
+            Ok(()) => TryDelivery::Delivered,
+            Err(e) if e.is_disconnected() => TryDelivery::Gone,
+            Err(e) => TryDelivery::NoRoom(Box::new(e.into_inner())),
+        }
+    }
+    fn is_closed(&self) -> bool {
+        self.0.borrow().is_closed()
+    }
+}
+
 /// Subscribe a sink to a set of event kinds. Build it with [`Subscribe::recipient`],
 /// [`Subscribe::filtered`] or [`Subscribe::channel`].
 pub struct Subscribe {
@@ -278,6 +322,19 @@ impl Subscribe {
             id: SubscriberId::next(),
             filter,
             sink: Box::new(ChannelSink(tx)),
+            label: "stream".into(),
+        }
+    }
+
+    /// Subscribes a stream's channel (what [`ConversationContext::stream`](crate::ConversationContext::stream) uses).
+    pub(crate) fn stream(
+        filter: EventFilter,
+        tx: futures_channel::mpsc::Sender<LiveEvent>,
+    ) -> Self {
+        Subscribe {
+            id: SubscriberId::next(),
+            filter,
+            sink: Box::new(StreamSink::new(tx)),
             label: "stream".into(),
         }
     }

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use actix::prelude::*;
+use futures_channel::mpsc;
 use futures_core::Stream;
-use tokio::sync::mpsc;
 
 use crate::bus::{EventBus, Publish, Subscribe, SubscriberId, Unsubscribe};
 use crate::condition::Condition;
@@ -209,8 +209,9 @@ impl StreamBuilder {
     }
 
     fn open<T>(self, filter: EventFilter) -> EventStream<T> {
-        let (tx, rx) = mpsc::channel(self.capacity);
-        let subscribe = Subscribe::channel(filter, tx);
+        // A futures channel holds `buffer` + one slot per sender (the bus has one).
+        let (tx, rx) = mpsc::channel(self.capacity - 1);
+        let subscribe = Subscribe::stream(filter, tx);
         let id = subscribe.id;
         self.bus.do_send(subscribe);
         EventStream {
@@ -264,7 +265,7 @@ impl<T: FromLiveEvent> Stream for EventStream<T> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<T>> {
         loop {
-            match self.rx.poll_recv(cx) {
+            match Pin::new(&mut self.rx).poll_next(cx) {
                 Poll::Ready(Some(event)) => {
                     if let Some(p) = &self.predicate {
                         if !p.matches(&event) {
