@@ -12,6 +12,9 @@ use liveagent_core::{
 use liveagent_session::{SessionHandle, SessionStatus};
 use liveagent_tools::ToolExecutor;
 
+mod chunks;
+use chunks::ChunkLane;
+
 /// A running conversation: the event bus, the supervised provider session and the tool
 /// executor of one [`LiveAgent::run`](crate::LiveAgent::run).
 ///
@@ -119,8 +122,8 @@ struct Book {
     bounds: HistoryBounds,
     /// Recorded events so far (their sequence numbers order the two lanes).
     seq: u64,
-    /// The recent text chunks.
-    chunks: Lane,
+    /// The recent text chunks (stored compactly: see [`chunks`]).
+    chunks: ChunkLane,
     /// The other recent control events.
     others: Lane,
     /// Finished messages, `(role, text)`, and their total text bytes.
@@ -158,7 +161,6 @@ impl Book {
         if events == 0 || bytes == 0 {
             return;
         }
-        let size = std::mem::size_of::<LiveEvent>() + event.approx_bytes();
         self.seq += 1;
         let chunk = matches!(
             event,
@@ -167,9 +169,9 @@ impl Book {
                 | LiveEvent::InputTranscriptChunk(_)
         );
         if chunk {
-            self.chunks
-                .push(self.seq, event.clone(), size, events, bytes / 4);
+            self.chunks.push(self.seq, event, events, bytes / 4);
         } else {
+            let size = std::mem::size_of::<LiveEvent>() + event.approx_bytes();
             self.others
                 .push(self.seq, event.clone(), size, events, bytes);
         }
@@ -177,10 +179,14 @@ impl Book {
 
     /// The recorded events in order (the two lanes merged).
     fn history(&self) -> Vec<LiveEvent> {
-        let mut out = Vec::with_capacity(self.chunks.events.len() + self.others.events.len());
+        let mut out = Vec::with_capacity(self.chunks.events + self.others.events.len());
         let (mut a, mut b) = (
-            self.chunks.events.iter().peekable(),
-            self.others.events.iter().peekable(),
+            self.chunks.events().peekable(),
+            self.others
+                .events
+                .iter()
+                .map(|(s, e, _)| (*s, e.clone()))
+                .peekable(),
         );
         loop {
             let next = match (a.peek(), b.peek()) {
@@ -195,8 +201,8 @@ impl Book {
                 (None, Some(_)) => b.next(),
                 (None, None) => break,
             };
-            if let Some((_, e, _)) = next {
-                out.push(e.clone());
+            if let Some((_, e)) = next {
+                out.push(e);
             }
         }
         out
@@ -532,9 +538,8 @@ mod tests {
         }
         small.record(&done());
         assert!(small.chunks.bytes <= 4 * 1024);
-        assert!(small.chunks.events.len() > 1 && small.chunks.events.len() < 50);
-        let counted: usize = small.chunks.events.iter().map(|(_, _, b)| b).sum();
-        assert_eq!(counted, small.chunks.bytes);
+        assert!(small.chunks.events > 1 && small.chunks.events < 50);
+        assert_eq!(small.chunks.recount(), small.chunks.bytes);
         assert_eq!(small.others.events.len(), 1);
 
         let mut none = book(0, 0);
