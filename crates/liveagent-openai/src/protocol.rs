@@ -164,8 +164,6 @@ pub struct OpenAiProtocol {
     input_bytes: u64,
     resampler: Option<LinearResampler>,
     warned_rate: bool,
-    /// Wire bytes of the microphone chunk being sent (reused: no allocation per chunk).
-    audio_scratch: Vec<u8>,
     tracks: VecDeque<AudioTrack>,
     /// The last response the user interrupted (its late audio is dropped).
     interrupted_response: Option<Id>,
@@ -217,7 +215,6 @@ impl OpenAiProtocol {
             input_bytes: 0,
             resampler: None,
             warned_rate: false,
-            audio_scratch: Vec::new(),
             tracks: VecDeque::new(),
             interrupted_response: None,
             history,

@@ -166,16 +166,17 @@ impl OpenAiProtocol {
             }
             r.process(&chunk.samples).into()
         };
-        // Samples -> wire bytes (a reused buffer) -> frame text (one allocation per frame).
+        // Samples -> wire bytes (a reused buffer, one per thread: a session holds none
+        // between chunks) -> frame text (one allocation per frame).
         let per_sample = if encoding == Encoding::Pcm16 { 2 } else { 1 };
-        let mut wire = std::mem::take(&mut self.audio_scratch);
+        let mut wire = AUDIO_SCRATCH.with(|s| s.take());
         for piece in samples.chunks(MAX_APPEND_BYTES / per_sample) {
             wire.clear();
             encode_audio(encoding, piece, &mut wire);
             self.input_bytes += wire.len() as u64;
             out.send_text(ClientEvent::append_json(&wire));
         }
-        self.audio_scratch = wire;
+        AUDIO_SCRATCH.with(|s| s.set(wire));
     }
 
     pub(super) fn on_playback_stopped(&mut self, stopped: PlaybackStopped, out: &mut Outbox) {
@@ -250,6 +251,12 @@ fn decode_audio(encoding: Encoding, data: &[u8]) -> AudioChunk {
             encoding.sample_rate(),
         ),
     }
+}
+
+thread_local! {
+    /// The wire bytes of the microphone chunk being sent, reused by every session of the
+    /// thread (a session's chunk is encoded and copied into its frame text at once).
+    static AUDIO_SCRATCH: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// PCM16 samples from the bus to wire bytes of `encoding`, appended to `out`.
