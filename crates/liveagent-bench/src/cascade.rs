@@ -321,12 +321,7 @@ pub async fn run(server_bin: PathBuf, sessions: usize, turns: usize) -> anyhow::
         done += p.done;
         failed += p.failed;
     }
-    let loadavg = std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join("/");
+    let loadavg = common::loadavg();
     out(format!(
         "RESULT cascade N={sessions} turns/conversation={turns}: answered={done} failed={failed} wall_s={wall:.1} loadavg={loadavg}"
     ));

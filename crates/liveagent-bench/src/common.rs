@@ -279,24 +279,18 @@ pub fn cpu_split(pid: Option<u32>) -> (f64, f64) {
 
 /// CPU time (user + system) of a process, from /proc/PID/stat.
 pub fn cpu_time(pid: Option<u32>) -> Duration {
-    let path = match pid {
-        Some(p) => format!("/proc/{p}/stat"),
-        None => "/proc/self/stat".into(),
-    };
-    let Ok(stat) = std::fs::read_to_string(path) else {
-        return Duration::ZERO;
-    };
-    // Fields after the command name (which may contain spaces) start at ')'.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // rest[0] is field 3 (state): utime is field 14, stime field 15.
-    let ticks = |i: usize| {
-        f.get(i - 3)
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    let hz = clock_ticks();
-    Duration::from_secs_f64((ticks(14) + ticks(15)) as f64 / hz)
+    let (user, sys) = cpu_split(pid);
+    Duration::from_secs_f64(user + sys)
+}
+
+/// The 1, 5 and 15 minute load averages as `a/b/c`, for RESULT lines.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 fn clock_ticks() -> f64 {

@@ -130,12 +130,7 @@ impl ScaleFigures {
             self.server_rates
                 .as_ref()
                 .map_or("server_rates=unavailable".to_owned(), |r| r.fields()),
-            std::fs::read_to_string("/proc/loadavg")
-                .unwrap_or_default()
-                .split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join("/"),
+            common::loadavg(),
         ));
     }
 }

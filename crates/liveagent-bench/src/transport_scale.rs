@@ -965,12 +965,7 @@ async fn run_one(
         app_cpu_s * 1e6 / (sessions.max(1) as f64 * wall),
         (g1 - g0).as_secs_f64() * 100.0 / wall,
         (s1 - s0).as_secs_f64() * 100.0 / wall,
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join("/"),
+        crate::common::loadavg(),
     );
     let mut opens = s.open_vs_t0_ms.clone();
     opens.sort_unstable();

@@ -6,11 +6,13 @@
 //! or hostile text — to the full parse. The protocol gives the same audio and the same
 //! errors whichever path a frame takes.
 
+mod common;
+
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
-use liveagent_core::{ErrorKind, LiveEvent, Outbox, RealtimeProtocol, SessionSetup, WireFrame};
+use liveagent_core::{ErrorKind, LiveEvent, Outbox, RealtimeProtocol, WireFrame};
 use liveagent_openai::wire::{AudioDeltaFrame, ClientEvent, ServerEvent};
-use liveagent_openai::{OpenAiProtocol, RealtimeConfig};
+use liveagent_openai::OpenAiProtocol;
 use serde_json::json;
 
 #[test]
@@ -291,15 +293,9 @@ fn scan_survives_hostile_input() {
 // ---------------------------------------------------------------------------------------
 
 fn ready_protocol() -> OpenAiProtocol {
-    let mut p = RealtimeConfig::new("gpt-realtime")
-        .api_key("sk-test")
-        .protocol(SessionSetup::default())
-        .unwrap();
+    let mut p = common::ready();
     let mut out = Outbox::new();
-    p.on_open(false, &mut out);
     for v in [
-        json!({"type":"session.created","event_id":"e1","session":{"type":"realtime","id":"sess_1"}}),
-        json!({"type":"session.updated","event_id":"e2","session":{"type":"realtime"}}),
         json!({"type":"response.created","event_id":"e","response":{"object":"realtime.response","id":"r","status":"in_progress","output":[]}}),
         json!({"type":"response.output_item.added","event_id":"e","response_id":"r","output_index":0,
                "item":{"id":"i","type":"message","object":"realtime.item","status":"in_progress","role":"assistant","content":[]}}),
