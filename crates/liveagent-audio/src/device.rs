@@ -310,7 +310,8 @@ enum Control {
 /// [`close_audio_thread`]); [`abandon`](Self::abandon) does not wait at all.
 pub(crate) struct StreamThread {
     name: String,
-    stop: Option<mpsc::Sender<Control>>,
+    /// Commands for the stream's thread; dropping it closes the stream.
+    control: Option<mpsc::Sender<Control>>,
     join: Option<JoinHandle<()>>,
     done: mpsc::Receiver<()>,
     wait: std::time::Duration,
@@ -324,7 +325,7 @@ impl StreamThread {
         F: FnOnce() -> Result<(cpal::Stream, OpenedDevice), LiveError> + Send + 'static,
     {
         let (ready_tx, ready_rx) = mpsc::channel();
-        let (stop_tx, stop_rx) = mpsc::channel::<Control>();
+        let (control_tx, control_rx) = mpsc::channel::<Control>();
         let (done_tx, done_rx) = mpsc::channel::<()>();
         let join = std::thread::Builder::new()
             .name(name.to_owned())
@@ -335,7 +336,7 @@ impl StreamThread {
                     Ok((stream, info)) => {
                         let _ = ready_tx.send(Ok(info));
                         // Until told to stop (the owner dropped the sender).
-                        while let Ok(control) = stop_rx.recv() {
+                        while let Ok(control) = control_rx.recv() {
                             match control {
                                 Control::Play { direction, report } => {
                                     use cpal::traits::StreamTrait;
@@ -363,7 +364,7 @@ impl StreamThread {
             Ok(Ok(info)) => Ok((
                 StreamThread {
                     name: name.to_owned(),
-                    stop: Some(stop_tx),
+                    control: Some(control_tx),
                     join: Some(join),
                     done: done_rx,
                     wait: CLOSE_WAIT,
@@ -390,8 +391,8 @@ impl StreamThread {
         direction: &'static str,
         report: actix::Recipient<crate::DeviceFailed>,
     ) {
-        if let Some(stop) = &self.stop {
-            let _ = stop.send(Control::Play { direction, report });
+        if let Some(control) = &self.control {
+            let _ = control.send(Control::Play { direction, report });
         }
     }
 
@@ -404,7 +405,7 @@ impl StreamThread {
 
 impl Drop for StreamThread {
     fn drop(&mut self) {
-        drop(self.stop.take());
+        drop(self.control.take());
         if let Some(join) = self.join.take() {
             close_audio_thread(&self.name, join, &self.done, self.wait);
         }

@@ -162,15 +162,7 @@ impl Book {
             return;
         }
         self.seq += 1;
-        let chunk = matches!(
-            event,
-            LiveEvent::ModelMessageChunk(_)
-                | LiveEvent::OutputTranscriptChunk(_)
-                | LiveEvent::InputTranscriptChunk(_)
-        );
-        if chunk {
-            self.chunks.push(self.seq, event, events, bytes / 4);
-        } else {
+        if !self.chunks.push(self.seq, event, events, bytes / 4) {
             let size = std::mem::size_of::<LiveEvent>() + event.approx_bytes();
             self.others
                 .push(self.seq, event.clone(), size, events, bytes);

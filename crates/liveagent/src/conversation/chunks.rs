@@ -154,16 +154,16 @@ pub(super) struct ChunkLane {
 }
 
 impl ChunkLane {
-    /// Records `event` (a text chunk; anything else is ignored) as event `seq`, then drops
-    /// the oldest events while more than `max_events` or (keeping at least one) more than
-    /// `max_bytes` are held.
+    /// Records `event` as event `seq` if it is a text chunk, then drops the oldest events
+    /// while more than `max_events` or (keeping at least one) more than `max_bytes` are
+    /// held. Returns false, recording nothing, for any other event.
     pub(super) fn push(
         &mut self,
         seq: u64,
         event: &LiveEvent,
         max_events: usize,
         max_bytes: usize,
-    ) {
+    ) -> bool {
         let mirrored = match (event, self.records.back_mut()) {
             (LiveEvent::ModelMessageChunk(c), Some(last)) if last.is_mirrored_by(seq, c) => {
                 if let ChunkKind::Output { mirrored, .. } = &mut last.kind {
@@ -175,7 +175,7 @@ impl ChunkLane {
         };
         if !mirrored {
             let Some(record) = ChunkRecord::of(seq, event) else {
-                return;
+                return false;
             };
             self.records.push_back(record);
         }
@@ -184,6 +184,7 @@ impl ChunkLane {
         while self.events > max_events || (self.bytes > max_bytes && self.events > 1) {
             self.pop_event();
         }
+        true
     }
 
     /// Drops the oldest event.
